@@ -1,0 +1,45 @@
+# vidanime — set-up, demo, tests and benchmarks.  Everything runs inside the project's virtualenv (.venv).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+VIDEO ?=
+OUT ?= demo_out
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test bench train-demo clean help
+
+help:
+	@echo "make setup      create .venv and install vidanime with pinned dependencies"
+	@echo "make demo       run the main job on the bundled default model (VIDEO=path.mp4 for your own clip)"
+	@echo "make test       run the test suite (CPU, a few minutes)"
+	@echo "make bench      run the benchmarks at small sizes and print tables"
+	@echo "make train-demo retrain the bundled default models (slow: hours on 2 CPU cores)"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+setup: $(PY)
+	$(PIP) install -q --upgrade pip wheel setuptools
+	$(PIP) install -q -r requirements.txt -r requirements-dev.txt
+	# facenet-pytorch (MTCNN face detector, weights inside the wheel) pins torch<2.3/numpy<2: install without deps.
+	$(PIP) install -q --no-deps facenet-pytorch==2.6.0
+	$(PIP) install -q --no-deps --no-build-isolation -e .
+	@$(PY) -c "import torch, torchvision, av, cv2, lpips, facenet_pytorch, vidanime; print('vidanime', vidanime.__version__, '| torch', torch.__version__, '| av', av.__version__, '| opencv', cv2.__version__)"
+
+demo:
+	$(PY) -m pipelines.demo $(if $(VIDEO),--video $(VIDEO),) --out $(OUT)
+
+# pytest exits 5 when no test was collected: treated as a failure.
+test:
+	@$(PY) -m pytest -q --durations=15 $(PYTEST_ARGS) tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: no tests were collected" >&2; exit 1; fi; exit $$rc
+
+bench:
+	$(PY) -m bench.run_all
+
+train-demo:
+	$(PY) -m pipelines.train_demo
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache demo_out

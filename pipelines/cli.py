@@ -1,0 +1,84 @@
+"""The ``vidanime`` command: parses arguments and calls pipelines, nothing else.
+
+Subcommands live in ``pipelines/commands/<name>.py`` as a click object called ``cli`` and are imported only when
+invoked (so ``vidanime --help`` stays fast without importing torch).  User errors (:class:`VidanimeError`) become a
+one-line message and exit status 2; an interrupt exits 130.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+
+from vidanime import __version__
+
+# name -> (module under pipelines.commands, one-line help shown in `vidanime --help`)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train-gan": ("train_gan", "Train or fine-tune a StyleGAN2 generator (run folders, resume)."),
+    "weights": ("weights", "List bundled models and verify their checksums; import public checkpoints."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(COMMANDS))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in COMMANDS:
+            module = importlib.import_module(f"pipelines.commands.{COMMANDS[name][0]}")
+            return module.cli
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in sorted(COMMANDS)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vidanime")
+@click.option("-v", "--verbose", count=True, help="More log output (-v debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+def main(verbose: int, quiet: bool) -> None:
+    """vidanime: turn the faces in a video into anime characters (StyleAnime), frame-coherent.
+
+    \b
+    Examples:
+      vidanime translate in.mp4 out.mp4
+      vidanime train-gan --config configs/stylegan2_demo.yaml
+      vidanime weights list
+    """
+    from vidanime.log import setup_logging
+
+    setup_logging(-1 if quiet else verbose)
+
+
+def run() -> None:
+    """Console-script entry point: run the CLI, turning user errors into one line and a non-zero exit."""
+    from vidanime.errors import VidanimeError
+
+    try:
+        main.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except VidanimeError as exc:
+        logging.getLogger("vidanime").debug("user error", exc_info=True)
+        click.echo(f"error: {' '.join(str(exc).split())}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,27 @@
+"""Shared fixtures: the real media in ../shared/assets (never copied into the repo) and seeded torch."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ASSETS = Path(os.environ.get("VIDANIME_ASSETS", REPO.parent / "shared" / "assets"))
+
+
+@pytest.fixture(scope="session")
+def assets() -> Path:
+    """Path of ../shared/assets; tests needing it are skipped with a reason when it is absent."""
+    if not ASSETS.is_dir():
+        pytest.skip(f"shared assets not found at {ASSETS} (set VIDANIME_ASSETS)")
+    return ASSETS
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    import torch
+
+    torch.manual_seed(0)
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    yield

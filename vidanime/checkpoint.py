@@ -1,0 +1,154 @@
+"""Self-describing checkpoints of our own, saved atomically and loaded with ``weights_only=True``.
+
+A checkpoint is a dict::
+
+    {"format": "vidanime.stylegan2", "version": 1, "vidanime_version": "0.1.0",
+     "config": {...plain data...}, "state_dict": {...tensors...}, **extras}
+
+Nothing in it is pickled code, so it loads with ``torch.load(..., weights_only=True)``.  Files written by other
+projects (rosinality, official StyleAnime) are read by :func:`read_torch_file` and converted by the importers.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import zipfile
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_VERSION = 1
+
+__all__ = [
+    "CHECKPOINT_VERSION",
+    "save_checkpoint",
+    "load_checkpoint",
+    "read_torch_file",
+    "sha256_file",
+    "check_state_dict",
+]
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_torch_file(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """``torch.load`` with ``weights_only=True`` and one-line errors for missing, truncated or foreign files."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint path is a folder, expected a file: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except (zipfile.BadZipFile, EOFError, RuntimeError) as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "Weights only load failed" in str(exc):
+            raise CheckpointError(
+                f"{path} holds pickled code, which vidanime does not execute; re-save it as plain tensors"
+            ) from None
+        raise CheckpointError(f"cannot read checkpoint {path} (truncated or not a torch file): {msg}") from None
+    except pickle.UnpicklingError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "unpickling error"
+        if "Weights only load failed" in str(exc):
+            raise CheckpointError(
+                f"{path} holds pickled objects, which vidanime does not execute (weights_only=True); "
+                "re-save it as plain tensors"
+            ) from None
+        raise CheckpointError(f"cannot read checkpoint {path} (not a torch file?): {first}") from None
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    *,
+    format: str,
+    config: Any,
+    state_dict: Mapping[str, Any],
+    **extras: Any,
+) -> Path:
+    """Save a self-describing checkpoint atomically (temporary file + rename); returns the path.
+
+    ``config`` may be a dataclass or plain data; it is stored as plain data.  ``extras`` (e.g. ``latent_avg``,
+    ``facebank``, ``step``, optimizer states) are stored beside the state dict and must be tensors or plain data.
+    """
+    import torch
+
+    from . import __version__
+    from .config import config_to_dict
+    from .fileio import atomic_path
+
+    reserved = {"format", "version", "vidanime_version", "config", "state_dict"}
+    clash = reserved & set(extras)
+    if clash:
+        raise ValueError(f"extras may not use reserved keys: {sorted(clash)}")
+    payload = {
+        "format": format,
+        "version": CHECKPOINT_VERSION,
+        "vidanime_version": __version__,
+        "config": config_to_dict(config),
+        "state_dict": {k: v.detach().cpu() if hasattr(v, "detach") else v for k, v in state_dict.items()},
+        **extras,
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike, *, format: str | None = None, map_location: Any = "cpu") -> dict:
+    """Load one of our checkpoints; with ``format`` given, a checkpoint of another format is a :class:`CheckpointError`."""
+    data = read_torch_file(path, map_location=map_location)
+    if not isinstance(data, dict) or "format" not in data or "state_dict" not in data:
+        keys = sorted(data)[:8] if isinstance(data, dict) else type(data).__name__
+        raise CheckpointError(
+            f"{path} is not a vidanime checkpoint (expected keys 'format', 'state_dict'; found {keys}); "
+            "use the importers for rosinality / official StyleAnime files"
+        )
+    if format is not None and data["format"] != format:
+        raise CheckpointError(f"{path} is a '{data['format']}' checkpoint, expected '{format}'")
+    if int(data.get("version", 0)) > CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint version {data['version']}, newer than this vidanime supports ({CHECKPOINT_VERSION})"
+        )
+    return data
+
+
+def check_state_dict(model: Any, state_dict: Mapping[str, Any], source: str = "checkpoint") -> None:
+    """Load ``state_dict`` strictly into ``model``; on mismatch raise one line naming missing/unexpected/misshaped keys."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [
+        f"{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state_dict and hasattr(state_dict[k], "shape") and tuple(state_dict[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or shapes:
+
+        def short(items: list[str]) -> str:
+            return ", ".join(items[:4]) + (f" (+{len(items) - 4} more)" if len(items) > 4 else "")
+
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {short(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {short(unexpected)}")
+        if shapes:
+            parts.append(f"shape mismatch (file vs model): {short(shapes)}")
+        raise CheckpointError(f"{source} does not fit {type(model).__name__}: " + "; ".join(parts))
+    model.load_state_dict(state_dict, strict=True)

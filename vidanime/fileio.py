@@ -1,0 +1,56 @@
+"""Atomic file output: write to a temporary name beside the target, rename when complete.
+
+An interrupted run therefore never leaves a file that looks finished, and an existing file is only replaced once the
+new one is whole.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "check_not_same_file"]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; rename it to ``path`` if the block succeeds, else delete it.
+
+    ``suffix`` keeps an extension on the temporary name (containers like mp4 are chosen from it); by default the
+    target's own suffix is kept.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix if suffix is None else suffix
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def check_not_same_file(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Raise :class:`~vidanime.errors.MediaError` when ``dst`` would overwrite the input ``src``."""
+    from .errors import MediaError
+
+    s, d = Path(src), Path(dst)
+    if s.resolve() == d.resolve() or (d.exists() and s.exists() and os.path.samefile(s, d)):
+        raise MediaError(f"output path {dst} is the input file; choose another output name")

@@ -1,0 +1,115 @@
+"""Model registry and ``load_model(name_or_path)`` (whisper-style).
+
+Bundled models are listed in ``vidanime/weights/registry.json`` (name → file, sha256, format, description); their
+files live in the same folder and are checked against the sha256 on load.  A path is loaded directly.  Each checkpoint
+``format`` maps to a builder ``"module:function"`` that turns the loaded checkpoint dict into a ready module; builders
+are imported only when used, so importing the registry stays cheap.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from .checkpoint import load_checkpoint, sha256_file
+from .errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+REGISTRY_FILE = WEIGHTS_DIR / "registry.json"
+
+__all__ = ["ModelEntry", "available_models", "get_entry", "register_builder", "load_model", "verify", "resolve_path"]
+
+# format name -> "module:function" taking the checkpoint dict (and device) and returning a module.
+_BUILDERS: dict[str, str] = {
+    "vidanime.stylegan2": "vidanime.models.stylegan2:generator_from_checkpoint",
+}
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One bundled model: its weight file (relative to the weights folder), checksum and checkpoint format."""
+
+    name: str
+    file: str
+    sha256: str
+    format: str
+    description: str = ""
+
+    @property
+    def path(self) -> Path:
+        return WEIGHTS_DIR / self.file
+
+
+def _read_registry(registry_file: Path = REGISTRY_FILE) -> dict[str, ModelEntry]:
+    if not registry_file.is_file():
+        return {}
+    raw = json.loads(registry_file.read_text())
+    return {name: ModelEntry(name=name, **fields) for name, fields in raw.get("models", {}).items()}
+
+
+def available_models() -> list[ModelEntry]:
+    """The bundled models, sorted by name."""
+    return sorted(_read_registry().values(), key=lambda e: e.name)
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The registry entry ``name``; unknown names raise :class:`CheckpointError` listing the known ones."""
+    models = _read_registry()
+    if name not in models:
+        known = ", ".join(sorted(models)) or "none bundled yet"
+        raise CheckpointError(f"unknown model '{name}' (bundled models: {known}); or pass a checkpoint path")
+    return models[name]
+
+
+def register_builder(format: str, target: str | Callable[..., Any]) -> None:
+    """Register how a checkpoint ``format`` becomes a module: a callable or a ``"module:function"`` string."""
+    _BUILDERS[format] = target  # type: ignore[assignment]
+
+
+def _builder(format: str) -> Callable[..., Any]:
+    target = _BUILDERS.get(format)
+    if target is None:
+        raise CheckpointError(f"no model builder for checkpoint format '{format}' (known: {', '.join(sorted(_BUILDERS))})")
+    if callable(target):
+        return target
+    module, _, func = target.partition(":")
+    return getattr(importlib.import_module(module), func)
+
+
+def verify(entry: ModelEntry) -> bool:
+    """True when the bundled file exists and its sha256 matches the registry."""
+    return entry.path.is_file() and sha256_file(entry.path) == entry.sha256
+
+
+def resolve_path(name_or_path: str | os.PathLike) -> Path:
+    """The checkpoint file for a registry name (checksum verified) or an existing path."""
+    p = Path(name_or_path)
+    if p.suffix or p.exists() or os.sep in str(name_or_path):
+        if not p.exists():
+            raise CheckpointError(f"checkpoint not found: {p}")
+        return p
+    entry = get_entry(str(name_or_path))
+    if not entry.path.is_file():
+        raise CheckpointError(f"bundled model '{entry.name}' is listed but its file {entry.path} is missing; reinstall vidanime")
+    digest = sha256_file(entry.path)
+    if digest != entry.sha256:
+        raise CheckpointError(
+            f"checksum mismatch for bundled model '{entry.name}': expected {entry.sha256[:16]}…, got {digest[:16]}…; "
+            "the file is damaged, reinstall vidanime"
+        )
+    return entry.path
+
+
+def load_model(name_or_path: str | os.PathLike, device: Any = "cpu", format: str | None = None) -> Any:
+    """Load a bundled model by name or one of our checkpoints by path, built and in eval mode on ``device``."""
+    path = resolve_path(name_or_path)
+    ckpt = load_checkpoint(path, format=format)
+    model = _builder(ckpt["format"])(ckpt)
+    logger.debug("loaded %s (%s) from %s", type(model).__name__, ckpt["format"], path)
+    return model.to(device).eval()
