@@ -31,12 +31,13 @@ setup(
         "click>=8.1",
         "pyyaml>=6.0",
         "pillow>=10.0",
+        "scikit-image>=0.22",
         "opencv-python-headless>=4.10,<5",
         "requests>=2.31",
     ],
     extras_require={
         # facenet-pytorch's metadata pins torch<2.3/numpy<2; install it with `pip install --no-deps facenet-pytorch`.
-        "dev": ["pytest>=8.0", "scikit-image>=0.22"],
+        "dev": ["pytest>=8.0"],
         "ray": ["ray>=2.9"],
         "web": ["gradio>=4.0"],
     },

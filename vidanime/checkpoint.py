@@ -57,7 +57,9 @@ def read_torch_file(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except (zipfile.BadZipFile, EOFError, RuntimeError) as exc:
+    except PermissionError:
+        raise CheckpointError(f"cannot read checkpoint {path}: permission denied") from None
+    except (zipfile.BadZipFile, EOFError, RuntimeError, OSError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if "Weights only load failed" in str(exc):
             raise CheckpointError(

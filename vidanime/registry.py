@@ -43,10 +43,11 @@ class ModelEntry:
 
     @property
     def path(self) -> Path:
-        return WEIGHTS_DIR / self.file
+        return WEIGHTS_DIR / self.file  # module global read at call time (tests point it elsewhere)
 
 
-def _read_registry(registry_file: Path = REGISTRY_FILE) -> dict[str, ModelEntry]:
+def _read_registry(registry_file: Path | None = None) -> dict[str, ModelEntry]:
+    registry_file = registry_file or REGISTRY_FILE
     if not registry_file.is_file():
         return {}
     raw = json.loads(registry_file.read_text())

@@ -1,0 +1,36 @@
+"""`vidanime weights`: list bundled models, verify their checksums, import public checkpoints."""
+from __future__ import annotations
+
+import click
+
+
+@click.group(name="weights")
+def cli() -> None:
+    """Bundled model weights: list them, verify checksums, import public checkpoints into vidanime's format."""
+
+
+@cli.command(name="list")
+def list_() -> None:
+    """List bundled models with format, size and whether the file's sha256 matches."""
+    from vidanime.registry import available_models, verify
+
+    models = available_models()
+    if not models:
+        click.echo("no bundled models (train them with `make train-demo`)")
+        return
+    for e in models:
+        size = f"{e.path.stat().st_size / 2**20:.1f} MiB" if e.path.is_file() else "missing"
+        status = "ok" if verify(e) else "CHECKSUM MISMATCH" if e.path.is_file() else "MISSING"
+        click.echo(f"{e.name:24s} {e.format:22s} {size:>10s}  sha256 {e.sha256[:12]}…  {status}  {e.description}")
+
+
+@cli.command()
+def verify() -> None:
+    """Check every bundled file against its recorded sha256; exit 1 on any mismatch."""
+    from vidanime.registry import available_models, verify as verify_entry
+
+    bad = [e.name for e in available_models() if not verify_entry(e)]
+    for e in available_models():
+        click.echo(f"{e.name}: {'ok' if e.name not in bad else 'FAILED'}")
+    if bad:
+        raise click.ClickException(f"checksum check failed for: {', '.join(bad)}")
