@@ -18,6 +18,7 @@ from vidanime import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("info", "Show what vidanime reads from a video: streams, fps, frames, rotation, audio."),
     "transcode": ("transcode", "Re-encode (and trim) a clip with H.264, keeping timing and audio."),
+    "translate": ("translate", "Translate the faces of a video (real to anime or back), keeping timing and audio."),
     "train-gan": ("train_gan", "Train or fine-tune a StyleGAN2 generator (run folders, resume)."),
     "weights": ("weights", "List bundled models and verify their checksums; import public checkpoints."),
 }

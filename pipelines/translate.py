@@ -1,0 +1,284 @@
+"""Video translation: decode → faces (detect, track, smooth, align) → model → paste back → encode with audio.
+
+``TranslatePipeline`` composes library parts only.  The three stages run concurrently (see
+:func:`vidanime.video.stages.run_stages`): the decode thread also runs face detection/tracking/alignment, the calling
+thread runs the face model and paste-back, the encode thread writes the output (and the optional side-by-side
+preview).  Frames without faces pass through unchanged; faces entering or leaving fade in/out.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from vidanime.errors import ConfigError, MediaError, VidanimeError
+from vidanime.models.face_translator import FaceTranslator, IdentityFaceTranslator, TranslatedFaces
+from vidanime.video.faces import FaceConfig, FaceProcessor, FrameFaces
+from vidanime.video.io import Frame, VideoReader, VideoWriter
+from vidanime.video.paste import PasteItem, paste_faces
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TranslateOptions", "TranslateResult", "TranslatePipeline", "DEFAULT_MODELS"]
+
+# Bundled registry names per direction: (StyleAnime checkpoint, parser for the input domain).
+DEFAULT_MODELS = {"p2a": ("styleanime-p2a", "parser-portrait"), "a2p": ("styleanime-a2p", "parser-anime")}
+
+
+@dataclass
+class TranslateOptions:
+    """Per-run options: frame range (``start``/``end`` in seconds or ``"300f"`` frames), ``faces`` all|largest,
+    ``crop`` (write the aligned face video of the largest track instead of pasting back), encoder ``crf``/``preset``,
+    ``preview`` path for the side-by-side video (input | aligned crop + parsing | output), ``batch`` faces per model
+    call, ``queue`` size between the stages, ``progress`` bar."""
+
+    start: str | float | None = None
+    end: str | float | None = None
+    faces: str = "all"
+    crop: bool = False
+    crf: int = 18
+    preset: str = "medium"
+    preview: str | None = None
+    batch: int = 8
+    queue: int = 8
+    progress: bool = True
+
+
+@dataclass
+class TranslateResult:
+    """What a run did: output paths, frame and face counts, tracks seen, seconds, model name."""
+
+    output: str
+    preview: str | None
+    frames: int
+    frames_with_faces: int
+    faces: int
+    tracks: int
+    seconds: float
+    model: str
+    latent_roughness: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+@dataclass
+class _Item:
+    """What flows from the decode thread to the model: the source frame's pts and its faces."""
+
+    pts: int
+    faces: FrameFaces
+
+
+def _preview_frame(frame: np.ndarray, out: np.ndarray, faces: FrameFaces, result: TranslatedFaces | None,
+                   index_in_result: list[int]) -> np.ndarray:
+    """Side by side at the frame's height: input | aligned crop over its parsing | output."""
+    import cv2
+
+    from vidanime.labels import colorize
+
+    h = frame.shape[0]
+    col_w = h // 2
+    col = np.zeros((h, col_w, 3), np.uint8)
+    if faces.faces and result is not None and index_in_result:
+        i = index_in_result[0]
+        crop = cv2.resize(faces.faces[0].crop, (col_w, col_w), interpolation=cv2.INTER_AREA)
+        col[:col_w] = crop
+        if result.parsing is not None and len(result.parsing) > i:
+            lab = cv2.resize(result.parsing[i], (col_w, col_w), interpolation=cv2.INTER_NEAREST)
+            col[col_w : 2 * col_w] = colorize(lab, result.label_set)
+    return np.concatenate([frame, col, out], axis=1)
+
+
+class TranslatePipeline:
+    """Translate the faces of a video: ``pipe(input, output, options)`` → :class:`TranslateResult`.
+
+    ``translator`` maps aligned crops to translated crops (:class:`StyleAnimeFaceTranslator`, or the identity when no
+    model is available); ``face_config`` configures detection/tracking/alignment.
+    """
+
+    def __init__(self, translator: FaceTranslator | None = None, face_config: FaceConfig | None = None,
+                 model_name: str = "identity") -> None:
+        self.translator = translator or IdentityFaceTranslator()
+        self.face_config = (face_config or FaceConfig()).check()
+        self.model_name = model_name
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        checkpoint: str | os.PathLike | None = None,
+        parser: str | os.PathLike | None = None,
+        direction: str = "p2a",
+        alpha: float | None = None,
+        device: str = "cpu",
+        fp16: bool = False,
+        face_config: FaceConfig | None = None,
+        allow_identity: bool = False,
+    ) -> "TranslatePipeline":
+        """Load a StyleAnime checkpoint and a parser (registry names or paths; defaults: the bundled models of
+        ``direction``).  With ``allow_identity`` and no bundled model, fall back to the identity face model (logged)."""
+        from vidanime.errors import CheckpointError
+        from vidanime.models.face_translator import StyleAnimeFaceTranslator
+        from vidanime.models.styleanime import load_styleanime
+        from vidanime.registry import load_model, resolve_path
+
+        if direction not in DEFAULT_MODELS:
+            raise ConfigError(f"direction='{direction}' is not one of: {', '.join(DEFAULT_MODELS)}")
+        default_ckpt, default_parser = DEFAULT_MODELS[direction]
+        face_config = face_config or FaceConfig(device=device)
+        try:
+            ckpt_path = resolve_path(checkpoint or default_ckpt)
+            parser_path = resolve_path(parser or default_parser)
+        except CheckpointError:
+            if checkpoint is None and parser is None and allow_identity:
+                logger.warning("no bundled %s model is installed yet: running the face pipeline with the identity "
+                               "model (faces are detected, aligned and pasted back unchanged)", direction)
+                return cls(IdentityFaceTranslator(), face_config, model_name="identity (no bundled model)")
+            raise
+        model = load_styleanime(ckpt_path, device=device)
+        trained_for = getattr(model.config, "direction", None)
+        if trained_for and trained_for != direction:
+            raise CheckpointError(f"{ckpt_path} translates {trained_for}, but direction={direction} was asked")
+        parser_model = load_model(parser_path, device=device, format="vidanime.parser")
+        translator = StyleAnimeFaceTranslator(model, parser_model, alpha=alpha, device=device, fp16=fp16)
+        return cls(translator, face_config, model_name=str(checkpoint or default_ckpt))
+
+    # ------------------------------------------------------------------------------------------------------- checks
+    @staticmethod
+    def check_inputs(input: str | os.PathLike, output: str | os.PathLike, options: TranslateOptions) -> None:
+        """Validate paths and options before any work; raises a one-line error naming the bad value."""
+        from vidanime.fileio import check_not_same_file
+
+        src, dst = Path(input), Path(output)
+        if not src.is_file():
+            raise MediaError(f"input video not found: {src}")
+        check_not_same_file(src, dst)
+        if options.preview:
+            check_not_same_file(src, options.preview)
+            if Path(options.preview).resolve() == dst.resolve():
+                raise MediaError(f"preview path {options.preview} is the output path; choose another name")
+        if options.faces not in ("all", "largest"):
+            raise ConfigError(f"faces='{options.faces}' is not one of: all, largest")
+        if options.batch < 1 or options.queue < 1:
+            raise ConfigError(f"batch={options.batch} and queue={options.queue} must be >= 1")
+
+    # --------------------------------------------------------------------------------------------------------- run
+    def _items(self, reader: VideoReader, processor: FaceProcessor) -> Iterator[_Item]:
+        """Decode and find faces (runs in the decode thread); pairs each FrameFaces with its frame's pts."""
+        metas: deque[Frame] = deque()
+
+        def images() -> Iterator[np.ndarray]:
+            for frame in reader:
+                metas.append(frame)
+                yield frame.image
+
+        for ff in processor.process(images()):
+            yield _Item(pts=metas.popleft().pts, faces=ff)
+
+    def __call__(self, input: str | os.PathLike, output: str | os.PathLike,
+                 options: TranslateOptions | None = None) -> TranslateResult:
+        """Translate ``input`` into ``output`` (written atomically; the input is never touched)."""
+        import contextlib
+        import time
+
+        from vidanime.video.stages import run_stages
+
+        options = options or TranslateOptions()
+        self.check_inputs(input, output, options)
+        self.translator.reset()
+        t0 = time.perf_counter()
+        stats = {"frames_with_faces": 0, "faces": 0, "tracks": set()}
+        latents: dict[int, list[np.ndarray]] = {}
+
+        with contextlib.ExitStack() as stack:
+            reader = stack.enter_context(VideoReader(input, start=options.start, end=options.end))
+            processor = FaceProcessor(self.face_config, fps=float(reader.info.fps))
+            writer_kw = dict(like=reader, audio_from=input, crf=options.crf, preset=options.preset, inputs=(input,))
+            writer = stack.enter_context(VideoWriter(output, **writer_kw))
+            preview = stack.enter_context(VideoWriter(options.preview, **writer_kw)) if options.preview else None
+
+            def process(batch: Sequence[_Item]) -> list[Any]:
+                return self._process(batch, options, stats, latents)
+
+            sink = _Tee(writer, preview)
+            run_stages(self._items(reader, processor), process, sink, queue_size=options.queue,
+                       batch_size=max(1, options.batch // 2), progress=options.progress,
+                       total=len(reader), desc="translate")
+            n_frames = writer.frames_written
+        seconds = time.perf_counter() - t0
+        result = TranslateResult(
+            output=str(output), preview=options.preview, frames=n_frames,
+            frames_with_faces=stats["frames_with_faces"], faces=stats["faces"], tracks=len(stats["tracks"]),
+            seconds=round(seconds, 2), model=self.model_name, latent_roughness=_roughness(latents),
+        )
+        if result.faces == 0:
+            result.notes.append("no face was found: the output is the input re-encoded")
+            logger.warning("no face found in %s: the output is the input re-encoded, unchanged", input)
+        return result
+
+    def _select(self, ff: FrameFaces, options: TranslateOptions) -> list:
+        faces = ff.faces
+        if options.faces == "largest" or options.crop:
+            faces = sorted(faces, key=lambda f: -float(np.prod(f.box[2:] - f.box[:2])))[:1]
+        return faces
+
+    def _process(self, batch: Sequence[_Item], options: TranslateOptions, stats: dict,
+                 latents: dict[int, list[np.ndarray]]) -> list[Any]:
+        """Model step for a batch of frames: all their faces go through the translator at once, then paste-back."""
+        chosen = [self._select(item.faces, options) for item in batch]
+        flat = [f for faces in chosen for f in faces]
+        result = None
+        if flat:
+            result = self.translator(np.stack([f.crop for f in flat]), [f.track_id for f in flat])
+            if result.latents is not None:
+                for f, w in zip(flat, result.latents):
+                    latents.setdefault(f.track_id, []).append(w.numpy())
+        outputs: list[Any] = []
+        k = 0
+        for item, faces in zip(batch, chosen):
+            frame = item.faces.frame
+            idx = list(range(k, k + len(faces)))
+            k += len(faces)
+            if faces:
+                stats["frames_with_faces"] += 1
+                stats["faces"] += len(faces)
+                stats["tracks"].update(f.track_id for f in faces)
+            if options.crop:
+                s = self.face_config.crop_size
+                out = result.crops[idx[0]] if faces else np.zeros((s, s, 3), np.uint8)
+            else:
+                out = paste_faces(frame, [PasteItem(result.crops[i], f.matrix, result.masks[i], f.weight)
+                                          for i, f in zip(idx, faces)])
+            prev = _preview_frame(frame, out, item.faces, result, idx) if options.preview and not options.crop else None
+            outputs.append((out, prev))
+        return outputs
+
+
+def _roughness(latents: dict[int, list[np.ndarray]]) -> float | None:
+    """Mean ||(w[i−1] + w[i+1]) / 2 − w[i]|| over consecutive codes of each track (None without codes)."""
+    vals = []
+    for seq in latents.values():
+        if len(seq) >= 3:
+            w = np.stack(seq).reshape(len(seq), -1)
+            vals.extend(np.linalg.norm((w[:-2] + w[2:]) / 2 - w[1:-1], axis=1).tolist())
+    return float(np.mean(vals)) if vals else None
+
+
+class _Tee:
+    """Writer that sends (output, preview) pairs to the output writer and the optional preview writer."""
+
+    def __init__(self, writer: VideoWriter, preview: VideoWriter | None) -> None:
+        self.writer, self.preview = writer, preview
+
+    def write(self, item: tuple[np.ndarray, np.ndarray | None], pts: int | None = None) -> None:
+        out, prev = item
+        self.writer.write(out, pts=pts)
+        if self.preview is not None and prev is not None:
+            self.preview.write(prev, pts=pts)

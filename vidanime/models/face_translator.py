@@ -1,0 +1,159 @@
+"""Aligned face crops → translated crops + paste masks: parser, StyleAnime encoders, FaceBank, frozen generator.
+
+This is the model step of the video data flow (faces → latents → frames).  A face translator takes a batch of aligned
+crops (N, S, S, 3) uint8 RGB with their track ids and returns :class:`TranslatedFaces`: the translated crops at the
+same size, a feathered paste mask per crop, the parsing of each input crop and the W+ codes.
+
+* :class:`StyleAnimeFaceTranslator` — the method: parse the crop (per-pixel class probabilities, smoothed over the
+  previous frames of the same track so the structure codes do not flicker), encode with E_p/E_s, aggregate with the
+  FaceBank (α), decode with the generator's fixed noise, resize back to S.
+* :class:`IdentityFaceTranslator` — passes crops through unchanged (ellipse masks): the face pipeline without a model,
+  used when no model is available and in tests of detection/alignment/paste-back.
+"""
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import labels as L
+from ..errors import VidanimeError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["TranslatedFaces", "FaceTranslator", "IdentityFaceTranslator", "StyleAnimeFaceTranslator"]
+
+
+@dataclass
+class TranslatedFaces:
+    """Result for N crops: ``crops`` (N, S, S, 3) uint8, ``masks`` (N, S, S) float32 in [0, 1], ``parsing``
+    (N, S, S) uint8 labels of the input crops in ``label_set`` (None without a parser), ``latents`` (N, L, D) or None."""
+
+    crops: np.ndarray
+    masks: np.ndarray
+    parsing: np.ndarray | None = None
+    label_set: str = "bisenet"
+    latents: torch.Tensor | None = None
+
+
+class FaceTranslator(Protocol):
+    """Anything that maps aligned crops of known tracks to translated crops."""
+
+    def __call__(self, crops: np.ndarray, track_ids: Sequence[int]) -> TranslatedFaces: ...
+
+    def reset(self) -> None: ...
+
+
+def _check_crops(crops: np.ndarray) -> np.ndarray:
+    crops = np.asarray(crops)
+    if crops.ndim != 4 or crops.shape[-1] != 3 or crops.shape[1] != crops.shape[2] or crops.dtype != np.uint8:
+        raise VidanimeError(f"crops must be (N, S, S, 3) uint8, got {crops.shape} {crops.dtype}")
+    return crops
+
+
+class IdentityFaceTranslator:
+    """Returns the crops unchanged with feathered ellipse masks (no model)."""
+
+    def __call__(self, crops: np.ndarray, track_ids: Sequence[int]) -> TranslatedFaces:
+        from ..video.paste import ellipse_mask
+
+        crops = _check_crops(crops)
+        n, s = crops.shape[:2]
+        mask = ellipse_mask(s)
+        return TranslatedFaces(crops=crops.copy(), masks=np.broadcast_to(mask, (n, s, s)).copy())
+
+    def reset(self) -> None:
+        """No state."""
+
+
+class StyleAnimeFaceTranslator:
+    """Parser + StyleAnime (+ FaceBank) on aligned crops; see the module docstring.
+
+    ``parser`` maps (B, 3, P, P) RGB in [0, 1] to class logits (B, C, P, P) with ``config.label_set`` and
+    ``config.image_size`` (a :mod:`vidanime.models.parser` module).  ``alpha`` is the FaceBank blend of Eq. 14
+    (1 = no FaceBank).  ``parsing_smooth`` = number of previous frames of the same track whose class probabilities are
+    averaged with the current one (0 = off); it is causal, so streaming stays streaming.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        parser: torch.nn.Module,
+        alpha: float | None = None,
+        k: int = 10,
+        device: Any = "cpu",
+        parsing_smooth: int = 2,
+        fp16: bool = False,
+    ) -> None:
+        self.device = torch.device(device)
+        if fp16 and self.device.type != "cuda":
+            raise VidanimeError("fp16 needs a CUDA device; on CPU use fp32 (the default)")
+        self.dtype = torch.float16 if fp16 else torch.float32
+        self.model = model.to(self.device).eval()
+        self.parser = parser.to(self.device).eval()
+        if alpha is not None and not 0.0 <= float(alpha) <= 1.0:
+            raise VidanimeError(f"alpha={alpha}: expected a number in [0, 1]")
+        self.alpha = alpha
+        self.k = int(k)
+        if parsing_smooth < 0:
+            raise VidanimeError(f"parsing_smooth={parsing_smooth}: expected >= 0 frames")
+        self.parsing_smooth = int(parsing_smooth)
+        self.parser_labels = parser.config.label_set
+        self.model_labels = model.config.label_set
+        L.remap_table(self.parser_labels, self.model_labels)  # fails early on incompatible label orders
+        self._history: dict[int, deque] = {}
+
+    def reset(self) -> None:
+        """Forget the per-track parsing history (call between clips)."""
+        self._history.clear()
+
+    def _smooth(self, probs: torch.Tensor, track_ids: Sequence[int]) -> torch.Tensor:
+        if self.parsing_smooth <= 0:
+            return probs
+        out = torch.empty_like(probs)
+        for i, tid in enumerate(track_ids):
+            hist = self._history.setdefault(int(tid), deque(maxlen=self.parsing_smooth))
+            out[i] = torch.stack([*hist, probs[i]]).mean(0)
+            hist.append(probs[i])
+        live = set(int(t) for t in track_ids)
+        if len(self._history) > 4 * max(1, len(live)) + 16:  # drop tracks not seen for a while (bounded memory)
+            for tid in [t for t in self._history if t not in live]:
+                del self._history[tid]
+        return out
+
+    @torch.no_grad()
+    def __call__(self, crops: np.ndarray, track_ids: Sequence[int]) -> TranslatedFaces:
+        from ..video.paste import parsing_mask
+
+        crops = _check_crops(crops)
+        if len(track_ids) != len(crops):
+            raise VidanimeError(f"{len(track_ids)} track ids for {len(crops)} crops")
+        n, s = crops.shape[:2]
+        if n == 0:
+            empty = np.zeros((0, s, s), np.float32)
+            return TranslatedFaces(crops=crops.copy(), masks=empty, parsing=empty.astype(np.uint8),
+                                   label_set=self.parser_labels)
+        x = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).float().div(255.0)  # (N, 3, S, S) in [0, 1]
+        p = self.parser.config.image_size
+        xp = F.interpolate(x, size=(p, p), mode="bilinear", antialias=True, align_corners=False) if p != s else x
+        probs = self._smooth(torch.softmax(self.parser(xp).float(), dim=1), track_ids)  # (N, C, P, P)
+
+        size = self.model.image_size
+        probs_m = F.interpolate(probs, size=(size, size), mode="bilinear", align_corners=False)
+        lab_m = L.remap(probs_m.argmax(1), self.parser_labels, self.model_labels)
+        xm = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False) * 2 - 1
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype == torch.float16):
+            out, w = self.model.translate(xm, lab_m, alpha=self.alpha, k=self.k, return_latents=True)
+        out = F.interpolate(out.float(), size=(s, s), mode="bilinear", antialias=size > s, align_corners=False)
+        out_u8 = ((out.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+        probs_s = F.interpolate(probs, size=(s, s), mode="bilinear", align_corners=False) if p != s else probs
+        lab_s = probs_s.argmax(1).byte().cpu().numpy()  # labels are never interpolated: probabilities are
+        masks = np.stack([parsing_mask(lab, self.parser_labels) for lab in lab_s])
+        return TranslatedFaces(crops=out_u8, masks=masks, parsing=lab_s, label_set=self.parser_labels,
+                               latents=w.float().cpu())
