@@ -79,7 +79,7 @@ class _Item:
 
 def _preview_frame(frame: np.ndarray, out: np.ndarray, faces: FrameFaces, result: TranslatedFaces | None,
                    index_in_result: list[int]) -> np.ndarray:
-    """Side by side at the frame's height: input | aligned crop over its parsing | output."""
+    """Side by side at the frame's height: input | aligned crop over its parsing (or paste mask) | output."""
     import cv2
 
     from vidanime.labels import colorize
@@ -94,6 +94,9 @@ def _preview_frame(frame: np.ndarray, out: np.ndarray, faces: FrameFaces, result
         if result.parsing is not None and len(result.parsing) > i:
             lab = cv2.resize(result.parsing[i], (col_w, col_w), interpolation=cv2.INTER_NEAREST)
             col[col_w : 2 * col_w] = colorize(lab, result.label_set)
+        else:  # no parser (identity model): show the paste mask instead
+            mask = cv2.resize(result.masks[i], (col_w, col_w), interpolation=cv2.INTER_LINEAR)
+            col[col_w : 2 * col_w] = (np.clip(mask, 0, 1) * 255).astype(np.uint8)[..., None]
     return np.concatenate([frame, col, out], axis=1)
 
 
