@@ -17,6 +17,7 @@ from vidanime import __version__
 # name -> (module under pipelines.commands, one-line help shown in `vidanime --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("info", "Show what vidanime reads from a video: streams, fps, frames, rotation, audio."),
+    "interp": ("interp", "Frame interpolation: run two images or --video (double fps), train, eval."),
     "transcode": ("transcode", "Re-encode (and trim) a clip with H.264, keeping timing and audio."),
     "translate": ("translate", "Translate the faces of a video (real to anime or back), keeping timing and audio."),
     "train-gan": ("train_gan", "Train or fine-tune a StyleGAN2 generator (run folders, resume)."),

@@ -1,0 +1,184 @@
+"""Training IFNet on frame triplets from clips (no pre-trained weights can be downloaded here) and evaluating any M.
+
+Loss (RIFE): L1 of the refined frame + L1 of the teacher frame + ``distill_weight`` · flow distillation.  A run folder
+(:class:`vidanime.train.run_dir.RunDir`) holds the resolved config, ``metrics.jsonl``, training checkpoints
+(``train-*.pt``, resumable) and exported models (``ifnet-*.pt``, loadable with :func:`interp.load`).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from vidanime.config import config_from_dict, config_to_dict
+from vidanime.train.run_dir import RunDir
+
+from .data import TripletSet, decode_clip
+from .ifnet import IFNet, IFNetConfig
+from .loaders import IFNET_FORMATS
+from .metrics import psnr, ssim
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["InterpDataConfig", "InterpOptimConfig", "InterpTrainConfig", "train_ifnet", "evaluate_interpolators",
+           "load_datasets"]
+
+
+@dataclass
+class InterpDataConfig:
+    """Where triplets come from: clip paths (``assets/…`` = the shared assets), decode size, split, crops."""
+
+    clips: list[str] = field(default_factory=lambda: ["assets/video/realesrgan_onepiece_demo.mp4"])
+    max_side: int = 256
+    max_frames: int = 0
+    held_out_frac: float = 0.2
+    gaps: list[int] = field(default_factory=lambda: [1])
+    crop: int = 128
+
+
+@dataclass
+class InterpOptimConfig:
+    steps: int = 2000
+    batch: int = 8
+    lr: float = 3e-4
+    lr_min: float = 3e-6
+    weight_decay: float = 1e-4
+    teacher_weight: float = 1.0
+    distill_weight: float = 0.01
+    log_every: int = 50
+    ckpt_every: int = 500
+    eval_triplets: int = 16
+    seed: int = 0
+    threads: int = 0
+
+
+@dataclass
+class InterpTrainConfig:
+    name: str = "ifnet"
+    out_dir: str = "runs/interp"
+    model: IFNetConfig = field(default_factory=IFNetConfig)
+    data: InterpDataConfig = field(default_factory=InterpDataConfig)
+    train: InterpOptimConfig = field(default_factory=InterpOptimConfig)
+
+
+def load_datasets(data: InterpDataConfig) -> tuple[TripletSet, TripletSet]:
+    """(train, held-out) triplet sets sharing one decode of the clips."""
+    decoded = [decode_clip(p, data.max_side, data.max_frames) for p in data.clips]
+    kw = dict(held_out_frac=data.held_out_frac, gaps=data.gaps, decoded=decoded)
+    return TripletSet.from_clips(data.clips, "train", **kw), TripletSet.from_clips(data.clips, "heldout", **kw)
+
+
+@torch.no_grad()
+def evaluate_interpolators(models: dict[str, Any], heldout: TripletSet, limit: int = 0) -> dict[str, dict[str, float]]:
+    """Mean PSNR/SSIM of the middle frame for each model, plus the baselines "average" and "copy_prev"."""
+    sums: dict[str, list[float]] = {}
+    n = 0
+    for img0, img1, gt in heldout.iter_full(limit):
+        preds = {name: m(img0, img1) for name, m in models.items()}
+        preds["average"] = 0.5 * (img0 + img1)
+        preds["copy_prev"] = img0
+        for name, p in preds.items():
+            s = sums.setdefault(name, [0.0, 0.0])
+            s[0] += float(psnr(p.clamp(0, 1), gt)[0])
+            s[1] += float(ssim(p.clamp(0, 1), gt)[0])
+        n += 1
+    return {name: {"psnr": s[0] / n, "ssim": s[1] / n, "triplets": n} for name, s in sums.items()}
+
+
+def _lr_at(step: int, cfg: InterpOptimConfig) -> float:
+    """Linear warm-up over 100 steps, then cosine decay to ``lr_min``."""
+    if step < 100:
+        return cfg.lr * (step + 1) / 100
+    p = min(1.0, (step - 100) / max(1, cfg.steps - 100))
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * p))
+
+
+def train_ifnet(cfg: InterpTrainConfig, resume: str | os.PathLike | None = None,
+                datasets: tuple[TripletSet, TripletSet] | None = None, steps: int | None = None) -> RunDir:
+    """Train IFNet per ``cfg`` in a new run folder under ``cfg.out_dir`` (or continue from a ``train-*.pt``, whose
+    stored config then wins; ``steps`` overrides the total number of steps in both cases)."""
+    from vidanime.checkpoint import load_checkpoint
+
+    opt_cfg = cfg.train
+    if opt_cfg.threads:
+        torch.set_num_threads(opt_cfg.threads)
+    torch.manual_seed(opt_cfg.seed)
+    model = IFNet(cfg.model)
+    optim = torch.optim.AdamW(model.parameters(), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
+    start = 0
+    if resume is not None:
+        ckpt = load_checkpoint(resume, format=IFNET_FORMATS[1])
+        cfg = config_from_dict(ckpt["config"], InterpTrainConfig, source=str(resume))
+        opt_cfg = cfg.train
+        if steps is not None:
+            opt_cfg.steps = int(steps)
+        model = IFNet(cfg.model)
+        model.load_state_dict(ckpt["state_dict"])
+        optim = torch.optim.AdamW(model.parameters(), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
+        optim.load_state_dict(ckpt["optimizer"])
+        start = int(ckpt["train_step"])
+        run = RunDir.of_checkpoint(resume) or RunDir.create(cfg.out_dir, cfg.name, cfg)
+        run.truncate_metrics(start)
+        logger.info("resuming %s at step %d", resume, start)
+    else:
+        if steps is not None:
+            opt_cfg.steps = int(steps)
+        run = RunDir.create(cfg.out_dir, cfg.name, cfg)
+    train_set, heldout = datasets or load_datasets(cfg.data)
+    rng = np.random.default_rng(opt_cfg.seed + start)
+    l1 = torch.nn.L1Loss()
+
+    def save(step: int) -> None:
+        extras = {"model_config": config_to_dict(cfg.model), "train_step": step}
+        run.save_checkpoint(step, kind="train", format=IFNET_FORMATS[1], config=cfg, state_dict=model.state_dict(),
+                            optimizer=optim.state_dict(), keep=2, **extras)
+        run.save_checkpoint(step, kind="ifnet", format=IFNET_FORMATS[0], config=cfg.model,
+                            state_dict=model.state_dict(), keep=2, **extras)
+
+    model.train()
+    t0, acc = time.perf_counter(), []
+    for step in tqdm(range(start, opt_cfg.steps), desc="interp train", initial=start, total=opt_cfg.steps,
+                     disable=None, leave=False):
+        for g in optim.param_groups:
+            g["lr"] = _lr_at(step, opt_cfg)
+        img0, img1, gt = train_set.sample_batch(opt_cfg.batch, cfg.data.crop, rng)
+        from .warp import pad_to_multiple
+
+        (img0, size), (img1, _), (gt, _) = (pad_to_multiple(x, model.stride) for x in (img0, img1, gt))
+        out = model.run(img0, img1, gt)
+        loss_main = l1(out["merged"][-1], gt)
+        loss = loss_main + opt_cfg.teacher_weight * l1(out["merged_teacher"], gt) + opt_cfg.distill_weight * out["loss_distill"]
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+        acc.append([float(loss.detach()), float(loss_main.detach()), float(psnr(out["merged"][-1].detach(), gt).mean())])
+        done = step + 1
+        if done % opt_cfg.log_every == 0 or done == opt_cfg.steps:
+            m = np.mean(acc, 0)
+            row = {"step": done, "loss": m[0], "l1": m[1], "train_psnr": m[2], "lr": optim.param_groups[0]["lr"],
+                   "sec_per_step": (time.perf_counter() - t0) / len(acc)}
+            if done % opt_cfg.ckpt_every == 0 or done == opt_cfg.steps:
+                model.eval()
+                ev = evaluate_interpolators({"ifnet": model}, heldout, opt_cfg.eval_triplets)
+                model.train()
+                row.update({f"heldout_{k}_psnr": v["psnr"] for k, v in ev.items()})
+            run.log_metrics(row)
+            logger.info("step %d loss %.4f train psnr %.2f", done, m[0], m[2])
+            t0, acc = time.perf_counter(), []
+        if done % opt_cfg.ckpt_every == 0 or done == opt_cfg.steps:
+            save(done)
+    model.eval()
+    return run
+
+
+def export_path(run: RunDir) -> Path | None:
+    """The newest exported IFNet of a run (``checkpoints/ifnet-*.pt``)."""
+    return run.latest_checkpoint("ifnet")
