@@ -1,0 +1,132 @@
+"""Benchmark: face detection + tracking + smoothing + alignment fps at 720p on CPU, detection rates, crop jitter.
+
+    python -m bench.bench_faces [--quick] [--assets ../shared/assets]
+
+Prints markdown tables (machine line first).  Speed uses liveportrait_s32.mp4 (1280x720); detection rates use the
+single-face clips (every 3rd frame, every 9th with --quick); jitter uses liveportrait_d0.mp4 (static head).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import print_table
+
+CLIPS = ("liveportrait_d0.mp4", "liveportrait_d3.mp4", "liveportrait_d12.mp4", "liveportrait_d13.mp4",
+         "liveportrait_s32.mp4")
+
+
+def read_frames(path: Path, n: int | None = None, step: int = 1) -> list[np.ndarray]:
+    import av
+
+    out = []
+    with av.open(str(path)) as c:
+        for i, f in enumerate(c.decode(video=0)):
+            if n is not None and len(out) >= n:
+                break
+            if i % step == 0:
+                out.append(f.to_ndarray(format="rgb24"))
+    return out
+
+
+def backends(assets: Path) -> list[tuple[str, str | None]]:
+    w = assets / "weights"
+    return [("mtcnn", None), ("retinaface", str(w / "retinaface_mobilenet0.25_Final.pth")),
+            ("yunet", str(w / "face_detection_yunet.onnx"))]
+
+
+class _Replay:
+    """Detector stand-in returning detections computed before, so tracking + smoothing + alignment are timed alone."""
+
+    skipped_small = 0
+
+    def __init__(self, dets):
+        self.dets, self.i = dets, 0
+
+    def detect(self, frames):
+        out = self.dets[self.i:self.i + len(frames)]
+        self.i += len(frames)
+        return out
+
+
+def bench_speed(assets: Path, n: int) -> None:
+    from vidanime.video.detect import create_detector
+    from vidanime.video.faces import FaceConfig, FaceProcessor
+
+    frames = read_frames(assets / "video" / "liveportrait_s32.mp4", n=n)
+    rows = []
+    for name, weights in backends(assets):
+        for max_side in (640, 1280):
+            cfg = FaceConfig(detector=name, detector_weights=weights, detect_max_side=max_side)
+            det = create_detector(name, weights, max_side=max_side)
+            det.detect(frames[:2])  # warm-up
+            t0 = time.perf_counter()
+            dets = det.detect(frames)
+            t_det = time.perf_counter() - t0
+            replay = _Replay(dets)
+            t0 = time.perf_counter()
+            outs = list(FaceProcessor(cfg, detector=replay).process(frames))
+            t_rest = time.perf_counter() - t0
+            found = np.mean([len(d) > 0 for d in dets])
+            faces = sum(len(o.faces) for o in outs)
+            rows.append([name, f"{frames[0].shape[1]}x{frames[0].shape[0]}", max_side, len(frames),
+                         len(frames) / t_det, len(frames) / (t_det + t_rest), 1000 * t_rest / max(faces, 1),
+                         f"{found:.0%}"])
+    print_table(rows, ["detector", "frame", "detect max side", "frames", "detect fps", "detect+track+smooth+align fps",
+                       "track+smooth+align ms/face", "frames with a face"],
+                title="Face detection + alignment speed at 720p (CPU)")
+
+
+def bench_rates(assets: Path, step: int) -> None:
+    from vidanime.video.detect import create_detector
+
+    rows = []
+    dets = {name: create_detector(name, w) for name, w in backends(assets)}
+    for clip in CLIPS:
+        frames = read_frames(assets / "video" / clip, step=step)
+        row = [clip, len(frames)]
+        for name, det in dets.items():
+            row.append(f"{np.mean([len(d) > 0 for d in det.detect(frames)]):.1%}")
+        rows.append(row)
+    print_table(rows, ["clip", "frames"] + list(dets), title=f"Detection rate (frames with >= 1 face, every {step}th frame)")
+
+
+def bench_jitter(assets: Path, n: int | None) -> None:
+    from vidanime.video.align import estimate_similarity, transform_jitter
+    from vidanime.video.detect import create_detector
+    from vidanime.video.smooth import SmoothConfig, smooth_sequence
+
+    frames = read_frames(assets / "video" / "liveportrait_d0.mp4", n=n)
+    rows = []
+    for name, w in backends(assets):
+        lm = np.stack([d[0].landmarks for d in create_detector(name, w).detect(frames)])
+        raw = transform_jitter([estimate_similarity(x)[0] for x in lm])
+        for cfg in (SmoothConfig("savgol", window=5), SmoothConfig("savgol", window=9),
+                    SmoothConfig("savgol", window=15), SmoothConfig("one_euro", min_cutoff=1.0, beta=0.5),
+                    SmoothConfig("one_euro", min_cutoff=0.5, beta=0.5)):
+            sm = transform_jitter([estimate_similarity(x)[0] for x in smooth_sequence(lm, cfg, fps=25)])
+            label = f"savgol w={cfg.window}" if cfg.method == "savgol" else f"one_euro fc={cfg.min_cutoff} b={cfg.beta}"
+            rows.append([name, label, raw["corner_px"], sm["corner_px"], raw["corner_px"] / sm["corner_px"],
+                         raw["rotation_deg"], sm["rotation_deg"], raw["scale_pct"], sm["scale_pct"]])
+    print_table(rows, ["detector", "smoothing", "jitter raw (crop px)", "jitter smoothed", "reduction",
+                       "rot raw (deg)", "rot smoothed", "scale raw (%)", "scale smoothed"],
+                title=f"Crop jitter on liveportrait_d0 (static head, {len(frames)} frames, crop 256)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer frames")
+    ap.add_argument("--assets", default=os.environ.get("VIDANIME_ASSETS", str(Path(__file__).resolve().parents[2] / "shared" / "assets")))
+    args = ap.parse_args()
+    assets = Path(args.assets)
+    bench_speed(assets, 10 if args.quick else 40)
+    bench_jitter(assets, 40 if args.quick else None)
+    bench_rates(assets, 9 if args.quick else 3)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""Faces in a video stream: detection → tracking → temporal landmark smoothing → alignment, per frame.
+
+:class:`FaceProcessor` consumes frames (H, W, 3) uint8 RGB one by one (any iterable, e.g. a decoder) and yields, per
+frame and in order, a :class:`FrameFaces` holding every aligned face of that frame: its track id, the S x S crop, the
+frame→crop similarity matrix and its inverse, and a fade weight for paste-back.  Frames with no face come out with an
+empty list.
+
+Streaming and latency: output for frame t is produced once frame t + ``latency`` has been tracked, where
+``latency = max(smoothing look-ahead, min_track_frames - 1, fade_frames + max_misses + 1)`` frames (10 with the
+defaults: 0.4 s at 25 fps) — the look-ahead is what lets the centred smoothing window, the gap interpolation and the
+fade-out see the near future.  Detection runs in batches of ``detect_batch`` frames, so at most
+``latency + detect_batch`` frames are held in memory.
+"""
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from ..errors import ConfigError
+from .align import BORDERS, estimate_similarity, valid_mask, warp_face
+from .detect import FaceDetector, check_frames, create_detector
+from .paste import fade_weight
+from .smooth import OneEuroFilter, SmoothConfig, face_scale, local_poly_smooth
+from .track import FaceTrackerState, SceneCutDetector, Track, TrackerConfig
+
+__all__ = ["FaceConfig", "AlignedFace", "FrameFaces", "FaceProcessor"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FaceConfig:
+    """Face pipeline options.  ``detector``: mtcnn|retinaface|yunet|animecascade (``detector_weights`` for all but
+    mtcnn); detection runs on frames downscaled to ``detect_max_side`` px; faces under ``min_face`` px are skipped;
+    crops are ``crop_size``² (FFHQ-style template, ``zoom`` > 1 = tighter), padded by ``border`` outside the frame;
+    tracks shorter than ``min_track_frames`` are dropped (false positives); faces fade over ``fade_frames``."""
+
+    detector: str = "mtcnn"
+    detector_weights: str | None = None
+    score_threshold: float = 0.9
+    min_face: int = 32
+    detect_max_side: int = 640
+    detect_batch: int = 8
+    device: str = "cpu"
+    crop_size: int = 256
+    zoom: float = 1.0
+    border: str = "reflect"
+    fade_frames: int = 4
+    min_track_frames: int = 3
+    smooth: SmoothConfig = field(default_factory=SmoothConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+
+    def check(self) -> "FaceConfig":
+        if self.crop_size < 16:
+            raise ConfigError(f"crop_size={self.crop_size} is too small (expected >= 16)")
+        if self.border not in BORDERS:
+            raise ConfigError(f"border='{self.border}' is not one of {', '.join(BORDERS)}")
+        if self.fade_frames < 0 or self.min_track_frames < 1 or self.detect_batch < 1:
+            raise ConfigError(
+                f"expected fade_frames >= 0, min_track_frames >= 1, detect_batch >= 1, got "
+                f"{self.fade_frames}, {self.min_track_frames}, {self.detect_batch}"
+            )
+        self.smooth.check()
+        self.tracker.check()
+        return self
+
+
+@dataclass
+class AlignedFace:
+    """One tracked face in one frame: ``crop`` (S, S, 3) uint8, frame→crop ``matrix`` (2, 3) and ``inverse``,
+    paste opacity ``weight`` in (0, 1], smoothed and raw ``landmarks`` (5, 2) in frame pixels, ``valid`` (S, S) mask
+    of crop pixels inside the frame, ``interpolated`` when the detector missed this frame."""
+
+    track_id: int
+    crop: np.ndarray
+    matrix: np.ndarray
+    inverse: np.ndarray
+    weight: float
+    landmarks: np.ndarray
+    raw_landmarks: np.ndarray
+    box: np.ndarray
+    valid: np.ndarray
+    interpolated: bool = False
+
+
+@dataclass
+class FrameFaces:
+    """All faces of frame ``index`` (the frame itself kept for paste-back); ``cut`` when a new shot starts here."""
+
+    index: int
+    frame: np.ndarray
+    faces: list[AlignedFace]
+    cut: bool = False
+
+
+class FaceProcessor:
+    """Streaming detection → tracking → smoothing → alignment (see the module docstring for latency)."""
+
+    def __init__(self, cfg: FaceConfig | None = None, detector: FaceDetector | None = None, fps: float = 25.0) -> None:
+        self.cfg = (cfg or FaceConfig()).check()
+        if fps <= 0:
+            raise ConfigError(f"fps={fps} must be > 0")
+        self.fps = fps
+        c = self.cfg
+        self.detector = detector or create_detector(
+            c.detector, c.detector_weights, score_threshold=c.score_threshold, min_face=c.min_face,
+            max_side=c.detect_max_side, **({"device": c.device} if c.detector in ("mtcnn", "retinaface") else {}))
+        self.latency = max(c.smooth.lookahead, c.min_track_frames - 1, c.fade_frames + c.tracker.max_misses + 1)
+
+    def process(self, frames: Iterable[np.ndarray]) -> Iterator[FrameFaces]:
+        """Yield one :class:`FrameFaces` per input frame, in order, ``latency`` frames behind the input."""
+        tracker = FaceTrackerState(self.cfg.tracker)
+        cuts = SceneCutDetector(self.cfg.tracker.cut_threshold)
+        pending: deque[tuple[int, np.ndarray, bool]] = deque()
+        filters: dict[int, OneEuroFilter] = {}
+        scales: dict[int, float] = {}
+        batch: list[np.ndarray] = []
+        index = 0
+
+        def flush(final: bool) -> Iterator[FrameFaces]:
+            nonlocal index
+            if batch:
+                for frame, dets in zip(batch, self.detector.detect(batch)):
+                    cut = cuts(frame) and index > 0
+                    tracker.update(index, dets, cut=cut)
+                    pending.append((index, frame, cut))
+                    index += 1
+                batch.clear()
+            if final:
+                tracker.end_all(at_cut=True)  # stream end: no fade-out
+            while pending and (final or len(pending) > self.latency):
+                i, frame, cut = pending.popleft()
+                yield FrameFaces(i, frame, self._faces_at(i, frame, tracker, filters, scales), cut)
+
+        for frame in frames:
+            batch.append(check_frames([frame])[0])
+            if len(batch) >= self.cfg.detect_batch:
+                yield from flush(final=False)
+        yield from flush(final=True)
+        if self.detector.skipped_small:
+            logger.info("skipped %d face detection(s) smaller than %d px", self.detector.skipped_small,
+                        self.cfg.min_face)
+
+    def _smoothed(self, track: Track, t: int, filters: dict, scales: dict) -> np.ndarray:
+        sc = self.cfg.smooth
+        raw = track.obs[t][0]
+        if sc.method == "none":
+            return raw
+        if sc.method == "savgol":
+            h = sc.window // 2
+            frames = [f for f in range(t - h, t + h + 1) if f in track.obs]
+            return local_poly_smooth(np.array(frames, np.float64), np.stack([track.obs[f][0] for f in frames]), t,
+                                     sc.order)
+        tid = track.track_id
+        if tid not in filters:
+            filters[tid] = OneEuroFilter(sc.min_cutoff, sc.beta, sc.d_cutoff)
+            scales[tid] = face_scale(raw)
+        return filters[tid](raw / scales[tid], t / self.fps) * scales[tid]
+
+    def _faces_at(self, t: int, frame: np.ndarray, tracker: FaceTrackerState, filters: dict,
+                  scales: dict) -> list[AlignedFace]:
+        c = self.cfg
+        out: list[AlignedFace] = []
+        for tid, track in tracker.tracks.items():
+            if t not in track.obs or track.count < c.min_track_frames:
+                continue
+            lm = self._smoothed(track, t, filters, scales)
+            m, inv = estimate_similarity(lm, c.crop_size, c.zoom)
+            until_end = track.last - t if track.ended else None
+            w = fade_weight(t - track.start, until_end, c.fade_frames, fade_in=not track.starts_at_cut,
+                            fade_out=not track.ends_at_cut)
+            raw, box, _, interp = track.obs[t]
+            out.append(AlignedFace(
+                tid, warp_face(frame, m, c.crop_size, c.border), m, inv, w, lm.astype(np.float32),
+                raw.astype(np.float32), box.astype(np.float32), valid_mask(m, frame.shape[:2], c.crop_size), interp))
+        # Forget what is no longer needed (memory stays bounded on long videos): finished tracks, old observations.
+        horizon = t - c.smooth.window
+        for tid in list(tracker.tracks):
+            tr = tracker.tracks[tid]
+            if tr.ended and tr.last < horizon:
+                del tracker.tracks[tid]
+                filters.pop(tid, None)
+                scales.pop(tid, None)
+            else:
+                for f in [f for f in tr.obs if f < horizon and f < tr.last - 2]:
+                    del tr.obs[f]
+        return out

@@ -1,0 +1,144 @@
+"""Temporal smoothing of per-track landmarks, so aligned crops do not jitter.
+
+Two filters behind :class:`SmoothConfig`:
+
+* ``savgol`` (default) — centred local polynomial fit (Savitzky–Golay on a regular grid; also correct on a track's
+  first/last frames and across interpolated gaps, where the window is cut short).  Needs ``window // 2`` frames of
+  look-ahead: the streaming processor delays its output by that many frames.
+* ``one_euro`` — Casiez et al.'s One-Euro filter: causal (no latency), adaptive cut-off (smooths slow motion
+  strongly, follows fast motion).  ``min_cutoff`` (Hz) lowers jitter, ``beta`` lowers lag.
+* ``none`` — raw landmarks.
+
+Landmarks are normalised by the track's face size before filtering so the strength does not depend on resolution.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError
+
+__all__ = ["SmoothConfig", "OneEuroFilter", "local_poly_smooth", "savgol_smooth_sequence", "one_euro_sequence", "face_scale",
+           "smooth_sequence"]
+
+METHODS = ("savgol", "one_euro", "none")
+
+
+@dataclass
+class SmoothConfig:
+    """Landmark smoothing: ``method`` in savgol|one_euro|none; savgol ``window`` (odd frames) and polynomial ``order``;
+    one_euro ``min_cutoff`` (Hz), ``beta`` and derivative cut-off ``d_cutoff`` (Hz) at the clip's ``fps``."""
+
+    method: str = "savgol"
+    window: int = 9
+    order: int = 2
+    min_cutoff: float = 1.0
+    beta: float = 0.5
+    d_cutoff: float = 1.0
+
+    def check(self) -> "SmoothConfig":
+        if self.method not in METHODS:
+            raise ConfigError(f"smoothing method '{self.method}' is not one of {', '.join(METHODS)}")
+        if self.window < 1 or self.window % 2 == 0:
+            raise ConfigError(f"smoothing window={self.window} must be a positive odd number of frames")
+        if not 0 <= self.order < max(self.window, 2):
+            raise ConfigError(f"smoothing order={self.order} must be in [0, window) (window={self.window})")
+        if self.min_cutoff <= 0 or self.d_cutoff <= 0 or self.beta < 0:
+            raise ConfigError(
+                f"one_euro needs min_cutoff > 0, d_cutoff > 0, beta >= 0, got {self.min_cutoff}, {self.d_cutoff}, {self.beta}"
+            )
+        return self
+
+    @property
+    def lookahead(self) -> int:
+        """Frames of future the filter needs (0 for causal filters)."""
+        return self.window // 2 if self.method == "savgol" else 0
+
+
+def local_poly_smooth(times: np.ndarray, values: np.ndarray, t: float, order: int) -> np.ndarray:
+    """Value at ``t`` of the least-squares polynomial of degree ``order`` through (times (N,), values (N, ...)).
+
+    On a full regular centred window this equals the Savitzky–Golay filter; with fewer points the degree drops to
+    ``N - 1`` at most.
+    """
+    times = np.asarray(times, np.float64)
+    values = np.asarray(values, np.float64)
+    n = len(times)
+    deg = min(order, n - 1)
+    if deg <= 0:
+        return values.mean(axis=0)
+    x = times - t
+    vander = np.vander(x, deg + 1, increasing=True)  # column 0 = constant term = value at t
+    coef, *_ = np.linalg.lstsq(vander, values.reshape(n, -1), rcond=None)
+    return coef[0].reshape(values.shape[1:])
+
+
+def savgol_smooth_sequence(values: np.ndarray, window: int = 9, order: int = 2) -> np.ndarray:
+    """Centred Savitzky–Golay smoothing of a whole sequence (T, ...) with shortened windows at the ends."""
+    values = np.asarray(values, np.float64)
+    t_all = np.arange(len(values), dtype=np.float64)
+    h = window // 2
+    return np.stack([local_poly_smooth(t_all[max(0, i - h): i + h + 1], values[max(0, i - h): i + h + 1], i, order)
+                     for i in range(len(values))])
+
+
+class OneEuroFilter:
+    """One-Euro filter over arrays (Casiez, Roussel, Vogel, CHI 2012); call with (value, timestamp in seconds)."""
+
+    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.5, d_cutoff: float = 1.0) -> None:
+        self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
+        self.x_prev: np.ndarray | None = None
+        self.dx_prev: np.ndarray | None = None
+        self.t_prev: float | None = None
+
+    @staticmethod
+    def _alpha(cutoff: np.ndarray | float, dt: float) -> np.ndarray | float:
+        tau = 1.0 / (2 * math.pi * cutoff)
+        return 1.0 / (1.0 + tau / dt)
+
+    def __call__(self, x: np.ndarray, t: float) -> np.ndarray:
+        x = np.asarray(x, np.float64)
+        if self.x_prev is None or self.t_prev is None or t <= self.t_prev:
+            self.x_prev, self.dx_prev, self.t_prev = x.copy(), np.zeros_like(x), t
+            return x.copy()
+        dt = t - self.t_prev
+        dx = (x - self.x_prev) / dt
+        a_d = self._alpha(self.d_cutoff, dt)
+        dx_hat = a_d * dx + (1 - a_d) * self.dx_prev
+        cutoff = self.min_cutoff + self.beta * np.abs(dx_hat)
+        a = self._alpha(cutoff, dt)
+        x_hat = a * x + (1 - a) * self.x_prev
+        self.x_prev, self.dx_prev, self.t_prev = x_hat, dx_hat, t
+        return x_hat
+
+
+def one_euro_sequence(values: np.ndarray, fps: float, min_cutoff: float = 1.0, beta: float = 0.5,
+                      d_cutoff: float = 1.0) -> np.ndarray:
+    """One-Euro filter run causally over a sequence (T, ...) sampled at ``fps``."""
+    f = OneEuroFilter(min_cutoff, beta, d_cutoff)
+    return np.stack([f(v, i / fps) for i, v in enumerate(np.asarray(values, np.float64))])
+
+
+def smooth_sequence(landmarks: np.ndarray, cfg: SmoothConfig, fps: float = 25.0) -> np.ndarray:
+    """Smooth a whole track's landmarks (T, 5, 2) offline (reference for the streaming path and for measurements).
+
+    Values are normalised by the median eye-to-mouth size, so ``one_euro`` parameters are in face sizes per second.
+    """
+    cfg.check()
+    lm = np.asarray(landmarks, np.float64)
+    if cfg.method == "none" or len(lm) < 2:
+        return lm.copy()
+    if cfg.method == "savgol":
+        return savgol_smooth_sequence(lm, cfg.window, cfg.order)
+    size = face_scale(lm)
+    return one_euro_sequence(lm / size, fps, cfg.min_cutoff, cfg.beta, cfg.d_cutoff) * size
+
+
+def face_scale(landmarks: np.ndarray) -> float:
+    """Typical face size (pixels) of landmarks (..., 5, 2): median distance eye-midpoint → mouth-midpoint."""
+    lm = np.asarray(landmarks, np.float64).reshape(-1, 5, 2)
+    eye = (lm[:, 0] + lm[:, 1]) / 2
+    mouth = (lm[:, 3] + lm[:, 4]) / 2
+    return float(max(np.median(np.linalg.norm(mouth - eye, axis=-1)), 1e-3))
