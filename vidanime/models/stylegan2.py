@@ -681,7 +681,10 @@ def generator_from_checkpoint(ckpt: Mapping[str, Any]) -> Generator:
 
     if ckpt.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint format {ckpt.get('format')!r}: expected '{FORMAT}'")
-    config = config_from_dict(ckpt.get("config") or {}, StyleGAN2Config, source=f"{FORMAT} config")
+    try:
+        config = config_from_dict(ckpt.get("config") or {}, StyleGAN2Config, source=f"{FORMAT} checkpoint config")
+    except ConfigError as exc:
+        raise CheckpointError(str(exc)) from None
     generator = Generator(config)
     check_state_dict(generator, ckpt["state_dict"], source=f"{FORMAT} checkpoint")
     latent_avg = ckpt.get("latent_avg")
