@@ -34,3 +34,28 @@ def verify() -> None:
         click.echo(f"{e.name}: {'ok' if e.name not in bad else 'FAILED'}")
     if bad:
         raise click.ClickException(f"checksum check failed for: {', '.join(bad)}")
+
+
+# kind -> (module, function converting a public file into our format: f(src, dst) -> Path, what it reads)
+IMPORTERS: dict[str, tuple[str, str, str]] = {
+    "rosinality": ("vidanime.importers.rosinality", "convert_rosinality",
+                   "rosinality stylegan2-pytorch .pt ({g, d, g_ema, ...} or {g_ema, latent_avg}) → vidanime.stylegan2"),
+}
+
+
+@cli.command(name="import")
+@click.argument("kind", type=click.Choice(sorted(IMPORTERS)))
+@click.argument("src", type=click.Path(exists=True, dir_okay=False))
+@click.argument("dst", type=click.Path(dir_okay=False))
+def import_(kind: str, src: str, dst: str) -> None:
+    """Convert a public checkpoint SRC of KIND into vidanime's self-describing format at DST.
+
+    \b
+    Kinds:
+      rosinality   rosinality stylegan2-pytorch .pt → vidanime.stylegan2 generator
+    """
+    import importlib
+
+    module, func, _ = IMPORTERS[kind]
+    out = getattr(importlib.import_module(module), func)(src, dst)
+    click.echo(f"wrote {out}")
