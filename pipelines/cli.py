@@ -16,6 +16,8 @@ from vidanime import __version__
 
 # name -> (module under pipelines.commands, one-line help shown in `vidanime --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "facebank": ("facebank", "Build a FaceBank of generator latent codes for FaceBank aggregation."),
+    "image": ("image", "Translate face images (file or folder) with StyleAnime."),
     "info": ("info", "Show what vidanime reads from a video: streams, fps, frames, rotation, audio."),
     "interp": ("interp", "Frame interpolation: run two images or --video (double fps), train, eval."),
     "transcode": ("transcode", "Re-encode (and trim) a clip with H.264, keeping timing and audio."),

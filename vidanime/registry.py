@@ -28,6 +28,7 @@ __all__ = ["ModelEntry", "available_models", "get_entry", "register_builder", "l
 # format name -> "module:function" taking the checkpoint dict (and device) and returning a module.
 _BUILDERS: dict[str, str] = {
     "vidanime.stylegan2": "vidanime.models.stylegan2:generator_from_checkpoint",
+    "vidanime.styleanime": "vidanime.models.styleanime:styleanime_from_checkpoint",
 }
 
 

@@ -40,6 +40,8 @@ def verify() -> None:
 IMPORTERS: dict[str, tuple[str, str, str]] = {
     "rosinality": ("vidanime.importers.rosinality", "convert_rosinality",
                    "rosinality stylegan2-pytorch .pt ({g, d, g_ema, ...} or {g_ema, latent_avg}) → vidanime.stylegan2"),
+    "styleanime": ("vidanime.importers.styleanime_official", "import_official_styleanime",
+                   "official StyleAnime .pt (state_dict encoder.encoder_1/2.*, decoder.*, latent_avg) → vidanime.styleanime"),
 }
 
 
@@ -53,6 +55,7 @@ def import_(kind: str, src: str, dst: str) -> None:
     \b
     Kinds:
       rosinality   rosinality stylegan2-pytorch .pt → vidanime.stylegan2 generator
+      styleanime   official StyleAnime .pt → vidanime.styleanime (encoders + generator)
     """
     import importlib
 

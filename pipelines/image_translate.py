@@ -1,0 +1,241 @@
+"""Translate single images or folders with StyleAnime: image (+ parsing map) → anime image.
+
+``ImageTranslatePipeline(model)(input, output, parsing=..., reference=..., alpha=...)``: ``input`` is an RGB image
+or a folder (searched recursively; the output folder mirrors it), ``parsing`` a label PNG (one class id per pixel,
+in the order named by ``parsing_labels``) or a folder of them with the same relative names.  Without ``parsing`` a
+face parser module (``parser=``) labels the images.  ``reference``: one RGB image whose appearance codes replace the
+input's (style mixing, e.g. manga-to-portrait).  ``alpha`` < 1 applies FaceBank aggregation (the model's bank or
+``facebank=``).  Outputs are written atomically and never over an input.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vidanime import labels as label_sets
+from vidanime.errors import MediaError, VidanimeError
+from vidanime.fileio import atomic_path, check_not_same_file
+from vidanime.models.facebank import FaceBank
+from vidanime.models.styleanime import StyleAnime
+
+__all__ = ["ImageTranslatePipeline", "IMAGE_SUFFIXES", "read_rgb", "read_labels", "write_rgb"]
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """(H, W, 3) uint8 RGB; another mode (grayscale, RGBA, palette, CMYK) is a one-line MediaError."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"image not found: {path}")
+    try:
+        with Image.open(path) as im:
+            if im.mode != "RGB":
+                raise MediaError(f"image {path} has mode '{im.mode}': expected an RGB image (3 channels)")
+            return np.array(im.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise MediaError(f"cannot read image {path}: {str(exc).splitlines()[0]}") from None
+
+
+def read_labels(path: str | os.PathLike) -> np.ndarray:
+    """(H, W) int64 label ids from a label PNG (mode L, P or I; one id per pixel); a colour picture is an error."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"parsing map not found: {path}")
+    try:
+        with Image.open(path) as im:
+            if im.mode not in ("L", "P", "I", "I;16"):
+                raise MediaError(
+                    f"parsing map {path} has mode '{im.mode}': expected a label PNG with one class id per pixel (mode L)"
+                )
+            return np.array(im).astype(np.int64)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise MediaError(f"cannot read parsing map {path}: {str(exc).splitlines()[0]}") from None
+
+
+def write_rgb(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write (H, W, 3) uint8 RGB atomically; format from the suffix (JPEG at quality 95)."""
+    from PIL import Image
+
+    with atomic_path(path) as tmp:
+        fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP"}[Path(path).suffix.lower()]
+        Image.fromarray(image).save(tmp, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+
+
+def _to_tensor(image: np.ndarray) -> torch.Tensor:
+    """(H, W, 3) uint8 → (1, 3, H, W) float in [-1, 1]."""
+    return torch.from_numpy(image).permute(2, 0, 1)[None].float().div(127.5).sub(1.0)
+
+
+def _to_uint8(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) float in [-1, 1] → (H, W, 3) uint8."""
+    return image.clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+@dataclass
+class ImageTranslatePipeline:
+    """StyleAnime image translation; ``parser`` (optional) is a face-parser module: (B, 3, H, W) in [0, 1] → logits,
+    whose labels are in ``parser_labels`` order."""
+
+    model: StyleAnime
+    device: str = "cpu"
+    parser: torch.nn.Module | None = None
+    parser_labels: str = "bisenet"
+    facebank: FaceBank | None = None
+    batch_size: int = 8
+    progress: bool = True
+    _suffixes: tuple[str, ...] = field(default=IMAGE_SUFFIXES, repr=False)
+
+    def __post_init__(self) -> None:
+        self.model = self.model.to(self.device).eval()
+        if self.parser is not None:
+            self.parser = self.parser.to(self.device).eval()
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | os.PathLike, device: str = "cpu", **kwargs: Any) -> "ImageTranslatePipeline":
+        """Load our ``vidanime.styleanime`` file or an official StyleAnime ``.pt``."""
+        from vidanime.models.styleanime import load_styleanime
+
+        return cls(load_styleanime(checkpoint, device=device), device=device, **kwargs)
+
+    # ---- inputs --------------------------------------------------------------------------------------------------
+    def _list(self, folder: Path) -> list[Path]:
+        return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in self._suffixes)
+
+    def check_inputs(
+        self,
+        input: str | os.PathLike,
+        output: str | os.PathLike,
+        parsing: str | os.PathLike | None = None,
+        reference: str | os.PathLike | None = None,
+        alpha: float | None = None,
+        parsing_labels: str = "bisenet",
+    ) -> list[tuple[Path, Path | None, Path]]:
+        """Validate the arguments; return the jobs (image, parsing map or None, output path)."""
+        src, dst = Path(input), Path(output)
+        if not src.exists():
+            raise MediaError(f"input not found: {src}")
+        label_sets.num_classes(parsing_labels)  # unknown set → one-line error listing the known ones
+        if alpha is not None:
+            if not 0.0 <= float(alpha) <= 1.0:
+                raise VidanimeError(f"--alpha {alpha}: expected a number in [0, 1] (1 = no FaceBank)")
+            if float(alpha) < 1.0 and self.facebank is None and self.model.facebank is None:
+                raise VidanimeError(f"--alpha {alpha} needs a FaceBank: pass --facebank BANK or use a checkpoint with one")
+        if parsing is None and self.parser is None:
+            raise VidanimeError(
+                "no parsing map given: pass --parsing MAP (a label PNG, or a folder of them) or --parser CKPT"
+            )
+        if reference is not None:
+            read_rgb(reference)
+        if src.is_dir():
+            if dst.exists() and not dst.is_dir():
+                raise MediaError(f"input {src} is a folder, so the output must be a folder too; {dst} is a file")
+            if dst.resolve() == src.resolve():
+                raise MediaError(f"output folder {dst} is the input folder; choose another output folder")
+            if parsing is not None and not Path(parsing).is_dir():
+                raise MediaError(f"input {src} is a folder, so --parsing must be a folder of label PNGs; got {parsing}")
+            images = self._list(src)
+            if not images:
+                raise MediaError(f"no images ({', '.join(self._suffixes)}) found in folder {src}")
+            jobs = []
+            for img in images:
+                rel = img.relative_to(src)
+                lab = None
+                if parsing is not None:
+                    lab = Path(parsing) / rel.with_suffix(".png")
+                    if not lab.is_file():
+                        raise MediaError(f"no parsing map for {img}: expected {lab}")
+                jobs.append((img, lab, dst / rel))
+            return jobs
+        if src.suffix.lower() not in self._suffixes:
+            raise MediaError(f"input {src} is not an image file: expected one of {', '.join(self._suffixes)}")
+        if parsing is not None and not Path(parsing).is_file():
+            raise MediaError(f"parsing map not found: {parsing} (expected a label PNG for {src.name})")
+        out = dst / src.name if dst.is_dir() else dst
+        if out.suffix.lower() not in self._suffixes:
+            raise MediaError(f"output {out} has no image suffix: expected one of {', '.join(self._suffixes)}")
+        check_not_same_file(src, out)
+        return [(src, Path(parsing) if parsing is not None else None, out)]
+
+    def _load_pair(self, img_path: Path, lab_path: Path | None, parsing_labels: str, resize: bool):
+        s = self.model.image_size
+        image = read_rgb(img_path)
+        h, w = image.shape[:2]
+        labels = None
+        if lab_path is not None:
+            labels = read_labels(lab_path)
+            if labels.shape != (h, w):
+                raise MediaError(
+                    f"parsing map {lab_path} is {labels.shape[1]}x{labels.shape[0]}, image {img_path} is {w}x{h}: "
+                    "expected the same size"
+                )
+            labels = label_sets.remap(labels, parsing_labels, self.model.config.label_set)
+        if (h, w) != (s, s):
+            if not resize:
+                raise MediaError(
+                    f"image {img_path} is {w}x{h}: the model expects {s}x{s} aligned crops (or pass --resize)"
+                )
+            import cv2
+
+            image = cv2.resize(image, (s, s), interpolation=cv2.INTER_AREA if h > s else cv2.INTER_CUBIC)
+            if labels is not None:
+                labels = label_sets.resize_labels(labels, (s, s))
+        return image, labels
+
+    @torch.no_grad()
+    def _parse(self, images: torch.Tensor) -> torch.Tensor:
+        """Label (B, 3, S, S) [-1, 1] images with the parser → (B, S, S) ids in the model's label set."""
+        logits = self.parser((images + 1) / 2)
+        return label_sets.remap(logits.argmax(1), self.parser_labels, self.model.config.label_set)
+
+    # ---- run -----------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(
+        self,
+        input: str | os.PathLike,
+        output: str | os.PathLike,
+        parsing: str | os.PathLike | None = None,
+        reference: str | os.PathLike | None = None,
+        alpha: float | None = None,
+        parsing_labels: str = "bisenet",
+        k: int = 10,
+        resize: bool = False,
+    ) -> list[Path]:
+        """Translate and write every job; returns the written paths."""
+        from tqdm import tqdm
+
+        jobs = self.check_inputs(input, output, parsing, reference, alpha, parsing_labels)
+        ref = None
+        if reference is not None:
+            ref_img, _ = self._load_pair(Path(reference), None, parsing_labels, resize)
+            ref = _to_tensor(ref_img).to(self.device)
+        written = []
+        bar = tqdm(total=len(jobs), desc="translate", unit="img", disable=not self.progress or len(jobs) < 2)
+        for b0 in range(0, len(jobs), self.batch_size):
+            chunk = jobs[b0 : b0 + self.batch_size]
+            pairs = [self._load_pair(img, lab, parsing_labels, resize) for img, lab, _ in chunk]
+            images = torch.cat([_to_tensor(im) for im, _ in pairs]).to(self.device)
+            if pairs[0][1] is not None:
+                labels = torch.from_numpy(np.stack([lab for _, lab in pairs])).to(self.device)
+            else:
+                labels = self._parse(images)
+            out = self.model.translate(images, labels, alpha=alpha, reference=ref, k=k, facebank=self.facebank)
+            for (_, _, dst), picture in zip(chunk, out):
+                write_rgb(dst, _to_uint8(picture))
+                written.append(dst)
+            bar.update(len(chunk))
+        bar.close()
+        log.info("translated %d image(s) into %s", len(written), output)
+        return written

@@ -1,0 +1,162 @@
+"""StyleAnime: disentanglement (gradients), latent_avg, fixed-noise decoding, style mixing, FaceBank, checkpoints."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from vidanime.config import load_config
+from vidanime.errors import CheckpointError, VidanimeError
+from vidanime.models.facebank import FaceBank
+from vidanime.models.styleanime import (
+    StyleAnime,
+    StyleAnimeConfig,
+    load_styleanime,
+    save_styleanime,
+    styleanime_from_checkpoint,
+)
+
+TINY = Path(__file__).resolve().parents[2] / "configs" / "styleanime_tiny.yaml"
+
+
+def tiny_model(**overrides) -> StyleAnime:
+    torch.manual_seed(0)
+    model = StyleAnime(load_config(TINY, StyleAnimeConfig, overrides=overrides)).eval()
+    model.set_latent_avg(torch.randn(model.config.generator.style_dim) * 0.1)
+    return model
+
+
+def inputs(batch: int = 2, n_classes: int = 19, size: int = 32, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, 3, size, size, generator=g) * 2 - 1, torch.randint(0, n_classes, (batch, size, size), generator=g)
+
+
+def test_tiny_config_keeps_the_paper_structure():
+    m = tiny_model()
+    assert m.n_latent == 8 and m.n_structure_codes == 6 and m.config.n_coarse_codes == 2
+    assert len(m.encoder.encoder_1.styles) == 6 and len(m.encoder.encoder_2.styles) == 2
+    assert m.encoder.encoder_1.levels == ("coarse",) * 2 + ("medium",) * 4
+    assert m.encoder.encoder_2.levels == ("fine",) * 2
+    assert not any(p.requires_grad for p in m.decoder.parameters())  # G is frozen
+    m.train()
+    assert m.encoder.training and not m.decoder.training
+
+
+def test_parsing_drives_only_structure_codes_and_image_only_appearance_codes():
+    m = tiny_model()
+    image, labels = inputs()
+    onehot = m.parsing_input(labels).requires_grad_(True)
+    image = image.requires_grad_(True)
+    w = m.encode(image, onehot)
+    n_s = m.n_structure_codes
+    g_parse_app, g_img_app = torch.autograd.grad(
+        w[:, n_s:].square().sum(), [onehot, image], allow_unused=True, retain_graph=True
+    )
+    assert g_parse_app is None or g_parse_app.abs().max() == 0
+    assert g_img_app.abs().max() > 0
+    g_parse_str, g_img_str = torch.autograd.grad(w[:, :n_s].square().sum(), [onehot, image], allow_unused=True)
+    assert g_parse_str.abs().max() > 0
+    assert g_img_str is None or g_img_str.abs().max() == 0
+    # parameters: structure codes train E_p only, appearance codes train E_s only
+    m.zero_grad()
+    w = m.encode(image.detach(), labels)
+    w[:, :n_s].sum().backward()
+    assert all(p.grad is None or p.grad.abs().max() == 0 for p in m.encoder.encoder_2.parameters())
+    assert any(p.grad is not None and p.grad.abs().max() > 0 for p in m.encoder.encoder_1.parameters())
+    # changing only the image leaves codes 0..n_s-1 untouched, and vice versa
+    with torch.no_grad():
+        image2, labels2 = inputs(seed=5)
+        w1, w2, w3 = m.encode(image, labels), m.encode(image2, labels), m.encode(image, labels2)
+    assert torch.equal(w1[:, :n_s], w2[:, :n_s]) and not torch.allclose(w1[:, n_s:], w2[:, n_s:])
+    assert torch.equal(w1[:, n_s:], w3[:, n_s:]) and not torch.allclose(w1[:, :n_s], w3[:, :n_s])
+
+
+def test_codes_are_residuals_on_latent_avg_and_decode_uses_fixed_noise():
+    m = tiny_model()
+    image, labels = inputs()
+    with torch.no_grad():
+        raw = torch.cat(m.encoder(m.parsing_input(labels), image), 1)
+        w = m.encode(image, labels)
+        torch.testing.assert_close(w, raw + m.latent_avg)
+        a, b = m.decode(w), m.decode(w)
+        assert torch.equal(a, b)  # no re-randomised noise
+        torch.testing.assert_close(a, m.decoder([w], input_is_latent=True, noise=m.decoder.fixed_noise())[0])
+        for layer in [m.decoder.conv1, *m.decoder.convs]:
+            layer.noise.weight.fill_(0.3)  # fresh generators have zero noise strength
+        a = m.decode(w)
+        m.decoder.noises.noise_3.add_(1.0)
+        assert not torch.allclose(m.decode(w), a)  # the buffers are what is used
+
+
+def test_reference_gives_appearance_codes_and_facebank_alpha():
+    m = tiny_model()
+    image, labels = inputs()
+    reference, _ = inputs(batch=1, seed=9)
+    n_s = m.n_structure_codes
+    out, w = m.translate(image, labels, reference=reference, return_latents=True)
+    torch.testing.assert_close(w[:, :n_s], m.encode_structure(labels))
+    torch.testing.assert_close(w[:, n_s:], m.encode_appearance(reference).expand(2, -1, -1))
+    torch.testing.assert_close(out, m.decode(w))
+    with pytest.raises(VidanimeError, match="needs a FaceBank"):
+        m.translate(image, labels, alpha=0.5)
+    bank = FaceBank(torch.randn(64, m.config.generator.style_dim))
+    w0 = m.encode(image, labels).detach()
+    anchor, _, _ = bank.anchor(w0, k=4)
+    _, w_agg = m.translate(image, labels, alpha=0.25, k=4, facebank=bank, return_latents=True)
+    torch.testing.assert_close(w_agg, 0.25 * w0 + 0.75 * anchor)
+    with pytest.raises(VidanimeError, match=r"alpha=2.0: expected a number in \[0, 1\]"):
+        m.translate(image, labels, alpha=2.0, facebank=bank)
+
+
+def test_bad_inputs_name_the_expected_value():
+    m = tiny_model()
+    image, labels = inputs()
+    with pytest.raises(VidanimeError, match=r"expected \(B, 19, 32, 32\) \(19 classes of label set 'bisenet'\)"):
+        m.encode(image, torch.zeros(2, 17, 32, 32))
+    with pytest.raises(VidanimeError, match="outside the 19 classes"):
+        m.encode(image, labels + 5)
+    with pytest.raises(VidanimeError, match="expected 32x32"):
+        m.encode(torch.zeros(2, 3, 64, 64), labels)
+    with pytest.raises(VidanimeError, match=r"expected an RGB batch \(B, 3, 32, 32\)"):
+        m.encode(torch.zeros(2, 1, 32, 32), labels)
+    with pytest.raises(VidanimeError, match=r"expected \(B, 8, 32\)"):
+        m.decode(torch.zeros(2, 14, 32))
+
+
+def test_seventeen_class_model():
+    import numpy as np
+
+    from vidanime import labels as label_sets
+
+    ids = np.arange(19)
+    for a, b in [("celebamask", "bisenet"), ("bisenet", "celebamask")]:  # 19 ↔ 19: bijective, round trip exact
+        assert sorted(label_sets.remap(ids, a, b)) == list(range(19))
+        assert np.array_equal(label_sets.remap(label_sets.remap(ids, a, b), b, a), ids)
+    to17 = label_sets.remap(ids, "celebamask", "danbooru")  # lips merge into the mouth for the 17-class model
+    mouth = label_sets.DANBOORU.index("mouth")
+    assert [int(to17[label_sets.CELEBAMASK.index(n)]) for n in ("mouth", "u_lip", "l_lip")] == [mouth] * 3
+    assert len(set(to17.tolist())) == 17
+    m = tiny_model(label_set="danbooru")
+    assert m.encoder.encoder_1.input_layer[0].weight.shape[1] == 17
+    image, labels = inputs(n_classes=17)
+    assert m.translate(image, labels).shape == (2, 3, 32, 32)
+
+
+def test_checkpoint_round_trip_with_facebank(tmp_path):
+    from vidanime.checkpoint import load_checkpoint
+    from vidanime.models.stylegan2 import Generator, save_generator
+
+    m = tiny_model()
+    bank = FaceBank(torch.randn(40, 32))
+    image, labels = inputs()
+    ref = m.translate(image, labels, alpha=0.5, facebank=bank)
+    save_styleanime(tmp_path / "sa.pt", m, facebank=bank)
+    m2 = styleanime_from_checkpoint(load_checkpoint(tmp_path / "sa.pt"))
+    assert m2.config == m.config and torch.equal(m2.facebank.codes, bank.codes)
+    torch.testing.assert_close(m2.translate(image, labels, alpha=0.5), ref, atol=1e-6, rtol=0)
+    m3 = load_styleanime(tmp_path / "sa.pt")
+    torch.testing.assert_close(m3.translate(image, labels, alpha=0.5), ref, atol=1e-6, rtol=0)
+    save_generator(tmp_path / "g.pt", Generator(m.config.generator))
+    with pytest.raises(CheckpointError, match="'vidanime.stylegan2' checkpoint, expected 'vidanime.styleanime'"):
+        load_styleanime(tmp_path / "g.pt")

@@ -1,0 +1,136 @@
+"""ImageTranslatePipeline and `vidanime image translate`: files and folders, label orders, style mixing, bad input."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from pipelines.image_translate import ImageTranslatePipeline
+from vidanime import labels as label_sets
+from vidanime.config import load_config
+from vidanime.errors import MediaError, VidanimeError
+from vidanime.models.facebank import FaceBank
+from vidanime.models.styleanime import StyleAnime, StyleAnimeConfig, save_styleanime
+
+TINY = Path(__file__).resolve().parents[2] / "configs" / "styleanime_tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def model() -> StyleAnime:
+    torch.manual_seed(0)
+    m = StyleAnime(load_config(TINY, StyleAnimeConfig)).eval()
+    m.set_latent_avg(torch.randn(32) * 0.1)
+    return m
+
+
+def _write_pair(folder: Path, name: str, seed: int, size: int = 32) -> tuple[Path, Path]:
+    rng = np.random.default_rng(seed)
+    img = folder / f"{name}.jpg"
+    lab = folder / f"{name}_labels" / f"{name}.png"
+    img.parent.mkdir(parents=True, exist_ok=True)
+    lab.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(img, quality=95)
+    Image.fromarray(rng.integers(0, 19, (size, size), dtype=np.uint8), mode="L").save(lab)
+    return img, lab
+
+
+def _expected(model, img: Path, lab: Path, src_labels: str, **kw) -> np.ndarray:
+    image = torch.from_numpy(np.array(Image.open(img))).permute(2, 0, 1)[None].float() / 127.5 - 1
+    labels = label_sets.remap(np.asarray(Image.open(lab)).astype(np.int64), src_labels, "bisenet")
+    out = model.translate(image, torch.from_numpy(labels)[None], **kw)[0]
+    return out.clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).numpy()
+
+
+def test_single_image_matches_the_model_and_remaps_labels(tmp_path, model):
+    img, lab = _write_pair(tmp_path, "a", 0)
+    pipe = ImageTranslatePipeline(model, progress=False)
+    out = pipe(img, tmp_path / "out" / "a.png", parsing=lab, parsing_labels="celebamask")
+    got = np.asarray(Image.open(out[0]))
+    assert got.shape == (32, 32, 3)
+    np.testing.assert_array_equal(got, _expected(model, img, lab, "celebamask"))
+    assert not np.array_equal(got, _expected(model, img, lab, "bisenet"))  # the order matters
+    # reference image → appearance codes from it; FaceBank with alpha
+    ref, _ = _write_pair(tmp_path, "ref", 3)
+    bank = FaceBank(torch.randn(20, 32))
+    pipe = ImageTranslatePipeline(model, facebank=bank, progress=False)
+    out = pipe(img, tmp_path / "mixed.png", parsing=lab, reference=ref, alpha=0.5)
+    ref_t = torch.from_numpy(np.array(Image.open(ref))).permute(2, 0, 1)[None].float() / 127.5 - 1
+    np.testing.assert_array_equal(np.asarray(Image.open(out[0])), _expected(
+        model, img, lab, "bisenet", reference=ref_t, alpha=0.5, facebank=bank))
+
+
+def test_folder_is_mirrored(tmp_path, model):
+    src, maps = tmp_path / "in", tmp_path / "maps"
+    for i, rel in enumerate(["x", "sub/y"]):
+        img, lab = _write_pair(tmp_path / "tmp", Path(rel).name, i)
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (maps / rel).parent.mkdir(parents=True, exist_ok=True)
+        img.rename(src / f"{rel}.jpg")
+        lab.rename(maps / f"{rel}.png")
+    written = ImageTranslatePipeline(model, batch_size=1, progress=False)(src, tmp_path / "out", parsing=maps)
+    assert sorted(p.relative_to(tmp_path / "out").as_posix() for p in written) == ["sub/y.jpg", "x.jpg"]
+    assert Image.open(tmp_path / "out" / "sub" / "y.jpg").size == (32, 32)
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path, model):
+    img, lab = _write_pair(tmp_path, "a", 0)
+    pipe = ImageTranslatePipeline(model, progress=False)
+    gray = tmp_path / "gray.png"
+    Image.fromarray(np.zeros((32, 32), np.uint8), mode="L").save(gray)
+    with pytest.raises(MediaError, match="mode 'L': expected an RGB image"):
+        pipe(gray, tmp_path / "o.png", parsing=lab)
+    big, big_lab = _write_pair(tmp_path, "big", 1, size=64)
+    with pytest.raises(MediaError, match="expects 32x32"):
+        pipe(big, tmp_path / "o.png", parsing=big_lab)
+    assert len(pipe(big, tmp_path / "o.png", parsing=big_lab, resize=True)) == 1
+    bad = tmp_path / "bad.png"
+    Image.fromarray(np.full((32, 32), 19, np.uint8), mode="L").save(bad)
+    with pytest.raises(VidanimeError, match="outside the 19 classes"):
+        pipe(img, tmp_path / "o.png", parsing=bad)
+    with pytest.raises(VidanimeError, match="outside the 17 classes"):
+        pipe(img, tmp_path / "o.png", parsing=bad, parsing_labels="danbooru")
+    color = tmp_path / "color.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(color)
+    with pytest.raises(MediaError, match="expected a label PNG"):
+        pipe(img, tmp_path / "o.png", parsing=color)
+    with pytest.raises(VidanimeError, match="no parsing map given"):
+        pipe(img, tmp_path / "o.png")
+    with pytest.raises(MediaError, match="is the input file"):
+        pipe(img, img, parsing=lab)
+    with pytest.raises(VidanimeError, match="needs a FaceBank"):
+        pipe(img, tmp_path / "o.png", parsing=lab, alpha=0.3)
+    assert not (tmp_path / "o.png").exists() or (tmp_path / "o.png").stat().st_size > 0
+
+
+def test_cli_translate(tmp_path, model):
+    from vidanime.checkpoint import save_checkpoint
+    from pipelines.commands.image import cli
+
+    ckpt = save_styleanime(tmp_path / "sa.pt", model)
+    img, lab = _write_pair(tmp_path, "a", 0)
+    r = CliRunner().invoke(cli, ["translate", str(img), str(tmp_path / "o.png"), "--checkpoint", str(ckpt),
+                                 "--parsing", str(lab), "--parsing-labels", "celebamask"])
+    assert r.exit_code == 0, r.output
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "o.png")), _expected(model, img, lab, "celebamask"))
+    save_checkpoint(tmp_path / "other.pt", format="vidanime.parser", config={}, state_dict={})
+    r = CliRunner().invoke(cli, ["translate", str(img), str(tmp_path / "o2.png"), "-c", str(tmp_path / "other.pt"),
+                                 "--parsing", str(lab)])
+    assert "'vidanime.parser' checkpoint, expected 'vidanime.styleanime'" in str(r.exception)
+
+
+def test_parser_labels_the_image_when_no_map_is_given(tmp_path, model):
+    img, lab = _write_pair(tmp_path, "a", 0)
+    known = torch.from_numpy(np.array(Image.open(lab)).astype(np.int64))  # read as CelebAMask order below
+
+    class FakeParser(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            assert x.min() >= 0 and x.max() <= 1  # parsers take [0, 1] images
+            return torch.nn.functional.one_hot(known, 19).permute(2, 0, 1)[None].float().expand(len(x), -1, -1, -1)
+
+    pipe = ImageTranslatePipeline(model, parser=FakeParser(), parser_labels="celebamask", progress=False)
+    out = pipe(img, tmp_path / "parsed.png")
+    np.testing.assert_array_equal(np.asarray(Image.open(out[0])), _expected(model, img, lab, "celebamask"))
