@@ -7,7 +7,7 @@ VIDEO ?=
 OUT ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench train-demo clean help
+.PHONY: setup demo test bench bench-full train-demo clean help
 
 help:
 	@echo "make setup      create .venv and install vidanime with pinned dependencies"
@@ -36,7 +36,11 @@ test:
 	if [ $$rc -eq 5 ]; then echo "error: no tests were collected" >&2; exit 1; fi; exit $$rc
 
 bench:
-	$(PY) -m bench.run_all
+	$(PY) -m bench.run_all --quick
+
+# Paper sizes, meant for a GPU machine.
+bench-full:
+	$(PY) -m bench.run_all --full
 
 train-demo:
 	$(PY) -m pipelines.train_demo

@@ -16,6 +16,7 @@ from vidanime import __version__
 
 # name -> (module under pipelines.commands, one-line help shown in `vidanime --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "eval": ("eval", "Evaluate translations offline: FID/KID/LPIPS-s/-d, parser mIoU, structure/appearance kept, flicker."),
     "facebank": ("facebank", "Build a FaceBank of generator latent codes for FaceBank aggregation."),
     "image": ("image", "Translate face images (file or folder) with StyleAnime."),
     "info": ("info", "Show what vidanime reads from a video: streams, fps, frames, rotation, audio."),
