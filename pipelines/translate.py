@@ -36,7 +36,8 @@ class TranslateOptions:
     """Per-run options: frame range (``start``/``end`` in seconds or ``"300f"`` frames), ``faces`` all|largest,
     ``crop`` (write the aligned face video of the largest track instead of pasting back), encoder ``crf``/``preset``,
     ``preview`` path for the side-by-side video (input | aligned crop + parsing | output), ``batch`` faces per model
-    call, ``queue`` size between the stages, ``progress`` bar."""
+    call, ``queue`` size between the stages, ``progress`` bar, ``report``: also measure the output's temporal
+    stability (warp error and flicker index against the input, at most 320 px; costs ~0.1 s a frame)."""
 
     start: str | float | None = None
     end: str | float | None = None
@@ -48,6 +49,7 @@ class TranslateOptions:
     batch: int = 8
     queue: int = 8
     progress: bool = True
+    report: bool = False
 
 
 @dataclass
@@ -63,6 +65,7 @@ class TranslateResult:
     seconds: float
     model: str
     latent_roughness: float | None = None
+    temporal: dict[str, dict[str, float]] | None = None
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
@@ -199,6 +202,7 @@ class TranslatePipeline:
         t0 = time.perf_counter()
         stats = {"frames_with_faces": 0, "faces": 0, "tracks": set()}
         latents: dict[int, list[np.ndarray]] = {}
+        temporal = _TemporalReport() if options.report and not options.crop else None
 
         with contextlib.ExitStack() as stack:
             reader = stack.enter_context(VideoReader(input, start=options.start, end=options.end))
@@ -208,7 +212,11 @@ class TranslatePipeline:
             preview = stack.enter_context(VideoWriter(options.preview, **writer_kw)) if options.preview else None
 
             def process(batch: Sequence[_Item]) -> list[Any]:
-                return self._process(batch, options, stats, latents)
+                outs = self._process(batch, options, stats, latents)
+                if temporal is not None:
+                    for item, (out, _) in zip(batch, outs):
+                        temporal.add(item.faces.frame, out)
+                return outs
 
             sink = _Tee(writer, preview)
             run_stages(self._items(reader, processor), process, sink, queue_size=options.queue,
@@ -220,6 +228,7 @@ class TranslatePipeline:
             output=str(output), preview=options.preview, frames=n_frames,
             frames_with_faces=stats["frames_with_faces"], faces=stats["faces"], tracks=len(stats["tracks"]),
             seconds=round(seconds, 2), model=self.model_name, latent_roughness=_roughness(latents),
+            temporal=temporal.result() if temporal is not None else None,
         )
         if result.faces == 0:
             result.notes.append("no face was found: the output is the input re-encoded")
@@ -265,13 +274,40 @@ class TranslatePipeline:
 
 
 def _roughness(latents: dict[int, list[np.ndarray]]) -> float | None:
-    """Mean ||(w[i−1] + w[i+1]) / 2 − w[i]|| over consecutive codes of each track (None without codes)."""
-    vals = []
-    for seq in latents.values():
-        if len(seq) >= 3:
-            w = np.stack(seq).reshape(len(seq), -1)
-            vals.extend(np.linalg.norm((w[:-2] + w[2:]) / 2 - w[1:-1], axis=1).tolist())
-    return float(np.mean(vals)) if vals else None
+    """Latent roughness (see :func:`vidanime.metrics.temporal.latent_roughness`) averaged over tracks, weighted by
+    their number of inner frames; None when no track has 3 codes."""
+    from vidanime.metrics.temporal import latent_roughness
+
+    vals = [(latent_roughness(np.stack(seq)), len(seq) - 2) for seq in latents.values() if len(seq) >= 3]
+    return float(sum(v * n for v, n in vals) / sum(n for _, n in vals)) if vals else None
+
+
+class _TemporalReport:
+    """Accumulates warp error and flicker terms of consecutive (input, output) frames as they stream past."""
+
+    def __init__(self, max_side: int = 320) -> None:
+        self.max_side = max_side
+        self.prev: tuple[np.ndarray, np.ndarray] | None = None
+        self.warp: list[dict[str, float]] = []
+        self.flicker: list[dict[str, float]] = []
+
+    def add(self, frame: np.ndarray, out: np.ndarray) -> None:
+        from vidanime.metrics.temporal import FramePair, flicker_terms, prepare_frame, warp_error_terms
+
+        i = prepare_frame(frame, self.max_side)
+        o = prepare_frame(out, size=i.shape[:2])
+        if self.prev is not None:
+            pair = FramePair(self.prev[0], i, self.prev[1], o)
+            self.warp.append(warp_error_terms(pair))
+            self.flicker.append(flicker_terms(pair))
+        self.prev = (i, o)
+
+    def result(self) -> dict[str, dict[str, float]] | None:
+        from vidanime.metrics.temporal import reduce_flicker, reduce_warp_error
+
+        if not self.warp:
+            return None
+        return {"warp_error": reduce_warp_error(self.warp), "flicker_index": reduce_flicker(self.flicker)}
 
 
 class _Tee:

@@ -32,7 +32,9 @@ import click
               help="Face detector (default: mtcnn for p2a, animecascade for a2p).")
 @click.option("--detector-weights", default=None, metavar="PATH", help="Weights file for retinaface/yunet/animecascade.")
 @click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Faces per model call.")
-@click.option("--report", "report", is_flag=True, help="Save a JSON report beside the output (faces, tracks, timing).")
+@click.option("--report", "report", is_flag=True,
+              help="Measure temporal stability (warp error, flicker index vs the input) and save a JSON report "
+                   "beside the output (OUTPUT.report.json) with faces, tracks, timing and latent roughness.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def cli(input, output, checkpoint, parser_ckpt, direction, alpha, device, fp16, start, end, faces, crop, preview, crf,
         preset, detector, detector_weights, batch, report, no_progress) -> None:
@@ -49,7 +51,7 @@ def cli(input, output, checkpoint, parser_ckpt, direction, alpha, device, fp16, 
     face_cfg = FaceConfig(device=device, detector=detector or ("mtcnn" if direction == "p2a" else "animecascade"),
                           detector_weights=detector_weights)
     options = TranslateOptions(start=start, end=end, faces=faces, crop=crop, crf=crf, preset=preset, preview=preview,
-                               batch=batch, progress=not no_progress)
+                               batch=batch, progress=not no_progress, report=report)
     TranslatePipeline.check_inputs(input, output, options)
     pipe = TranslatePipeline.from_pretrained(checkpoint, parser_ckpt, direction=direction, alpha=alpha, device=device,
                                              fp16=fp16, face_config=face_cfg)
@@ -58,6 +60,9 @@ def cli(input, output, checkpoint, parser_ckpt, direction, alpha, device, fp16, 
                f"{result.seconds:.1f} s")
     if result.preview:
         click.echo(f"preview: {result.preview}")
+    if result.temporal:
+        we, fl = result.temporal["warp_error"], result.temporal["flicker_index"]
+        click.echo(f"temporal: warp error {we['value']:.5f} (input {we['input']:.5f}), flicker index {fl['value']:.3f}")
     if report:
         from vidanime.fileio import atomic_write_text
 

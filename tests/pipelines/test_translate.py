@@ -23,7 +23,8 @@ def _frames(path):
 
 def test_identity_translation_keeps_frames_timing_audio(demo_clip, tmp_path):
     out, prev = tmp_path / "out.mp4", tmp_path / "prev.mp4"
-    res = TranslatePipeline()(demo_clip, out, TranslateOptions(preview=str(prev), progress=False, preset="veryfast"))
+    res = TranslatePipeline()(demo_clip, out, TranslateOptions(preview=str(prev), progress=False, preset="veryfast",
+                                                               report=True))
     a, ia = _frames(demo_clip)
     b, ib = _frames(out)
     assert res.frames == len(a) == len(b) == 25 and res.tracks == 1 and res.frames_with_faces >= 24
@@ -32,6 +33,10 @@ def test_identity_translation_keeps_frames_timing_audio(demo_clip, tmp_path):
     assert min(psnr(x, y) for x, y in zip(a, b)) > 33
     p, ip = _frames(prev)
     assert len(p) == 25 and ip.width == ia.width * 2 + ia.height // 2
+    # identity output: its warp error is the input's own (up to re-encoding), flicker index about 1
+    we = res.temporal["warp_error"]
+    assert we["value"] == pytest.approx(we["input"], rel=0.3, abs=2e-4)
+    assert 0.5 < res.temporal["flicker_index"]["value"] < 2.0
 
 
 def test_crop_mode_and_range(demo_clip, tmp_path):
