@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("eval", "Evaluate translations offline: FID/KID/LPIPS-s/-d, parser mIoU, structure/appearance kept, flicker."),
     "facebank": ("facebank", "Build a FaceBank of generator latent codes for FaceBank aggregation."),
     "image": ("image", "Translate face images (file or folder) with StyleAnime."),
+    "parse": ("parse", "Face parsing maps (label PNGs, colour overlays) for images or folders."),
+    "parser": ("parser", "Train, evaluate (Table 1 metrics), pseudo-label and import face parsers."),
     "info": ("info", "Show what vidanime reads from a video: streams, fps, frames, rotation, audio."),
     "interp": ("interp", "Frame interpolation: run two images or --video (double fps), train, eval."),
     "transcode": ("transcode", "Re-encode (and trim) a clip with H.264, keeping timing and audio."),

@@ -29,6 +29,7 @@ __all__ = ["ModelEntry", "available_models", "get_entry", "register_builder", "l
 _BUILDERS: dict[str, str] = {
     "vidanime.stylegan2": "vidanime.models.stylegan2:generator_from_checkpoint",
     "vidanime.styleanime": "vidanime.models.styleanime:styleanime_from_checkpoint",
+    "vidanime.parser": "vidanime.models.parser:parser_from_checkpoint",
 }
 
 

@@ -1,0 +1,117 @@
+"""`vidanime parser train|eval|pseudo-label|import-bisenet`: train and score face parsers."""
+from __future__ import annotations
+
+import click
+
+
+@click.group(name="parser")
+def cli() -> None:
+    """Face parsers (BiSeNet / DANet): train, evaluate as in the paper's Table 1, pseudo-label, import public weights."""
+
+
+def _overrides(items: tuple[str, ...]) -> dict:
+    import yaml
+
+    from vidanime.errors import ConfigError
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value (e.g. train.steps=100), got '{item}'")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+@cli.command()
+@click.option("--config", "config", required=True, type=click.Path(path_type=str), help="configs/parser_*.yaml")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a config value (repeatable).")
+@click.option("--resume", default=None, help="'auto', a run folder or a train-*.pt checkpoint to continue.")
+def train(config: str, sets: tuple[str, ...], resume: str | None) -> None:
+    """Train a parser; writes a numbered run folder under runs_root."""
+    from vidanime.train.parser import load_train_config, train_parser
+
+    cfg = load_train_config(config, _overrides(sets))
+    run = train_parser(cfg, resume=resume)
+    click.echo(f"run folder: {run.path}")
+
+
+@cli.command(name="eval")
+@click.argument("checkpoint", type=click.Path(path_type=str))
+@click.option("--data", "data_root", default=None, help="Pairs folder (default: the checkpoint's training data).")
+@click.option("--mask-labels", type=click.Choice(["celebamask", "bisenet", "danbooru"]), default=None,
+              help="Label order of the masks in --data (required with --data).")
+@click.option("--split", type=click.Choice(["heldout", "all"]), default=None,
+              help="heldout = the ids held out in training (default without --data); all = every pair.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1))
+@click.option("--json", "json_out", default=None, type=click.Path(path_type=str), help="Also write the scores as JSON.")
+def eval_(checkpoint: str, data_root: str | None, mask_labels: str | None, split: str | None, device: str,
+          batch_size: int, json_out: str | None) -> None:
+    """Per-class pixel accuracy, overall accuracy and mIoU of CHECKPOINT (a table laid out like the paper's Table 1)."""
+    import json
+
+    from vidanime import labels as L
+    from vidanime.checkpoint import load_checkpoint
+    from vidanime.data.parsing import ParsingDataConfig
+    from vidanime.errors import ConfigError
+    from vidanime.fileio import atomic_write_text
+    from vidanime.metrics.segmentation import format_scores
+    from vidanime.models.parser import PARSER_FORMAT, parser_from_checkpoint
+    from vidanime.train.parser import eval_dataset_for, evaluate_parser, resolve_device
+
+    ckpt = load_checkpoint(checkpoint, format=PARSER_FORMAT)
+    data = None
+    if data_root is not None:
+        if mask_labels is None:
+            raise ConfigError("--data needs --mask-labels (celebamask, bisenet or danbooru): the masks' label order")
+        data = ParsingDataConfig(root=data_root, mask_labels=mask_labels)
+    split = split or ("all" if data is not None else "heldout")
+    dev = resolve_device(device)
+    model = parser_from_checkpoint(ckpt).to(dev)
+    ds = eval_dataset_for(ckpt, data, split)
+    scores = evaluate_parser(model, ds, batch_size=batch_size, device=dev)
+    names = L.LABEL_SETS[model.config.label_set]
+    click.echo(f"{checkpoint}: {len(ds)} images ({split}), {scores.pixels} pixels, {model.config.label_set} classes")
+    click.echo(format_scores(scores, names))
+    if json_out:
+        atomic_write_text(json_out, json.dumps(scores.as_dict(names), indent=1))
+
+
+@cli.command(name="pseudo-label")
+@click.argument("images", type=click.Path(path_type=str))
+@click.argument("out", type=click.Path(path_type=str))
+@click.option("--model", "model", required=True, help="The (portrait) parser checkpoint that labels the images.")
+@click.option("--min-confidence", default=0.7, show_default=True, type=click.FloatRange(0, 1),
+              help="Pixels below this top-class probability become 255 (ignored).")
+@click.option("--min-kept", default=0.8, show_default=True, type=click.FloatRange(0, 1),
+              help="Drop images where fewer pixels than this pass.")
+@click.option("--limit", default=0, show_default=True, type=click.IntRange(0), help="Only the first N images (0 = all).")
+@click.option("--device", default="cpu", show_default=True)
+def pseudo_label(images: str, out: str, model: str, min_confidence: float, min_kept: float, limit: int, device: str) -> None:
+    """Label a folder of anime faces with a parser; writes OUT/images + OUT/masks for `parser train`."""
+    from pipelines.parse import ParsePipeline
+    from vidanime.train.parser import resolve_device
+
+    pipe = ParsePipeline.from_pretrained(model, device=resolve_device(device))
+    s = pipe.pseudo_label(images, out, min_confidence=min_confidence, min_kept_fraction=min_kept, limit=limit)
+    click.echo(f"kept {s['kept']}, dropped {s['dropped']} images; mean confident-pixel fraction "
+               f"{s['mean_confident_fraction']:.3f}; masks in {s['label_set']} order under {s['out']} "
+               f"(train with data.root={s['out']}, data.mask_labels={s['label_set']})")
+
+
+@cli.command(name="import-bisenet")
+@click.argument("src", type=click.Path(path_type=str))
+@click.argument("dst", type=click.Path(path_type=str))
+def import_bisenet_cmd(src: str, dst: str) -> None:
+    """Convert face-parsing.PyTorch's 79999_iter.pth (19 classes) into a vidanime.parser checkpoint."""
+    from vidanime.checkpoint import save_checkpoint
+    from vidanime.fileio import check_not_same_file
+    from vidanime.importers.bisenet import import_bisenet
+    from vidanime.models.parser import PARSER_FORMAT, config_of
+
+    check_not_same_file(src, dst)
+    model = import_bisenet(src)
+    save_checkpoint(dst, format=PARSER_FORMAT, config=config_of(model), state_dict=model.state_dict(),
+                    source="face-parsing.PyTorch 79999_iter.pth")
+    click.echo(f"wrote {dst}")

@@ -1,0 +1,261 @@
+"""Face parsing pipeline: images or folders → label PNGs (+ colour overlays), temporal smoothing, pseudo-labels.
+
+``ParsePipeline`` wraps a trained parser (see :mod:`vidanime.models.parser`): it resizes any RGB image to the parser's
+square size with antialiasing, predicts class probabilities, resizes the probabilities back (bilinear) and takes the
+arg-max, so label maps come out at the input size without ever interpolating label ids.  :func:`smooth_probs` averages
+per-pixel class probabilities over neighbouring frames of one face track (the video pipeline uses it against flicker).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vidanime import labels as L
+from vidanime.data.parsing import IGNORE_INDEX, IMAGE_EXTS, read_image_rgb, resize_image
+from vidanime.errors import ConfigError, MediaError, VidanimeError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ParsePipeline", "ParseResult", "smooth_probs", "overlay", "DOMAIN_MODELS"]
+
+# Registry names of the bundled parsers per domain (``vidanime parse --domain``).
+DOMAIN_MODELS = {"portrait": "parser-portrait", "anime": "parser-anime"}
+
+
+def smooth_probs(prob_seq: torch.Tensor, radius: int = 1, sigma: float = 1.0, causal: bool = False) -> torch.Tensor:
+    """Temporal smoothing of per-pixel class probabilities of one track, (T, C, H, W) → (T, C, H, W).
+
+    Each frame becomes a Gaussian-weighted (``sigma`` in frames) average of frames t−radius..t+radius (only the past
+    ones with ``causal=True``, for streaming); windows are cut at the sequence ends and their weights renormalised, so
+    every output still sums to 1 over C.  The frames must be aligned crops of the same face (the track's warp).
+    """
+    if prob_seq.dim() != 4:
+        raise ValueError(f"prob_seq must be (T, C, H, W), got shape {tuple(prob_seq.shape)}")
+    if radius < 0 or sigma <= 0:
+        raise ValueError(f"radius must be >= 0 and sigma > 0, got radius={radius}, sigma={sigma}")
+    t = prob_seq.shape[0]
+    if radius == 0 or t == 1:
+        return prob_seq.clone()
+    offsets = torch.arange(-radius, 1 if causal else radius + 1)
+    w = torch.exp(-0.5 * (offsets.double() / sigma) ** 2)
+    out = torch.zeros_like(prob_seq, dtype=torch.float64 if prob_seq.dtype == torch.float64 else torch.float32)
+    norm = torch.zeros(t, dtype=out.dtype, device=prob_seq.device)
+    for off, wk in zip(offsets.tolist(), w.tolist()):
+        lo, hi = max(0, -off), min(t, t - off)  # frames i with i+off inside [0, t)
+        if lo >= hi:
+            continue
+        out[lo:hi] += wk * prob_seq[lo + off : hi + off].to(out.dtype)
+        norm[lo:hi] += wk
+    return (out / norm.view(t, 1, 1, 1)).to(prob_seq.dtype)
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, label_set: str, alpha: float = 0.5) -> np.ndarray:
+    """(H, W, 3) uint8 picture with the label colours blended in at ``alpha`` (background left as is)."""
+    colours = L.colorize(labels, label_set).astype(np.float32)
+    img = image.astype(np.float32)
+    fg = (labels != 0)[..., None]
+    out = np.where(fg, (1 - alpha) * img + alpha * colours, img)
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+
+
+@dataclass
+class ParseResult:
+    """Labels (H, W) uint8 in ``label_set`` order at the input size; probabilities only when asked for."""
+
+    labels: list[np.ndarray]
+    label_set: str
+    probs: list[torch.Tensor] = field(default_factory=list)  # each (C, H, W) float, at the input size
+
+
+class ParsePipeline:
+    """Face parser on RGB images of any size: ``pipe(images)`` → :class:`ParseResult`; ``pipe.parse_paths(in, out)``."""
+
+    def __init__(self, model: torch.nn.Module, device: Any = "cpu", batch_size: int = 8, output_labels: str | None = None):
+        self.model = model.to(device).eval()
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.model_labels = model.config.label_set
+        self.label_set = output_labels or self.model_labels
+        L.num_classes(self.label_set)
+        if self.label_set != self.model_labels:
+            L.remap_table(self.model_labels, self.label_set)  # raises early when the orders are incompatible
+        self.size = model.config.image_size
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, device: Any = "cpu", **kwargs: Any) -> "ParsePipeline":
+        """Load a ``vidanime.parser`` checkpoint (registry name or path)."""
+        from vidanime.checkpoint import load_checkpoint
+        from vidanime.models.parser import PARSER_FORMAT, parser_from_checkpoint
+        from vidanime.registry import resolve_path
+
+        ckpt = load_checkpoint(resolve_path(name_or_path), format=PARSER_FORMAT)
+        return cls(parser_from_checkpoint(ckpt), device=device, **kwargs)
+
+    @classmethod
+    def for_domain(cls, domain: str, model: str | None = None, **kwargs: Any) -> "ParsePipeline":
+        """The bundled parser of ``domain`` (portrait | anime), or ``model`` (name or path) when given."""
+        if domain not in DOMAIN_MODELS:
+            raise ConfigError(f"unknown domain '{domain}' (expected one of: {', '.join(DOMAIN_MODELS)})")
+        return cls.from_pretrained(model or DOMAIN_MODELS[domain], **kwargs)
+
+    # ------------------------------------------------------------------------------------------------------ checks
+    @staticmethod
+    def check_inputs(images: Sequence[np.ndarray]) -> None:
+        """Each image must be (H, W, 3) uint8 RGB with sides of at least 16 px."""
+        if len(images) == 0:
+            raise MediaError("no images given to parse")
+        for i, im in enumerate(images):
+            if not isinstance(im, np.ndarray) or im.ndim != 3 or im.shape[2] != 3:
+                shape = getattr(im, "shape", type(im).__name__)
+                raise MediaError(f"image {i} has shape {shape}; expected (H, W, 3) RGB (use read_image_rgb for files)")
+            if im.dtype != np.uint8:
+                raise MediaError(f"image {i} has dtype {im.dtype}; expected uint8 (0..255)")
+            if min(im.shape[:2]) < 16:
+                raise MediaError(f"image {i} is {im.shape[1]}x{im.shape[0]} px, too small (need at least 16 px a side)")
+
+    # ---------------------------------------------------------------------------------------------------- predict
+    @torch.no_grad()
+    def predict_probs(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """Class probabilities (B, C, S, S) at the parser's size S, in the model's label order."""
+        self.check_inputs(images)
+        out = []
+        for start in range(0, len(images), self.batch_size):
+            chunk = [resize_image(im, self.size) for im in images[start : start + self.batch_size]]
+            x = torch.from_numpy(np.stack(chunk)).permute(0, 3, 1, 2).float().div(255.0).to(self.device)
+            out.append(torch.softmax(self.model(x).float(), dim=1).cpu())
+        return torch.cat(out)
+
+    def probs_to_labels(self, probs: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+        """(C, S, S) probabilities → (H, W) uint8 labels in the output order (bilinear resize of probs, then arg-max)."""
+        if tuple(probs.shape[-2:]) != tuple(size):
+            probs = F.interpolate(probs[None], size=size, mode="bilinear", align_corners=False)[0]
+        lab = probs.argmax(0).numpy().astype(np.uint8)
+        return L.remap(lab, self.model_labels, self.label_set)
+
+    def __call__(self, images: Sequence[np.ndarray] | np.ndarray, return_probs: bool = False) -> ParseResult:
+        """Parse RGB uint8 images ((H, W, 3) each, sizes may differ) → labels at each input's size."""
+        if isinstance(images, np.ndarray) and images.ndim == 3:
+            images = [images]
+        images = list(images)
+        probs = self.predict_probs(images)
+        labels, full = [], []
+        for im, p in zip(images, probs):
+            labels.append(self.probs_to_labels(p, im.shape[:2]))
+            if return_probs:
+                full.append(F.interpolate(p[None], size=im.shape[:2], mode="bilinear", align_corners=False)[0])
+        return ParseResult(labels=labels, label_set=self.label_set, probs=full)
+
+    # -------------------------------------------------------------------------------------------------------- files
+    def parse_paths(self, inp: str | os.PathLike, out: str | os.PathLike, overlays: bool = False) -> dict[str, Any]:
+        """Parse an image file or every image in a folder; write ``<stem>.png`` labels (+ ``<stem>_overlay.png``).
+
+        A single file may go to ``out`` ending in ``.png`` (that exact name) or to a folder.  In folder mode unreadable
+        files are skipped with a warning and listed in the returned summary ``{"written": [...], "failed": [...]}``;
+        if none could be read the call raises :class:`MediaError`.
+        """
+        from PIL import Image
+
+        from vidanime.fileio import atomic_path, check_not_same_file
+
+        inp, out = Path(inp), Path(out)
+        if not inp.exists():
+            raise MediaError(f"input not found: {inp}")
+        if inp.is_dir():
+            files = sorted(p for p in inp.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+            if not files:
+                raise MediaError(f"no images ({', '.join(IMAGE_EXTS)}) in folder {inp}")
+            if out.suffix.lower() == ".png":
+                raise MediaError(f"input {inp} is a folder; the output {out} must be a folder too")
+            targets = [(f, out / f"{f.stem}.png") for f in files]
+        else:
+            target = out if out.suffix.lower() == ".png" else out / f"{inp.stem}.png"
+            targets = [(inp, target)]
+        written: list[str] = []
+        failed: list[str] = []
+        from tqdm import tqdm
+
+        for src, dst in tqdm(targets, desc="parse", disable=len(targets) < 2 or None):
+            try:
+                img = read_image_rgb(src)
+            except MediaError as exc:
+                if len(targets) == 1:
+                    raise
+                logger.warning("skipping %s", exc)
+                failed.append(str(src))
+                continue
+            check_not_same_file(src, dst)
+            lab = self(img).labels[0]
+            with atomic_path(dst) as tmp:
+                Image.fromarray(lab).save(tmp, format="PNG")
+            written.append(str(dst))
+            if overlays:
+                odst = dst.with_name(f"{dst.stem}_overlay.png")
+                check_not_same_file(src, odst)
+                with atomic_path(odst) as tmp:
+                    Image.fromarray(overlay(img, lab, self.label_set)).save(tmp, format="PNG")
+                written.append(str(odst))
+        if not written:
+            raise MediaError(f"none of the {len(targets)} images in {inp} could be read")
+        return {"written": written, "failed": failed, "label_set": self.label_set}
+
+    # ------------------------------------------------------------------------------------------------ pseudo-labels
+    def pseudo_label(self, images_dir: str | os.PathLike, out_dir: str | os.PathLike, min_confidence: float = 0.7,
+                     min_kept_fraction: float = 0.8, limit: int = 0) -> dict[str, Any]:
+        """Label a folder of (anime) faces with this parser for training another: writes ``out/images`` + ``out/masks``.
+
+        Pixels whose top class probability is below ``min_confidence`` become 255 (ignored in training and metrics);
+        images where fewer than ``min_kept_fraction`` of the pixels pass are dropped.  Masks are in the parser's
+        order; images are stored resized to the parser's size.  Returns counts and the mean kept fraction.
+        """
+        from PIL import Image
+
+        from vidanime.fileio import atomic_path
+
+        src = Path(images_dir)
+        if not src.is_dir():
+            raise MediaError(f"pseudo-label input folder not found: {src}")
+        if not 0.0 <= min_confidence <= 1.0 or not 0.0 <= min_kept_fraction <= 1.0:
+            raise VidanimeError(f"min_confidence and min_kept_fraction must be in [0, 1], got {min_confidence}, {min_kept_fraction}")
+        files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+        if limit > 0:
+            files = files[:limit]
+        if not files:
+            raise MediaError(f"no images in {src}")
+        out = Path(out_dir)
+        kept, dropped, fractions = 0, 0, []
+        from tqdm import tqdm
+
+        for start in tqdm(range(0, len(files), self.batch_size), desc="pseudo-label", disable=None):
+            batch_files = files[start : start + self.batch_size]
+            imgs = []
+            for f in batch_files:
+                try:
+                    imgs.append((f, resize_image(read_image_rgb(f), self.size)))
+                except MediaError as exc:
+                    logger.warning("skipping %s", exc)
+            if not imgs:
+                continue
+            probs = self.predict_probs([im for _, im in imgs])
+            conf, lab = probs.max(1)
+            for (f, im), c, lb in zip(imgs, conf, lab):
+                ok = (c >= min_confidence).numpy()
+                frac = float(ok.mean())
+                fractions.append(frac)
+                if frac < min_kept_fraction:
+                    dropped += 1
+                    continue
+                mask = np.where(ok, lb.numpy(), IGNORE_INDEX).astype(np.uint8)
+                with atomic_path(out / "images" / f"{f.stem}.png") as tmp:
+                    Image.fromarray(im).save(tmp, format="PNG")
+                with atomic_path(out / "masks" / f"{f.stem}.png") as tmp:
+                    Image.fromarray(mask).save(tmp, format="PNG")
+                kept += 1
+        return {"kept": kept, "dropped": dropped, "mean_confident_fraction": float(np.mean(fractions)) if fractions else 0.0,
+                "label_set": self.model_labels, "out": str(out)}

@@ -1,0 +1,292 @@
+"""Train and evaluate face parsers (BiSeNet / DANet) on paired image/mask folders.
+
+A run writes a numbered folder (:class:`vidanime.train.run_dir.RunDir`): ``config.yaml``, ``metrics.jsonl`` (loss
+rows and held-out Table-1 scores), ``checkpoints/train-*.pt`` (weights + optimizer, resumable) and
+``checkpoints/parser-*.pt`` (weights only).  Both are ``vidanime.parser`` checkpoints, so ``load_model`` reads either.
+The held-out ids are stored in every checkpoint (``val_ids``) so ``vidanime parser eval`` scores the same split.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from ..config import config_from_dict, config_to_dict
+from ..data.parsing import IGNORE_INDEX, ParsingDataConfig, ParsingDataset, list_pairs, split_ids
+from ..errors import CheckpointError, ConfigError
+from ..metrics.segmentation import ConfusionMeter, SegmentationScores
+from ..models.parser import PARSER_FORMAT, ParserConfig, build_parser, parser_from_checkpoint
+from .run_dir import RunDir
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ParserTrainOptions", "ParserTrainConfig", "train_parser", "evaluate_parser", "heldout_ids", "resolve_device"]
+
+
+@dataclass
+class ParserTrainOptions:
+    """Optimisation and bookkeeping (the ``train:`` section)."""
+
+    steps: int = 20000
+    batch_size: int = 8
+    lr: float = 1e-3  # AdamW peak learning rate; linear warm-up, then cosine decay to 1 % of it
+    weight_decay: float = 1e-4
+    warmup_steps: int = 200
+    aux_weight: float = 0.4  # weight of each auxiliary head's cross-entropy
+    log_every: int = 50
+    eval_every: int = 1000  # held-out scores (0 = only at the end)
+    eval_limit: int = 0  # score at most this many held-out pairs during training (0 = all)
+    ckpt_every: int = 1000
+    keep_checkpoints: int = 2
+    time_limit_min: float = 0.0  # stop (and save) after this many minutes of wall time (0 = no limit)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    threads: int = 0  # torch CPU threads (0 = leave torch's default)
+
+
+@dataclass
+class ParserTrainConfig:
+    """A parser training job: model, data and optimisation; ``init`` optionally starts from a parser checkpoint."""
+
+    name: str = "parser"
+    runs_root: str = "runs"
+    init: str = ""  # a vidanime.parser checkpoint to fine-tune from (e.g. portrait → anime); "" = random init
+    model: ParserConfig = field(default_factory=ParserConfig)
+    data: ParsingDataConfig = field(default_factory=ParsingDataConfig)
+    train: ParserTrainOptions = field(default_factory=ParserTrainOptions)
+
+    def __post_init__(self) -> None:
+        if self.train.steps < 1 or self.train.batch_size < 1:
+            raise ConfigError(f"train.steps and train.batch_size must be >= 1, got {self.train.steps}, {self.train.batch_size}")
+        if self.data.image_size != self.model.image_size:
+            raise ConfigError(
+                f"data.image_size ({self.data.image_size}) must equal model.image_size ({self.model.image_size})"
+            )
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → cuda when available else cpu; an unavailable cuda request is a :class:`ConfigError`."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device '{name}' requested but CUDA is not available (use 'cpu' or 'auto')")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device '{name}' (expected auto, cpu, cuda or cuda:N)") from None
+
+
+def heldout_ids(data: ParsingDataConfig) -> tuple[list[str], list[str]]:
+    """(train ids, held-out ids) for a data config: ``val_ids_file`` if given, else the seeded split."""
+    ids = [p[0] for p in list_pairs(data.root)]
+    if data.val_ids_file:
+        path = Path(data.val_ids_file)
+        if not path.is_file():
+            raise ConfigError(f"val_ids_file not found: {path}")
+        val = sorted({line.strip() for line in path.read_text().splitlines() if line.strip()})
+        unknown = set(val) - set(ids)
+        if unknown:
+            raise ConfigError(f"{path}: {len(unknown)} ids are not in {data.root}, e.g. {sorted(unknown)[0]}")
+        vs = set(val)
+        return [i for i in ids if i not in vs], val
+    return split_ids(ids, data.val_fraction, data.split_seed)
+
+
+def _batches(ds: ParsingDataset, batch_size: int, seed: int, start_step: int) -> Iterator[dict[str, Any]]:
+    """Endless shuffled batches (epoch order from ``seed + epoch``), resumable at ``start_step``."""
+    n = len(ds)
+    per_epoch = max(1, n // batch_size)
+    step = start_step
+    while True:
+        epoch, k = divmod(step, per_epoch)
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+        idx = [order[(k * batch_size + j) % n] for j in range(batch_size)]
+        items = [ds[i] for i in idx]
+        yield {"image": torch.stack([it["image"] for it in items]), "labels": torch.stack([it["labels"] for it in items])}
+        step += 1
+
+
+def _lr_at(step: int, opts: ParserTrainOptions) -> float:
+    if step < opts.warmup_steps:
+        return opts.lr * (step + 1) / opts.warmup_steps
+    t = (step - opts.warmup_steps) / max(1, opts.steps - opts.warmup_steps)
+    return opts.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def parsing_loss(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, aux_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """Cross-entropy (ignore 255) on the main logits plus ``aux_weight`` × each auxiliary head's."""
+    main, aux = model.forward_with_aux(images)
+    loss_main = F.cross_entropy(main, labels, ignore_index=IGNORE_INDEX)
+    loss = loss_main
+    for a in aux:
+        loss = loss + aux_weight * F.cross_entropy(a, labels, ignore_index=IGNORE_INDEX)
+    return loss, {"loss": float(loss.detach()), "loss_main": float(loss_main.detach())}
+
+
+@torch.no_grad()
+def evaluate_parser(model: torch.nn.Module, ds: ParsingDataset, batch_size: int = 8, device: Any = "cpu",
+                    limit: int = 0) -> SegmentationScores:
+    """Table-1 scores of ``model`` on ``ds`` (no augmentation), accumulated over all pixels of all pairs."""
+    was_training = model.training
+    model.eval()
+    meter = ConfusionMeter(model.config.num_classes, IGNORE_INDEX)
+    n = len(ds) if limit <= 0 else min(limit, len(ds))
+    for start in range(0, n, batch_size):
+        items = [ds[i] for i in range(start, min(n, start + batch_size))]
+        x = torch.stack([it["image"] for it in items]).to(device)
+        y = torch.stack([it["labels"] for it in items])
+        pred = model(x).argmax(1).cpu()
+        meter.update(y, pred)
+    model.train(was_training)
+    return meter.scores()
+
+
+def train_parser(cfg: ParserTrainConfig, resume: str | os.PathLike | None = None,
+                 run_dir: str | os.PathLike | None = None) -> RunDir:
+    """Train a parser per ``cfg``; ``resume`` = a train checkpoint or run folder to continue; returns the run folder.
+
+    ``run_dir`` forces an exact folder (tests); otherwise a new numbered folder is made under ``cfg.runs_root``.
+    """
+    from .run_dir import resolve_resume
+
+    opts = cfg.train
+    if opts.threads > 0:
+        torch.set_num_threads(opts.threads)
+    device = resolve_device(opts.device)
+    torch.manual_seed(opts.seed)
+
+    model = build_parser(cfg.model).to(device)
+    optim = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
+    step = 0
+    if resume:
+        ckpt_path = resolve_resume(resume, cfg.runs_root, name=cfg.name, kind="train")
+        from ..checkpoint import load_checkpoint
+
+        ckpt = load_checkpoint(ckpt_path, format=PARSER_FORMAT)
+        if "optimizer" not in ckpt:
+            raise CheckpointError(f"{ckpt_path} has no optimizer state; resume from a train-*.pt checkpoint")
+        model.load_state_dict(ckpt["state_dict"])
+        optim.load_state_dict(ckpt["optimizer"])
+        step = int(ckpt["train_step"])
+        run = RunDir.of_checkpoint(ckpt_path) or RunDir.create(cfg.runs_root, cfg.name, cfg)
+        run.truncate_metrics(step)
+        logger.info("resuming %s at step %d", ckpt_path, step)
+    else:
+        if cfg.init:
+            from ..checkpoint import load_checkpoint
+
+            init = parser_from_checkpoint(load_checkpoint(cfg.init, format=PARSER_FORMAT))
+            if init.config.label_set != cfg.model.label_set or init.config.arch != cfg.model.arch:
+                raise ConfigError(f"init checkpoint {cfg.init} is a {init.config.arch}/{init.config.label_set} parser, "
+                                  f"config asks for {cfg.model.arch}/{cfg.model.label_set}")
+            from ..checkpoint import check_state_dict
+
+            check_state_dict(model, init.state_dict(), source=cfg.init)
+        if run_dir is not None:
+            run = RunDir(Path(run_dir))
+            run.path.mkdir(parents=True, exist_ok=True)
+            run.write_config(cfg)
+        else:
+            run = RunDir.create(cfg.runs_root, cfg.name, cfg)
+
+    train_ids, val_ids = heldout_ids(cfg.data)
+    train_ds = ParsingDataset(cfg.data, cfg.model.label_set, ids=train_ids, augment=True, seed=opts.seed + step)
+    val_ds = ParsingDataset(cfg.data, cfg.model.label_set, ids=val_ids) if val_ids else None
+    logger.info("parser %s/%s width %.2f: %.2fM params; %d train / %d held-out pairs; device %s",
+                cfg.model.arch, cfg.model.label_set, cfg.model.width,
+                sum(p.numel() for p in model.parameters()) / 1e6, len(train_ds), len(val_ids), device)
+
+    def save(step: int) -> None:
+        extras = {"train_step": step, "val_ids": list(val_ids), "train_config": config_to_dict(cfg)}
+        run.save_checkpoint(step, kind="train", format=PARSER_FORMAT, config=cfg.model, state_dict=model.state_dict(),
+                            keep=opts.keep_checkpoints, optimizer=optim.state_dict(), **extras)
+        run.save_checkpoint(step, kind="parser", format=PARSER_FORMAT, config=cfg.model, state_dict=model.state_dict(),
+                            keep=opts.keep_checkpoints, **extras)
+
+    def evaluate(step: int, limit: int) -> None:
+        if val_ds is None:
+            return
+        s = evaluate_parser(model, val_ds, opts.batch_size, device, limit=limit)
+        run.log_metrics({"step": step, "val_overall_acc": s.overall_accuracy, "val_miou": s.miou,
+                         "val_pixels": s.pixels})
+        logger.info("step %d: held-out overall acc %.4f, mIoU %.4f", step, s.overall_accuracy, s.miou)
+
+    from tqdm import tqdm
+
+    model.train()
+    t0 = time.perf_counter()
+    batches = _batches(train_ds, opts.batch_size, opts.seed, step)
+    bar = tqdm(total=opts.steps, initial=step, desc="parser", disable=None)
+    acc: dict[str, float] = {}
+    stopped_early = False
+    while step < opts.steps:
+        batch = next(batches)
+        for g in optim.param_groups:
+            g["lr"] = _lr_at(step, opts)
+        loss, parts = parsing_loss(model, batch["image"].to(device), batch["labels"].to(device), opts.aux_weight)
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"parser loss is {float(loss)} at step {step}; lower train.lr")
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+        step += 1
+        bar.update(1)
+        for k, v in parts.items():
+            acc[k] = acc.get(k, 0.0) + v
+        acc["n"] = acc.get("n", 0.0) + 1
+        if step % opts.log_every == 0 or step == opts.steps:
+            n = acc.pop("n")
+            run.log_metrics({"step": step, "lr": optim.param_groups[0]["lr"], **{k: v / n for k, v in acc.items()},
+                             "sec": time.perf_counter() - t0})
+            acc = {}
+        if opts.eval_every and step % opts.eval_every == 0 and step < opts.steps:
+            evaluate(step, opts.eval_limit)
+        if step % opts.ckpt_every == 0 and step < opts.steps:
+            save(step)
+        if opts.time_limit_min > 0 and time.perf_counter() - t0 > 60 * opts.time_limit_min:
+            logger.info("time limit of %.1f min reached at step %d; saving and stopping", opts.time_limit_min, step)
+            stopped_early = True
+            break
+    bar.close()
+    save(step)
+    evaluate(step, 0)
+    if stopped_early:
+        logger.info("stopped at step %d of %d; continue with --resume %s", step, opts.steps, run.path)
+    return run
+
+
+def load_train_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> ParserTrainConfig:
+    """Read a parser training YAML (see configs/parser_*.yaml) with optional dotted-key overrides."""
+    from ..config import load_config
+
+    return load_config(path, ParserTrainConfig, overrides=overrides)
+
+
+def eval_dataset_for(ckpt: dict[str, Any], data: ParsingDataConfig | None, split: str) -> ParsingDataset:
+    """The dataset ``vidanime parser eval`` scores: the checkpoint's own data/held-out split, or ``data`` (all pairs).
+
+    ``split`` = ``heldout`` (ids stored in the checkpoint; needs the same data root) or ``all``.
+    """
+    model_cfg = config_from_dict(ckpt["config"], ParserConfig, source="parser checkpoint")
+    if data is None:
+        tc = ckpt.get("train_config")
+        if not tc:
+            raise ConfigError("this checkpoint carries no training data config; pass --data ROOT --mask-labels ORDER")
+        data = config_from_dict(tc["data"], ParsingDataConfig, source="checkpoint train_config.data")
+    data = ParsingDataConfig(**{**config_to_dict(data), "image_size": model_cfg.image_size, "cache": False})
+    if split == "heldout":
+        ids: Sequence[str] | None = ckpt.get("val_ids")
+        if not ids:
+            raise ConfigError("the checkpoint stores no held-out ids; use --split all")
+    elif split == "all":
+        ids = None
+    else:
+        raise ConfigError(f"unknown split '{split}' (expected heldout or all)")
+    return ParsingDataset(data, model_cfg.label_set, ids=ids)
