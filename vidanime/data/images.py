@@ -145,7 +145,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
 
     def _read(self, path: Path) -> torch.Tensor:
         """(3, S, S) uint8 tensor of one file."""
-        return torch.from_numpy(np.ascontiguousarray(load_image(path, self.size))).permute(2, 0, 1).contiguous()
+        return torch.from_numpy(np.array(load_image(path, self.size), copy=True)).permute(2, 0, 1).contiguous()
 
     def _preload(self) -> None:
         cache, good = [], []

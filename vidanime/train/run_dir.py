@@ -237,7 +237,7 @@ class RunDir:
         found = self.checkpoints(kind)
         return found[-1][1] if found else None
 
-    def save_checkpoint(self, step: int, *, kind: str = "train", format: str, config: Any, state_dict: Mapping[str, Any],
+    def save_checkpoint(self, step: int, /, *, kind: str = "train", format: str, config: Any, state_dict: Mapping[str, Any],
                         keep: int = 0, **extras: Any) -> Path:
         """Save a self-describing checkpoint (see :func:`vidanime.checkpoint.save_checkpoint`) under checkpoints/.
 
