@@ -1,0 +1,576 @@
+"""StyleAnime base training (paper §4.2, §5.1): encoders E_p, E_s and the discriminators D1 (codes), D2 (images)
+trained with the target-domain generator frozen.
+
+One iteration (``StyleAnimeTrainer.train_step``):
+
+1. target batch (y, y_p) and source batch (x, x_p); w_y = E(y, y_p), w_x = E(x, x_p); ŷ = G(w_y), x̂ = G(w_x);
+2. D step: L_da^D1(D1(w_y), D1(w_x)) (Eq. 7) + L_adv^D2(D2(y), D2(ŷ), D2(x̂)) (Eq. 9), lazy R1 (γ/2 ‖∇_y D2(y)‖²) on y;
+3. E step: Eq. 10 with the just-updated D1/D2 (see :mod:`vidanime.losses.styleanime`).
+
+Adam at lr 1e-4 for all three (paper).  Multi-GPU / multi-node: run under ``torchrun``; RANK/WORLD_SIZE/LOCAL_RANK are
+read from the environment, the encoders and discriminators are wrapped in DistributedDataParallel, each process
+draws its slice of a global batch (:class:`~vidanime.data.domains.ShardedSampler`), and only rank 0 logs and writes.
+BatchNorm statistics of the IR-SE encoders and D2's minibatch-stddev are per process unless ``sync_bn`` (CUDA only);
+with ``freeze_bn`` and ``mbstd_group: 1`` a step is exactly the single-process step on the concatenated batch.
+``amp`` runs the forward passes in bfloat16 autocast on CUDA (R1 stays in float32).
+A training checkpoint holds weights, optimizers, step, sampler positions and RNG states: resume is bit-exact on CPU.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import labels as L
+from ..config import config_to_dict
+from ..data.domains import DomainDataConfig, DomainDataset, ShardedSampler
+from ..errors import CheckpointError, ConfigError
+from ..losses.gan import r1_penalty
+from ..losses.latent import LatentDiscriminator, da_loss_discriminator
+from ..losses.styleanime import StyleAnimeLoss, StyleAnimeLossConfig, adv_loss_discriminator
+from ..models.styleanime import StyleAnime, StyleAnimeConfig, save_styleanime
+from ..models.stylegan2 import Discriminator
+from .run_dir import RunDir
+
+logger = logging.getLogger(__name__)
+
+TRAIN_FORMAT = "vidanime.styleanime.train"
+
+__all__ = ["TRAIN_FORMAT", "TrainOptions", "TrainStyleAnimeConfig", "StyleAnimeTrainer", "DistInfo",
+           "setup_distributed", "resolve_device"]
+
+
+@dataclass
+class TrainOptions:
+    """Optimisation and bookkeeping (the ``train:`` section); ``batch`` is per process."""
+
+    iterations: int = 100_000
+    batch: int = 8
+    lr: float = 1e-4  # encoders (paper)
+    d_lr: float = 1e-4  # D1 and D2 (paper)
+    betas: tuple[float, float] = (0.9, 0.999)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun: cuda:LOCAL_RANK)
+    amp: bool = False  # bfloat16 autocast on CUDA
+    freeze_bn: bool = False  # encoders' BatchNorm in eval mode (running statistics fixed)
+    sync_bn: bool = True  # SyncBatchNorm across processes (CUDA + DDP only)
+    mbstd_group: int = 4  # D2 minibatch-stddev group size (StyleGAN2: 4; 1 = per-sample D2)
+    log_every: int = 50
+    sample_every: int = 1000
+    checkpoint_every: int = 5000
+    keep_checkpoints: int = 2  # newest training checkpoints kept (0 = all)
+    n_samples: int = 8  # rows of the sample grid
+    time_limit_min: float = 0.0  # stop (and save) after this many minutes (0 = no limit)
+    threads: int = 0  # torch CPU threads (0 = torch's default)
+    progress: bool = True
+
+
+@dataclass
+class TrainStyleAnimeConfig:
+    """Everything ``vidanime train`` needs; the resolved copy is saved in the run folder and every checkpoint.
+
+    ``generator``: the target-domain StyleGAN2 (our ``vidanime.stylegan2`` checkpoint, a ``train-gan`` training
+    checkpoint, or a rosinality ``.pt``); its discriminator, when the file has one, initialises D2.  ``"random"``
+    keeps a random generator (tests only).  ``init``: a ``vidanime.styleanime`` checkpoint to start the encoders from.
+    """
+
+    name: str = "styleanime"
+    task: Literal["p2a", "a2p", "other"] = "p2a"  # informational: p2a = portrait → anime (target = anime)
+    model: StyleAnimeConfig = field(default_factory=StyleAnimeConfig)
+    generator: str = ""
+    init: str = ""
+    target: DomainDataConfig = field(default_factory=DomainDataConfig)
+    source: DomainDataConfig = field(default_factory=DomainDataConfig)
+    loss: StyleAnimeLossConfig = field(default_factory=StyleAnimeLossConfig)
+    train: TrainOptions = field(default_factory=TrainOptions)
+    run_dir: str = "runs"
+
+    def __post_init__(self) -> None:
+        t = self.train
+        for key in ("iterations", "batch", "log_every", "sample_every", "checkpoint_every", "n_samples", "mbstd_group"):
+            minimum = 0 if key == "iterations" else 1
+            if getattr(t, key) < minimum:
+                raise ConfigError(f"train.{key} = {getattr(t, key)}: expected an integer >= {minimum}")
+        if t.lr <= 0 or t.d_lr <= 0:
+            raise ConfigError(f"train.lr / d_lr = {t.lr} / {t.d_lr}: expected positive learning rates")
+        if not all(0 <= b < 1 for b in t.betas):
+            raise ConfigError(f"train.betas = {list(t.betas)}: expected two numbers in [0, 1)")
+        if not (t.device in ("auto", "cpu", "cuda") or t.device.startswith("cuda:")):
+            raise ConfigError(f"train.device = '{t.device}': expected auto, cpu, cuda or cuda:N")
+
+
+# ------------------------------------------------------------------------------------------------------ distributed
+@dataclass
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device_hint: str = "auto") -> DistInfo:
+    """Read torchrun's RANK / WORLD_SIZE / LOCAL_RANK; with WORLD_SIZE > 1 join the process group (NCCL on CUDA,
+    else gloo) unless already joined."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        use_cuda = device_hint != "cpu" and torch.cuda.is_available()
+        if use_cuda:
+            torch.cuda.set_device(local)
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), local)
+
+
+def resolve_device(device: str, dist_info: DistInfo | None = None) -> torch.device:
+    """``auto`` → CUDA if available; under DDP, ``cuda`` means ``cuda:LOCAL_RANK``."""
+    local = dist_info.local_rank if dist_info is not None else 0
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda":
+        device = f"cuda:{local}"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device = '{device}' but CUDA is not available; use cpu")
+    return torch.device(device)
+
+
+def _requires_grad(module: torch.nn.Module, flag: bool) -> None:
+    for p in module.parameters():
+        p.requires_grad_(flag)
+
+
+class _PairEncoder(torch.nn.Module):
+    """Both domains through the encoders in one forward (so DDP sees one forward per backward)."""
+
+    def __init__(self, encoder: torch.nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, onehot_y: torch.Tensor, y: torch.Tensor, onehot_x: torch.Tensor,
+                x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        return (*self.encoder(onehot_y, y), *self.encoder(onehot_x, x))
+
+
+class _MultiD(torch.nn.Module):
+    """Several separate discriminator passes in one forward (D2's minibatch-stddev forbids concatenating them)."""
+
+    def __init__(self, disc: torch.nn.Module):
+        super().__init__()
+        self.disc = disc
+
+    def forward(self, *images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return tuple(self.disc(im) for im in images)
+
+
+def _allreduce_grads(module: torch.nn.Module, world: int) -> None:
+    """Average the gradients of ``module`` over the process group (missing gradients count as zero)."""
+    import torch.distributed as dist
+
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.reshape(-1) for p in params])
+    dist.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for p in params:
+        n = p.numel()
+        p.grad.copy_(flat[offset : offset + n].view_as(p))
+        offset += n
+
+
+# ------------------------------------------------------------------------------------------------------------ trainer
+class StyleAnimeTrainer:
+    """Holds the model (E_p, E_s, frozen G), D1, D2, optimizers, samplers and step; ``train()`` runs the loop.
+
+    Args:
+        config: the resolved :class:`TrainStyleAnimeConfig`.
+        target, source: the two domains' datasets (labels in ``config.model.label_set``, size = model image size).
+        dist_info: rank / world size (default: single process).
+    """
+
+    def __init__(self, config: TrainStyleAnimeConfig, target: DomainDataset, source: DomainDataset,
+                 dist_info: DistInfo | None = None, device: torch.device | str | None = None):
+        self.config = config
+        self.dist = dist_info or DistInfo()
+        t = config.train
+        self.device = torch.device(device) if device is not None else resolve_device(t.device, self.dist)
+        self.target, self.source = target, source
+        for ds, what in ((target, "target"), (source, "source")):
+            if ds.size != config.model.image_size or ds.label_set != config.model.label_set:
+                raise ConfigError(f"{what} dataset is {ds.size} px / '{ds.label_set}' labels; the model expects "
+                                  f"{config.model.image_size} px / '{config.model.label_set}'")
+        torch.manual_seed(t.seed)  # same initial weights on every rank
+        self.model = StyleAnime(config.model)
+        gcfg = config.model.generator
+        self.D1 = LatentDiscriminator(gcfg.n_latent, gcfg.style_dim, n_layers=config.loss.d1_layers)
+        self.D2 = Discriminator(gcfg)
+        self.D2.stddev_group = t.mbstd_group
+        self._load_generator(config.generator)
+        if config.init:
+            self._load_init(config.init)
+        self.model.to(self.device)
+        self.D1.to(self.device)
+        self.D2.to(self.device)
+        if self.dist.world > 1 and t.sync_bn:
+            if self.device.type == "cuda":
+                self.model.encoder = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model.encoder)
+            elif not t.freeze_bn:
+                logger.info("sync_bn needs CUDA: BatchNorm statistics stay per process")
+        # One forward per backward for each wrapped module; under DDP, E_p's unused FPN lateral layer needs
+        # find_unused_parameters.  D1/D2 are called unwrapped in the E step (their weights are not updated there).
+        self.enc: torch.nn.Module = _PairEncoder(self.model.encoder)
+        self.d1: torch.nn.Module = self.D1
+        self.d2: torch.nn.Module = _MultiD(self.D2)
+        if self.dist.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.enc = DDP(self.enc, device_ids=ids, find_unused_parameters=True)
+            self.d1 = DDP(self.d1, device_ids=ids)
+            self.d2 = DDP(self.d2, device_ids=ids)
+        self.e_optim = torch.optim.Adam(self.model.encoder.parameters(), lr=t.lr, betas=t.betas)
+        self.d1_optim = torch.optim.Adam(self.D1.parameters(), lr=t.d_lr, betas=t.betas)
+        self.d2_optim = torch.optim.Adam(self.D2.parameters(), lr=t.d_lr, betas=t.betas)
+        self.loss = StyleAnimeLoss(config.loss, config.model.label_set, self.device)
+        self.target_sampler = ShardedSampler(len(target), t.batch, self.dist.rank, self.dist.world, seed=t.seed)
+        self.source_sampler = ShardedSampler(len(source), t.batch, self.dist.rank, self.dist.world, seed=t.seed + 1)
+        self.step = 0
+        self.use_amp = bool(t.amp) and self.device.type == "cuda"
+        if t.amp and not self.use_amp:
+            logger.warning("train.amp is only used on CUDA; training in float32 on %s", self.device)
+        self._accum: dict[str, float] = {}
+        self._accum_n = 0
+
+    # -- weights from elsewhere ------------------------------------------------------------------------------------
+    def _load_generator(self, path: str) -> None:
+        from .gan import load_init_weights
+
+        gen = self.model.decoder
+        if not path:
+            raise ConfigError("generator is empty: set it to the target-domain StyleGAN2 checkpoint "
+                              "(vidanime train-gan output, or a rosinality .pt); 'random' for tests only")
+        if path == "random":
+            logger.warning("generator: RANDOM StyleGAN2 weights (generator: random) — for tests and demos only")
+            latent_avg = None
+        else:
+            from ..checkpoint import check_state_dict
+
+            w = load_init_weights(path, self.config.model.generator)
+            check_state_dict(gen, w["g_ema"], source=f"generator {path}")
+            if w["d"] is not None:
+                check_state_dict(self.D2, w["d"], source=f"generator {path} (discriminator)")
+                logger.info("D2 initialised from the discriminator in %s", path)
+            latent_avg = w["latent_avg"]
+            logger.info("generator loaded from %s", path)
+        if latent_avg is None:
+            with torch.no_grad():
+                z = torch.randn(4096, gen.style_dim, generator=torch.Generator().manual_seed(12345))
+                latent_avg = gen.style(z).mean(0, keepdim=True)
+        self.model.set_latent_avg(latent_avg)
+        gen.requires_grad_(False)
+
+    def _load_init(self, path: str) -> None:
+        from ..models.styleanime import load_styleanime
+
+        init = load_styleanime(path)
+        if init.config.label_set != self.config.model.label_set or init.n_latent != self.model.n_latent:
+            raise ConfigError(f"init {path}: a {init.n_latent}-code / '{init.config.label_set}' model, the config "
+                              f"asks for {self.model.n_latent} / '{self.config.model.label_set}'")
+        from ..checkpoint import check_state_dict
+
+        check_state_dict(self.model.encoder, init.encoder.state_dict(), source=f"init {path} (encoders)")
+        logger.info("encoders initialised from %s", path)
+
+    # -- helpers ---------------------------------------------------------------------------------------------------
+    def _autocast(self) -> Any:
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.use_amp else nullcontext()
+
+    def _encoders_train(self) -> None:
+        self.model.train()
+        if self.config.train.freeze_bn:
+            for m in self.model.encoder.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+
+    def _encode_both(self, y: torch.Tensor, yp: torch.Tensor, x: torch.Tensor,
+                     xp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """W+ codes of both batches through the (possibly DDP-wrapped) encoders: latent_avg + [E_p; E_s]."""
+        rp_y, rs_y, rp_x, rs_x = self.enc(self.model.parsing_input(yp), y, self.model.parsing_input(xp), x)
+        la = self.model.latent_avg
+        n_s = self.model.n_structure_codes
+        return (torch.cat([rp_y + la[:n_s], rs_y + la[n_s:]], dim=1),
+                torch.cat([rp_x + la[:n_s], rs_x + la[n_s:]], dim=1))
+
+    def next_batches(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """This rank's (y, y_p, x, x_p) for the next step, on the device."""
+        ti, tf = self.target_sampler.next()
+        si, sf = self.source_sampler.next()
+        y, yp = self.target.batch(ti, tf)
+        x, xp = self.source.batch(si, sf)
+        d = self.device
+        return y.to(d), yp.to(d), x.to(d), xp.to(d)
+
+    # -- one iteration ---------------------------------------------------------------------------------------------
+    def forward(self, y: torch.Tensor, yp: torch.Tensor, x: torch.Tensor, xp: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Encode both batches and decode them with the frozen G (graph kept for the E step)."""
+        with self._autocast():
+            w_y, w_x = self._encode_both(y, yp, x, xp)
+            return {"w_y": w_y, "w_x": w_x, "y_hat": self.model.decode(w_y), "x_hat": self.model.decode(w_x)}
+
+    def d_loss(self, y: torch.Tensor, fwd: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """D1 + D2 losses (Eq. 7, Eq. 9 without R1) on detached codes/images."""
+        lam = self.config.loss
+        zero = y.new_zeros((), dtype=torch.float32)
+        l_d1, l_d2, m = zero, zero, {}
+        with self._autocast():
+            if lam.lambda_da > 0:  # D1 is a per-sample MLP: one pass over [target codes; source codes]
+                w_y, w_x = fwd["w_y"].detach(), fwd["w_x"].detach()
+                logits = self.d1(torch.cat([w_y, w_x])).float()
+                l_d1 = da_loss_discriminator(logits[: len(w_y)], logits[len(w_y) :])
+                m["d1_loss"] = l_d1.item()
+            if lam.lambda_adv > 0:
+                real, fake_y, fake_x = self.d2(y, fwd["y_hat"].detach(), fwd["x_hat"].detach())
+                l_d2 = adv_loss_discriminator(real.float(), fake_y.float(), fake_x.float())
+                m.update(d2_loss=l_d2.item(), d2_real_logit=real.float().mean().item())
+        return l_d1 + l_d2, m
+
+    def r1_loss(self, y: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """γ/2 · R1 · r1_every on real target images (float32)."""
+        lam = self.config.loss
+        y_r = y.detach().float().requires_grad_(True)
+        r1 = r1_penalty(self.D2(y_r).float(), y_r)  # unwrapped: gradients are averaged by hand (see train_step)
+        return lam.r1_gamma / 2 * r1 * lam.r1_every, r1.item()
+
+    def e_loss(self, y: torch.Tensor, yp: torch.Tensor, fwd: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """Eq. 10 for the encoders (D1/D2 used without DDP: their weights are not updated here)."""
+        lam = self.config.loss
+        with self._autocast():
+            d1_src = self.D1(fwd["w_x"]) if lam.lambda_da > 0 else None
+            d2_rec = self.D2(fwd["y_hat"]) if lam.lambda_adv > 0 else None
+            d2_tr = self.D2(fwd["x_hat"]) if lam.lambda_adv > 0 else None
+        total, parts = self.loss(y, fwd["y_hat"], yp, d1_src, d2_rec, d2_tr)
+        out = {k: v.item() for k, v in parts.items()}
+        out["loss"] = total.item()
+        return total, out
+
+    def train_step(self) -> dict[str, float]:
+        """One D1/D2 update (+ lazy R1) and one encoder update; returns scalar metrics of this rank's batch."""
+        lam = self.config.loss
+        y, yp, x, xp = self.next_batches()
+        self._encoders_train()
+        self.D1.train()
+        self.D2.train()
+        fwd = self.forward(y, yp, x, xp)
+        metrics: dict[str, float] = {}
+
+        use_d = lam.lambda_da > 0 or lam.lambda_adv > 0
+        if use_d:
+            _requires_grad(self.D1, True)
+            _requires_grad(self.D2, True)
+            d_loss, m = self.d_loss(y, fwd)
+            self.d1_optim.zero_grad(set_to_none=True)
+            self.d2_optim.zero_grad(set_to_none=True)
+            d_loss.backward()
+            self.d1_optim.step()
+            self.d2_optim.step()
+            metrics.update(m)
+            if lam.lambda_adv > 0 and lam.r1_gamma > 0 and self.step % lam.r1_every == 0:
+                r1_loss, r1 = self.r1_loss(y)
+                self.d2_optim.zero_grad(set_to_none=True)
+                r1_loss.backward()
+                if self.dist.world > 1:
+                    _allreduce_grads(self.D2, self.dist.world)
+                self.d2_optim.step()
+                metrics["r1"] = r1
+            _requires_grad(self.D1, False)
+            _requires_grad(self.D2, False)
+
+        e_loss, m = self.e_loss(y, yp, fwd)
+        self.e_optim.zero_grad(set_to_none=True)
+        e_loss.backward()
+        self.e_optim.step()
+        metrics.update(m)
+        self.step += 1
+        return metrics
+
+    # -- samples ---------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample_grid(self) -> torch.Tensor:
+        """Rows of [target input | target parsing | reconstruction | source input | source parsing | translation]
+        for the first ``n_samples`` items of each domain: (6·n, 3, S, S) in [-1, 1]."""
+        n = self.config.train.n_samples
+        nt, ns = min(n, len(self.target)), min(n, len(self.source))
+        y, yp = self.target.batch(list(range(nt)))
+        x, xp = self.source.batch(list(range(ns)))
+        k = min(nt, ns)
+        y, yp, x, xp = y[:k], yp[:k], x[:k], xp[:k]
+        was = self.model.training
+        self.model.eval()
+        d = self.device
+        y_hat = self.model.decode(self.model.encode(y.to(d), yp.to(d))).float().cpu()
+        x_hat = self.model.decode(self.model.encode(x.to(d), xp.to(d))).float().cpu()
+        self.model.train(was)
+        ls = self.config.model.label_set
+
+        def colour(lab: torch.Tensor) -> torch.Tensor:
+            rgb = torch.from_numpy(np.stack([L.colorize(m.numpy(), ls) for m in lab]))
+            return rgb.permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+        cols = [y, colour(yp), y_hat, x, colour(xp), x_hat]
+        return torch.stack(cols, dim=1).reshape(-1, *y.shape[1:])
+
+    # -- state -----------------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit-exactly (weights, optimizers, step, samplers, RNG states)."""
+
+        def cpu(sd: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return {k: v.detach().cpu() for k, v in sd.items()}
+
+        return {
+            "state_dict": {"model": cpu(self.model.state_dict()), "d1": cpu(self.D1.state_dict()),
+                           "d2": cpu(self.D2.state_dict())},
+            "e_optim": self.e_optim.state_dict(),
+            "d1_optim": self.d1_optim.state_dict(),
+            "d2_optim": self.d2_optim.state_dict(),
+            "train_step": self.step,  # not "step": RunDir.save_checkpoint takes that positionally
+            "samplers": {"target": self.target_sampler.state_dict(), "source": self.source_sampler.state_dict()},
+            "rng": {"torch_cpu": torch.get_rng_state(),
+                    "torch_cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None},
+            "metrics_accum": {"sums": dict(self._accum), "count": self._accum_n},
+            "world_size": self.dist.world,
+        }
+
+    def load_state_dict(self, ckpt: Mapping[str, Any], source: str = "checkpoint") -> None:
+        """Restore a :meth:`state_dict` (a loaded training checkpoint)."""
+        from ..checkpoint import check_state_dict
+
+        sd = ckpt["state_dict"]
+        missing = [k for k in ("model", "d1", "d2") if k not in sd]
+        if missing:
+            raise CheckpointError(f"{source}: training checkpoint lacks {', '.join(missing)} in its state_dict")
+        check_state_dict(self.model, {k: v.to(self.device) for k, v in sd["model"].items()}, source=f"{source} (model)")
+        check_state_dict(self.D1, sd["d1"], source=f"{source} (D1)")
+        check_state_dict(self.D2, sd["d2"], source=f"{source} (D2)")
+        try:
+            self.e_optim.load_state_dict(ckpt["e_optim"])
+            self.d1_optim.load_state_dict(ckpt["d1_optim"])
+            self.d2_optim.load_state_dict(ckpt["d2_optim"])
+        except (KeyError, ValueError) as exc:
+            raise CheckpointError(f"{source}: optimizer state does not fit ({exc})") from None
+        self.step = int(ckpt["train_step"])
+        self.target_sampler.load_state_dict(ckpt["samplers"]["target"])
+        self.source_sampler.load_state_dict(ckpt["samplers"]["source"])
+        torch.set_rng_state(ckpt["rng"]["torch_cpu"])
+        if self.device.type == "cuda" and ckpt["rng"].get("torch_cuda") is not None:
+            torch.cuda.set_rng_state(ckpt["rng"]["torch_cuda"], self.device)
+        acc = ckpt.get("metrics_accum") or {}
+        self._accum = {k: float(v) for k, v in (acc.get("sums") or {}).items()}
+        self._accum_n = int(acc.get("count", 0))
+
+    def save(self, run: RunDir) -> tuple[Path, Path]:
+        """Write the training checkpoint and the exported ``vidanime.styleanime`` model for the current step."""
+        t = self.config.train
+        resolved = config_to_dict(self.config)
+        train_path = run.save_checkpoint(self.step, kind="train", format=TRAIN_FORMAT, config=resolved,
+                                         keep=t.keep_checkpoints, **self.state_dict())
+        model_path = save_styleanime(run.checkpoint_path(self.step, kind="styleanime"), self.model, step=self.step,
+                                     train_config=resolved)
+        if t.keep_checkpoints:
+            run.prune_checkpoints("styleanime", t.keep_checkpoints)
+        return train_path, model_path
+
+    # -- the loop --------------------------------------------------------------------------------------------------
+    def _reduce_accum(self) -> dict[str, float]:
+        """Mean of the accumulated metrics over steps (and over ranks under DDP)."""
+        keys = sorted(self._accum)
+        vals = torch.tensor([self._accum[k] for k in keys] + [float(self._accum_n)], dtype=torch.float64)
+        if self.dist.world > 1:
+            import torch.distributed as dist
+
+            dev = self.device if self.device.type == "cuda" else torch.device("cpu")
+            vals = vals.to(dev)
+            dist.all_reduce(vals)
+            vals = vals.cpu()
+        n = max(vals[-1].item(), 1.0)
+        return {k: vals[i].item() / n for i, k in enumerate(keys)}
+
+    def train(self, run: RunDir | None = None, iterations: int | None = None,
+              callback: Callable[[int, dict[str, float]], None] | None = None) -> list[dict[str, Any]]:
+        """Run until ``iterations`` (default ``config.train.iterations``) are done; returns the logged rows.
+
+        Rank 0 writes metrics rows every ``log_every`` steps, sample grids every ``sample_every`` and checkpoints
+        every ``checkpoint_every`` and at the end (also when ``time_limit_min`` stops the run early).
+        """
+        from tqdm import tqdm
+
+        t = self.config.train
+        total = t.iterations if iterations is None else iterations
+        main = self.dist.is_main
+        rows: list[dict[str, Any]] = []
+        if self.step >= total:
+            logger.info("nothing to do: already at step %d of %d", self.step, total)
+            return rows
+        bar = tqdm(total=total, initial=self.step, desc="train styleanime", unit="it",
+                   disable=not (t.progress and main), dynamic_ncols=True, leave=False)
+        start = t0 = time.perf_counter()
+        since = 0
+        try:
+            while self.step < total:
+                metrics = self.train_step()
+                for k, v in metrics.items():
+                    self._accum[k] = self._accum.get(k, 0.0) + v
+                self._accum_n += 1
+                since += 1
+                bar.update(1)
+                if callback is not None:
+                    callback(self.step, metrics)
+                if not math.isfinite(metrics["loss"]):
+                    raise FloatingPointError(f"training diverged at step {self.step}: {metrics}")
+                out_of_time = t.time_limit_min > 0 and time.perf_counter() - start > 60 * t.time_limit_min
+                if self.dist.world > 1 and t.time_limit_min > 0:  # all ranks must stop at the same step
+                    import torch.distributed as dist
+
+                    flag = torch.tensor([float(out_of_time)],
+                                        device=self.device if self.device.type == "cuda" else "cpu")
+                    dist.all_reduce(flag)
+                    out_of_time = flag.item() > 0
+                last = self.step == total or out_of_time
+                if self.step % t.log_every == 0 or last:
+                    row: dict[str, Any] = {"step": self.step, **self._reduce_accum()}
+                    elapsed = time.perf_counter() - t0
+                    row["it_per_s"] = since / max(elapsed, 1e-9)
+                    if self.device.type == "cuda":
+                        row["peak_mem_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+                    self._accum, self._accum_n = {}, 0
+                    t0, since = time.perf_counter(), 0
+                    rows.append(row)
+                    if main and run is not None:
+                        run.log_metrics(row)
+                    bar.set_postfix(loss=f"{row.get('loss', 0):.3f}", rec=f"{row.get('rec', 0):.3f}")
+                if main and run is not None and (self.step % t.sample_every == 0 or last):
+                    run.save_image_grid(self.sample_grid(), self.step, nrow=6)
+                if main and run is not None and (self.step % t.checkpoint_every == 0 or last):
+                    self.save(run)
+                if out_of_time:
+                    logger.info("time limit of %.1f min reached at step %d of %d", t.time_limit_min, self.step, total)
+                    break
+        finally:
+            bar.close()
+        return rows
