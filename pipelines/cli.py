@@ -16,9 +16,10 @@ from vidanime import __version__
 
 # name -> (module under pipelines.commands, one-line help shown in `vidanime --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "edit": ("edit", "Edit a face crop: new structure from an edited parsing map, appearance mixing, optional PTI."),
     "eval": ("eval", "Evaluate translations offline: FID/KID/LPIPS-s/-d, parser mIoU, structure/appearance kept, flicker."),
     "facebank": ("facebank", "Build a FaceBank of generator latent codes for FaceBank aggregation."),
-    "image": ("image", "Translate face images (file or folder) with StyleAnime."),
+    "image": ("image", "Translate face images (file or folder) with StyleAnime; manga with a reference (image manga)."),
     "parse": ("parse", "Face parsing maps (label PNGs, colour overlays) for images or folders."),
     "parser": ("parser", "Train, evaluate (Table 1 metrics), pseudo-label and import face parsers."),
     "info": ("info", "Show what vidanime reads from a video: streams, fps, frames, rotation, audio."),

@@ -4,8 +4,10 @@
 or a folder (searched recursively; the output folder mirrors it), ``parsing`` a label PNG (one class id per pixel,
 in the order named by ``parsing_labels``) or a folder of them with the same relative names.  Without ``parsing`` a
 face parser module (``parser=``) labels the images.  ``reference``: one RGB image whose appearance codes replace the
-input's (style mixing, e.g. manga-to-portrait).  ``alpha`` < 1 applies FaceBank aggregation (the model's bank or
-``facebank=``).  Outputs are written atomically and never over an input.
+input's (style mixing, e.g. manga-to-portrait); ``style_from`` + ``mix``: interpolate the appearance codes towards
+another image's ((1 − mix)·own + mix·other; mix 1 = ``reference``).  ``alpha`` < 1 applies FaceBank aggregation (the
+model's bank or ``facebank=``).  ``direction`` (p2a | a2p) refuses a checkpoint recorded for the other direction; for
+a2p the generator is a portrait G and the parser an anime parser.  Outputs are written atomically, never over an input.
 """
 from __future__ import annotations
 
@@ -24,11 +26,26 @@ from vidanime.fileio import atomic_path, check_not_same_file
 from vidanime.models.facebank import FaceBank
 from vidanime.models.styleanime import StyleAnime
 
-__all__ = ["ImageTranslatePipeline", "IMAGE_SUFFIXES", "read_rgb", "read_labels", "write_rgb"]
+__all__ = ["ImageTranslatePipeline", "IMAGE_SUFFIXES", "DIRECTIONS", "check_direction", "read_rgb", "read_labels",
+           "write_rgb"]
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+DIRECTIONS = ("p2a", "a2p")
+
+
+def check_direction(model: StyleAnime, direction: str | None, source: str = "the checkpoint") -> None:
+    """Refuse a model whose config records the other translation direction (None on either side: no check)."""
+    from vidanime.errors import CheckpointError, ConfigError
+
+    if direction is None:
+        return
+    if direction not in DIRECTIONS:
+        raise ConfigError(f"direction='{direction}' is not one of: {', '.join(DIRECTIONS)}")
+    trained_for = getattr(model.config, "direction", None)
+    if trained_for and trained_for != direction:
+        raise CheckpointError(f"{source} translates {trained_for}, but direction={direction} was asked")
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
@@ -96,9 +113,11 @@ class ImageTranslatePipeline:
     facebank: FaceBank | None = None
     batch_size: int = 8
     progress: bool = True
+    direction: str | None = None
     _suffixes: tuple[str, ...] = field(default=IMAGE_SUFFIXES, repr=False)
 
     def __post_init__(self) -> None:
+        check_direction(self.model, self.direction)
         self.model = self.model.to(self.device).eval()
         if self.parser is not None:
             self.parser = self.parser.to(self.device).eval()
@@ -122,11 +141,21 @@ class ImageTranslatePipeline:
         reference: str | os.PathLike | None = None,
         alpha: float | None = None,
         parsing_labels: str = "bisenet",
+        style_from: str | os.PathLike | None = None,
+        mix: float = 1.0,
     ) -> list[tuple[Path, Path | None, Path]]:
         """Validate the arguments; return the jobs (image, parsing map or None, output path)."""
         src, dst = Path(input), Path(output)
         if not src.exists():
             raise MediaError(f"input not found: {src}")
+        if isinstance(mix, bool) or not isinstance(mix, (int, float)) or not 0.0 <= float(mix) <= 1.0:
+            raise VidanimeError(f"--mix {mix}: expected a number in [0, 1] (0 = own appearance, 1 = --style-from's)")
+        if style_from is not None:
+            if reference is not None:
+                raise VidanimeError("--reference and --style-from both give appearance codes: pass only one")
+            read_rgb(style_from)
+        elif float(mix) != 1.0:
+            raise VidanimeError(f"--mix {mix} needs --style-from IMG (the image whose appearance is mixed in)")
         label_sets.num_classes(parsing_labels)  # unknown set → one-line error listing the known ones
         if alpha is not None:
             if not 0.0 <= float(alpha) <= 1.0:
@@ -212,15 +241,22 @@ class ImageTranslatePipeline:
         parsing_labels: str = "bisenet",
         k: int = 10,
         resize: bool = False,
+        style_from: str | os.PathLike | None = None,
+        mix: float = 1.0,
     ) -> list[Path]:
         """Translate and write every job; returns the written paths."""
         from tqdm import tqdm
 
-        jobs = self.check_inputs(input, output, parsing, reference, alpha, parsing_labels)
-        ref = None
+        from vidanime.models.editing import edit_latents
+
+        jobs = self.check_inputs(input, output, parsing, reference, alpha, parsing_labels, style_from, mix)
+        ref = style = None
         if reference is not None:
             ref_img, _ = self._load_pair(Path(reference), None, parsing_labels, resize)
             ref = _to_tensor(ref_img).to(self.device)
+        if style_from is not None:
+            style_img, _ = self._load_pair(Path(style_from), None, parsing_labels, resize)
+            style = _to_tensor(style_img).to(self.device)
         written = []
         bar = tqdm(total=len(jobs), desc="translate", unit="img", disable=not self.progress or len(jobs) < 2)
         for b0 in range(0, len(jobs), self.batch_size):
@@ -231,7 +267,11 @@ class ImageTranslatePipeline:
                 labels = torch.from_numpy(np.stack([lab for _, lab in pairs])).to(self.device)
             else:
                 labels = self._parse(images)
-            out = self.model.translate(images, labels, alpha=alpha, reference=ref, k=k, facebank=self.facebank)
+            if style is None:
+                out = self.model.translate(images, labels, alpha=alpha, reference=ref, k=k, facebank=self.facebank)
+            else:
+                w = edit_latents(self.model, images, labels, style_image=style, mix=float(mix))
+                out = self.model.decode(self.model.aggregate(w, alpha, k=k, facebank=self.facebank))
             for (_, _, dst), picture in zip(chunk, out):
                 write_rgb(dst, _to_uint8(picture))
                 written.append(dst)

@@ -1,4 +1,4 @@
-"""`vidanime image translate IN OUT`: translate aligned face crops (a file or a folder) with StyleAnime."""
+"""`vidanime image translate IN OUT` (aligned face crops, a file or a folder) and `vidanime image manga IN OUT`."""
 from __future__ import annotations
 
 import click
@@ -20,13 +20,21 @@ def cli() -> None:
               type=click.Choice(["celebamask", "bisenet", "danbooru"]), help="Class order of the parsing maps.")
 @click.option("--parser", default=None, type=click.Path(), help="Face-parser checkpoint used when --parsing is not given.")
 @click.option("--reference", "-r", default=None, type=click.Path(), help="Image giving the appearance codes (style mixing).")
+@click.option("--style-from", default=None, type=click.Path(),
+              help="Image whose appearance codes are mixed with IN's by --mix (appearance editing).")
+@click.option("--mix", default=1.0, show_default=True, type=float,
+              help="With --style-from: (1-mix)*own + mix*other appearance codes (1 = same as --reference).")
+@click.option("--direction", type=click.Choice(["p2a", "a2p"]), default="p2a", show_default=True,
+              help="p2a: portrait to anime; a2p: anime to portrait (a2p checkpoint, anime --parser). A checkpoint "
+                   "recorded for the other direction is refused.")
 @click.option("--alpha", "-a", default=None, type=float, help="FaceBank blend: w_agg = a*w + (1-a)*w_anchor (1 = off).")
 @click.option("--facebank", default=None, type=click.Path(), help="FaceBank file (else the checkpoint's own bank).")
 @click.option("--k", default=10, show_default=True, type=int, help="FaceBank neighbours.")
 @click.option("--resize", is_flag=True, help="Resize inputs to the model size instead of refusing other sizes.")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
 def translate(input: str, output: str, checkpoint: str, parsing: str | None, parsing_labels: str, parser: str | None,
-              reference: str | None, alpha: float | None, facebank: str | None, k: int, resize: bool, device: str) -> None:
+              reference: str | None, style_from: str | None, mix: float, direction: str, alpha: float | None,
+              facebank: str | None, k: int, resize: bool, device: str) -> None:
     """Translate IN (an RGB image or a folder, mirrored into OUT) with StyleAnime."""
     from pipelines.image_translate import ImageTranslatePipeline
 
@@ -41,7 +49,35 @@ def translate(input: str, output: str, checkpoint: str, parsing: str | None, par
 
         net = parser_from_checkpoint(load_checkpoint(parser, format="vidanime.parser"))
         kwargs.update(parser=net, parser_labels=config_of(net).label_set)
-    pipe = ImageTranslatePipeline.from_checkpoint(checkpoint, device=device, **kwargs)
+    pipe = ImageTranslatePipeline.from_checkpoint(checkpoint, device=device, direction=direction, **kwargs)
     written = pipe(input, output, parsing=parsing, reference=reference, alpha=alpha, parsing_labels=parsing_labels,
-                   k=k, resize=resize)
+                   k=k, resize=resize, style_from=style_from, mix=mix)
+    click.echo(f"wrote {len(written)} image(s) to {output}")
+
+
+@cli.command(name="manga")
+@click.argument("input", type=click.Path())
+@click.argument("output", type=click.Path())
+@click.option("--reference", "-r", required=True, type=click.Path(dir_okay=False),
+              help="RGB crop of the generator's domain giving the appearance (style codes n_s.., 10-13 at 256 px).")
+@click.option("--checkpoint", "-c", default="styleanime-a2p", show_default=True, metavar="NAME|PATH",
+              help="StyleAnime checkpoint (a2p: manga to portrait; a p2a one gives manga to anime).")
+@click.option("--parser", default="parser-anime", show_default=True, metavar="NAME|PATH",
+              help="Anime face parser applied to the screen-tone-normalised manga.")
+@click.option("--tone-sigma", default=1.5, show_default=True, type=float,
+              help="Gaussian sigma (px) flattening screen tones, about half their dot period (0 = off).")
+@click.option("--median", default=3, show_default=True, type=int, help="Median filter size after it (0 = off).")
+@click.option("--save-parsing", is_flag=True, help="Also write OUT's parsing as NAME.parsing.png (editable).")
+@click.option("--resize", is_flag=True, help="Resize inputs to the model size instead of refusing other sizes.")
+@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
+def manga(input: str, output: str, reference: str, checkpoint: str, parser: str, tone_sigma: float, median: int,
+          save_parsing: bool, resize: bool, device: str) -> None:
+    """Translate manga face crops IN (grey line art; a file or a folder) with REFERENCE's appearance into OUT."""
+    from pipelines.manga import MangaPipeline
+    from vidanime.data.manga import MangaConfig
+    from vidanime.registry import resolve_path
+
+    pipe = MangaPipeline.from_checkpoint(resolve_path(checkpoint), parser, device=device,
+                                         manga=MangaConfig(tone_sigma=tone_sigma, median=median))
+    written = pipe(input, output, reference=reference, resize=resize, save_parsing=save_parsing)
     click.echo(f"wrote {len(written)} image(s) to {output}")

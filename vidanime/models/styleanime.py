@@ -40,7 +40,9 @@ class StyleAnimeConfig:
 
     ``n_structure_codes`` (E_p's share of the W+ codes, the rest come from E_s) and ``n_coarse_codes`` (E_p codes read
     from the coarse FPN level) default to the paper's 10 and 3 of 14, scaled to the generator's n_latent.
-    ``image_size`` is the encoders' input side (defaults to the generator size).
+    ``image_size`` is the encoders' input side (defaults to the generator size).  ``direction``: the translation the
+    encoders were trained for (``"p2a"`` portrait → anime, ``"a2p"`` anime → portrait); ``None`` = not recorded
+    (checkpoints from before the field), accepted for either direction.
     """
 
     generator: StyleGAN2Config = field(default_factory=StyleGAN2Config)
@@ -49,6 +51,7 @@ class StyleAnimeConfig:
     image_size: int | None = None
     n_structure_codes: int | None = None
     n_coarse_codes: int | None = None
+    direction: Literal["p2a", "a2p"] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.generator, Mapping):

@@ -84,7 +84,7 @@ class TrainStyleAnimeConfig:
     """
 
     name: str = "styleanime"
-    task: Literal["p2a", "a2p", "other"] = "p2a"  # informational: p2a = portrait → anime (target = anime)
+    task: Literal["p2a", "a2p", "other"] = "p2a"  # p2a = portrait → anime (target = anime); saved as model.direction
     model: StyleAnimeConfig = field(default_factory=StyleAnimeConfig)
     generator: str = ""
     init: str = ""
@@ -217,6 +217,8 @@ class StyleAnimeTrainer:
                 raise ConfigError(f"{what} dataset is {ds.size} px / '{ds.label_set}' labels; the model expects "
                                   f"{config.model.image_size} px / '{config.model.label_set}'")
         torch.manual_seed(t.seed)  # same initial weights on every rank
+        if config.task in ("p2a", "a2p") and config.model.direction is None:
+            config.model.direction = config.task  # recorded in checkpoints: translate refuses the wrong direction
         self.model = StyleAnime(config.model)
         gcfg = config.model.generator
         self.D1 = LatentDiscriminator(gcfg.n_latent, gcfg.style_dim, n_layers=config.loss.d1_layers)
