@@ -21,8 +21,9 @@ import numpy as np
 import torch
 
 from vidanime import labels as label_sets
+from vidanime.data.image_io import read_image_rgb, read_label_map, write_rgb
 from vidanime.errors import MediaError, VidanimeError
-from vidanime.fileio import atomic_path, check_not_same_file
+from vidanime.fileio import check_not_same_file
 from vidanime.models.facebank import FaceBank
 from vidanime.models.styleanime import StyleAnime
 
@@ -50,45 +51,12 @@ def check_direction(model: StyleAnime, direction: str | None, source: str = "the
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
     """(H, W, 3) uint8 RGB; another mode (grayscale, RGBA, palette, CMYK) is a one-line MediaError."""
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"image not found: {path}")
-    try:
-        with Image.open(path) as im:
-            if im.mode != "RGB":
-                raise MediaError(f"image {path} has mode '{im.mode}': expected an RGB image (3 channels)")
-            return np.array(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise MediaError(f"cannot read image {path}: {str(exc).splitlines()[0]}") from None
+    return read_image_rgb(path, min_side=1, strict=True)
 
 
 def read_labels(path: str | os.PathLike) -> np.ndarray:
-    """(H, W) int64 label ids from a label PNG (mode L, P or I; one id per pixel); a colour picture is an error."""
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"parsing map not found: {path}")
-    try:
-        with Image.open(path) as im:
-            if im.mode not in ("L", "P", "I", "I;16"):
-                raise MediaError(
-                    f"parsing map {path} has mode '{im.mode}': expected a label PNG with one class id per pixel (mode L)"
-                )
-            return np.array(im).astype(np.int64)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise MediaError(f"cannot read parsing map {path}: {str(exc).splitlines()[0]}") from None
-
-
-def write_rgb(path: str | os.PathLike, image: np.ndarray) -> None:
-    """Write (H, W, 3) uint8 RGB atomically; format from the suffix (JPEG at quality 95)."""
-    from PIL import Image
-
-    with atomic_path(path) as tmp:
-        fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP"}[Path(path).suffix.lower()]
-        Image.fromarray(image).save(tmp, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    """(H, W) int64 label ids from a label PNG (one id per pixel); a colour picture is an error."""
+    return read_label_map(path, what="parsing map").astype(np.int64)
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:

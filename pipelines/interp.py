@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 import interp
+from vidanime.data.image_io import read_image_rgb
 from vidanime.errors import MediaError, VidanimeError
 from vidanime.fileio import atomic_path, check_not_same_file
 
@@ -25,16 +26,7 @@ __all__ = ["read_image", "InterpImagePipeline", "InterpVideoPipeline", "train_pi
 
 def read_image(path: str | os.PathLike) -> torch.Tensor:
     """An image file as (1, 3, H, W) float in [0, 1]."""
-    from PIL import Image, UnidentifiedImageError
-
-    p = Path(path)
-    if not p.is_file():
-        raise MediaError(f"image not found: {p}")
-    try:
-        with Image.open(p) as im:
-            arr = np.asarray(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError) as exc:
-        raise MediaError(f"cannot read image {p}: {exc}") from None
+    arr = read_image_rgb(path, min_side=1)
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)[None].float().div(255)
 
 

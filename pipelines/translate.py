@@ -17,7 +17,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from vidanime.errors import ConfigError, MediaError, VidanimeError
+from vidanime.errors import ConfigError, MediaError
 from vidanime.models.face_translator import FaceTranslator, IdentityFaceTranslator, TranslatedFaces
 from vidanime.video.faces import FaceConfig, FaceProcessor, FrameFaces
 from vidanime.video.io import Frame, VideoReader, VideoWriter

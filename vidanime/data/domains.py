@@ -20,7 +20,6 @@ left/right labels.  Batches are drawn by :class:`ShardedSampler`, which also sha
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Sequence

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..errors import MediaError
+from .image_io import read_image_rgb, to_rgb_uint8
 
 logger = logging.getLogger(__name__)
 
@@ -38,48 +39,14 @@ def list_images(root: str | os.PathLike, extensions: Sequence[str] = IMAGE_EXTEN
     return files
 
 
-def to_rgb_uint8(img) -> np.ndarray:
-    """A PIL image of any common mode as an (H, W, 3) uint8 RGB array.
-
-    16-bit modes are scaled to 8 bits (value / 257) instead of clipped; transparent pixels are composited on white.
-    """
-    from PIL import Image
-
-    mode = img.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        a = np.asarray(img, dtype=np.float64)
-        a = np.clip(np.round(a / 257.0), 0, 255).astype(np.uint8)
-        return np.repeat(a[..., None], 3, axis=2)
-    if mode == "F":
-        a = np.asarray(img, dtype=np.float64)
-        scale = 255.0 if a.size and float(np.nanmax(a)) <= 1.0 else 1.0
-        a = np.clip(np.round(np.nan_to_num(a) * scale), 0, 255).astype(np.uint8)
-        return np.repeat(a[..., None], 3, axis=2)
-    if mode == "P":
-        img = img.convert("RGBA")
-        mode = "RGBA"
-    if mode in ("RGBA", "LA", "RGBa", "La", "PA"):
-        rgba = img.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
-    return np.asarray(img.convert("RGB"))
-
-
 def load_image(path: str | os.PathLike, size: int | None = None) -> np.ndarray:
     """Read ``path`` as an (S, S, 3) uint8 RGB array (centre-cropped square, Lanczos-resized to ``size``).
 
     An unreadable or corrupt file raises :class:`MediaError` naming the file.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    path = Path(path)
-    try:
-        with Image.open(path) as img:
-            img.load()
-            rgb = to_rgb_uint8(img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise MediaError(f"cannot read image {path}: {msg}") from None
+    rgb = read_image_rgb(path, min_side=1)
     if size is None:
         return rgb
     h, w = rgb.shape[:2]

@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import labels as L
 from ..errors import ConfigError, MediaError
+from .image_io import read_image_rgb, read_label_map
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,6 @@ __all__ = [
 
 IGNORE_INDEX = 255
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-MIN_SIDE = 16
 
 
 @dataclass
@@ -63,67 +63,9 @@ class ParsingDataConfig:
 
 
 # ------------------------------------------------------------------------------------------------------------ reading
-def read_image_rgb(path: str | os.PathLike, min_side: int = MIN_SIDE) -> np.ndarray:
-    """Any still image → (H, W, 3) uint8 RGB.
-
-    Grayscale is replicated to 3 channels, RGBA/LA/palette-with-alpha are composited over white, 16-bit and float
-    images are scaled to 8 bit.  Missing, corrupt or tiny (< ``min_side`` px) images raise :class:`MediaError`.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"image not found: {path}")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            mode = im.mode
-            if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                arr = np.asarray(im, dtype=np.float64)
-                hi = 65535.0 if mode.startswith("I;16") or arr.max() > 255 else 255.0
-                arr = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
-                arr = np.repeat(arr[..., None], 3, axis=2)
-            else:
-                if mode == "P" and "transparency" in im.info:
-                    im = im.convert("RGBA")
-                if im.mode in ("RGBA", "LA", "PA"):
-                    rgba = im.convert("RGBA")
-                    bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                    im = Image.alpha_composite(bg, rgba)
-                arr = np.array(im.convert("RGB"))
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise MediaError(f"cannot read image {path} (corrupt or unsupported format: {str(exc).splitlines()[0]})") from None
-    if arr.ndim != 3 and arr.ndim != 2:
-        raise MediaError(f"image {path} has an unsupported shape {arr.shape}")
-    if min(arr.shape[:2]) < min_side:
-        raise MediaError(f"image {path} is {arr.shape[1]}x{arr.shape[0]} px, too small (need at least {min_side} px a side)")
-    return np.ascontiguousarray(arr)
-
-
 def read_mask(path: str | os.PathLike) -> np.ndarray:
-    """A single-channel label-id PNG → (H, W) uint8; colour (RGB) masks are rejected with a clear message."""
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        raise MediaError(f"mask not found: {path}")
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("RGB", "RGBA"):
-                arr = np.asarray(im)
-                if not (np.all(arr[..., 0] == arr[..., 1]) and np.all(arr[..., 1] == arr[..., 2])):
-                    raise MediaError(f"mask {path} is a colour image; expected one label id per pixel (8-bit grayscale)")
-                arr = arr[..., 0]
-            else:
-                arr = np.asarray(im)  # L or P (palette indices are the ids)
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise MediaError(f"cannot read mask {path} (corrupt or unsupported: {str(exc).splitlines()[0]})") from None
-    if arr.ndim != 2:
-        raise MediaError(f"mask {path} has shape {arr.shape}; expected (H, W) label ids")
-    if arr.max(initial=0) > 255:
-        raise MediaError(f"mask {path} holds ids up to {arr.max()}, expected 0..255")
-    return arr.astype(np.uint8)
+    """A single-channel label-id PNG → (H, W) uint8 (see :func:`vidanime.data.image_io.read_label_map`)."""
+    return read_label_map(path, what="mask")
 
 
 def remap_mask(mask: np.ndarray, src: str, dst: str, ignore_index: int = IGNORE_INDEX) -> np.ndarray:

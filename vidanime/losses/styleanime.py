@@ -13,7 +13,6 @@ L_adv^E = −E log D2(ŷ) − E log D2(x̂).  Eq. 10: L = λ1 L_rec + λ2 L_lpip
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any, Literal
 
