@@ -18,6 +18,7 @@ from vidanime import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "edit": ("edit", "Edit a face crop: new structure from an edited parsing map, appearance mixing, optional PTI."),
     "eval": ("eval", "Evaluate translations offline: FID/KID/LPIPS-s/-d, parser mIoU, structure/appearance kept, flicker."),
+    "finetune": ("finetune", "Fine-tune StyleAnime on one clip (L_lcsc + L_fic + L_base, paper §6.3.3); resumable run folder."),
     "facebank": ("facebank", "Build a FaceBank of generator latent codes for FaceBank aggregation."),
     "image": ("image", "Translate face images (file or folder) with StyleAnime; manga with a reference (image manga)."),
     "parse": ("parse", "Face parsing maps (label PNGs, colour overlays) for images or folders."),

@@ -35,9 +35,14 @@ import click
 @click.option("--report", "report", is_flag=True,
               help="Measure temporal stability (warp error, flicker index vs the input) and save a JSON report "
                    "beside the output (OUTPUT.report.json) with faces, tracks, timing and latent roughness.")
+@click.option("--finetune", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+              help="First fine-tune the model on this clip for N iterations (paper §6.3.3; paper: 5000), then "
+                   "translate with the result. 0 = off.")
+@click.option("--finetune-dir", default=None, metavar="DIR",
+              help="Run folder of the fine-tune (default: OUTPUT.finetune beside the output; resumed if present).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 def cli(input, output, checkpoint, parser_ckpt, direction, alpha, device, fp16, start, end, faces, crop, preview, crf,
-        preset, detector, detector_weights, batch, report, no_progress) -> None:
+        preset, detector, detector_weights, batch, report, finetune, finetune_dir, no_progress) -> None:
     """Translate the faces in INPUT (a video) and write OUTPUT, keeping timing and audio.
 
     Every face of every frame is detected, tracked, aligned, translated and pasted back; frames without a face pass
@@ -53,6 +58,16 @@ def cli(input, output, checkpoint, parser_ckpt, direction, alpha, device, fp16, 
     options = TranslateOptions(start=start, end=end, faces=faces, crop=crop, crf=crf, preset=preset, preview=preview,
                                batch=batch, progress=not no_progress, report=report)
     TranslatePipeline.check_inputs(input, output, options)
+    if finetune > 0:
+        from pipelines.finetune import finetune_for_translate
+        from pipelines.translate import DEFAULT_MODELS
+
+        default_ckpt, default_parser = DEFAULT_MODELS[direction]
+        checkpoint = str(finetune_for_translate(input, output, checkpoint or default_ckpt,
+                                                parser_ckpt or default_parser, finetune, face_config=face_cfg,
+                                                start=start, end=end, device=device, run_dir=finetune_dir,
+                                                progress=not no_progress))
+        click.echo(f"fine-tuned on the clip: {checkpoint}")
     pipe = TranslatePipeline.from_pretrained(checkpoint, parser_ckpt, direction=direction, alpha=alpha, device=device,
                                              fp16=fp16, face_config=face_cfg)
     result = pipe(input, output, options)

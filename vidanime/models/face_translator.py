@@ -127,6 +127,25 @@ class StyleAnimeFaceTranslator:
         return out
 
     @torch.no_grad()
+    def model_inputs(self, crops: np.ndarray,
+                     track_ids: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What the model is fed for aligned crops (N, S, S, 3) uint8 of ``track_ids`` (updates the parsing history):
+        image (N, 3, M, M) in [-1, 1] (antialiased resize to the model size M), labels (N, M, M) in the model's label
+        set (argmax of the smoothed parser probabilities resized to M), and those probabilities (N, C, P, P)."""
+        crops = _check_crops(crops)
+        s = crops.shape[1]
+        x = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).float().div(255.0)  # (N, 3, S, S) in [0, 1]
+        p = self.parser.config.image_size
+        xp = F.interpolate(x, size=(p, p), mode="bilinear", antialias=True, align_corners=False) if p != s else x
+        probs = self._smooth(torch.softmax(self.parser(xp).float(), dim=1), track_ids)  # (N, C, P, P)
+
+        size = self.model.image_size
+        probs_m = F.interpolate(probs, size=(size, size), mode="bilinear", align_corners=False)
+        lab_m = L.remap(probs_m.argmax(1), self.parser_labels, self.model_labels)
+        xm = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False) * 2 - 1
+        return xm, lab_m, probs
+
+    @torch.no_grad()
     def __call__(self, crops: np.ndarray, track_ids: Sequence[int]) -> TranslatedFaces:
         from ..video.paste import parsing_mask
 
@@ -138,15 +157,8 @@ class StyleAnimeFaceTranslator:
             empty = np.zeros((0, s, s), np.float32)
             return TranslatedFaces(crops=crops.copy(), masks=empty, parsing=empty.astype(np.uint8),
                                    label_set=self.parser_labels)
-        x = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).float().div(255.0)  # (N, 3, S, S) in [0, 1]
-        p = self.parser.config.image_size
-        xp = F.interpolate(x, size=(p, p), mode="bilinear", antialias=True, align_corners=False) if p != s else x
-        probs = self._smooth(torch.softmax(self.parser(xp).float(), dim=1), track_ids)  # (N, C, P, P)
-
-        size = self.model.image_size
-        probs_m = F.interpolate(probs, size=(size, size), mode="bilinear", align_corners=False)
-        lab_m = L.remap(probs_m.argmax(1), self.parser_labels, self.model_labels)
-        xm = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False) * 2 - 1
+        xm, lab_m, probs = self.model_inputs(crops, track_ids)
+        size, p = self.model.image_size, probs.shape[-1]
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype == torch.float16):
             out, w = self.model.translate(xm, lab_m, alpha=self.alpha, k=self.k, return_latents=True)
         out = F.interpolate(out.float(), size=(s, s), mode="bilinear", antialias=size > s, align_corners=False)

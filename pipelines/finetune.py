@@ -1,0 +1,246 @@
+"""Per-clip fine-tune job (paper §6.3.3): clip → face pass → triplets → encoder fine-tune → run folder + checkpoint.
+
+``FinetunePipeline(config)(run_dir)`` checks the inputs, runs one face pass over the clip (the same detector, tracker,
+alignment and parser smoothing as ``vidanime translate``), fine-tunes the encoders with L_base + λ6·L_lcsc + λ7·L_fic
+(:mod:`vidanime.train.finetune`) and writes ``run_dir``::
+
+    config.yaml                       the resolved FinetuneConfig
+    metrics.jsonl                     training rows (loss, lcsc, fic, base, ...) and eval rows (eval_lcsc, eval_fic)
+    checkpoints/finetune-<step>.pt    training state (resume)
+    styleanime.pt                     the fine-tuned model: vidanime translate IN OUT --checkpoint run_dir/styleanime.pt
+
+``finetune_for_translate`` is the ``translate --finetune N`` hook: fine-tune into a run folder beside the output
+(resumed when it is already there) and return the exported checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from vidanime.errors import CheckpointError, ConfigError, MediaError
+from vidanime.train.finetune import EXPORT_NAME, FINETUNE_FORMAT, FinetuneConfig
+from vidanime.train.run_dir import RunDir
+from vidanime.video.faces import FaceConfig
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["FinetuneResult", "FinetunePipeline", "finetune_for_translate"]
+
+
+@dataclass
+class FinetuneResult:
+    """What a run did: run folder, exported checkpoint, steps, clip statistics, L_lcsc/L_fic before and after."""
+
+    run_dir: str
+    checkpoint: str
+    steps: int
+    frames: int
+    tracks: int
+    triplets: int
+    seconds: float
+    before: dict[str, float] | None = None
+    after: dict[str, float] | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+
+def _eval_subset(n: int, k: int) -> list[int]:
+    """``k`` triplet indices spread evenly over ``n`` (all when k >= n)."""
+    if k <= 0:
+        return []
+    if k >= n:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)}) if k > 1 else [n // 2]
+
+
+class FinetunePipeline:
+    """Fine-tune a StyleAnime checkpoint on one clip: ``FinetunePipeline(config)(run_dir, resume=False)``."""
+
+    def __init__(self, config: FinetuneConfig, eval_triplets: int = 32) -> None:
+        self.config = config
+        self.eval_triplets = int(eval_triplets)
+
+    # ------------------------------------------------------------------------------------------------------- checks
+    @staticmethod
+    def check_inputs(config: FinetuneConfig) -> tuple[Path, Path]:
+        """Clip exists with >= 3 frames, checkpoint / parser / interpolator resolvable; → (checkpoint, parser) paths.
+        Raises a one-line error naming the bad value."""
+        import interp
+        from vidanime.registry import resolve_path
+        from vidanime.video.probe import probe
+
+        src = Path(config.input)
+        if not config.input or not src.is_file():
+            raise MediaError(f"input video not found: {src}")
+        info = probe(src)
+        if info.frame_count < 3:
+            raise MediaError(f"{src.name} has {info.frame_count} frame(s); the fine-tune needs at least 3 consecutive "
+                             "frames (triplets i-1, i, i+1)")
+        if not config.checkpoint or not config.parser:
+            raise ConfigError("the fine-tune needs a StyleAnime checkpoint and a parser (--checkpoint, --parser)")
+        ckpt, parser = resolve_path(config.checkpoint), resolve_path(config.parser)
+        if config.interp not in interp.CLASSICAL_NAMES:
+            try:
+                resolve_path(config.interp)
+            except CheckpointError as exc:
+                raise CheckpointError(f"--interp {config.interp}: {exc}") from None
+        if config.train.lambda_fic == 0 and config.train.lambda_lcsc == 0 and not config.base.enabled:
+            raise ConfigError("all loss weights are 0 (lambda_lcsc, lambda_fic) and L_base is off: nothing to train")
+        return ckpt, parser
+
+    @staticmethod
+    def resume_config(run_dir: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> FinetuneConfig:
+        """The config stored in ``run_dir``'s latest fine-tune checkpoint with dotted-key ``overrides`` applied
+        (e.g. ``{"train.iterations": 8000}`` to train longer)."""
+        from vidanime.checkpoint import load_checkpoint
+        from vidanime.config import apply_overrides, config_from_dict
+
+        path = RunDir.open(run_dir).latest_checkpoint("finetune")
+        if path is None:
+            raise CheckpointError(f"--resume {run_dir}: the folder holds no fine-tune checkpoint "
+                                  "(expected checkpoints/finetune-*.pt)")
+        stored = load_checkpoint(path, format=FINETUNE_FORMAT)["config"]
+        return config_from_dict(apply_overrides(stored, overrides or {}, str(path)), FinetuneConfig,
+                                source=f"{path} config")
+
+    # ---------------------------------------------------------------------------------------------------- loading
+    @staticmethod
+    def _load_model(path: Path, device: Any) -> tuple[Any, dict | None]:
+        """(StyleAnime, the training config recorded with it or None): our checkpoint, or an official .pt."""
+        from vidanime.checkpoint import read_torch_file
+        from vidanime.models.styleanime import FORMAT, load_styleanime, styleanime_from_checkpoint
+
+        data = read_torch_file(path)
+        if isinstance(data, dict) and data.get("format") == FORMAT:
+            model, train_config = styleanime_from_checkpoint(data), data.get("train_config")
+        else:
+            model, train_config = load_styleanime(path), None
+        del data
+        if train_config is None:
+            run = RunDir.of_checkpoint(path)
+            if run is not None:
+                train_config = run.read_config()
+        return model.to(device), train_config
+
+    # --------------------------------------------------------------------------------------------------------- run
+    def __call__(self, run_dir: str | os.PathLike, resume: bool = False, detector: Any = None) -> FinetuneResult:
+        """Fine-tune into ``run_dir`` (a new or empty folder; with ``resume`` the folder of an earlier run)."""
+        import interp
+        from vidanime.checkpoint import load_checkpoint
+        from vidanime.data.domains import DomainDataset
+        from vidanime.losses.styleanime import StyleAnimeLoss
+        from vidanime.models.face_translator import StyleAnimeFaceTranslator
+        from vidanime.registry import load_model
+        from vidanime.train.finetune import ClipFinetuner, ClipTriplets, base_data_config
+        from vidanime.train.styleanime import resolve_device
+
+        cfg = self.config
+        t0 = time.perf_counter()
+        ckpt_path, parser_path = self.check_inputs(cfg)
+        out = Path(run_dir)
+        state = None
+        if resume:
+            run = RunDir.open(out)
+            state_path = run.latest_checkpoint("finetune")
+            if state_path is None:
+                raise CheckpointError(f"--resume {out}: the folder holds no fine-tune checkpoint")
+            state = load_checkpoint(state_path, format=FINETUNE_FORMAT)
+            stored = state["config"]
+            for key in ("input", "checkpoint", "parser", "start", "end"):
+                if stored.get(key) != getattr(cfg, key):
+                    raise ConfigError(f"--resume {out}: the run fine-tuned {key}={stored.get(key)!r}, not "
+                                      f"{getattr(cfg, key)!r}; use another run folder")
+        else:
+            if out.exists() and (not out.is_dir() or any(out.iterdir())):
+                raise ConfigError(f"{out} is not empty (an earlier fine-tune?): pass --resume to continue it, "
+                                  "or choose another run folder")
+            run = RunDir(out)
+
+        t = cfg.train
+        device = resolve_device(t.device)
+        model, train_config = self._load_model(ckpt_path, device)
+        use_base = cfg.base.enabled and t.lambda_base > 0
+        if use_base:  # before the face pass: a missing dataset fails fast
+            data_cfg, loss_cfg = base_data_config(train_config, cfg.base, model.config.label_set,
+                                                  source=str(ckpt_path))
+        parser = load_model(parser_path, device=device, format="vidanime.parser")
+        translator = StyleAnimeFaceTranslator(model, parser, device=device, parsing_smooth=cfg.parsing_smooth)
+        triplets = ClipTriplets.collect(cfg.input, translator, cfg.face, start=cfg.start, end=cfg.end,
+                                        tracks=cfg.tracks, cache_mb=cfg.cache_mb, progress=t.progress,
+                                        detector=detector)
+        if len(triplets) == 0:
+            what = f"tracks {cfg.tracks}" if cfg.tracks else "no track"
+            raise MediaError(f"{Path(cfg.input).name}: {what} with 3 consecutive frames with a face "
+                             f"({len(triplets.tracks)} track(s) found); nothing to fine-tune on")
+        del parser, translator
+
+        base = base_loss = None
+        if use_base:
+            base = DomainDataset(data_cfg, model.config.label_set, model.image_size, device=device, name="base")
+            base_loss = StyleAnimeLoss(loss_cfg, model.config.label_set, device)
+        else:
+            logger.warning("L_base is OFF: the encoders are fine-tuned on the clip's temporal losses alone and may "
+                           "drift from the target domain (for tests only)")
+        m = interp.load(cfg.interp, device=device) if t.lambda_fic > 0 else None
+        out.mkdir(parents=True, exist_ok=True)  # only now: a clip without faces leaves no half-made run folder
+        run.write_config(cfg)
+        extras = {"train_config": train_config} if train_config is not None else {}
+        trainer = ClipFinetuner(cfg, model, triplets, interp=m, base=base, base_loss=base_loss, device=device,
+                                extras=extras)
+        subset = _eval_subset(len(triplets), self.eval_triplets)
+        before = None
+        if state is not None:
+            trainer.load_state_dict(state, source=str(state_path))
+            run.truncate_metrics(trainer.step)
+            logger.info("resuming %s at step %d of %d", state_path, trainer.step, t.iterations)
+        elif subset:
+            before = trainer.evaluate(subset)
+            run.log_metrics({"step": 0, **{f"eval_{k}": v for k, v in before.items()}})
+        logger.info("fine-tuning %s on %s: %d triplets in %d track(s), %d iterations, device %s",
+                    ckpt_path.name, Path(cfg.input).name, len(triplets), len(triplets.tracks), t.iterations, device)
+        try:
+            trainer.train(run)
+            if trainer.step == 0 or not (run.path / EXPORT_NAME).is_file():
+                trainer.save(run)  # 0 iterations: still export the (unchanged) model
+            after = trainer.evaluate(subset) if subset else None
+            if after is not None:
+                run.log_metrics({"step": trainer.step, **{f"eval_{k}": v for k, v in after.items()}})
+        finally:
+            triplets.close()
+        return FinetuneResult(
+            run_dir=str(run.path), checkpoint=str(run.path / EXPORT_NAME), steps=trainer.step,
+            frames=triplets.n_frames, tracks=len(triplets.tracks), triplets=len(triplets),
+            seconds=round(time.perf_counter() - t0, 2), before=before, after=after,
+        )
+
+
+def finetune_for_translate(input: str | os.PathLike, output: str | os.PathLike, checkpoint: str, parser: str,
+                           iterations: int, face_config: FaceConfig | None = None, start: str | None = None,
+                           end: str | None = None, device: str = "cpu", interp: str = "classical",
+                           run_dir: str | os.PathLike | None = None, progress: bool = True) -> Path:
+    """``translate --finetune N``: fine-tune ``checkpoint`` on ``input`` for ``iterations`` into ``run_dir``
+    (default: ``<output>.finetune`` beside the output, resumed when it already holds this clip's fine-tune) and
+    return the exported checkpoint to translate with."""
+    if iterations < 1:
+        raise ConfigError(f"--finetune {iterations}: expected a number of iterations >= 1 (0 = no fine-tune)")
+    out = Path(run_dir) if run_dir is not None else Path(output).with_suffix(".finetune")
+    overrides = {"train.iterations": iterations, "train.device": device, "train.progress": progress}
+    if out.is_dir() and RunDir(out).latest_checkpoint("finetune") is not None:
+        cfg, resume = FinetunePipeline.resume_config(out, overrides), True
+    else:
+        from vidanime.config import apply_overrides, config_from_dict, config_to_dict
+
+        base = FinetuneConfig(input=str(input), start=None if start is None else str(start),
+                              end=None if end is None else str(end), checkpoint=str(checkpoint), parser=str(parser),
+                              interp=interp, face=face_config or FaceConfig(device=device))
+        cfg = config_from_dict(apply_overrides(config_to_dict(base), overrides), FinetuneConfig)
+        resume = False
+    result = FinetunePipeline(cfg)(out, resume=resume)
+    logger.info("fine-tuned model kept in %s (reuse: --checkpoint %s)", result.run_dir, result.checkpoint)
+    return Path(result.checkpoint)

@@ -1,0 +1,126 @@
+"""Per-clip fine-tune library: Eq. 15/16 losses on hand-made cases, triplet sampling, bit-exact resume, L_base data."""
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import REPO
+from vidanime.config import load_config
+from vidanime.errors import ConfigError
+from vidanime.models.styleanime import StyleAnime, StyleAnimeConfig
+from vidanime.train.finetune import (BaseLossConfig, ClipFinetuner, ClipTriplets, FinetuneConfig, FinetuneOptions,
+                                     TrackFrames, base_data_config, fic_loss, lcsc_loss)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)  # keep CPU tests light on the shared machine
+
+
+def test_lcsc_loss_hand_computed():
+    w = torch.zeros(2, 3, 4, 5)
+    w[:, 0], w[:, 1], w[:, 2] = 1.0, 2.0, 3.0  # linear in time: no second difference
+    assert lcsc_loss(w).item() == 0.0
+    w[1, 1, :, 0] = 5.0  # middle code off the line by (2 - 5) = -3 in one of 5 dims, all 4 codes of triplet 1
+    # triplet 1: each code's second difference has entries (-3, 0, 0, 0, 0) → norm 3; triplet 0: 0 → mean 1.5
+    assert lcsc_loss(w).item() == pytest.approx(1.5)
+    with pytest.raises(ValueError):
+        lcsc_loss(torch.zeros(2, 4, 5))
+
+
+def test_fic_loss_zero_for_exact_interpolation_and_reaches_all_frames():
+    mean = lambda a, b, t: (a + b) / 2  # noqa: E731  (the exact M for frames linear in time)
+    x0, x2 = torch.rand(1, 3, 8, 8) - 0.5, torch.rand(1, 3, 8, 8) - 0.5
+    frames = torch.stack([x0, (x0 + x2) / 2, x2], dim=1).requires_grad_(True)
+    assert fic_loss(frames, mean).item() == pytest.approx(0.0, abs=1e-12)
+    bumped = frames.detach().clone()
+    bumped[:, 1] += 0.1
+    bumped.requires_grad_(True)
+    loss = fic_loss(bumped, mean)
+    assert loss.item() == pytest.approx(0.01, rel=1e-5)  # MSE of a constant 0.1 offset
+    loss.backward()
+    assert all(bumped.grad[:, k].abs().sum() > 0 for k in range(3))
+
+
+def _tiny_model():
+    torch.manual_seed(0)
+    return StyleAnime(load_config(REPO / "configs" / "styleanime_tiny.yaml", StyleAnimeConfig))
+
+
+def _synthetic_triplets(frames=(0, 1, 2, 3, 5, 6, 7), s=40, m=32, seed=0):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (s, s, 3)).astype(np.float32)
+    tr = TrackFrames(3)
+    for i, f in enumerate(frames):
+        tr.frames.append(f)
+        tr.matrices.append(np.eye(2, 3))
+        tr.crops.append(np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8))
+        tr.labels.append(torch.from_numpy(rng.integers(0, 19, (m, m)).astype(np.uint8)))
+    return ClipTriplets("synthetic.mp4", [tr], crop_size=s, image_size=m)
+
+
+def test_triplets_skip_gaps_and_batch_layout():
+    trip = _synthetic_triplets()
+    # frames 0 1 2 3 | 5 6 7: centres at positions 1, 2 (frames 1, 2) and 5 (frame 6); 3 and 5 are not consecutive
+    assert trip.centres == [(0, 1), (0, 2), (0, 5)] and trip.cached
+    x, lab = trip.batch([2, 0])
+    assert x.shape == (6, 3, 32, 32) and lab.shape == (6, 32, 32) and lab.dtype == torch.int64
+    assert -1 <= x.min() and x.max() <= 1
+    tr = trip.tracks[0]
+    assert torch.equal(lab[1], tr.labels[5].long()) and torch.equal(lab[3], tr.labels[0].long())  # (5,6,7), (0,1,2)
+
+
+def _finetuner(trip, **opts):
+    cfg = FinetuneConfig(train=FinetuneOptions(batch=2, lr=1e-3, device="cpu", progress=False, log_every=2, **opts))
+    mean = lambda a, b, t: (a + b) / 2  # noqa: E731
+    return ClipFinetuner(cfg, _tiny_model(), trip, interp=mean)
+
+
+def test_finetune_lowers_lcsc_and_keeps_generator_frozen():
+    trip = _synthetic_triplets()
+    ft = _finetuner(trip)
+    g0 = {k: v.clone() for k, v in ft.model.decoder.state_dict().items()}
+    e0 = {k: v.clone() for k, v in ft.model.encoder.state_dict().items()}
+    before = ft.evaluate()
+    rows = ft.train(iterations=10)
+    after = ft.evaluate()
+    assert [r["step"] for r in rows] == [2, 4, 6, 8, 10]
+    assert after["lcsc"] < before["lcsc"] and after["fic"] < before["fic"]
+    assert all(torch.equal(v, g0[k]) for k, v in ft.model.decoder.state_dict().items())
+    # frozen BatchNorm: running statistics unchanged, weights trained
+    sd = ft.model.encoder.state_dict()
+    assert all(torch.equal(sd[k], e0[k]) for k in sd if "running_" in k)
+    assert any(not torch.equal(sd[k], e0[k]) for k in sd if k.endswith("weight"))
+
+
+def test_resume_is_bit_exact(tmp_path):
+    from vidanime.checkpoint import load_checkpoint
+    from vidanime.train.finetune import FINETUNE_FORMAT
+    from vidanime.train.run_dir import RunDir
+
+    trip = _synthetic_triplets()
+    straight = _finetuner(trip)
+    straight.train(iterations=4)
+    first = _finetuner(trip, checkpoint_every=2)
+    run = RunDir(tmp_path)
+    first.train(run, iterations=2)
+    ckpt = load_checkpoint(run.latest_checkpoint("finetune"), format=FINETUNE_FORMAT)
+    second = _finetuner(trip)
+    second.load_state_dict(ckpt)
+    assert second.step == 2
+    second.train(iterations=4)
+    a, b = straight.model.state_dict(), second.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "styleanime.pt").is_file()
+
+
+def test_base_data_config_sources_and_errors(tmp_path):
+    base = BaseLossConfig()
+    with pytest.raises(ConfigError, match="records no target-domain training data.*--base-data"):
+        base_data_config(None, base, "bisenet", source="tiny.pt")
+    with pytest.raises(ConfigError, match="not found"):
+        base_data_config({"target": {"root": str(tmp_path / "gone")}}, base, "bisenet")
+    tc = {"target": {"root": str(tmp_path / "gone"), "mask_labels": "celebamask", "limit": 5},
+          "loss": {"lambda_rec": 3.0, "lpips_backbone": ""}}
+    data, loss = base_data_config(tc, BaseLossConfig(data=str(tmp_path), loss={"lpips_backbone": "random"}), "bisenet")
+    assert data.root == str(tmp_path) and data.mask_labels == "celebamask" and data.limit == 5
+    assert loss.lambda_rec == 3.0 and loss.lpips_backbone == "random"
