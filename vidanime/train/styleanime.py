@@ -28,7 +28,6 @@ from typing import Any, Callable, Literal, Mapping
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .. import labels as L
 from ..config import config_to_dict
@@ -128,7 +127,7 @@ def setup_distributed(device_hint: str = "auto") -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
-    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
         use_cuda = device_hint != "cpu" and torch.cuda.is_available()
         if use_cuda:
