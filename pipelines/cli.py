@@ -16,6 +16,7 @@ from vidanime import __version__
 
 # name -> (module under pipelines.commands, one-line help shown in `vidanime --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "batch": ("batch", "Translate every video in a folder (mirrored outputs, resumable manifest, --jobs/--ray)."),
     "edit": ("edit", "Edit a face crop: new structure from an edited parsing map, appearance mixing, optional PTI."),
     "eval": ("eval", "Evaluate translations offline: FID/KID/LPIPS-s/-d, parser mIoU, structure/appearance kept, flicker."),
     "finetune": ("finetune", "Fine-tune StyleAnime on one clip (L_lcsc + L_fic + L_base, paper §6.3.3); resumable run folder."),

@@ -1,0 +1,79 @@
+"""`vidanime batch IN_DIR OUT_DIR`: translate every video of a folder (parses options, calls BatchPipeline)."""
+from __future__ import annotations
+
+import click
+
+
+@click.command(name="batch")
+@click.argument("in_dir", type=click.Path(file_okay=False, path_type=str))
+@click.argument("out_dir", type=click.Path(file_okay=False, path_type=str))
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Files translated at once, each in its own worker process (models loaded once per worker; "
+                   "torch threads = cores / jobs).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Torch threads per job (default: cores / jobs).")
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS|auto|local",
+              help="Run one Ray task per file on a cluster (auto: the running one; local: start one here). "
+                   "Needs pip install 'vidanime[ray]'; IN_DIR/OUT_DIR must be shared by all nodes.")
+@click.option("--ray-cpus", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="CPUs each Ray file task reserves.")
+@click.option("--retry-failed", is_flag=True, help="Translate again the files the manifest records as failed.")
+@click.option("--ext", type=click.Choice(["mp4", "mkv", "mov", "webm"]), default="mp4", show_default=True,
+              help="Output container (the output keeps the input's relative path and name).")
+@click.option("--finetune", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+              help="First fine-tune the model on each clip for N iterations (as translate --finetune; paper: 5000), "
+                   "then translate it with the result. 0 = off.")
+@click.option("--keep-finetune", is_flag=True,
+              help="Keep each clip's fine-tune run folder (OUT_DIR/<name>.finetune); by default it is deleted once "
+                   "the clip is done (it holds full model checkpoints).")
+@click.option("--checkpoint", default=None, metavar="NAME|PATH",
+              help="StyleAnime checkpoint (registry name or path). Default: the bundled model of --direction.")
+@click.option("--parser", "parser_ckpt", default=None, metavar="NAME|PATH",
+              help="Face parser for the input domain. Default: the bundled parser of --direction.")
+@click.option("--direction", type=click.Choice(["p2a", "a2p"]), default="p2a", show_default=True,
+              help="p2a: real faces to anime; a2p: anime faces to real.")
+@click.option("--alpha", type=click.FloatRange(0, 1), default=None,
+              help="FaceBank blend α of Eq. 14 (1 = off). Default: the checkpoint's.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--fp16", is_flag=True, help="Half precision for the model (CUDA only).")
+@click.option("--faces", type=click.Choice(["all", "largest"]), default="all", show_default=True,
+              help="Translate every face, or only the largest one in each frame.")
+@click.option("--crop", is_flag=True, help="Write the aligned face video of the largest face instead of pasting back.")
+@click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True,
+              help="H.264 quality (lower is better).")
+@click.option("--preset", default="medium", show_default=True, help="x264 speed preset (ultrafast ... veryslow).")
+@click.option("--detector", type=click.Choice(["mtcnn", "retinaface", "yunet", "animecascade"]), default=None,
+              help="Face detector (default: mtcnn for p2a, animecascade for a2p).")
+@click.option("--detector-weights", default=None, metavar="PATH", help="Weights file for retinaface/yunet/animecascade.")
+@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Faces per model call.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@click.pass_context
+def cli(ctx, in_dir, out_dir, jobs, threads, ray_address, ray_cpus, retry_failed, ext, finetune, keep_finetune,
+        checkpoint, parser_ckpt, direction, alpha, device, fp16, faces, crop, crf, preset, detector, detector_weights,
+        batch, no_progress) -> None:
+    """Translate every video under IN_DIR (recursive: mp4 mov mkv webm avi m4v) into OUT_DIR, mirroring the paths.
+
+    OUT_DIR/manifest.jsonl records each finished or failed file with a one-line reason; a re-run skips the files
+    already done (and, unless --retry-failed, those that failed), so a killed batch resumes where it stopped. One
+    bad file never stops the others; the exit status is 1 when any file is left failed. Outputs are written under a
+    temporary name and renamed when complete.
+    """
+    from pipelines.batch import BatchOptions, BatchPipeline
+    from pipelines.translate import TranslateOptions
+    from vidanime.video.faces import FaceConfig
+
+    face_cfg = FaceConfig(device=device, detector=detector or ("mtcnn" if direction == "p2a" else "animecascade"),
+                          detector_weights=detector_weights)
+    options = BatchOptions(
+        jobs=jobs, threads=threads, ray=ray_address, ray_cpus=ray_cpus, retry_failed=retry_failed, ext=f".{ext}",
+        finetune=finetune, keep_finetune=keep_finetune, progress=not no_progress,
+        translate=TranslateOptions(faces=faces, crop=crop, crf=crf, preset=preset, batch=batch, progress=False))
+    BatchPipeline.check_inputs(in_dir, out_dir, options)
+    pipe = BatchPipeline.from_pretrained(checkpoint, parser_ckpt, direction=direction, alpha=alpha, device=device,
+                                         fp16=fp16, face_config=face_cfg)
+    result = pipe(in_dir, out_dir, options)
+    for row in result.failed:
+        click.echo(f"failed: {row['input']}: {row['reason']}", err=True)
+    click.echo(result.summary())
+    if not result.ok:
+        ctx.exit(1)
