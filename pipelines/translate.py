@@ -115,6 +115,7 @@ class TranslatePipeline:
         self.translator = translator or IdentityFaceTranslator()
         self.face_config = (face_config or FaceConfig()).check()
         self.model_name = model_name
+        self._detector = None  # built on first use, then reused by every call (batch runs call many times)
 
     @classmethod
     def from_pretrained(
@@ -206,7 +207,8 @@ class TranslatePipeline:
 
         with contextlib.ExitStack() as stack:
             reader = stack.enter_context(VideoReader(input, start=options.start, end=options.end))
-            processor = FaceProcessor(self.face_config, fps=float(reader.info.fps))
+            processor = FaceProcessor(self.face_config, detector=self._detector, fps=float(reader.info.fps))
+            self._detector = processor.detector
             writer_kw = dict(like=reader, audio_from=input, crf=options.crf, preset=options.preset, inputs=(input,))
             writer = stack.enter_context(VideoWriter(output, **writer_kw))
             preview = stack.enter_context(VideoWriter(options.preview, **writer_kw)) if options.preview else None
