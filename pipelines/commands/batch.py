@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from .options import MODEL_OPTIONS, RENDER_OPTIONS, finetune_option
+
 
 @click.command(name="batch")
 @click.argument("in_dir", type=click.Path(file_okay=False, path_type=str))
@@ -20,33 +22,12 @@ import click
 @click.option("--retry-failed", is_flag=True, help="Translate again the files the manifest records as failed.")
 @click.option("--ext", type=click.Choice(["mp4", "mkv", "mov", "webm"]), default="mp4", show_default=True,
               help="Output container (the output keeps the input's relative path and name).")
-@click.option("--finetune", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
-              help="First fine-tune the model on each clip for N iterations (as translate --finetune; paper: 5000), "
-                   "then translate it with the result. 0 = off.")
+@finetune_option("each clip")
 @click.option("--keep-finetune", is_flag=True,
               help="Keep each clip's fine-tune run folder (OUT_DIR/<name>.finetune); by default it is deleted once "
                    "the clip is done (it holds full model checkpoints).")
-@click.option("--checkpoint", default=None, metavar="NAME|PATH",
-              help="StyleAnime checkpoint (registry name or path). Default: the bundled model of --direction.")
-@click.option("--parser", "parser_ckpt", default=None, metavar="NAME|PATH",
-              help="Face parser for the input domain. Default: the bundled parser of --direction.")
-@click.option("--direction", type=click.Choice(["p2a", "a2p"]), default="p2a", show_default=True,
-              help="p2a: real faces to anime; a2p: anime faces to real.")
-@click.option("--alpha", type=click.FloatRange(0, 1), default=None,
-              help="FaceBank blend α of Eq. 14 (1 = off). Default: the checkpoint's.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
-@click.option("--fp16", is_flag=True, help="Half precision for the model (CUDA only).")
-@click.option("--faces", type=click.Choice(["all", "largest"]), default="all", show_default=True,
-              help="Translate every face, or only the largest one in each frame.")
-@click.option("--crop", is_flag=True, help="Write the aligned face video of the largest face instead of pasting back.")
-@click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True,
-              help="H.264 quality (lower is better).")
-@click.option("--preset", default="medium", show_default=True, help="x264 speed preset (ultrafast ... veryslow).")
-@click.option("--detector", type=click.Choice(["mtcnn", "retinaface", "yunet", "animecascade"]), default=None,
-              help="Face detector (default: mtcnn for p2a, animecascade for a2p).")
-@click.option("--detector-weights", default=None, metavar="PATH", help="Weights file for retinaface/yunet/animecascade.")
-@click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Faces per model call.")
-@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@MODEL_OPTIONS
+@RENDER_OPTIONS
 @click.pass_context
 def cli(ctx, in_dir, out_dir, jobs, threads, ray_address, ray_cpus, retry_failed, ext, finetune, keep_finetune,
         checkpoint, parser_ckpt, direction, alpha, device, fp16, faces, crop, crf, preset, detector, detector_weights,

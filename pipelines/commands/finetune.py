@@ -3,17 +3,16 @@ from __future__ import annotations
 
 import click
 
+from .options import DETECTOR_OPTIONS, checkpoint_option, direction_option, parser_option
+
 
 @click.command(name="finetune")
 @click.argument("input", type=click.Path(dir_okay=False, path_type=str))
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False, path_type=str),
               help="Run folder to write (config.yaml, metrics.jsonl, checkpoints/, styleanime.pt).")
-@click.option("--checkpoint", default=None, metavar="NAME|PATH",
-              help="StyleAnime checkpoint to fine-tune. Default: the bundled model of --direction.")
-@click.option("--parser", "parser_ckpt", default=None, metavar="NAME|PATH",
-              help="Face parser for the input domain. Default: the bundled parser of --direction.")
-@click.option("--direction", type=click.Choice(["p2a", "a2p"]), default="p2a", show_default=True,
-              help="Picks the default checkpoint, parser and face detector.")
+@checkpoint_option("StyleAnime checkpoint to fine-tune")
+@parser_option()
+@direction_option("Picks the default checkpoint, parser and face detector.")
 @click.option("--iterations", type=click.IntRange(min=0), default=None,
               help="Fine-tune iterations (paper: 5000). With --resume: the new total.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate (paper: 1e-4).")
@@ -32,10 +31,7 @@ import click
               help="ImageNet trunk weights for L_base's LPIPS term (torchvision alexnet .pth).")
 @click.option("--no-base", is_flag=True,
               help="Drop L_base (tests only: the encoders may drift from the target domain).")
-@click.option("--detector", type=click.Choice(["mtcnn", "retinaface", "yunet", "animecascade"]), default=None,
-              help="Face detector (default: mtcnn for p2a, animecascade for a2p); use the one you translate with.")
-@click.option("--detector-weights", default=None, metavar="PATH",
-              help="Weights file for retinaface/yunet/animecascade.")
+@DETECTOR_OPTIONS
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint.")
 @click.option("--device", default=None, help="auto, cpu, cuda or cuda:N (default auto).")
 @click.option("--seed", type=int, default=None, help="Random seed (default 0).")

@@ -1,0 +1,74 @@
+"""Click options shared by the commands that translate videos (translate, batch, finetune): one definition each."""
+from __future__ import annotations
+
+from typing import Callable
+
+import click
+
+__all__ = ["MODEL_OPTIONS", "RENDER_OPTIONS", "DETECTOR_OPTIONS", "checkpoint_option", "parser_option",
+           "direction_option", "finetune_option"]
+
+DETECTORS = ["mtcnn", "retinaface", "yunet", "animecascade"]
+
+
+def _stack(*decorators: Callable) -> Callable:
+    """Apply option decorators so that they appear in ``--help`` in the order given."""
+
+    def apply(f: Callable) -> Callable:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return apply
+
+
+def checkpoint_option(what: str = "StyleAnime checkpoint") -> Callable:
+    return click.option("--checkpoint", default=None, metavar="NAME|PATH",
+                        help=f"{what} (registry name or path). Default: the bundled model of --direction.")
+
+
+def parser_option() -> Callable:
+    return click.option("--parser", "parser_ckpt", default=None, metavar="NAME|PATH",
+                        help="Face parser for the input domain. Default: the bundled parser of --direction.")
+
+
+def direction_option(help: str = "p2a: real faces to anime; a2p: anime faces to real.") -> Callable:
+    return click.option("--direction", type=click.Choice(["p2a", "a2p"]), default="p2a", show_default=True, help=help)
+
+
+def finetune_option(what: str) -> Callable:
+    return click.option("--finetune", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+                        help=f"First fine-tune the model on {what} for N iterations (paper §6.3.3; paper: 5000), "
+                             "then translate with the result. 0 = off.")
+
+
+DETECTOR_OPTIONS = _stack(
+    click.option("--detector", type=click.Choice(DETECTORS), default=None,
+                 help="Face detector (default: mtcnn for p2a, animecascade for a2p)."),
+    click.option("--detector-weights", default=None, metavar="PATH",
+                 help="Weights file for retinaface/yunet/animecascade."),
+)
+
+MODEL_OPTIONS = _stack(
+    checkpoint_option(),
+    parser_option(),
+    direction_option(),
+    click.option("--alpha", type=click.FloatRange(0, 1), default=None,
+                 help="FaceBank blend α of Eq. 14 (1 = off, lower = closer to the bank's in-domain codes). "
+                      "Default: the checkpoint's."),
+    click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N."),
+    click.option("--fp16", is_flag=True, help="Half precision for the model (CUDA only)."),
+)
+
+RENDER_OPTIONS = _stack(
+    click.option("--faces", type=click.Choice(["all", "largest"]), default="all", show_default=True,
+                 help="Translate every face, or only the largest one in each frame."),
+    click.option("--crop", is_flag=True,
+                 help="Write the aligned face video of the largest face instead of pasting back."),
+    click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True,
+                 help="H.264 quality (lower is better; 18 is visually lossless)."),
+    click.option("--preset", default="medium", show_default=True, help="x264 speed preset (ultrafast ... veryslow)."),
+    DETECTOR_OPTIONS,
+    click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Faces per model call."),
+    click.option("--no-progress", is_flag=True, help="Hide the progress bar."),
+)
