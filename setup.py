@@ -39,7 +39,7 @@ setup(
         # facenet-pytorch's metadata pins torch<2.3/numpy<2; install it with `pip install --no-deps facenet-pytorch`.
         "dev": ["pytest>=8.0"],
         "ray": ["ray>=2.9"],
-        "web": ["gradio>=4.0"],
+        "web": ["gradio>=6.0"],
     },
     entry_points={"console_scripts": ["vidanime=pipelines.cli:run"]},
     classifiers=["Programming Language :: Python :: 3", "Topic :: Multimedia :: Video"],

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "interp": ("interp", "Frame interpolation: run two images or --video (double fps), train, eval."),
     "transcode": ("transcode", "Re-encode (and trim) a clip with H.264, keeping timing and audio."),
     "translate": ("translate", "Translate the faces of a video (real to anime or back), keeping timing and audio."),
+    "serve": ("serve", "Start the web app (Gradio, pip install '.[web]'): upload, translate, watch, download; localhost only."),
     "train": ("train", "Train StyleAnime encoders + discriminators on a frozen generator (run folders, resume, torchrun)."),
     "train-gan": ("train_gan", "Train or fine-tune a StyleGAN2 generator (run folders, resume)."),
     "weights": ("weights", "List bundled models and verify their checksums; import public checkpoints."),
