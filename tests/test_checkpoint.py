@@ -63,6 +63,18 @@ def test_check_state_dict_names_keys():
     assert "missing keys: bias" in msg and "unexpected keys: extra" in msg and "weight (2, 4) vs (2, 3)" in msg
 
 
+def test_atomic_path_gives_normal_permissions(tmp_path):
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "o.bin") as tmp:
+            tmp.write_bytes(b"x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "o.bin").stat().st_mode) == 0o644
+
+
 def test_atomic_path_removes_partial_on_error(tmp_path):
     target = tmp_path / "out.bin"
     with pytest.raises(RuntimeError):
