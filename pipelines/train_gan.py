@@ -18,7 +18,7 @@ from vidanime.train.run_dir import RunDir, find_latest_run, resolve_resume
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainGANPipeline", "TrainGANResult", "parse_overrides"]
+__all__ = ["TrainGANPipeline", "TrainGANResult"]
 
 
 @dataclass
@@ -30,22 +30,6 @@ class TrainGANResult:
     train_checkpoint: Path | None
     generator_checkpoint: Path | None
     metrics: list[dict[str, Any]] = field(default_factory=list)
-
-
-def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """``["train.lr=0.001", "data.limit=64"]`` → ``{"train.lr": 0.001, "data.limit": 64}`` (values parsed as YAML)."""
-    import yaml
-
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.lr=0.001")
-        try:
-            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            raise ConfigError(f"--set {item!r}: the value is not valid YAML") from None
-    return out
 
 
 class TrainGANPipeline:

@@ -66,3 +66,14 @@ def test_overrides():
     data = apply_overrides({"model": {"size": 64}}, {"model.size": 32, "name": "y"})
     cfg = config_from_dict(data, Job)
     assert cfg.model.size == 32 and cfg.name == "y"
+
+
+def test_parse_overrides_reads_yaml_values_and_rejects_bad_items():
+    from vidanime.config import parse_overrides
+
+    assert parse_overrides(["train.lr=0.001", "data.limit=64", "name=x", "flip=false", "init_from="]) == {
+        "train.lr": 1e-3, "data.limit": 64, "name": "x", "flip": False, "init_from": None}
+    with pytest.raises(ConfigError, match="expected KEY=VALUE"):
+        parse_overrides(["train.lr"])
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        parse_overrides(["a=[1, 2"])

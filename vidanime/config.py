@@ -18,7 +18,7 @@ from .errors import ConfigError
 
 T = TypeVar("T")
 
-__all__ = ["load_config", "config_from_dict", "config_to_dict", "apply_overrides", "save_config"]
+__all__ = ["load_config", "config_from_dict", "config_to_dict", "apply_overrides", "parse_overrides", "save_config"]
 
 
 def _type_name(tp: Any) -> str:
@@ -151,6 +151,22 @@ def apply_overrides(data: Mapping[str, Any], overrides: Mapping[str, Any], sourc
                 raise ConfigError(f"{source}: cannot set '{dotted}': '{part}' is not a section")
             node = child
         node[parts[-1]] = value
+    return out
+
+
+def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``["train.lr=0.001", "data.limit=64"]`` → ``{"train.lr": 0.001, "data.limit": 64}`` (values parsed as YAML)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. train.lr=0.001")
+        try:
+            out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML") from None
     return out
 
 

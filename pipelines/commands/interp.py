@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from vidanime.config import parse_overrides
+
 
 @click.group("interp")
 def cli() -> None:
@@ -37,20 +39,6 @@ def run_cmd(inputs: tuple[str, ...], model: str, video: bool, t: float, max_fram
     click.echo(f"wrote {out}")
 
 
-def _overrides(items: tuple[str, ...]) -> dict:
-    import yaml
-
-    from vidanime.errors import ConfigError
-
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"--set expects key=value, got {item!r}")
-        k, v = item.split("=", 1)
-        out[k] = yaml.safe_load(v)
-    return out
-
-
 @cli.command("train")
 @click.option("-c", "--config", default="configs/interp_ifnet_demo.yaml", show_default=True, type=click.Path())
 @click.option("--set", "sets", multiple=True, help="Override a config value: --set train.steps=100.")
@@ -60,7 +48,7 @@ def train_cmd(config: str, sets: tuple[str, ...], resume: str | None, steps: int
     """Train a RIFE IFNet on frame triplets of the configured clips."""
     from pipelines.interp import train_pipeline
 
-    run = train_pipeline(config, _overrides(sets), resume=resume, steps=steps)
+    run = train_pipeline(config, parse_overrides(sets), resume=resume, steps=steps)
     click.echo(f"run folder: {run.path}")
     click.echo(f"model: {run.latest_checkpoint('ifnet')}")
 
@@ -76,7 +64,7 @@ def eval_cmd(models: tuple[str, ...], config: str, sets: tuple[str, ...], limit:
     """PSNR/SSIM of the middle frame on held-out triplets, against 'average' and 'copy previous frame'."""
     from pipelines.interp import eval_pipeline
 
-    res = eval_pipeline(list(models), config, limit=limit, overrides=_overrides(sets))
+    res = eval_pipeline(list(models), config, limit=limit, overrides=parse_overrides(sets))
     click.echo("| model | PSNR (dB) | SSIM | triplets |")
     click.echo("|---|---|---|---|")
     for name, r in res.items():

@@ -3,24 +3,12 @@ from __future__ import annotations
 
 import click
 
+from vidanime.config import parse_overrides
+
 
 @click.group(name="parser")
 def cli() -> None:
     """Face parsers (BiSeNet / DANet): train, evaluate as in the paper's Table 1, pseudo-label, import public weights."""
-
-
-def _overrides(items: tuple[str, ...]) -> dict:
-    import yaml
-
-    from vidanime.errors import ConfigError
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set expects key=value (e.g. train.steps=100), got '{item}'")
-        out[key] = yaml.safe_load(value)
-    return out
 
 
 @cli.command()
@@ -31,7 +19,7 @@ def train(config: str, sets: tuple[str, ...], resume: str | None) -> None:
     """Train a parser; writes a numbered run folder under runs_root."""
     from vidanime.train.parser import load_train_config, train_parser
 
-    cfg = load_train_config(config, _overrides(sets))
+    cfg = load_train_config(config, parse_overrides(sets))
     run = train_parser(cfg, resume=resume)
     click.echo(f"run folder: {run.path}")
 

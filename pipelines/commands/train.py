@@ -3,19 +3,7 @@ from __future__ import annotations
 
 import click
 
-
-def _overrides(items: tuple[str, ...]) -> dict:
-    import yaml
-
-    from vidanime.errors import ConfigError
-
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set expects key=value (e.g. train.iterations=100), got '{item}'")
-        out[key] = yaml.safe_load(value)
-    return out
+from vidanime.config import parse_overrides
 
 
 @click.command(name="train")
@@ -37,7 +25,7 @@ def cli(config: str | None, resume: str | None, sets: tuple[str, ...], lpips_bac
     """
     from pipelines.train_styleanime import load_train_config, train_styleanime
 
-    overrides = _overrides(sets)
+    overrides = parse_overrides(sets)
     if lpips_backbone is not None:
         overrides["loss.lpips_backbone"] = lpips_backbone
     if generator is not None:

@@ -32,7 +32,8 @@ def cli(config_path: str | None, run_dir: str | None, resume: str | None, iterat
       vidanime train-gan --config configs/stylegan2_demo.yaml --resume auto
       vidanime train-gan --resume runs/00003-stylegan2_demo --iterations 20000
     """
-    from pipelines.train_gan import TrainGANPipeline, parse_overrides
+    from pipelines.train_gan import TrainGANPipeline
+    from vidanime.config import parse_overrides
     from vidanime.errors import ConfigError
 
     overrides = parse_overrides(sets)
