@@ -138,14 +138,12 @@ def setup_distributed(device_hint: str = "auto") -> DistInfo:
 
 def resolve_device(device: str, dist_info: DistInfo | None = None) -> torch.device:
     """``auto`` → CUDA if available; under DDP, ``cuda`` means ``cuda:LOCAL_RANK``."""
-    local = dist_info.local_rank if dist_info is not None else 0
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        device = f"cuda:{local}"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"train.device = '{device}' but CUDA is not available; use cpu")
-    return torch.device(device)
+    from .parser import resolve_device as resolve_one
+
+    dev = resolve_one(device)
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", dist_info.local_rank if dist_info is not None else 0)
+    return dev
 
 
 def _requires_grad(module: torch.nn.Module, flag: bool) -> None:
