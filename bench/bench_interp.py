@@ -20,7 +20,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer repeats, 256² only for AnimeInterp, 8 triplets")
     ap.add_argument("--ifnet", default=None, help="a trained IFNet checkpoint for the quality table")
     ap.add_argument("--animeinterp", default=None, help="an AnimeInterp checkpoint for the quality table")
-    ap.add_argument("--config", default="configs/interp_ifnet_demo.yaml", help="clips and held-out split")
+    ap.add_argument("--config", default="configs/demo_interp_ifnet.yaml", help="clips and held-out split")
     args = ap.parse_args()
 
     import interp

@@ -2,7 +2,7 @@
 
     python -m bench.bench_train_styleanime [--quick] [--configs demo,paper] [--device auto] [--threads 1] [--amp]
 
-``paper`` (256 px, IR-SE50 encoders, batch 8) is meant for a GPU; ``demo`` (64 px, configs/styleanime_demo.yaml) and
+``paper`` (256 px, IR-SE50 encoders, batch 8) is meant for a GPU; ``demo`` (64 px, configs/demo_styleanime_p2a.yaml) and
 ``tiny`` run on CPU.  Data are synthetic (random images with blocky parsing maps), the generator and the LPIPS trunk
 random: the cost per step is the same as with real weights.  R1 runs every ``r1_every`` steps, so the timing window
 is a multiple of it where possible.
@@ -17,7 +17,7 @@ import torch
 
 from bench.common import peak_rss_mb, print_table
 
-CONFIGS = {"tiny": "configs/styleanime_train_tiny.yaml", "demo": "configs/styleanime_demo.yaml",
+CONFIGS = {"tiny": "configs/styleanime_train_tiny.yaml", "demo": "configs/demo_styleanime_p2a.yaml",
            "paper": "configs/styleanime_p2a.yaml"}
 
 

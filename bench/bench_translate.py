@@ -41,9 +41,9 @@ def _models(size: str, device: str):
     else:
         import yaml
 
-        raw = yaml.safe_load((REPO / "configs" / "styleanime_demo.yaml").read_text())["model"]
+        raw = yaml.safe_load((REPO / "configs" / "demo_styleanime_p2a.yaml").read_text())["model"]
         cfg = config_from_dict(raw, StyleAnimeConfig)
-        praw = yaml.safe_load((REPO / "configs" / "parser_demo.yaml").read_text())["model"]
+        praw = yaml.safe_load((REPO / "configs" / "demo_parser_portrait.yaml").read_text())["model"]
         pcfg = config_from_dict(praw, ParserConfig)
         bank_n = 10_000
     model = StyleAnime(cfg).to(device).eval()

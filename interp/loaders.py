@@ -24,7 +24,7 @@ from .ifnet import IFNet, IFNetConfig
 
 __all__ = [
     "IFNET_FORMATS", "ANIMEINTERP_FORMAT", "strip_module_prefix", "detect_layout", "ifnet_config_from_state_dict",
-    "load_ifnet", "load_animeinterp", "read_interp_checkpoint",
+    "load_ifnet", "ifnet_from_checkpoint", "load_animeinterp", "read_interp_checkpoint",
 ]
 
 IFNET_FORMATS = ("vidanime.interp.ifnet", "vidanime.interp.ifnet_train")
@@ -100,6 +100,19 @@ def load_ifnet(path: str | os.PathLike) -> IFNet:
     model = IFNet(cfg)
     check_state_dict(model, sd, source=str(path))
     return model
+
+
+def ifnet_from_checkpoint(ckpt: dict[str, Any]) -> IFNet:
+    """Registry builder for format ``vidanime.interp.ifnet``: a frozen, eval-mode IFNet from a loaded checkpoint dict."""
+    from .base import freeze
+
+    sd = strip_module_prefix(ckpt["state_dict"])
+    model_cfg = ckpt.get("model_config") or {}
+    cfg = config_from_dict(model_cfg, IFNetConfig, source="ifnet checkpoint") if model_cfg else \
+        ifnet_config_from_state_dict(sd, "ifnet checkpoint")
+    model = IFNet(cfg)
+    check_state_dict(model, sd, source="ifnet checkpoint")
+    return freeze(model)
 
 
 def load_animeinterp(path: str | os.PathLike, use_sgm: bool = True, vgg19: str | os.PathLike | None = None,

@@ -63,7 +63,7 @@ def main(verbose: int, quiet: bool) -> None:
     \b
     Examples:
       vidanime translate in.mp4 out.mp4
-      vidanime train-gan --config configs/stylegan2_demo.yaml
+      vidanime train-gan --config configs/demo_stylegan2.yaml
       vidanime weights list
     """
     from vidanime.log import setup_logging

@@ -2,7 +2,9 @@
 
 The default clip is made on the spot from scikit-image's public-domain astronaut photo with smooth synthetic head
 motion and a tone as audio (:mod:`vidanime.data.demo_clip`), so the demo needs nothing but the installed packages.
-Until bundled weights are installed, the face pipeline runs with the identity model and says so.
+With the bundled ``styleanime-p2a`` the encoders are first fine-tuned on the clip for a few iterations (paper §6.3.3,
+L_lcsc + L_fic through the classical DIS-flow interpolator, which measured best), then the clip is translated.  Without bundled weights the face
+pipeline runs with the identity model and says so.
 """
 from __future__ import annotations
 
@@ -15,6 +17,9 @@ import click
 from vidanime.log import setup_logging
 
 logger = logging.getLogger("vidanime.demo")
+
+# Per-clip fine-tune iterations of the default demo (a short one: the demo must finish in minutes on 2 CPU cores).
+DEFAULT_FINETUNE = 200
 
 
 def save_still(input_path: Path, output_path: Path, still_path: Path, at: float = 0.5) -> Path:
@@ -40,13 +45,38 @@ def save_still(input_path: Path, output_path: Path, still_path: Path, at: float 
     return still_path
 
 
+def bundled_model_installed() -> bool:
+    """Whether the bundled portrait-to-anime model is in the registry (the identity model runs otherwise)."""
+    from pipelines.translate import DEFAULT_MODELS
+    from vidanime.registry import available_models
+
+    return DEFAULT_MODELS["p2a"][0] in {m.name for m in available_models()}
+
+
+def base_loss_overrides(checkpoint: str, limit: int = 128) -> dict[str, object]:
+    """Fine-tune settings for L_base: a small sample of the anime training faces when they are on this machine
+    (../shared/assets in a checkout of the project), else L_base off, logged: a user's fresh install has no data."""
+    from vidanime.checkpoint import load_checkpoint
+    from vidanime.registry import resolve_path
+
+    target = ((load_checkpoint(resolve_path(checkpoint)).get("train_config") or {}).get("target") or {})
+    root = target.get("root") or ""
+    if root and Path(root).is_dir():
+        return {"base.limit": limit}
+    logger.warning("demo fine-tune: L_base off (the anime training faces %s are not on this machine); the short "
+                   "fine-tune uses the clip's temporal losses only", root or "(not recorded)")
+    return {"base.enabled": False}
+
+
 @click.command()
 @click.option("--video", default=None, help="Clip to translate (default: the synthetic astronaut clip).")
 @click.option("--out", "out_dir", default="demo_out", show_default=True, help="Folder for the demo's files.")
 @click.option("--end", default=None, help="Only translate up to this time/frame (e.g. '25f'), for a quick run.")
+@click.option("--finetune", default=DEFAULT_FINETUNE, show_default=True, type=click.IntRange(min=0),
+              help="Per-clip fine-tune iterations before translating (0 = off; kept in OUT/<name>_anime.finetune).")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("-v", "--verbose", count=True)
-def main(video: str | None, out_dir: str, end: str | None, device: str, verbose: int) -> None:
+def main(video: str | None, out_dir: str, end: str | None, finetune: int, device: str, verbose: int) -> None:
     """Run the main job (video translation) on the bundled default model."""
     from pipelines.translate import TranslateOptions, TranslatePipeline
     from vidanime.data.demo_clip import make_demo_clip
@@ -61,13 +91,23 @@ def main(video: str | None, out_dir: str, end: str | None, device: str, verbose:
             make_demo_clip(src)
         stem = src.stem if video else "demo"
         output, preview, still = out / f"{stem}_anime.mp4", out / f"{stem}_preview.mp4", out / f"{stem}_still.png"
-        pipe = TranslatePipeline.from_pretrained(device=device, allow_identity=True)
+        checkpoint, tuned = None, 0
+        if finetune > 0 and bundled_model_installed():
+            from pipelines.finetune import finetune_for_translate
+            from pipelines.translate import DEFAULT_MODELS
+
+            ckpt, parser = DEFAULT_MODELS["p2a"]
+            checkpoint = str(finetune_for_translate(src, output, ckpt, parser, finetune, end=end, device=device,
+                                                    run_dir=out / f"{stem}_anime.finetune",
+                                                    overrides=base_loss_overrides(ckpt)))
+            tuned = finetune
+        pipe = TranslatePipeline.from_pretrained(checkpoint, device=device, allow_identity=True)
         result = pipe(src, output, TranslateOptions(end=end, preview=str(preview), preset="veryfast"))
         save_still(src, output, still)
     except VidanimeError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    click.echo(f"model:   {result.model}")
+    click.echo(f"model:   {result.model}" + (f"  (fine-tuned on the clip for {tuned} iterations)" if tuned else ""))
     click.echo(f"input:   {src}")
     click.echo(f"output:  {output}  ({result.frames} frames, {result.faces} faces, {result.seconds:.1f} s)")
     click.echo(f"preview: {preview}  (input | aligned crop + parsing | output)")

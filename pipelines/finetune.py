@@ -223,14 +223,17 @@ class FinetunePipeline:
 def finetune_for_translate(input: str | os.PathLike, output: str | os.PathLike, checkpoint: str, parser: str,
                            iterations: int, face_config: FaceConfig | None = None, start: str | None = None,
                            end: str | None = None, device: str = "cpu", interp: str = "classical",
-                           run_dir: str | os.PathLike | None = None, progress: bool = True) -> Path:
+                           run_dir: str | os.PathLike | None = None, progress: bool = True,
+                           overrides: Mapping[str, Any] | None = None) -> Path:
     """``translate --finetune N``: fine-tune ``checkpoint`` on ``input`` for ``iterations`` into ``run_dir``
     (default: ``<output>.finetune`` beside the output, resumed when it already holds this clip's fine-tune) and
-    return the exported checkpoint to translate with."""
+    return the exported checkpoint to translate with.  ``overrides`` are extra ``{"dotted.key": value}`` config
+    settings (e.g. ``{"base.limit": 200}``)."""
     if iterations < 1:
         raise ConfigError(f"--finetune {iterations}: expected a number of iterations >= 1 (0 = no fine-tune)")
     out = Path(run_dir) if run_dir is not None else Path(output).with_suffix(".finetune")
-    overrides = {"train.iterations": iterations, "train.device": device, "train.progress": progress}
+    overrides = {**dict(overrides or {}), "train.iterations": iterations, "train.device": device,
+                 "train.progress": progress}
     if out.is_dir() and RunDir(out).latest_checkpoint("finetune") is not None:
         cfg, resume = FinetunePipeline.resume_config(out, overrides), True
     else:

@@ -67,55 +67,41 @@ class InterpImagePipeline:
 
 @dataclass
 class InterpVideoPipeline:
-    """Double a clip's frame rate: between every two frames insert M's middle frame (audio is not kept)."""
+    """Double a clip's frame rate: between every two frames insert M's middle frame; the audio is kept."""
 
     model: Any
     crf: int = 18
 
     @torch.no_grad()
     def __call__(self, src: str | os.PathLike, dst: str | os.PathLike, max_frames: int = 0) -> dict:
-        import av
         from tqdm import tqdm
+
+        from vidanime.video.io import VideoReader, VideoWriter
 
         src, dst = Path(src), Path(dst)
         if not src.is_file():
             raise MediaError(f"video not found: {src}")
         check_not_same_file(src, dst)
         dev = next(iter(self.model.parameters()), torch.empty(0)).device
-        n_in = n_out = 0
-        try:
-            with av.open(str(src)) as inp, atomic_path(dst) as tmp:
-                vin = inp.streams.video[0]
-                rate = Fraction(vin.average_rate or vin.guessed_rate or 25) * 2
-                with av.open(str(tmp), "w") as out:
-                    vout = out.add_stream("libx264", rate=rate)
-                    vout.pix_fmt, vout.options = "yuv420p", {"crf": str(self.crf)}
-                    vout.width = vout.height = 0
-                    prev = None
-
-                    def emit(img: np.ndarray) -> None:
-                        nonlocal n_out
-                        if vout.width == 0:
-                            vout.width, vout.height = img.shape[1] // 2 * 2, img.shape[0] // 2 * 2
-                        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(img[: vout.height, : vout.width]), format="rgb24")
-                        for packet in vout.encode(frame):
-                            out.mux(packet)
-                        n_out += 1
-
-                    for frame in tqdm(inp.decode(vin), desc="interp video", disable=None, leave=False):
-                        cur = torch.from_numpy(frame.to_ndarray(format="rgb24")).permute(2, 0, 1)[None].float().div(255)
-                        if prev is not None:
-                            emit(_to_uint8(self.model(prev.to(dev), cur.to(dev))))
-                        emit(_to_uint8(cur))
-                        prev, n_in = cur, n_in + 1
-                        if max_frames and n_in >= max_frames:
-                            break
-                    for packet in vout.encode():
-                        out.mux(packet)
-        except av.error.FFmpegError as exc:
-            raise MediaError(f"cannot process video {src}: {exc}") from None
-        if n_in == 0:
-            raise MediaError(f"{src} has no video frames")
+        n_in = 0
+        with VideoReader(src) as reader:
+            fps = Fraction(reader.info.fps).limit_denominator(1_000_000)
+            rate = fps * 2
+            end = max_frames / float(fps) if max_frames else None
+            with VideoWriter(dst, fps=rate, time_base=1 / rate, audio_from=src, audio_range=(None, end),
+                             crf=self.crf) as writer:
+                prev = None
+                for frame in tqdm(reader, desc="interp video", disable=None, leave=False):
+                    cur = torch.from_numpy(frame.image).permute(2, 0, 1)[None].float().div(255)
+                    if prev is not None:
+                        writer.write(_to_uint8(self.model(prev.to(dev), cur.to(dev))))
+                    writer.write(frame.image)
+                    prev, n_in = cur, n_in + 1
+                    if max_frames and n_in >= max_frames:
+                        break
+                if n_in == 0:
+                    raise MediaError(f"{src} has no video frames")
+                n_out = writer.frames_written
         logger.info("wrote %s: %d frames from %d at %s fps", dst, n_out, n_in, float(rate))
         return {"frames_in": n_in, "frames_out": n_out, "fps": float(rate), "path": str(dst)}
 

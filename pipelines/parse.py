@@ -27,6 +27,8 @@ __all__ = ["ParsePipeline", "ParseResult", "smooth_probs", "overlay", "DOMAIN_MO
 
 # Registry names of the bundled parsers per domain (``vidanime parse --domain``).
 DOMAIN_MODELS = {"portrait": "parser-portrait", "anime": "parser-anime"}
+# Small facial features, held to ``feature_confidence`` (not ``min_confidence``) when pseudo-labelling.
+FEATURE_CLASSES = ("l_eye", "r_eye", "l_brow", "r_brow", "nose", "mouth", "u_lip", "l_lip")
 
 
 def smooth_probs(prob_seq: torch.Tensor, radius: int = 1, sigma: float = 1.0, causal: bool = False) -> torch.Tensor:
@@ -207,10 +209,14 @@ class ParsePipeline:
 
     # ------------------------------------------------------------------------------------------------ pseudo-labels
     def pseudo_label(self, images_dir: str | os.PathLike, out_dir: str | os.PathLike, min_confidence: float = 0.7,
-                     min_kept_fraction: float = 0.8, limit: int = 0) -> dict[str, Any]:
+                     min_kept_fraction: float = 0.8, limit: int = 0,
+                     feature_confidence: float | None = None) -> dict[str, Any]:
         """Label a folder of (anime) faces with this parser for training another: writes ``out/images`` + ``out/masks``.
 
         Pixels whose top class probability is below ``min_confidence`` become 255 (ignored in training and metrics);
+        ``feature_confidence`` (lower) applies instead to the small facial features (eyes, brows, nose, mouth, lips):
+        across domains the teacher is rarely sure of them — a portrait parser on anime eyes — and a single threshold
+        would leave the student with almost no eye or mouth pixels to learn from.
         images where fewer than ``min_kept_fraction`` of the pixels pass are dropped.  Masks are in the parser's
         order; images are stored resized to the parser's size.  Returns counts and the mean kept fraction.
         """
@@ -223,6 +229,10 @@ class ParsePipeline:
             raise MediaError(f"pseudo-label input folder not found: {src}")
         if not 0.0 <= min_confidence <= 1.0 or not 0.0 <= min_kept_fraction <= 1.0:
             raise VidanimeError(f"min_confidence and min_kept_fraction must be in [0, 1], got {min_confidence}, {min_kept_fraction}")
+        if feature_confidence is not None and not 0.0 <= feature_confidence <= 1.0:
+            raise VidanimeError(f"feature_confidence must be in [0, 1], got {feature_confidence}")
+        names = L.LABEL_SETS[self.model_labels]
+        feature_ids = torch.tensor(L.class_ids(self.model_labels, *[n for n in FEATURE_CLASSES if n in names]))
         files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_EXTS)
         if limit > 0:
             files = files[:limit]
@@ -245,7 +255,10 @@ class ParsePipeline:
             probs = self.predict_probs([im for _, im in imgs])
             conf, lab = probs.max(1)
             for (f, im), c, lb in zip(imgs, conf, lab):
-                ok = (c >= min_confidence).numpy()
+                ok = c >= min_confidence
+                if feature_confidence is not None:
+                    ok |= torch.isin(lb, feature_ids) & (c >= feature_confidence)
+                ok = ok.numpy()
                 frac = float(ok.mean())
                 fractions.append(frac)
                 if frac < min_kept_fraction:

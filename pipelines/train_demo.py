@@ -3,18 +3,23 @@
 Stages, each a command of its own with a numbered run folder under ``training/`` (tracked in git, so a long run
 continues in a later session with ``--resume auto``):
 
-1. ``gan``       anime StyleGAN2, 64 px (configs/stylegan2_demo.yaml) on ../shared/assets/anime
-2. ``parser``    portrait face parser (configs/parser_demo.yaml) on ../shared/assets/faces (CelebAMask-HQ)
-3. ``facebank``  FaceBank of the generator's W codes
-4. ``encoders``  StyleAnime E_p/E_s (configs/styleanime_demo.yaml) on the frozen generator; the anime faces are
+1. ``gan``       anime StyleGAN2, 64 px (configs/demo_stylegan2.yaml) on ../shared/assets/anime
+2. ``parser``    portrait face parser (configs/demo_parser_portrait.yaml) on ../shared/assets/faces (CelebAMask-HQ)
+3. ``anime_parser``  pseudo-label 3,000 shipped anime faces with the portrait parser (into training/anime_pseudo,
+                 ignored by git), then train the anime parser on them (configs/demo_parser_anime.yaml)
+4. ``facebank``  FaceBank of the generator's W codes
+5. ``encoders``  StyleAnime E_p/E_s (configs/demo_styleanime_p2a.yaml) on the frozen generator; the anime faces are
                  parsed by the portrait parser (pseudo-labels: no labelled anime set ships)
-5. ``export``    copy the latest exported models into vidanime/weights/ and record their sha256 in registry.json
+6. ``interp``    the IFNet interpolator for the fine-tune's L_fic (configs/demo_interp_ifnet.yaml) on frame triplets
+                 of the shipped clips
+7. ``export``    copy the latest exported models into vidanime/weights/ and record their sha256 in registry.json
 
 ``python -m pipelines.train_demo --stages gan,parser`` runs a subset; a stage whose run already reached its
 iteration count returns at once.  Slow: hours on 2 CPU cores (see README, "Bundled default model").
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import shutil
@@ -29,7 +34,7 @@ from vidanime.log import setup_logging
 logger = logging.getLogger("vidanime.train_demo")
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ("gan", "parser", "facebank", "encoders", "export")
+STAGES = ("gan", "parser", "anime_parser", "facebank", "encoders", "interp", "export")
 
 # Registry name -> (glob of the exported checkpoint under training/, format, description)
 EXPORTS = {
@@ -37,8 +42,15 @@ EXPORTS = {
                              "64-px anime StyleGAN2 trained from scratch on the 10,000 shipped anime face crops"),
     "parser-portrait": ("*-parser_demo/checkpoints/parser-*.pt", "vidanime.parser",
                         "BiSeNet (width 0.25) face parser, 19 BiSeNet classes, trained on 810 CelebAMask-HQ faces"),
+    "parser-anime": ("*-parser_anime_demo/checkpoints/parser-*.pt", "vidanime.parser",
+                     "BiSeNet (width 0.25) anime face parser, 19 BiSeNet classes, trained on the portrait parser's "
+                     "confident predictions on 3,000 shipped anime faces (pseudo-labels)"),
+    "ifnet-demo": ("interp/*-ifnet_demo/checkpoints/ifnet-*.pt", "vidanime.interp.ifnet",
+                   "small RIFE-style IFNet frame interpolator (M of the fine-tune loss L_fic), trained on triplets "
+                   "of the shipped anime and talking-face clips"),
     "styleanime-p2a": ("*-styleanime_demo/checkpoints/styleanime-*.pt", "vidanime.styleanime",
-                       "64-px StyleAnime portrait-to-anime encoders + the demo anime generator"),
+                       "64-px StyleAnime portrait-to-anime encoders + the demo anime generator + a 10,000-code FaceBank "
+                       "(fp16 storage)"),
 }
 
 
@@ -72,7 +84,27 @@ def export(root: Path) -> list[str]:
             logger.info("export: no %s yet (%s)", name, pattern)
             continue
         dst = WEIGHTS_DIR / f"{name}.pt"
-        shutil.copyfile(src, dst)
+        bank = root / "facebank_demo.pt"
+        if name == "styleanime-p2a" and bank.is_file():
+            # Ship the FaceBank inside the StyleAnime checkpoint; weights and codes stored in fp16 (10 MB, not 21 MB).
+            import torch
+
+            from vidanime.checkpoint import load_checkpoint
+            from vidanime.models.facebank import FaceBank
+            from vidanime.models.styleanime import FORMAT, load_styleanime, save_styleanime
+
+            extras = {k: v for k, v in load_checkpoint(src, format=FORMAT).items()
+                      if k not in ("format", "config", "state_dict", "facebank", "version", "vidanime_version")}
+            # The recorded training config names the pseudo-labelling parser by its bundled name, not by a path
+            # under training/, so the fine-tune's L_base finds it on any machine.
+            target = (extras.get("train_config") or {}).get("target") or {}
+            if target.get("parser"):
+                target["parser"] = "parser-portrait"
+            fb = FaceBank.load(bank)
+            fb = FaceBank(fb.codes.to(torch.float16), dataclasses.replace(fb.config, dtype="float16"))
+            save_styleanime(dst, load_styleanime(src), facebank=fb, dtype="float16", **extras)
+        else:
+            shutil.copyfile(src, dst)
         step = src.stem.rsplit("-", 1)[-1].lstrip("0") or "0"
         registry["models"][name] = {"file": dst.name, "sha256": sha256_file(dst), "format": fmt,
                                     "description": f"{description} (step {step}; from {src.relative_to(root)})"}
@@ -96,11 +128,22 @@ def main(stages: str, root: str, lpips_backbone: str) -> None:
     rootp = (REPO / root).resolve()
     rootp.mkdir(parents=True, exist_ok=True)
     if "gan" in wanted:
-        _vidanime("train-gan", "--config", "configs/stylegan2_demo.yaml", "--run-dir", str(rootp),
+        _vidanime("train-gan", "--config", "configs/demo_stylegan2.yaml", "--run-dir", str(rootp),
                   *_resume(rootp, "stylegan2_demo"))
     if "parser" in wanted:
-        _vidanime("parser", "train", "--config", "configs/parser_demo.yaml", "--set", f"runs_root={rootp}",
+        _vidanime("parser", "train", "--config", "configs/demo_parser_portrait.yaml", "--set", f"runs_root={rootp}",
                   *_resume(rootp, "parser_demo"))
+    if "anime_parser" in wanted:
+        parser = _latest(rootp, EXPORTS["parser-portrait"][0])
+        if parser is None:
+            raise click.ClickException("anime_parser: needs the portrait parser first (stage parser)")
+        pseudo = rootp / "anime_pseudo"
+        if not (pseudo / "masks").is_dir():
+            _vidanime("parser", "pseudo-label", str(REPO.parent / "shared" / "assets" / "anime"), str(pseudo),
+                      "--model", str(parser), "--min-confidence", "0.7", "--feature-confidence", "0.3",
+                      "--min-kept", "0.6", "--limit", "3000")
+        _vidanime("parser", "train", "--config", "configs/demo_parser_anime.yaml", "--set", f"runs_root={rootp}",
+                  "--set", f"data.root={pseudo}", *_resume(rootp, "parser_anime_demo"))
     generator = _latest(rootp, EXPORTS["stylegan2-anime-demo"][0])
     if "facebank" in wanted:
         if generator is None:
@@ -111,9 +154,12 @@ def main(stages: str, root: str, lpips_backbone: str) -> None:
         parser = _latest(rootp, EXPORTS["parser-portrait"][0])
         if generator is None or parser is None:
             raise click.ClickException("encoders: need the generator and the parser first (stages gan, parser)")
-        _vidanime("train", "--config", "configs/styleanime_demo.yaml", "--generator", str(generator),
+        _vidanime("train", "--config", "configs/demo_styleanime_p2a.yaml", "--generator", str(generator),
                   "--set", f"target.parser={parser}", "--set", f"run_dir={rootp}",
                   "--lpips-backbone", lpips_backbone, *_resume(rootp, "styleanime_demo"))
+    if "interp" in wanted:
+        _vidanime("interp", "train", "--config", "configs/demo_interp_ifnet.yaml", "--set", f"out_dir={rootp / 'interp'}",
+                  *(["--resume", "auto"] if _latest(rootp, "interp/*-ifnet_demo/checkpoints/train-*.pt") else []))
     if "export" in wanted:
         click.echo(f"exported: {', '.join(export(rootp)) or 'nothing yet'}")
 

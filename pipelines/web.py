@@ -154,8 +154,9 @@ _PIPELINES_LOCK = threading.Lock()
 
 def _face_config(config: WebConfig, direction: str):
     from vidanime.video.faces import FaceConfig
+    from vidanime.video.detect import default_detector
 
-    detector = config.detector or ("mtcnn" if direction == "p2a" else "animecascade")
+    detector = config.detector or default_detector(direction)
     return FaceConfig(device=config.device, detector=detector, detector_weights=config.detector_weights)
 
 

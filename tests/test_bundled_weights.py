@@ -29,3 +29,79 @@ def test_bundled_model_checksum_and_load(entry):
         with torch.no_grad():
             logits = model(torch.rand(1, 3, s, s))
         assert logits.shape[1] == model.config.num_classes
+    elif entry.format == "vidanime.styleanime":
+        s = model.image_size
+        img = torch.rand(2, 3, s, s) * 2 - 1
+        lab = torch.zeros(2, s, s, dtype=torch.long)
+        lab[:, s // 4 : 3 * s // 4, s // 4 : 3 * s // 4] = 1  # a square of skin
+        with torch.no_grad():
+            out, w = model(img, lab)
+        assert out.shape == img.shape and torch.isfinite(out).all()
+        assert model.facebank is not None and len(model.facebank) >= 1000  # the FaceBank ships inside
+    elif entry.format == "vidanime.interp.ifnet":
+        assert not any(p.requires_grad for p in model.parameters())
+        a = torch.rand(1, 3, 64, 64)
+        with torch.no_grad():
+            mid = model(a, a, 0.5)
+        assert (mid - a).abs().mean() < 0.05  # two equal frames: the middle frame is that frame
+    else:
+        pytest.fail(f"no load test for format {entry.format}")
+
+
+def _bundled(name):
+    if name not in {e.name for e in ENTRIES}:
+        pytest.skip(f"{name} is not bundled yet")
+
+
+def test_bundled_model_translates_a_real_frame_into_the_anime_domain(assets):
+    """One frame of a shipped talking-face clip through the bundled p2a model: the domain classifier puts the output
+    closer to the anime faces than the input crop."""
+    _bundled("styleanime-p2a")
+    from pipelines.translate import TranslatePipeline
+    from vidanime.data.image_io import read_image_rgb
+    from vidanime.data.images import list_images
+    from vidanime.metrics.domain import DomainClassifier
+    from vidanime.video.align import estimate_similarity, warp_face
+    from vidanime.video.detect import create_detector
+    from vidanime.video.io import VideoReader
+
+    with VideoReader(assets / "video" / "liveportrait_d3.mp4") as r:
+        frame = next(iter(r)).image
+    det = create_detector("mtcnn").detect([frame])[0]
+    assert len(det) == 1
+    m, _ = estimate_similarity(det[0].landmarks, 256)
+    crop = warp_face(frame, m, 256)
+    pipe = TranslatePipeline.from_pretrained()
+    out = pipe.translator(crop[None], [0]).crops[0]
+
+    anime = list_images(assets / "anime")
+    faces = sorted((assets / "faces" / "images").glob("*.jpg"))
+    clf = DomainClassifier.fit([read_image_rgb(p) for p in anime[-200:]], [read_image_rgb(p) for p in faces[:200]])
+    anime_mean = float(clf.score([read_image_rgb(p) for p in anime[-260:-200]]).mean())
+    p_in, p_out = clf.score([crop, out])
+    assert abs(p_out - anime_mean) < abs(p_in - anime_mean), (p_in, p_out, anime_mean)
+    assert p_out > p_in
+
+
+def test_fp16_storage_of_the_bundled_styleanime_costs_nothing():
+    """styleanime-p2a ships its weights in fp16; its outputs match the fp32 export it came from (kept in training/)."""
+    import re
+    from pathlib import Path
+
+    from vidanime.models.styleanime import load_styleanime
+    from vidanime.registry import get_entry, resolve_path
+
+    _bundled("styleanime-p2a")
+    m = re.search(r"from (\S+?\.pt)", get_entry("styleanime-p2a").description)
+    src = Path(__file__).resolve().parents[1] / "training" / m.group(1) if m else None
+    if src is None or not src.is_file():
+        pytest.skip("the fp32 export named in the registry is not in this checkout")
+    a, b = load_styleanime(resolve_path("styleanime-p2a")), load_styleanime(src)
+    assert any(v.dtype == torch.float16 for v in torch.load(resolve_path("styleanime-p2a"), weights_only=True)["state_dict"].values())
+    s = a.image_size
+    img = torch.rand(4, 3, s, s) * 2 - 1
+    lab = torch.randint(0, 19, (4, s // 8, s // 8)).repeat_interleave(8, 1).repeat_interleave(8, 2)
+    with torch.no_grad():
+        ya, _ = a(img, lab)
+        yb, _ = b(img, lab)
+    assert (ya - yb).abs().max() < 2 / 255 * 2  # within 2/255 of the [0, 1] image (values here are in [-1, 1])

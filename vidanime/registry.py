@@ -30,6 +30,7 @@ _BUILDERS: dict[str, str] = {
     "vidanime.stylegan2": "vidanime.models.stylegan2:generator_from_checkpoint",
     "vidanime.styleanime": "vidanime.models.styleanime:styleanime_from_checkpoint",
     "vidanime.parser": "vidanime.models.parser:parser_from_checkpoint",
+    "vidanime.interp.ifnet": "interp.loaders:ifnet_from_checkpoint",
 }
 
 

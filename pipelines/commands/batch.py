@@ -42,8 +42,9 @@ def cli(ctx, in_dir, out_dir, jobs, threads, ray_address, ray_cpus, retry_failed
     from pipelines.batch import BatchOptions, BatchPipeline
     from pipelines.translate import TranslateOptions
     from vidanime.video.faces import FaceConfig
+    from vidanime.video.detect import default_detector
 
-    face_cfg = FaceConfig(device=device, detector=detector or ("mtcnn" if direction == "p2a" else "animecascade"),
+    face_cfg = FaceConfig(device=device, detector=detector or default_detector(direction),
                           detector_weights=detector_weights)
     options = BatchOptions(
         jobs=jobs, threads=threads, ray=ray_address, ray_cpus=ray_cpus, retry_failed=retry_failed, ext=f".{ext}",

@@ -18,8 +18,9 @@ from .options import DETECTOR_OPTIONS, checkpoint_option, direction_option, pars
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate (paper: 1e-4).")
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="Triplets per step (default 4).")
 @click.option("--interp", "interp_name", default=None, metavar="NAME|PATH",
-              help="Frozen frame interpolator M for L_fic: classical (OpenCV DIS flow, no weights; the default), "
-                   "classical-farneback, or a RIFE flownet.pkl / AnimeInterp .pth / our checkpoint.")
+              help="Frozen frame interpolator M for L_fic: classical (OpenCV DIS flow, no weights; the default, best "
+                   "measured on held-out triplets), classical-farneback, the bundled ifnet-demo, or a RIFE flownet.pkl / "
+                   "AnimeInterp .pth / our checkpoint.")
 @click.option("--start", default=None, help="Start of the frame range: seconds or a frame ('300f').")
 @click.option("--end", default=None, help="End of the range (exclusive), same forms as --start.")
 @click.option("--track", "tracks", type=int, multiple=True, help="Fine-tune on this track id only (repeatable).")
@@ -66,8 +67,10 @@ def cli(input, out, checkpoint, parser_ckpt, direction, iterations, lr, batch, i
         if Path(input).resolve() != Path(cfg.input).resolve():
             raise ConfigError(f"--resume {out}: that run fine-tuned {cfg.input}, not {input}")
     else:
+        from vidanime.video.detect import default_detector
+
         ckpt_default, parser_default = DEFAULT_MODELS[direction]
-        face = {"detector": detector or ("mtcnn" if direction == "p2a" else "animecascade"),
+        face = {"detector": detector or default_detector(direction),
                 "detector_weights": detector_weights,
                 "device": device if device not in (None, "auto") else "cpu"}
         base = config_to_dict(FinetuneConfig(input=input, start=start, end=end, checkpoint=checkpoint or ckpt_default,

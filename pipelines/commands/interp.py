@@ -40,7 +40,7 @@ def run_cmd(inputs: tuple[str, ...], model: str, video: bool, t: float, max_fram
 
 
 @cli.command("train")
-@click.option("-c", "--config", default="configs/interp_ifnet_demo.yaml", show_default=True, type=click.Path())
+@click.option("-c", "--config", default="configs/demo_interp_ifnet.yaml", show_default=True, type=click.Path())
 @click.option("--set", "sets", multiple=True, help="Override a config value: --set train.steps=100.")
 @click.option("--resume", default=None, help="A train checkpoint, a run folder, or 'auto'.")
 @click.option("--steps", default=None, type=int, help="Total steps (also when resuming).")
@@ -56,7 +56,7 @@ def train_cmd(config: str, sets: tuple[str, ...], resume: str | None, steps: int
 @cli.command("eval")
 @click.option("-m", "--model", "models", multiple=True, default=("classical",), show_default=True,
               help="Model name or checkpoint path; repeat to compare several.")
-@click.option("-c", "--config", default="configs/interp_ifnet_demo.yaml", show_default=True, type=click.Path(),
+@click.option("-c", "--config", default="configs/demo_interp_ifnet.yaml", show_default=True, type=click.Path(),
               help="Config whose data section names the clips and the held-out split.")
 @click.option("--set", "sets", multiple=True, help="Override a config value: --set data.max_side=128.")
 @click.option("--limit", default=0, help="Evaluate at most this many held-out triplets (0 = all).")

@@ -8,7 +8,7 @@ import click
 __all__ = ["MODEL_OPTIONS", "RENDER_OPTIONS", "DETECTOR_OPTIONS", "checkpoint_option", "parser_option",
            "direction_option", "finetune_option"]
 
-DETECTORS = ["mtcnn", "retinaface", "yunet", "animecascade"]
+DETECTORS = ["mtcnn", "retinaface", "yunet", "animecascade", "animeparser"]
 
 
 def _stack(*decorators: Callable) -> Callable:
@@ -44,7 +44,7 @@ def finetune_option(what: str) -> Callable:
 
 DETECTOR_OPTIONS = _stack(
     click.option("--detector", type=click.Choice(DETECTORS), default=None,
-                 help="Face detector (default: mtcnn for p2a, animecascade for a2p)."),
+                 help="Face detector (default: mtcnn for p2a, animeparser for a2p: the bundled anime parser, no file needed)."),
     click.option("--detector-weights", default=None, metavar="PATH",
                  help="Weights file for retinaface/yunet/animecascade."),
 )

@@ -72,17 +72,22 @@ def eval_(checkpoint: str, data_root: str | None, mask_labels: str | None, split
 @click.option("--model", "model", required=True, help="The (portrait) parser checkpoint that labels the images.")
 @click.option("--min-confidence", default=0.7, show_default=True, type=click.FloatRange(0, 1),
               help="Pixels below this top-class probability become 255 (ignored).")
+@click.option("--feature-confidence", default=None, type=click.FloatRange(0, 1),
+              help="Lower threshold for eyes, brows, nose, mouth and lips (a portrait parser is rarely sure of anime "
+                   "eyes); default: --min-confidence for every class.")
 @click.option("--min-kept", default=0.8, show_default=True, type=click.FloatRange(0, 1),
               help="Drop images where fewer pixels than this pass.")
 @click.option("--limit", default=0, show_default=True, type=click.IntRange(0), help="Only the first N images (0 = all).")
 @click.option("--device", default="cpu", show_default=True)
-def pseudo_label(images: str, out: str, model: str, min_confidence: float, min_kept: float, limit: int, device: str) -> None:
+def pseudo_label(images: str, out: str, model: str, min_confidence: float, feature_confidence: float | None,
+                 min_kept: float, limit: int, device: str) -> None:
     """Label a folder of anime faces with a parser; writes OUT/images + OUT/masks for `parser train`."""
     from pipelines.parse import ParsePipeline
     from vidanime.train.parser import resolve_device
 
     pipe = ParsePipeline.from_pretrained(model, device=resolve_device(device))
-    s = pipe.pseudo_label(images, out, min_confidence=min_confidence, min_kept_fraction=min_kept, limit=limit)
+    s = pipe.pseudo_label(images, out, min_confidence=min_confidence, min_kept_fraction=min_kept, limit=limit,
+                          feature_confidence=feature_confidence)
     click.echo(f"kept {s['kept']}, dropped {s['dropped']} images; mean confident-pixel fraction "
                f"{s['mean_confident_fraction']:.3f}; masks in {s['label_set']} order under {s['out']} "
                f"(train with data.root={s['out']}, data.mask_labels={s['label_set']})")

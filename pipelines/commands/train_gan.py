@@ -27,9 +27,9 @@ def cli(config_path: str | None, run_dir: str | None, resume: str | None, iterat
 
     \b
     Examples:
-      vidanime train-gan --config configs/stylegan2_demo.yaml
+      vidanime train-gan --config configs/demo_stylegan2.yaml
       vidanime train-gan --config configs/stylegan2_tiny.yaml --iterations 50 --set train.batch=4
-      vidanime train-gan --config configs/stylegan2_demo.yaml --resume auto
+      vidanime train-gan --config configs/demo_stylegan2.yaml --resume auto
       vidanime train-gan --resume runs/00003-stylegan2_demo --iterations 20000
     """
     from pipelines.train_gan import TrainGANPipeline

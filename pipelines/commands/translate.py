@@ -32,8 +32,9 @@ def cli(input, output, checkpoint, parser_ckpt, direction, alpha, device, fp16, 
 
     from pipelines.translate import TranslateOptions, TranslatePipeline
     from vidanime.video.faces import FaceConfig
+    from vidanime.video.detect import default_detector
 
-    face_cfg = FaceConfig(device=device, detector=detector or ("mtcnn" if direction == "p2a" else "animecascade"),
+    face_cfg = FaceConfig(device=device, detector=detector or default_detector(direction),
                           detector_weights=detector_weights)
     options = TranslateOptions(start=start, end=end, faces=faces, crop=crop, crf=crf, preset=preset, preview=preview,
                                batch=batch, progress=not no_progress, report=report)

@@ -59,6 +59,20 @@ def test_run_video_doubles_the_frame_rate(tmp_path):
     assert n == 11
 
 
+def test_run_video_keeps_the_audio(tmp_path):
+    from vidanime.data.demo_clip import make_demo_clip
+    from vidanime.video.io import VideoReader
+
+    src = make_demo_clip(tmp_path / "tone.mp4", seconds=0.6, fps=25, size=64)
+    res = CliRunner().invoke(cli, ["run", "--video", "--max-frames", "5", str(src), str(tmp_path / "out.mp4")])
+    assert res.exit_code == 0, res.output
+    with VideoReader(tmp_path / "out.mp4") as r:
+        assert r.info.audio is not None and float(r.info.fps) == pytest.approx(50.0)
+        assert len(list(r)) == 9
+        # the audio is cut to the 5 input frames (0.2 s), not the whole 0.6 s clip
+        assert r.info.audio.duration == pytest.approx(0.2, abs=0.05)
+
+
 def test_train_then_eval_tiny(tmp_path, assets):
     cfg = str(REPO / "configs" / "interp_ifnet_tiny.yaml")
     sets = ["--set", f"out_dir={tmp_path}", "--set", "data.max_side=64", "--set", "data.max_frames=16",

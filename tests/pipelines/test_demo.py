@@ -6,12 +6,37 @@ from vidanime.video.io import VideoReader
 
 
 def test_demo_short_range(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "pipelines.demo", "--out", str(tmp_path), "--end", "6f"],
-                       capture_output=True, text=True, timeout=600)
+    """`make demo` as CI can afford it: 6 frames and a 2-iteration per-clip fine-tune of the bundled model."""
+    from pipelines.demo import bundled_model_installed
+
+    r = subprocess.run([sys.executable, "-m", "pipelines.demo", "--out", str(tmp_path), "--end", "6f",
+                        "--finetune", "2"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     for line in ("model:", "output:", "preview:", "still:"):
         assert line in r.stdout
+    if bundled_model_installed():
+        assert "fine-tuned on the clip for 2 iterations" in r.stdout
+        assert (tmp_path / "demo_anime.finetune" / "styleanime.pt").is_file()
     with VideoReader(tmp_path / "demo_anime.mp4") as out:
         assert len(list(out)) == 6 and out.info.audio is not None
     assert (tmp_path / "demo_still.png").stat().st_size > 10_000
     assert (tmp_path / "demo_input.mp4").exists()  # the input is kept, never overwritten
+
+
+def test_report_holds_out_the_parsers_and_encoders_split(assets):
+    """The README's held-out numbers use exactly the faces every demo model left out of training."""
+    import numpy as np
+
+    from pipelines.report_demo import heldout_portraits
+    from vidanime.data.domains import DomainDataConfig, DomainDataset
+    from vidanime.data.parsing import list_pairs, split_ids
+
+    ids, images, masks = heldout_portraits(assets / "faces", limit=0)
+    all_ids = [p[0] for p in list_pairs(assets / "faces")]
+    assert ids == split_ids(all_ids, 0.1, 0)[1] and len(ids) == 90
+    assert images.shape == (90, 256, 256, 3) and masks.max() < 19
+    # the encoders' source set (configs/demo_styleanime_p2a.yaml: holdout 0.1, seed 0) excludes them
+    cfg = DomainDataConfig(root=str(assets / "faces"), layout="pairs", mask_labels="celebamask", holdout=0.1, limit=None)
+    train = DomainDataset(cfg, "bisenet", 32, name="source")
+    assert len(train.ids) == 810 and not set(train.ids) & set(ids)
+    assert np.isin(np.unique(masks), np.arange(19)).all()

@@ -177,3 +177,20 @@ def test_pseudo_label_writes_trainable_folder(pipe, tmp_path):
     np.testing.assert_array_equal(ds[0]["labels"].numpy(), probs[0].argmax(0).numpy())
     s = pipe.pseudo_label(tmp_path / "anime", tmp_path / "pl2", min_confidence=1.0, min_kept_fraction=0.5)
     assert s["kept"] == 0 and s["dropped"] == 3
+
+
+def test_pseudo_label_feature_confidence_keeps_only_facial_features(pipe, tmp_path):
+    """min_confidence 1 ignores every pixel; feature_confidence 0 then keeps exactly the argmax feature pixels."""
+    from pipelines.parse import FEATURE_CLASSES
+    from vidanime import labels as L
+
+    (tmp_path / "anime").mkdir()
+    Image.fromarray(np.random.default_rng(5).integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(tmp_path / "anime" / "a.jpg")
+    pipe.pseudo_label(tmp_path / "anime", tmp_path / "pl", min_confidence=1.0, min_kept_fraction=0.0,
+                      feature_confidence=0.0)
+    mask = np.array(Image.open(tmp_path / "pl" / "masks" / "a.png"))
+    argmax = pipe.predict_probs([read_image_rgb(tmp_path / "pl" / "images" / "a.png")])[0].argmax(0).numpy()
+    features = np.isin(argmax, L.class_ids(pipe.model_labels, *FEATURE_CLASSES))
+    np.testing.assert_array_equal(mask, np.where(features, argmax, 255))
+    with pytest.raises(ValueError, match="feature_confidence"):
+        pipe.pseudo_label(tmp_path / "anime", tmp_path / "pl3", feature_confidence=2.0)

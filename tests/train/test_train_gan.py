@@ -163,8 +163,9 @@ def test_config_typo_names_the_key(tmp_path):
 
 
 def test_shipped_configs_load():
-    for name, size in (("stylegan2_tiny", 32), ("stylegan2_demo", 64), ("stylegan2_256", 256)):
-        cfg = load_config(REPO / "configs" / f"{name}.yaml", TrainGANConfig)
+    for file, name, size in (("stylegan2_tiny", "stylegan2_tiny", 32), ("demo_stylegan2", "stylegan2_demo", 64),
+                             ("stylegan2_256", "stylegan2_256", 256)):
+        cfg = load_config(REPO / "configs" / f"{file}.yaml", TrainGANConfig)
         assert cfg.model.size == size and cfg.name == name and cfg.train.lr == 0.002
 
 

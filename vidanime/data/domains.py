@@ -29,7 +29,7 @@ import torch
 
 from .. import labels as L
 from ..errors import ConfigError, MediaError
-from .parsing import IGNORE_INDEX, IMAGE_EXTS, flip_mask, list_pairs, read_image_rgb, read_mask, remap_mask, resize_image
+from .parsing import IGNORE_INDEX, IMAGE_EXTS, flip_mask, list_pairs, read_image_rgb, read_mask, remap_mask, resize_image, split_ids
 
 logger = logging.getLogger(__name__)
 
@@ -47,12 +47,14 @@ class DomainDataConfig:
     root: str = ""
     layout: Literal["auto", "pairs", "celebamask_hq", "images"] = "auto"
     mask_labels: Literal["celebamask", "bisenet", "danbooru"] = "bisenet"  # label order of the mask files
-    parser: str = ""  # layout "images": vidanime.parser checkpoint predicting the parsing
+    parser: str = ""  # layout "images": vidanime.parser checkpoint (path or bundled name) predicting the parsing
     parser_batch: int = 16
     limit: int | None = None  # first N sorted items (None = all)
     flip: bool = True  # random horizontal flip with left/right label swap
     skip_bad: bool = False  # log and skip unreadable / unmatched / out-of-range files instead of stopping
     ignore_to: int = 0  # label written where a mask says 255 (ignore)
+    holdout: float = 0.0  # pair layouts: leave out this fraction of the ids (split_ids, as the parser's val split)
+    holdout_seed: int = 0  # seed of that split (parser configs: data.split_seed)
 
 
 # ------------------------------------------------------------------------------------------------------------ listing
@@ -159,6 +161,12 @@ class DomainDataset:
             else:
                 items = list_celebamask_hq(root)
                 src_labels = "celebamask"
+            if cfg.holdout > 0:
+                _, held = split_ids([sid for sid, _, _ in items], cfg.holdout, cfg.holdout_seed)
+                held_set = set(held)
+                items = [it for it in items if it[0] not in held_set]
+                logger.info("%s: %d ids held out (holdout=%g, seed %d)", name, len(held_set), cfg.holdout,
+                            cfg.holdout_seed)
             if cfg.limit is not None:
                 items = items[: cfg.limit]
             for sid, ip, mp in items:
@@ -213,7 +221,11 @@ class DomainDataset:
         files = list_images(root, IMAGE_EXTS)
         if self.cfg.limit is not None:
             files = files[: self.cfg.limit]
-        parser = parser_from_checkpoint(load_checkpoint(self.cfg.parser, format=PARSER_FORMAT)).to(device).eval()
+        from ..registry import resolve_path
+
+        # A path or a bundled model name (e.g. the demo checkpoints record "parser-portrait").
+        parser_path = resolve_path(self.cfg.parser)
+        parser = parser_from_checkpoint(load_checkpoint(parser_path, format=PARSER_FORMAT)).to(device).eval()
         p_size, p_labels = parser.config.image_size, parser.config.label_set
         if p_labels != self.label_set:
             L.remap_table(p_labels, self.label_set)  # fails early when the orders are incompatible

@@ -9,6 +9,8 @@ Backends (``create_detector(name, weights=...)``):
 * ``animecascade`` — lbpcascade_animeface through ``cv2.CascadeClassifier`` (OpenCV 4.x only); takes the XML path.
   The cascade gives boxes only: landmarks come from a ``landmarker`` callable (e.g. :func:`landmarks_from_parsing`
   over an anime parser's map) or, without one, from fixed positions inside the box (:data:`ANIME_BOX_LANDMARKS`).
+* ``animeparser`` — anime faces located by the bundled anime parser over sliding windows (no outside file);
+  landmarks from the same parse (eye and mouth centroids).
 
 Landmark order everywhere: image-left eye, image-right eye, nose, image-left mouth corner, image-right mouth corner,
 in pixel coordinates (x, y) of the input frame.  Frames are (H, W, 3) uint8 RGB.  Faces smaller than ``min_face``
@@ -20,7 +22,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -33,7 +35,9 @@ __all__ = [
     "RetinaFaceDetector",
     "YuNetDetector",
     "AnimeCascadeDetector",
+    "AnimeParserDetector",
     "create_detector",
+    "default_detector",
     "DETECTORS",
     "landmarks_from_parsing",
     "ANIME_BOX_LANDMARKS",
@@ -311,10 +315,32 @@ class AnimeCascadeDetector(FaceDetector):
         return out
 
 
+def _two_eyes(labels: np.ndarray, eye_ids: list[int]) -> list[np.ndarray] | None:
+    """Centroids of the two largest blobs of eye pixels (either side's label), or None unless there are two blobs,
+    each with >= 20 % of the eye pixels, side by side.  Parsers trained without reliable left/right labels (anime
+    pseudo-labels) often call both eyes "r_eye"; blobs do not care."""
+    import cv2
+
+    mask = np.isin(labels, eye_ids).astype(np.uint8)
+    n, comp, stats, cents = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if n < 3:
+        return None
+    order = np.argsort(-stats[1:, cv2.CC_STAT_AREA]) + 1
+    a, b = order[:2]
+    total = stats[1:, cv2.CC_STAT_AREA].sum()
+    if min(stats[a, cv2.CC_STAT_AREA], stats[b, cv2.CC_STAT_AREA]) < 0.2 * total:
+        return None
+    pa, pb = cents[a].astype(np.float32), cents[b].astype(np.float32)
+    if abs(pa[0] - pb[0]) < abs(pa[1] - pb[1]):  # one above the other: not a pair of eyes
+        return None
+    return [pa, pb]
+
+
 def landmarks_from_parsing(labels: np.ndarray, label_set: str = "bisenet") -> np.ndarray | None:
     """Five landmarks (5, 2) from a parsing map (H, W) of ints: eye centroids, nose centroid, mouth corners.
 
-    The mouth corners are the left- and right-most points of the mouth region (mouth + lips) at its mean height;
+    The eyes are the two largest eye blobs whatever their left/right label (else the two classes' centroids); the
+    mouth corners are the left- and right-most points of the mouth region (mouth + lips) at its mean height;
     the nose falls back to the point below the eye midpoint when the map has no nose.  ``None`` when an eye or the
     mouth is missing.  Works for any label set with ``l_eye``/``r_eye``/``mouth`` (BiSeNet, Danbooru, CelebAMask).
     """
@@ -328,7 +354,9 @@ def landmarks_from_parsing(labels: np.ndarray, label_set: str = "bisenet") -> np
         ys, xs = np.nonzero(np.isin(labels, ids))
         return None if len(xs) == 0 else np.array([xs.mean(), ys.mean()], np.float32)
 
-    eyes = [centroid(class_ids(label_set, n)) for n in ("l_eye", "r_eye")]
+    eyes = _two_eyes(labels, class_ids(label_set, "l_eye", "r_eye"))
+    if eyes is None:
+        eyes = [centroid(class_ids(label_set, n)) for n in ("l_eye", "r_eye")]
     mouth_ids = class_ids(label_set, *[n for n in ("mouth", "u_lip", "l_lip") if n in names])
     ys, xs = np.nonzero(np.isin(labels, mouth_ids))
     if eyes[0] is None or eyes[1] is None or len(xs) == 0:
@@ -344,16 +372,136 @@ def landmarks_from_parsing(labels: np.ndarray, label_set: str = "bisenet") -> np
     return np.stack([eyes[0], eyes[1], nose, left, right]).astype(np.float32)
 
 
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+class AnimeParserDetector(FaceDetector):
+    """Anime faces found by an anime face parser: needs no outside file (default: the bundled ``parser-anime``).
+
+    Each frame is covered by square windows (sides ``scales`` x its short side, half-overlapping); every window is
+    parsed at the parser's size.  A window whose map holds both eyes and a mouth inside one face region (skin and
+    facial features) gives a face: landmarks from :func:`landmarks_from_parsing`, box = that region's bounds, score =
+    the parser's mean confidence over it.  Overlapping faces from different windows are merged (best score kept).
+    Slower than the cascade (one parser pass per window: ``2 + 3x2`` windows at the default scales on 4:3 frames)
+    but with landmarks from the same parse.
+    """
+
+    name = "animeparser"
+    FACE_CLASSES = ("skin", "l_eye", "r_eye", "l_brow", "r_brow", "nose", "mouth", "u_lip", "l_lip")
+
+    def __init__(self, weights: str | os.PathLike | None = None, device: str = "cpu",
+                 scales: Sequence[float] = (1.0, 0.6), batch: int = 8, parser: Any = None, **kw) -> None:
+        kw.setdefault("score_threshold", 0.6)
+        kw.setdefault("min_face", 24)
+        super().__init__(**kw)
+        from ..registry import load_model
+
+        if weights is not None and str(weights).lower().endswith(".xml"):
+            raise ConfigError(f"detector 'animeparser' takes an anime parser checkpoint, not {weights}; for the "
+                              "lbpcascade_animeface XML use --detector animecascade")
+        if not scales or any(not 0.1 <= float(x) <= 1.0 for x in scales):
+            raise ConfigError(f"scales={list(scales)}: expected window sizes in [0.1, 1] of the short side")
+        # ``parser``: an already built vidanime parser module (tests); else a checkpoint path or bundled name.
+        self.parser = (parser if parser is not None else
+                       load_model(weights or "parser-anime", device=device, format="vidanime.parser")).eval()
+        self.device = device
+        self.scales = [float(x) for x in scales]
+        self.batch = int(batch)
+        self.label_set = self.parser.config.label_set
+        from ..labels import LABEL_SETS, class_ids
+
+        names = LABEL_SETS[self.label_set]
+        self._face_ids = class_ids(self.label_set, *[n for n in self.FACE_CLASSES if n in names])
+
+    def windows(self, h: int, w: int) -> list[tuple[int, int, int]]:
+        """(x, y, side) of the square windows covering an (h, w) frame."""
+        out = []
+        for sc in self.scales:
+            side = max(16, round(sc * min(h, w)))
+            # Evenly spaced, about half-overlapping: round((extent - side) / (side / 2)) + 1 positions per axis.
+            nx, ny = (round(max(0, n - side) / (side / 2)) + 1 for n in (w, h))
+            xs = np.linspace(0, max(0, w - side), nx).round().astype(int)
+            ys = np.linspace(0, max(0, h - side), ny).round().astype(int)
+            out += [(int(x), int(y), side) for y in ys for x in xs]
+        return out
+
+    def _face_in(self, lab: np.ndarray, conf: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
+        """(box (4,), landmarks (5, 2), score) of the face in one parsed window (parser pixels), or None."""
+        import cv2
+
+        pts = landmarks_from_parsing(lab, self.label_set)
+        if pts is None:
+            return None
+        face = np.isin(lab, self._face_ids).astype(np.uint8)
+        _, comp = cv2.connectedComponents(face, connectivity=8)
+        p = lab.shape[0]
+        cx, cy = np.clip(np.round((pts[0] + pts[1]) / 2), 0, p - 1).astype(int)
+        k = comp[cy, cx]
+        if k == 0:  # the eye midpoint is not on the face region: eyes of two faces, or noise
+            return None
+        ys, xs = np.nonzero(comp == k)
+        box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+        bw = box[2] - box[0]
+        eye_d = float(np.linalg.norm(pts[1] - pts[0]))
+        mouth_y = (pts[3, 1] + pts[4, 1]) / 2
+        if not (0.15 * bw <= eye_d <= 0.8 * bw) or mouth_y <= max(pts[0, 1], pts[1, 1]):
+            return None
+        return box, pts, float(conf[comp == k].mean())
+
+    def _detect_batch(self, frames: list[np.ndarray]) -> list[list[Detection]]:
+        import cv2
+        import torch
+
+        size = self.parser.config.image_size
+        out: list[list[Detection]] = []
+        for f in frames:
+            wins = self.windows(*f.shape[:2])
+            found: list[Detection] = []
+            for i in range(0, len(wins), self.batch):
+                chunk = wins[i : i + self.batch]
+                crops = np.stack([cv2.resize(f[y : y + s, x : x + s], (size, size), interpolation=cv2.INTER_AREA)
+                                  for x, y, s in chunk])
+                with torch.no_grad():
+                    xt = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).float().div(255.0)
+                    conf, lab = torch.softmax(self.parser(xt).float(), 1).max(1)
+                for (x, y, s), lb, cf in zip(chunk, lab.cpu().numpy(), conf.cpu().numpy()):
+                    hit = self._face_in(lb, cf)
+                    if hit is None:
+                        continue
+                    k = s / size
+                    box, pts, score = hit
+                    found.append(Detection(box * k + np.array([x, y, x, y], np.float32),
+                                           pts * k + np.array([x, y], np.float32), score))
+            kept: list[Detection] = []
+            for d in sorted(found, key=lambda d: -d.score):
+                if all(_iou(d.box, e.box) < 0.3 for e in kept):
+                    kept.append(d)
+            out.append(kept)
+        return out
+
+
 DETECTORS: dict[str, type[FaceDetector]] = {
     "mtcnn": MTCNNDetector,
     "retinaface": RetinaFaceDetector,
     "yunet": YuNetDetector,
     "animecascade": AnimeCascadeDetector,
+    "animeparser": AnimeParserDetector,
 }
 
 
+def default_detector(direction: str) -> str:
+    """The detector used when none is named: MTCNN for real faces (p2a), the bundled anime parser for anime (a2p)."""
+    return "mtcnn" if direction == "p2a" else "animeparser"
+
+
 def create_detector(name: str = "mtcnn", weights: str | os.PathLike | None = None, **kw) -> FaceDetector:
-    """Build a detector by name; ``weights`` is required for every backend but ``mtcnn`` (which must not get one)."""
+    """Build a detector by name; ``weights`` is required for every backend but ``mtcnn`` (which must not get one)
+    and ``animeparser`` (default: the bundled anime parser)."""
     if name not in DETECTORS:
         raise ConfigError(f"unknown face detector '{name}' (expected one of: {', '.join(DETECTORS)})")
     if name == "mtcnn":

@@ -34,14 +34,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class FaceConfig:
-    """Face pipeline options.  ``detector``: mtcnn|retinaface|yunet|animecascade (``detector_weights`` for all but
-    mtcnn); detection runs on frames downscaled to ``detect_max_side`` px; faces under ``min_face`` px are skipped;
+    """Face pipeline options.  ``detector``: mtcnn|retinaface|yunet|animecascade|animeparser (``detector_weights``
+    for all but mtcnn and animeparser); detection runs on frames downscaled to ``detect_max_side`` px; faces under ``min_face`` px are skipped;
     crops are ``crop_size``² (FFHQ-style template, ``zoom`` > 1 = tighter), padded by ``border`` outside the frame;
     tracks shorter than ``min_track_frames`` are dropped (false positives); faces fade over ``fade_frames``."""
 
     detector: str = "mtcnn"
     detector_weights: str | None = None
-    score_threshold: float = 0.9
+    score_threshold: float | None = None  # None: the detector's own default (0.9 for the face detectors)
     min_face: int = 32
     detect_max_side: int = 640
     detect_batch: int = 8
@@ -106,9 +106,11 @@ class FaceProcessor:
             raise ConfigError(f"fps={fps} must be > 0")
         self.fps = fps
         c = self.cfg
-        self.detector = detector or create_detector(
-            c.detector, c.detector_weights, score_threshold=c.score_threshold, min_face=c.min_face,
-            max_side=c.detect_max_side, **({"device": c.device} if c.detector in ("mtcnn", "retinaface") else {}))
+        kw = {"device": c.device} if c.detector in ("mtcnn", "retinaface", "animeparser") else {}
+        if c.score_threshold is not None:
+            kw["score_threshold"] = c.score_threshold
+        self.detector = detector or create_detector(c.detector, c.detector_weights, min_face=c.min_face,
+                                                    max_side=c.detect_max_side, **kw)
         self.latency = max(c.smooth.lookahead, c.min_track_frames - 1, c.fade_frames + c.tracker.max_misses + 1)
 
     def process(self, frames: Iterable[np.ndarray]) -> Iterator[FrameFaces]:

@@ -1,0 +1,231 @@
+"""Measure the bundled demo models on held-out shipped data (the numbers in the README's "Bundled default model").
+
+``python -m pipelines.report_demo [--json docs/demo_report.json]`` prints a Markdown table of:
+
+* **structure kept** on the 90 held-out CelebAMask-HQ portraits (the split every demo model leaves out): mIoU between
+  the hand-labelled parsing of the input and the anime parser's parsing of the output, in the shared 17-class set;
+* **appearance kept**: colour-histogram distance (EMD on [0, 1] intensities, per RGB channel) of hair / skin / eyes
+  between input and output, each in its own parsing (input: hand labels; output: anime parser);
+* both against the naive baseline the issue names: the generator's average face G(w_avg) for every input;
+* **anime-domain score** P(anime) of inputs, outputs and baseline under :class:`vidanime.metrics.domain.DomainClassifier`
+  (fitted on training-side images only);
+* **reconstruction** of the encoders on held-out anime faces (images the encoders never saw): L2 (MSE on [0, 1]) and
+  PSNR, plus structure kept of the reconstruction;
+* **anime parser** agreement with its teacher (the portrait parser) on held-out anime faces: there is no labelled anime
+  set here, so this says how faithfully the pseudo-labels were learned, not how right they are.
+
+Nothing from ../shared is written: only numbers.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import click
+import numpy as np
+
+from vidanime.log import setup_logging
+
+logger = logging.getLogger("vidanime.report_demo")
+
+ASSETS = Path(__file__).resolve().parents[2] / "shared" / "assets"
+# The anime faces the demo models trained on: the encoders the first 2,000 sorted files, the anime parser the first
+# 3,000; files from this index on are held out.
+ANIME_HELDOUT_START = 9000
+
+
+def heldout_portraits(root: Path, val_fraction: float = 0.1, seed: int = 0,
+                      limit: int = 0) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Ids, images (N, 256, 256, 3) uint8 and BiSeNet-order masks (N, 256, 256) of the held-out shipped portraits."""
+    from vidanime.data.image_io import read_image_rgb
+    from vidanime.data.parsing import list_pairs, read_mask, remap_mask, resize_image, split_ids
+    from vidanime import labels as L
+
+    pairs = {sid: (ip, mp) for sid, ip, mp in list_pairs(root)}
+    _, held = split_ids(list(pairs), val_fraction, seed)
+    held = held[:limit] if limit else held
+    images, masks = [], []
+    for sid in held:
+        ip, mp = pairs[sid]
+        images.append(resize_image(read_image_rgb(ip), 256))
+        m = read_mask(mp)
+        m = L.resize_labels(m, (256, 256)) if m.shape != (256, 256) else m
+        masks.append(remap_mask(m, "celebamask", "bisenet"))
+    return held, np.stack(images), np.stack(masks)
+
+
+def anime_images(root: Path, start: int, count: int, size: int = 256) -> list[np.ndarray]:
+    """``count`` anime face crops from sorted index ``start`` on, resized to ``size``."""
+    from vidanime.data.image_io import read_image_rgb
+    from vidanime.data.images import list_images
+    from vidanime.data.parsing import resize_image
+
+    files = list_images(root)[start : start + count]
+    return [resize_image(read_image_rgb(f), size) for f in files]
+
+
+def parse(parser: Any, images: np.ndarray | Sequence[np.ndarray], batch: int = 16) -> np.ndarray:
+    """(N, S, S) labels of uint8 images with a vidanime parser (its own label order), at the images' size."""
+    import torch
+    import torch.nn.functional as F
+
+    out = []
+    with torch.no_grad():
+        for i in range(0, len(images), batch):
+            x = torch.from_numpy(np.stack(images[i : i + batch])).permute(0, 3, 1, 2).float().div(255.0)
+            s, p = x.shape[-1], parser.config.image_size
+            xp = F.interpolate(x, size=(p, p), mode="bilinear", antialias=True, align_corners=False) if p != s else x
+            logits = parser(xp).float()
+            if p != s:
+                logits = F.interpolate(logits, size=(s, s), mode="bilinear", align_corners=False)
+            out.append(logits.argmax(1).byte().numpy())
+    return np.concatenate(out)
+
+
+def average_face(model: Any, size: int = 256) -> np.ndarray:
+    """G(w_avg) as a (size, size, 3) uint8 image: the naive baseline."""
+    import torch
+    import torch.nn.functional as F
+
+    with torch.no_grad():
+        img = model.decode(model.latent_avg[None])
+        img = F.interpolate(img.float(), size=(size, size), mode="bilinear", align_corners=False)
+    return ((img[0].clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+
+
+def _mean_colour(src: Sequence[np.ndarray], src_lab: Sequence[np.ndarray], out: Sequence[np.ndarray],
+                 out_lab: Sequence[np.ndarray]) -> dict[str, float]:
+    from vidanime.metrics.color import color_distance
+
+    rows = [color_distance(a, la, b, lb) for a, la, b, lb in zip(src, src_lab, out, out_lab)]
+    res = {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
+    res["mean"] = float(np.nanmean(list(res.values())))
+    return res
+
+
+def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, device: str = "cpu",
+            lpips_backbone: str | None = None) -> dict[str, Any]:
+    """All numbers of the report (see the module doc) as a JSON-able dict."""
+    import torch
+
+    from pipelines.translate import DEFAULT_MODELS
+    from vidanime.metrics.domain import DomainClassifier
+    from vidanime.metrics.structure import structure_kept
+    from vidanime.models.face_translator import StyleAnimeFaceTranslator
+    from vidanime.models.styleanime import load_styleanime
+    from vidanime.registry import load_model, resolve_path
+
+    ckpt_name, parser_name = DEFAULT_MODELS["p2a"]
+    model = load_styleanime(resolve_path(ckpt_name), device=device)
+    portrait_parser = load_model(parser_name, device=device, format="vidanime.parser").eval()
+    anime_parser = load_model("parser-anime", device=device, format="vidanime.parser").eval()
+    translator = StyleAnimeFaceTranslator(model, portrait_parser, alpha=alpha, device=device, parsing_smooth=0)
+
+    ids, images, gt = heldout_portraits(ASSETS / "faces", limit=limit)
+    logger.info("translating %d held-out portraits", len(ids))
+    outputs = np.concatenate([translator(images[i : i + 16], list(range(i, min(i + 16, len(images))))).crops
+                              for i in range(0, len(images), 16)])
+    out_lab = parse(anime_parser, outputs)
+    base = average_face(model)
+    base_lab = parse(anime_parser, base[None])[0]
+
+    res: dict[str, Any] = {"portraits": len(ids), "alpha": alpha}
+    res["structure_miou"] = structure_kept(zip(gt, out_lab)).miou
+    res["structure_miou_baseline"] = structure_kept((g, base_lab) for g in gt).miou
+    res["colour_emd"] = _mean_colour(images, gt, outputs, out_lab)
+    res["colour_emd_baseline"] = _mean_colour(images, gt, [base] * len(images), [base_lab] * len(images))
+
+    # Domain classifier from training-side data only: anime files 0..999, portraits that are not held out.
+    from vidanime.data.image_io import read_image_rgb
+    from vidanime.data.parsing import list_pairs
+
+    held = set(ids)
+    train_portraits = [read_image_rgb(ip) for sid, ip, _ in list_pairs(ASSETS / "faces") if sid not in held][:600]
+    clf = DomainClassifier.fit(anime_images(ASSETS / "anime", 0, 1000, size=128), train_portraits)
+    res["p_anime"] = {"inputs": float(clf.score(list(images)).mean()), "outputs": float(clf.score(list(outputs)).mean()),
+                      "baseline": float(clf.score([base])[0]),
+                      "heldout_anime": float(clf.score(anime_images(ASSETS / "anime", ANIME_HELDOUT_START, 200)).mean())}
+
+    # Encoder reconstruction on held-out anime faces (parsing from the teacher, as in training).
+    anime = np.stack(anime_images(ASSETS / "anime", ANIME_HELDOUT_START, anime_count))
+    a_trans = StyleAnimeFaceTranslator(model, portrait_parser, alpha=None, device=device, parsing_smooth=0)
+    mse, recon = [], []
+    for i in range(0, len(anime), 16):
+        xm, lab_m, _ = a_trans.model_inputs(anime[i : i + 16], list(range(i, i + len(anime[i : i + 16]))))
+        with torch.no_grad():
+            y, _ = model(xm, lab_m)
+        mse.extend(((y.clamp(-1, 1) - xm) / 2).pow(2).mean((1, 2, 3)).tolist())
+        recon.append(((y.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())
+    recon_u8 = np.concatenate(recon)
+    teacher = parse(portrait_parser, anime)
+    import cv2
+
+    recon_256 = np.stack([cv2.resize(r, (256, 256), interpolation=cv2.INTER_LINEAR) for r in recon_u8])
+    res["recon_anime"] = {"images": len(anime), "size": int(model.image_size), "mse": float(np.mean(mse)),
+                          "psnr": float(np.mean([10 * math.log10(1 / max(m, 1e-10)) for m in mse])),
+                          "structure_miou": structure_kept(zip(teacher, parse(anime_parser, recon_256))).miou,
+                          "lpips": None}
+    if lpips_backbone:  # needs torchvision's ImageNet AlexNet file, which cannot be downloaded here
+        from vidanime.metrics.lpips_metrics import load_lpips, lpips_pairs
+
+        res["recon_anime"]["lpips"] = float(lpips_pairs(load_lpips("alex", lpips_backbone), list(anime),
+                                                        list(recon_256)).mean())
+    # Anime parser vs its teacher on held-out anime faces.
+    agree = structure_kept(zip(teacher, parse(anime_parser, anime)))
+    res["anime_parser_vs_teacher"] = {"miou": agree.miou, "accuracy": agree.overall_accuracy}
+    return res
+
+
+def to_markdown(r: dict[str, Any]) -> str:
+    """The README table for a :func:`measure` result."""
+    c, cb = r["colour_emd"], r["colour_emd_baseline"]
+    p = r["p_anime"]
+    lines = [
+        f"| measure (held-out data) | bundled model | baseline: average face G(w_avg) |",
+        "|---|---|---|",
+        f"| structure kept: mIoU input labels vs anime parsing of output ({r['portraits']} portraits, higher is better) "
+        f"| {100 * r['structure_miou']:.1f} % | {100 * r['structure_miou_baseline']:.1f} % |",
+        f"| appearance kept: colour EMD hair / skin / eyes (lower is better) | {c['hair']:.3f} / {c['skin']:.3f} / "
+        f"{c['eyes']:.3f} (mean {c['mean']:.3f}) | {cb['hair']:.3f} / {cb['skin']:.3f} / {cb['eyes']:.3f} "
+        f"(mean {cb['mean']:.3f}) |",
+        f"| P(anime) of the output (inputs {p['inputs']:.2f}, held-out anime faces {p['heldout_anime']:.2f}) "
+        f"| {p['outputs']:.2f} | {p['baseline']:.2f} |",
+    ]
+    rec = r["recon_anime"]
+    lines.append("")
+    lpips = f"LPIPS {rec['lpips']:.3f}" if rec.get("lpips") is not None else "LPIPS not measured (no ImageNet AlexNet file)"
+    lines.append(f"Encoder reconstruction of {rec['images']} held-out anime faces at {rec['size']} px: L2 (MSE on [0, 1]) "
+                 f"{rec['mse']:.4f}, PSNR {rec['psnr']:.1f} dB, {lpips}, structure kept {100 * rec['structure_miou']:.1f} % mIoU. "
+                 f"Anime parser vs its teacher on the same faces: {100 * r['anime_parser_vs_teacher']['miou']:.1f} % mIoU.")
+    return "\n".join(lines)
+
+
+@click.command()
+@click.option("--limit", default=0, show_default=True, help="Only the first N held-out portraits (0 = all 90).")
+@click.option("--anime-count", default=200, show_default=True, help="Held-out anime faces for the reconstruction.")
+@click.option("--alpha", default=None, type=click.FloatRange(0, 1), help="FaceBank blend (default: off).")
+@click.option("--lpips-backbone", default=None, type=click.Path(),
+              help="torchvision ImageNet AlexNet weights: adds the reconstruction LPIPS (none can be downloaded here).")
+@click.option("--json", "json_out", default=None, type=click.Path(), help="Also write the numbers as JSON here.")
+def main(limit: int, anime_count: int, alpha: float | None, lpips_backbone: str | None, json_out: str | None) -> None:
+    """Measure the bundled models on held-out shipped data and print the README table."""
+    from vidanime.errors import VidanimeError
+    from vidanime.fileio import atomic_write_text
+
+    setup_logging(0)
+    try:
+        r = measure(limit=limit, anime_count=anime_count, alpha=alpha, lpips_backbone=lpips_backbone)
+    except VidanimeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(to_markdown(r))
+    if json_out:
+        atomic_write_text(json_out, json.dumps(r, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
