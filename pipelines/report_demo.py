@@ -68,22 +68,11 @@ def anime_images(root: Path, start: int, count: int, size: int = 256) -> list[np
     return [resize_image(read_image_rgb(f), size) for f in files]
 
 
-def parse(parser: Any, images: np.ndarray | Sequence[np.ndarray], batch: int = 16) -> np.ndarray:
+def parse(parser: Any, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
     """(N, S, S) labels of uint8 images with a vidanime parser (its own label order), at the images' size."""
-    import torch
-    import torch.nn.functional as F
+    from pipelines.parse import ParsePipeline
 
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(images), batch):
-            x = torch.from_numpy(np.stack(images[i : i + batch])).permute(0, 3, 1, 2).float().div(255.0)
-            s, p = x.shape[-1], parser.config.image_size
-            xp = F.interpolate(x, size=(p, p), mode="bilinear", antialias=True, align_corners=False) if p != s else x
-            logits = parser(xp).float()
-            if p != s:
-                logits = F.interpolate(logits, size=(s, s), mode="bilinear", align_corners=False)
-            out.append(logits.argmax(1).byte().numpy())
-    return np.concatenate(out)
+    return np.stack(ParsePipeline(parser, batch_size=16)(list(images)).labels)
 
 
 def average_face(model: Any, size: int = 256) -> np.ndarray:
