@@ -372,14 +372,6 @@ def landmarks_from_parsing(labels: np.ndarray, label_set: str = "bisenet") -> np
     return np.stack([eyes[0], eyes[1], nose, left, right]).astype(np.float32)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
 class AnimeParserDetector(FaceDetector):
     """Anime faces found by an anime face parser: needs no outside file (default: the bundled ``parser-anime``).
 
@@ -457,6 +449,8 @@ class AnimeParserDetector(FaceDetector):
         import cv2
         import torch
 
+        from .track import box_iou  # track imports this module
+
         size = self.parser.config.image_size
         out: list[list[Detection]] = []
         for f in frames:
@@ -478,8 +472,8 @@ class AnimeParserDetector(FaceDetector):
                     found.append(Detection(box * k + np.array([x, y, x, y], np.float32),
                                            pts * k + np.array([x, y], np.float32), score))
             kept: list[Detection] = []
-            for d in sorted(found, key=lambda d: -d.score):
-                if all(_iou(d.box, e.box) < 0.3 for e in kept):
+            for d in sorted(found, key=lambda d: -d.score):  # greedy NMS across windows
+                if not kept or box_iou(d.box, np.stack([e.box for e in kept])).max() < 0.3:
                     kept.append(d)
             out.append(kept)
         return out
