@@ -174,7 +174,7 @@ def to_markdown(r: dict[str, Any]) -> str:
     c, cb = r["colour_emd"], r["colour_emd_baseline"]
     p = r["p_anime"]
     lines = [
-        f"| measure (held-out data) | bundled model | baseline: average face G(w_avg) |",
+        "| measure (held-out data) | bundled model | baseline: average face G(w_avg) |",
         "|---|---|---|",
         f"| structure kept: mIoU input labels vs anime parsing of output ({r['portraits']} portraits, higher is better) "
         f"| {100 * r['structure_miou']:.1f} % | {100 * r['structure_miou_baseline']:.1f} % |",
