@@ -2,9 +2,9 @@
 
 The default clip is made on the spot from scikit-image's public-domain astronaut photo with smooth synthetic head
 motion and a tone as audio (:mod:`vidanime.data.demo_clip`), so the demo needs nothing but the installed packages.
-With the bundled ``styleanime-p2a`` the encoders are first fine-tuned on the clip for a few iterations (paper §6.3.3,
-L_lcsc + L_fic through the classical DIS-flow interpolator, which measured best), then the clip is translated.  Without bundled weights the face
-pipeline runs with the identity model and says so.
+With the bundled ``styleanime-p2a`` the encoders are first fine-tuned on the clip (paper §6.3.3: L_lcsc + L_fic
+through the classical DIS-flow interpolator, which measured best), then the clip is translated.  Without bundled
+weights the face pipeline runs with the identity model and says so.
 """
 from __future__ import annotations
 

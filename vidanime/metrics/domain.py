@@ -1,9 +1,9 @@
 """Anime-vs-portrait domain score: a small logistic-regression classifier on hand-made image features.
 
 Needed to check that a translation lands in the anime domain without a pretrained network (none can be downloaded
-here).  Features of a face crop (any size, uint8 RGB, first resized to 64x64): the image at 16x16 (layout and colour), a
-16-bin saturation histogram and a 16-bin gradient-magnitude histogram at 64x64 (anime: flat colour areas and hard lines; photos: smooth
-shading and texture).  :meth:`DomainClassifier.fit` trains on two sets of images in a second; :meth:`score` gives
+here).  Features of a face crop (any size, uint8 RGB, first resized to 64x64): the image at 16x16 (layout and
+colour), a 16-bin saturation histogram and a 16-bin gradient-magnitude histogram (anime: flat colour areas and hard
+lines; photos: smooth shading and texture).  :meth:`DomainClassifier.fit` trains on two sets of images in a second; :meth:`score` gives
 P(anime) in [0, 1] per image.
 """
 from __future__ import annotations
@@ -84,6 +84,7 @@ class DomainClassifier:
         return clf
 
     def score_features(self, feats: np.ndarray) -> np.ndarray:
+        """P(anime) (N,) for precomputed :func:`domain_features` rows (N, F)."""
         z = ((np.asarray(feats, np.float32) - self.mean) / self.std) @ self.weight + self.bias
         return 1.0 / (1.0 + np.exp(-z))
 
