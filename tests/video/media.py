@@ -26,6 +26,35 @@ def frame_number(img: np.ndarray) -> int:
     return 8 * hi + lo
 
 
+def yuv420p10_frame(img: np.ndarray) -> av.VideoFrame:
+    """``img`` (H, W, 3) uint8 RGB as a 10-bit 4:2:0 frame, converted here (BT.601 limited range, 2x2 chroma mean with
+    the edge repeated for odd sizes).  swscale's own rgb24 -> yuv420p10le path at odd widths is not deterministic
+    (it gave 25.4 or 30.3 dB on the same input from run to run), so the fixture does not rely on it."""
+    f = img.astype(np.float64)
+    r, g, b = f[..., 0], f[..., 1], f[..., 2]
+    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+    cb = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
+    cr = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+    h, w = y.shape
+
+    def half(c: np.ndarray) -> np.ndarray:
+        c = np.pad(c, ((0, h % 2), (0, w % 2)), mode="edge")
+        return c.reshape(c.shape[0] // 2, 2, c.shape[1] // 2, 2).mean((1, 3))
+
+    frame = av.VideoFrame(w, h, "yuv420p10le")
+    for plane, arr in zip(frame.planes, (y, half(cb), half(cr))):
+        buf = np.zeros((arr.shape[0], plane.line_size // 2), np.uint16)
+        buf[:, : arr.shape[1]] = np.round(arr * 4)
+        plane.update(buf.tobytes()[: plane.buffer_size])
+    return frame
+
+
+def luma(img: np.ndarray) -> np.ndarray:
+    """BT.601 luma of (H, W, 3) RGB, float64 in [0, 255]."""
+    f = img.astype(np.float64)
+    return 0.299 * f[..., 0] + 0.587 * f[..., 1] + 0.114 * f[..., 2]
+
+
 def make_clip(
     path: Path,
     n: int = 30,
@@ -63,7 +92,10 @@ def make_clip(
         a.layout = "stereo"
     step = int(round(1 / (fps * tb)))
     for i in range(n):
-        frame = av.VideoFrame.from_ndarray(pattern(i, h, w), format="rgb24")
+        if pix_fmt == "yuv420p10le":
+            frame = yuv420p10_frame(pattern(i, h, w))
+        else:
+            frame = av.VideoFrame.from_ndarray(pattern(i, h, w), format="rgb24")
         frame.pts = pts[i] if pts is not None else i * step
         frame.time_base = tb
         for p in s.encode(frame):
