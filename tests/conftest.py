@@ -18,6 +18,16 @@ def assets() -> Path:
     return ASSETS
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _module_threads():
+    """Module-scoped fixtures run before the function-scoped ones below: give them a fixed thread count too, so what
+    they compute does not depend on the thread count the previous module's last test left (it changes numerics)."""
+    import torch
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
     import torch
