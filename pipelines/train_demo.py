@@ -70,6 +70,16 @@ def _resume(root: Path, run_name: str) -> list[str]:
     return ["--resume", "auto"] if _latest(root, f"*-{run_name}/checkpoints/train-*.pt") else []
 
 
+def _bundled_parser_name(path: str) -> str:
+    """The registry name of the parser run a checkpoint path comes from (a path that is no parser run: unchanged)."""
+    from fnmatch import fnmatch
+
+    for name in ("parser-anime", "parser-portrait"):
+        if fnmatch(Path(path).as_posix(), "*" + EXPORTS[name][0]):
+            return name
+    return path
+
+
 def export(root: Path) -> list[str]:
     """Copy the newest exported checkpoint of each model into vidanime/weights and update registry.json."""
     from vidanime.checkpoint import sha256_file
@@ -95,11 +105,11 @@ def export(root: Path) -> list[str]:
 
             extras = {k: v for k, v in load_checkpoint(src, format=FORMAT).items()
                       if k not in ("format", "config", "state_dict", "facebank", "version", "vidanime_version")}
-            # The recorded training config names the pseudo-labelling parser by its bundled name, not by a path
-            # under training/, so the fine-tune's L_base finds it on any machine.
+            # The recorded training config names the parser that labelled the anime faces by its bundled name, not
+            # by a path under training/, so the fine-tune's L_base finds it on any machine.
             target = (extras.get("train_config") or {}).get("target") or {}
             if target.get("parser"):
-                target["parser"] = "parser-portrait"
+                target["parser"] = _bundled_parser_name(target["parser"])
             fb = FaceBank.load(bank)
             fb = FaceBank(fb.codes.to(torch.float16), dataclasses.replace(fb.config, dtype="float16"))
             save_styleanime(dst, load_styleanime(src), facebank=fb, dtype="float16", **extras)

@@ -40,3 +40,13 @@ def test_report_holds_out_the_parsers_and_encoders_split(assets):
     train = DomainDataset(cfg, "bisenet", 32, name="source")
     assert len(train.ids) == 810 and not set(train.ids) & set(ids)
     assert np.isin(np.unique(masks), np.arange(19)).all()
+
+
+def test_export_names_the_training_parser_by_its_bundled_name():
+    """The exported StyleAnime records which bundled parser labelled its anime faces (the fine-tune's L_base and the
+    report parse the same way); a path that is no demo parser run is kept as it is."""
+    from pipelines.train_demo import _bundled_parser_name
+
+    assert _bundled_parser_name("/x/training/00003-parser_anime_demo/checkpoints/parser-0001500.pt") == "parser-anime"
+    assert _bundled_parser_name("training/00000-parser_demo/checkpoints/parser-0003000.pt") == "parser-portrait"
+    assert _bundled_parser_name("/data/my_parser.pt") == "/data/my_parser.pt"
