@@ -140,6 +140,17 @@ class IFNet(Interpolator):
         self.contextnet = ContextNet(cfg.ctx)
         self.unet = UNet(cfg.ctx)
 
+    @torch.no_grad()
+    def zero_heads_(self) -> "IFNet":
+        """Zero the flow/mask heads of every IFBlock and the U-Net's residual head, so the network outputs the average
+        of its two inputs (flow 0, mask sigmoid(0) = 0.5, residual 0): training then starts at the averaging
+        baseline instead of below it.  Returns self."""
+        for head in (self.block0.lastconv, self.block1.lastconv, self.block2.lastconv, self.block_tea.lastconv,
+                     self.unet.conv):
+            head.weight.zero_()
+            head.bias.zero_()
+        return self
+
     def interpolate(self, img0: torch.Tensor, img1: torch.Tensor, t: float) -> torch.Tensor:
         if abs(t - 0.5) > 1e-6:
             raise VidanimeError(f"IFNet (RIFE paper model) only predicts the midpoint t=0.5, got t={t}")

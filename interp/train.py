@@ -58,6 +58,9 @@ class InterpOptimConfig:
     eval_triplets: int = 16
     seed: int = 0
     threads: int = 0
+    # A fresh run starts with zeroed flow/mask/residual heads (IFNet.zero_heads_), i.e. at the "average the two
+    # frames" baseline; off = the random init of the RIFE code.
+    start_from_average: bool = False
 
 
 @dataclass
@@ -131,6 +134,8 @@ def train_ifnet(cfg: InterpTrainConfig, resume: str | os.PathLike | None = None,
     else:
         if steps is not None:
             opt_cfg.steps = int(steps)
+        if opt_cfg.start_from_average:
+            model.zero_heads_()
         run = RunDir.create(cfg.out_dir, cfg.name, cfg)
     train_set, heldout = datasets or load_datasets(cfg.data)
     rng = np.random.default_rng(opt_cfg.seed + start)

@@ -89,3 +89,24 @@ def test_bad_input_is_a_one_line_error():
         m(torch.rand(3, 16, 16), torch.rand(3, 16, 16))
     with pytest.raises(VidanimeError, match="t=0.3"):
         IFNet(TINY)(torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32), t=0.3)
+
+
+def test_ifnet_zero_heads_start_at_the_average_and_still_learn():
+    """start_from_average: flow 0, mask 0.5, residual 0 → exactly the "average" baseline; the zeroed heads get
+    gradients, so training moves away from it (a few small Adam steps on the moving square beat the average)."""
+    torch.manual_seed(0)
+    m = IFNet(TINY).zero_heads_()
+    a, mid, b = moving_square()
+    out = m(a, b)
+    assert torch.allclose(out, 0.5 * (a + b), atol=1e-5)
+    opt = torch.optim.Adam(m.parameters(), lr=1e-4)
+    loss0 = (m(a, b) - mid).abs().mean()
+    loss0.backward()
+    assert m.block0.lastconv.weight.grad.abs().sum() > 0 and m.unet.conv.weight.grad.abs().sum() > 0
+    opt.step()
+    for _ in range(5):
+        opt.zero_grad()
+        loss = (m(a, b) - mid).abs().mean()
+        loss.backward()
+        opt.step()
+    assert float(loss) < float(loss0)
