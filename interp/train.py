@@ -111,8 +111,6 @@ def train_ifnet(cfg: InterpTrainConfig, resume: str | os.PathLike | None = None,
     from vidanime.checkpoint import load_checkpoint
 
     opt_cfg = cfg.train
-    if opt_cfg.threads:
-        torch.set_num_threads(opt_cfg.threads)
     torch.manual_seed(opt_cfg.seed)
     model = IFNet(cfg.model)
     optim = torch.optim.AdamW(model.parameters(), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
@@ -137,6 +135,8 @@ def train_ifnet(cfg: InterpTrainConfig, resume: str | os.PathLike | None = None,
         if opt_cfg.start_from_average:
             model.zero_heads_()
         run = RunDir.create(cfg.out_dir, cfg.name, cfg)
+    if opt_cfg.threads:  # after resolving a resume, whose stored config wins
+        torch.set_num_threads(opt_cfg.threads)
     train_set, heldout = datasets or load_datasets(cfg.data)
     rng = np.random.default_rng(opt_cfg.seed + start)
     l1 = torch.nn.L1Loss()

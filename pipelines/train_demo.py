@@ -4,14 +4,17 @@ Stages, each a command of its own with a numbered run folder under ``training/``
 continues in a later session with ``--resume auto``):
 
 1. ``gan``       anime StyleGAN2, 64 px (configs/demo_stylegan2.yaml) on ../shared/assets/anime
-2. ``parser``    portrait face parser (configs/demo_parser_portrait.yaml) on ../shared/assets/faces (CelebAMask-HQ)
+2. ``parser``    portrait face parser (configs/demo_parser_portrait.yaml) on ../shared/assets/faces (CelebAMask-HQ);
+   ``parser_danet``  the same data and schedule with the paper's DANet head (configs/demo_parser_portrait_danet.yaml),
+                 bundled as ``parser-portrait-danet``
 3. ``anime_parser``  pseudo-label 3,000 shipped anime faces with the portrait parser (into training/anime_pseudo,
                  ignored by git), then train the anime parser on them (configs/demo_parser_anime.yaml)
 4. ``facebank``  FaceBank of the generator's W codes
 5. ``encoders``  StyleAnime E_p/E_s (configs/demo_styleanime_p2a.yaml) on the frozen generator; the anime faces are
                  parsed by the portrait parser (pseudo-labels: no labelled anime set ships)
 6. ``interp``    the IFNet interpolator for the fine-tune's L_fic (configs/demo_interp_ifnet.yaml) on frame triplets
-                 of the shipped clips
+                 of the shipped clips: the config's 1,000 steps (starting at the averaging baseline), then continued
+                 to 2,000 (``--resume auto --steps 2000``, a second cosine schedule), as the bundled model was made
 7. ``export``    copy the latest exported models into vidanime/weights/ and record their sha256 in registry.json
 
 ``python -m pipelines.train_demo --stages gan,parser`` runs a subset; a stage whose run already reached its
@@ -34,7 +37,8 @@ from vidanime.log import setup_logging
 logger = logging.getLogger("vidanime.train_demo")
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ("gan", "parser", "anime_parser", "facebank", "encoders", "interp", "export")
+STAGES = ("gan", "parser", "parser_danet", "anime_parser", "facebank", "encoders", "interp", "export")
+IFNET_STEPS = (1000, 2000)  # the config's run, then its continuation
 
 # Registry name -> (glob of the exported checkpoint under training/, format, description)
 EXPORTS = {
@@ -42,10 +46,13 @@ EXPORTS = {
                              "64-px anime StyleGAN2 trained from scratch on the 10,000 shipped anime face crops"),
     "parser-portrait": ("*-parser_demo/checkpoints/parser-*.pt", "vidanime.parser",
                         "BiSeNet (width 0.25) face parser, 19 BiSeNet classes, trained on 810 CelebAMask-HQ faces"),
+    "parser-portrait-danet": ("*-parser_danet_demo/checkpoints/parser-*.pt", "vidanime.parser",
+                              "DANet (dilated ResNet width 0.25, output stride 8, position + channel attention) face "
+                              "parser, 19 BiSeNet classes, trained on 810 CelebAMask-HQ faces"),
     "parser-anime": ("*-parser_anime_demo/checkpoints/parser-*.pt", "vidanime.parser",
                      "BiSeNet (width 0.25) anime face parser, 19 BiSeNet classes, trained on the portrait parser's "
                      "confident predictions on 3,000 shipped anime faces (pseudo-labels)"),
-    "ifnet-demo": ("interp/*-ifnet_demo/checkpoints/ifnet-*.pt", "vidanime.interp.ifnet",
+    "ifnet-demo": ("interp/*-ifnet_avg_demo/checkpoints/ifnet-*.pt", "vidanime.interp.ifnet",
                    "small RIFE-style IFNet frame interpolator (M of the fine-tune loss L_fic), trained on triplets "
                    "of the shipped anime and talking-face clips"),
     "styleanime-p2a": ("*-styleanime_demo/checkpoints/styleanime-*.pt", "vidanime.styleanime",
@@ -143,6 +150,9 @@ def main(stages: str, root: str, lpips_backbone: str) -> None:
     if "parser" in wanted:
         _vidanime("parser", "train", "--config", "configs/demo_parser_portrait.yaml", "--set", f"runs_root={rootp}",
                   *_resume(rootp, "parser_demo"))
+    if "parser_danet" in wanted:
+        _vidanime("parser", "train", "--config", "configs/demo_parser_portrait_danet.yaml", "--set",
+                  f"runs_root={rootp}", *_resume(rootp, "parser_danet_demo"))
     if "anime_parser" in wanted:
         parser = _latest(rootp, EXPORTS["parser-portrait"][0])
         if parser is None:
@@ -168,8 +178,12 @@ def main(stages: str, root: str, lpips_backbone: str) -> None:
                   "--set", f"target.parser={parser}", "--set", f"run_dir={rootp}",
                   "--lpips-backbone", lpips_backbone, *_resume(rootp, "styleanime_demo"))
     if "interp" in wanted:
-        _vidanime("interp", "train", "--config", "configs/demo_interp_ifnet.yaml", "--set", f"out_dir={rootp / 'interp'}",
-                  *(["--resume", "auto"] if _latest(rootp, "interp/*-ifnet_demo/checkpoints/train-*.pt") else []))
+        interp_args = ["interp", "train", "--config", "configs/demo_interp_ifnet.yaml", "--set",
+                       f"out_dir={rootp / 'interp'}"]
+        first, total = IFNET_STEPS
+        if _latest(rootp, "interp/*-ifnet_avg_demo/checkpoints/train-*.pt") is None:
+            _vidanime(*interp_args, "--steps", str(first))
+        _vidanime(*interp_args, "--resume", "auto", "--steps", str(total))
     if "export" in wanted:
         click.echo(f"exported: {', '.join(export(rootp)) or 'nothing yet'}")
 
