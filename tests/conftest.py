@@ -35,3 +35,4 @@ def _seed_and_threads():
     torch.manual_seed(0)
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     yield
+    torch.set_num_threads(min(2, os.cpu_count() or 1))  # undo a test's own set_num_threads: no leak to the next one
