@@ -106,19 +106,20 @@ def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, 
     from vidanime.metrics.domain import DomainClassifier
     from vidanime.metrics.structure import structure_kept
     from vidanime.models.face_translator import StyleAnimeFaceTranslator
-    from vidanime.models.styleanime import load_styleanime
+    from vidanime.checkpoint import read_torch_file
+    from vidanime.models.styleanime import FORMAT, load_styleanime, styleanime_from_checkpoint
     from vidanime.registry import load_model, resolve_path
-
-    from vidanime.checkpoint import load_checkpoint
-    from vidanime.models.styleanime import FORMAT
 
     ckpt_name, parser_name = DEFAULT_MODELS["p2a"]
     ckpt_path = resolve_path(model_path or ckpt_name)
-    model = load_styleanime(ckpt_path, device=device)
+    data = read_torch_file(ckpt_path)
+    ours = isinstance(data, dict) and data.get("format") == FORMAT
+    model = (styleanime_from_checkpoint(data) if ours else load_styleanime(ckpt_path)).to(device)
     portrait_parser = load_model(parser_name, device=device, format="vidanime.parser").eval()
     anime_parser = load_model("parser-anime", device=device, format="vidanime.parser").eval()
-    # The parser that labelled the anime faces in training (recorded in the checkpoint) labels them for reconstruction.
-    target = (load_checkpoint(ckpt_path, format=FORMAT).get("train_config") or {}).get("target") or {}
+    # The parser that labelled the anime faces in training (recorded in our checkpoints) labels them for reconstruction.
+    target = ((data.get("train_config") if ours else None) or {}).get("target") or {}
+    del data
     teacher_name = target.get("parser") or parser_name
     teacher_parser = load_model(teacher_name, device=device, format="vidanime.parser").eval()
     translator = StyleAnimeFaceTranslator(model, portrait_parser, alpha=alpha, device=device, parsing_smooth=0)

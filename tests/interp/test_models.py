@@ -109,4 +109,4 @@ def test_ifnet_zero_heads_start_at_the_average_and_still_learn():
         loss = (m(a, b) - mid).abs().mean()
         loss.backward()
         opt.step()
-    assert float(loss) < float(loss0)
+    assert loss.item() < loss0.item()
