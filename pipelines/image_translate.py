@@ -61,7 +61,7 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 → (1, 3, H, W) float in [-1, 1]."""
-    return torch.from_numpy(image).permute(2, 0, 1)[None].float().div(127.5).sub(1.0)
+    return torch.tensor(image).permute(2, 0, 1)[None].float().div(127.5).sub(1.0)
 
 
 def _to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -82,6 +82,7 @@ class ImageTranslatePipeline:
     batch_size: int = 8
     progress: bool = True
     direction: str | None = None
+    refiner: Any = None  # a vidanime.train.refine.LatentRefiner, needed for refine > 0
     _suffixes: tuple[str, ...] = field(default=IMAGE_SUFFIXES, repr=False)
 
     def __post_init__(self) -> None:
@@ -111,11 +112,20 @@ class ImageTranslatePipeline:
         parsing_labels: str = "bisenet",
         style_from: str | os.PathLike | None = None,
         mix: float = 1.0,
+        refine: int = 0,
     ) -> list[tuple[Path, Path | None, Path]]:
         """Validate the arguments; return the jobs (image, parsing map or None, output path)."""
         src, dst = Path(input), Path(output)
         if not src.exists():
             raise MediaError(f"input not found: {src}")
+        if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
+            raise VidanimeError(f"--refine {refine}: expected a whole number of steps >= 0 (0 = off)")
+        if refine > 0:
+            if self.refiner is None:
+                raise VidanimeError(f"--refine {refine} needs an output-domain parser (refiner=LatentRefiner(...))")
+            if reference is not None or style_from is not None:
+                raise VidanimeError("--refine pulls the output towards IN's own colours: it cannot be combined with "
+                                    "--reference or --style-from")
         if isinstance(mix, bool) or not isinstance(mix, (int, float)) or not 0.0 <= float(mix) <= 1.0:
             raise VidanimeError(f"--mix {mix}: expected a number in [0, 1] (0 = own appearance, 1 = --style-from's)")
         if style_from is not None:
@@ -166,7 +176,10 @@ class ImageTranslatePipeline:
         check_not_same_file(src, out)
         return [(src, Path(parsing) if parsing is not None else None, out)]
 
-    def _load_pair(self, img_path: Path, lab_path: Path | None, parsing_labels: str, resize: bool):
+    def _load_pair(self, img_path: Path, lab_path: Path | None, parsing_labels: str, resize: bool,
+                   parse: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """(S, S, 3) uint8 image at the model size and its (S, S) labels in the model's set: read from ``lab_path``,
+        else (``parse``) predicted by the parser from the image at its full resolution, else None."""
         s = self.model.image_size
         image = read_rgb(img_path)
         h, w = image.shape[:2]
@@ -184,18 +197,24 @@ class ImageTranslatePipeline:
                 raise MediaError(
                     f"image {img_path} is {w}x{h}: the model expects {s}x{s} aligned crops (or pass --resize)"
                 )
+            if labels is not None:
+                labels = label_sets.resize_labels(labels, (s, s))
+        if labels is None and parse and self.parser is not None:
+            labels = self._parse(image)  # before the resize: the parser works at its own size, not the model's
+        if (h, w) != (s, s):
             import cv2
 
             image = cv2.resize(image, (s, s), interpolation=cv2.INTER_AREA if h > s else cv2.INTER_CUBIC)
-            if labels is not None:
-                labels = label_sets.resize_labels(labels, (s, s))
         return image, labels
 
     @torch.no_grad()
-    def _parse(self, images: torch.Tensor) -> torch.Tensor:
-        """Label (B, 3, S, S) [-1, 1] images with the parser → (B, S, S) ids in the model's label set."""
-        logits = self.parser((images + 1) / 2)
-        return label_sets.remap(logits.argmax(1), self.parser_labels, self.model.config.label_set)
+    def _parse(self, image: np.ndarray) -> np.ndarray:
+        """Label an (H, W, 3) uint8 image with the parser (at the parser's size, probabilities resized to the model
+        size, as the video path does) → (S, S) ids in the model's label set."""
+        from vidanime.models.face_translator import labels_at, parser_probs
+
+        probs = parser_probs(self.parser, (_to_tensor(image).to(self.device) + 1) / 2)
+        return labels_at(probs, self.model.image_size, self.parser_labels, self.model.config.label_set)[0].cpu().numpy()
 
     # ---- run -----------------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -211,19 +230,21 @@ class ImageTranslatePipeline:
         resize: bool = False,
         style_from: str | os.PathLike | None = None,
         mix: float = 1.0,
+        refine: int = 0,
     ) -> list[Path]:
-        """Translate and write every job; returns the written paths."""
+        """Translate and write every job; returns the written paths.  ``refine`` > 0: that many test-time
+        refinement steps on each W+ code (:class:`vidanime.train.refine.LatentRefiner`, an addition to the paper)."""
         from tqdm import tqdm
 
         from vidanime.models.editing import edit_latents
 
-        jobs = self.check_inputs(input, output, parsing, reference, alpha, parsing_labels, style_from, mix)
+        jobs = self.check_inputs(input, output, parsing, reference, alpha, parsing_labels, style_from, mix, refine)
         ref = style = None
         if reference is not None:
-            ref_img, _ = self._load_pair(Path(reference), None, parsing_labels, resize)
+            ref_img, _ = self._load_pair(Path(reference), None, parsing_labels, resize, parse=False)
             ref = _to_tensor(ref_img).to(self.device)
         if style_from is not None:
-            style_img, _ = self._load_pair(Path(style_from), None, parsing_labels, resize)
+            style_img, _ = self._load_pair(Path(style_from), None, parsing_labels, resize, parse=False)
             style = _to_tensor(style_img).to(self.device)
         written = []
         bar = tqdm(total=len(jobs), desc="translate", unit="img", disable=not self.progress or len(jobs) < 2)
@@ -231,15 +252,15 @@ class ImageTranslatePipeline:
             chunk = jobs[b0 : b0 + self.batch_size]
             pairs = [self._load_pair(img, lab, parsing_labels, resize) for img, lab, _ in chunk]
             images = torch.cat([_to_tensor(im) for im, _ in pairs]).to(self.device)
-            if pairs[0][1] is not None:
-                labels = torch.from_numpy(np.stack([lab for _, lab in pairs])).to(self.device)
-            else:
-                labels = self._parse(images)
+            labels = torch.from_numpy(np.stack([lab for _, lab in pairs]).astype(np.int64)).to(self.device)
             if style is None:
-                out = self.model.translate(images, labels, alpha=alpha, reference=ref, k=k, facebank=self.facebank)
+                out, w = self.model.translate(images, labels, alpha=alpha, reference=ref, k=k, facebank=self.facebank,
+                                              return_latents=True)
             else:
                 w = edit_latents(self.model, images, labels, style_image=style, mix=float(mix))
                 out = self.model.decode(self.model.aggregate(w, alpha, k=k, facebank=self.facebank))
+            if refine > 0:
+                out = self.model.decode(self.refiner(w, images, labels, steps=refine))
             for (_, _, dst), picture in zip(chunk, out):
                 write_rgb(dst, _to_uint8(picture))
                 written.append(dst)

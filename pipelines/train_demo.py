@@ -1,21 +1,25 @@
 """`make train-demo`: the recipe that trains vidanime's bundled default models from the shipped data, resumably.
 
-Stages, each a command of its own with a numbered run folder under ``training/`` (tracked in git, so a long run
-continues in a later session with ``--resume auto``):
+Stages, each a command of its own with a numbered run folder under the runs root (``--root``, default
+``~/.cache/vidanime/runs/train-demo`` or ``$VIDANIME_RUNS/train-demo``: resumable training states never go into git,
+so a long run continues in a later sitting on the same machine with ``--resume auto``):
 
 1. ``gan``       anime StyleGAN2, 64 px (configs/demo_stylegan2.yaml) on ../shared/assets/anime
 2. ``parser``    portrait face parser (configs/demo_parser_portrait.yaml) on ../shared/assets/faces (CelebAMask-HQ);
    ``parser_danet``  the same data and schedule with the paper's DANet head (configs/demo_parser_portrait_danet.yaml),
                  bundled as ``parser-portrait-danet``
-3. ``anime_parser``  pseudo-label 3,000 shipped anime faces with the portrait parser (into training/anime_pseudo,
-                 ignored by git), then train the anime parser on them (configs/demo_parser_anime.yaml)
+3. ``anime_parser``  pseudo-label 3,000 shipped anime faces with the portrait parser (into ROOT/anime_pseudo), then
+                 train the anime parser on them (configs/demo_parser_anime.yaml)
 4. ``facebank``  FaceBank of the generator's W codes
-5. ``encoders``  StyleAnime E_p/E_s (configs/demo_styleanime_p2a.yaml) on the frozen generator; the anime faces are
-                 parsed by the portrait parser (pseudo-labels: no labelled anime set ships)
+5. ``encoders``  StyleAnime E_p/E_s (configs/demo_styleanime_p2a.yaml) on the frozen generator: the latent-supervised
+                 warm-up on the generator's own samples (labelled by the anime parser of stage 3), then the paper's
+                 five losses beside it; the anime faces are parsed by the portrait parser (no labelled anime set ships)
 6. ``interp``    the IFNet interpolator for the fine-tune's L_fic (configs/demo_interp_ifnet.yaml) on frame triplets
                  of the shipped clips: the config's 1,000 steps (starting at the averaging baseline), then continued
                  to 2,000 (``--resume auto --steps 2000``, a second cosine schedule), as the bundled model was made
-7. ``export``    copy the latest exported models into vidanime/weights/ and record their sha256 in registry.json
+7. ``export``    copy the latest exported models into vidanime/weights/, record their sha256 in registry.json, and
+                 copy each run's provenance (config.yaml, metrics.jsonl, last sample grid) into the repository's
+                 ``training/`` folder
 
 ``python -m pipelines.train_demo --stages gan,parser`` runs a subset; a stage whose run already reached its
 iteration count returns at once.  Slow: hours on 2 CPU cores (see README, "Bundled default model").
@@ -40,7 +44,8 @@ REPO = Path(__file__).resolve().parents[1]
 STAGES = ("gan", "parser", "parser_danet", "anime_parser", "facebank", "encoders", "interp", "export")
 IFNET_STEPS = (1000, 2000)  # the config's run, then its continuation
 
-# Registry name -> (glob of the exported checkpoint under training/, format, description)
+PROVENANCE = REPO / "training"  # tracked: each run's config.yaml, metrics.jsonl and last sample grid, nothing else
+# Registry name -> (glob of the exported checkpoint under the runs root, format, description)
 EXPORTS = {
     "stylegan2-anime-demo": ("*-stylegan2_demo/checkpoints/generator-*.pt", "vidanime.stylegan2",
                              "64-px anime StyleGAN2 trained from scratch on the 10,000 shipped anime face crops"),
@@ -112,11 +117,13 @@ def export(root: Path) -> list[str]:
 
             extras = {k: v for k, v in load_checkpoint(src, format=FORMAT).items()
                       if k not in ("format", "config", "state_dict", "facebank", "version", "vidanime_version")}
-            # The recorded training config names the parser that labelled the anime faces by its bundled name, not
-            # by a path under training/, so the fine-tune's L_base finds it on any machine.
-            target = (extras.get("train_config") or {}).get("target") or {}
-            if target.get("parser"):
-                target["parser"] = _bundled_parser_name(target["parser"])
+            # The recorded training config names the parsers (anime faces' labels, warm-up renders' labels) by their
+            # bundled names, not by paths under the runs root, so the fine-tune's L_base finds them on any machine.
+            tcfg = extras.get("train_config") or {}
+            for section in ("target", "warmup"):
+                sec = tcfg.get(section) or {}
+                if sec.get("parser"):
+                    sec["parser"] = _bundled_parser_name(sec["parser"])
             fb = FaceBank.load(bank)
             fb = FaceBank(fb.codes.to(torch.float16), dataclasses.replace(fb.config, dtype="float16"))
             save_styleanime(dst, load_styleanime(src), facebank=fb, dtype="float16", **extras)
@@ -127,22 +134,46 @@ def export(root: Path) -> list[str]:
                                     "description": f"{description} (step {step}; from {src.relative_to(root)})"}
         done.append(name)
     atomic_write_text(REGISTRY_FILE, json.dumps(registry, indent=2) + "\n")
+    copy_provenance(root, PROVENANCE)
     return done
+
+
+def copy_provenance(root: Path, dest: Path) -> list[Path]:
+    """Copy each run folder's config.yaml, metrics.jsonl and newest sample grid (no checkpoints) from the runs root
+    into ``dest`` (the repository's ``training/``), mirroring the run folder names."""
+    copied = []
+    for cfg in sorted(root.glob("**/config.yaml")):
+        run = cfg.parent
+        out = dest / run.relative_to(root)
+        files = [cfg, run / "metrics.jsonl"]
+        grid = _latest(run, "samples/step-*.png")
+        files += [grid] if grid is not None else []
+        for f in files:
+            if f.is_file():
+                target = out / f.relative_to(run)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f, target)
+                copied.append(target)
+    return copied
 
 
 @click.command()
 @click.option("--stages", default=",".join(STAGES), show_default=True, help="Comma-separated stages to run.")
-@click.option("--root", default="training", show_default=True, help="Folder for the run folders (tracked in git).")
+@click.option("--root", default=None,
+              help="Runs root for the resumable run folders (never in git) [default: ~/.cache/vidanime/runs/train-demo, "
+                   "or $VIDANIME_RUNS/train-demo].")
 @click.option("--lpips-backbone", default="random", show_default=True,
               help="ImageNet AlexNet weights for the LPIPS loss; 'random' (no download possible here) is logged loudly.")
-def main(stages: str, root: str, lpips_backbone: str) -> None:
+def main(stages: str, root: str | None, lpips_backbone: str) -> None:
     """Train (or continue training) the bundled default models, then export them into the package."""
     setup_logging(0)
     wanted = [s.strip() for s in stages.split(",") if s.strip()]
     unknown = sorted(set(wanted) - set(STAGES))
     if unknown:
         raise click.BadParameter(f"unknown stage(s) {', '.join(unknown)}; expected {', '.join(STAGES)}")
-    rootp = (REPO / root).resolve()
+    from vidanime.train.run_dir import default_runs_root
+
+    rootp = Path(root).expanduser().resolve() if root else default_runs_root() / "train-demo"
     rootp.mkdir(parents=True, exist_ok=True)
     if "gan" in wanted:
         _vidanime("train-gan", "--config", "configs/demo_stylegan2.yaml", "--run-dir", str(rootp),
@@ -172,10 +203,13 @@ def main(stages: str, root: str, lpips_backbone: str) -> None:
                   str(rootp / "facebank_demo.pt"))
     if "encoders" in wanted:
         parser = _latest(rootp, EXPORTS["parser-portrait"][0])
-        if generator is None or parser is None:
-            raise click.ClickException("encoders: need the generator and the parser first (stages gan, parser)")
+        anime_parser = _latest(rootp, EXPORTS["parser-anime"][0])
+        if generator is None or parser is None or anime_parser is None:
+            raise click.ClickException("encoders: need the generator and both parsers first (stages gan, parser, "
+                                       "anime_parser)")
         _vidanime("train", "--config", "configs/demo_styleanime_p2a.yaml", "--generator", str(generator),
-                  "--set", f"target.parser={parser}", "--set", f"run_dir={rootp}",
+                  "--set", f"target.parser={parser}", "--set", f"warmup.parser={anime_parser}",
+                  "--set", f"run_dir={rootp}",
                   "--lpips-backbone", lpips_backbone, *_resume(rootp, "styleanime_demo"))
     if "interp" in wanted:
         interp_args = ["interp", "train", "--config", "configs/demo_interp_ifnet.yaml", "--set",

@@ -36,6 +36,7 @@ __all__ = [
     "palette",
     "colorize",
     "class_ids",
+    "class_names",
 ]
 
 CELEBAMASK = (
@@ -66,6 +67,11 @@ def _check_set(name: str) -> tuple[str, ...]:
 def num_classes(label_set: str) -> int:
     """Number of classes of a label set (19, 19 or 17)."""
     return len(_check_set(label_set))
+
+
+def class_names(label_set: str) -> tuple[str, ...]:
+    """The class names of ``label_set`` in id order."""
+    return _check_set(label_set)
 
 
 def class_ids(label_set: str, *names: str) -> list[int]:

@@ -12,13 +12,16 @@ def cli() -> None:
 @cli.command(name="translate")
 @click.argument("input", type=click.Path())
 @click.argument("output", type=click.Path())
-@click.option("--checkpoint", "-c", required=True,
-              help="StyleAnime checkpoint: ours (vidanime.styleanime) or the official .pt.")
+@click.option("--checkpoint", "-c", default=None, metavar="NAME|PATH",
+              help="StyleAnime checkpoint: a bundled name, ours (vidanime.styleanime) or the official .pt "
+                   "[default: the bundled model of --direction, styleanime-p2a].")
 @click.option("--parsing", "-p", default=None, type=click.Path(),
               help="Label PNG for IN (a folder of them for a folder IN).")
 @click.option("--parsing-labels", default="bisenet", show_default=True,
               type=click.Choice(["celebamask", "bisenet", "danbooru"]), help="Class order of the parsing maps.")
-@click.option("--parser", default=None, type=click.Path(), help="Face-parser checkpoint used when --parsing is not given.")
+@click.option("--parser", default=None, metavar="NAME|PATH",
+              help="Face parser used when --parsing is not given [default: the bundled parser of the input domain, "
+                   "parser-portrait for p2a].")
 @click.option("--reference", "-r", default=None, type=click.Path(), help="Image giving the appearance codes (style mixing).")
 @click.option("--style-from", default=None, type=click.Path(),
               help="Image whose appearance codes are mixed with IN's by --mix (appearance editing).")
@@ -30,28 +33,47 @@ def cli() -> None:
 @click.option("--alpha", "-a", default=None, type=float, help="FaceBank blend: w_agg = a*w + (1-a)*w_anchor (1 = off).")
 @click.option("--facebank", default=None, type=click.Path(), help="FaceBank file (else the checkpoint's own bank).")
 @click.option("--k", default=10, show_default=True, type=int, help="FaceBank neighbours.")
-@click.option("--resize", is_flag=True, help="Resize inputs to the model size instead of refusing other sizes.")
+@click.option("--resize/--no-resize", default=True, show_default=True,
+              help="Resize inputs to the model size (the parser still sees the full-size image); --no-resize refuses "
+                   "images of another size.")
+@click.option("--refine", default=None, type=click.IntRange(min=0), metavar="N",
+              help="Test-time refinement: N Adam steps on each W+ code towards IN's layout and hair/skin/eye colours "
+                   "(an addition to the paper; a few seconds per face on CPU) [default: see README, 0 = off].")
+@click.option("--refine-parser", default=None, metavar="NAME|PATH",
+              help="Output-domain parser of --refine [default: parser-anime for p2a, parser-portrait for a2p].")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
 def translate(input: str, output: str, checkpoint: str, parsing: str | None, parsing_labels: str, parser: str | None,
               reference: str | None, style_from: str | None, mix: float, direction: str, alpha: float | None,
-              facebank: str | None, k: int, resize: bool, device: str) -> None:
-    """Translate IN (an RGB image or a folder, mirrored into OUT) with StyleAnime."""
-    from pipelines.image_translate import ImageTranslatePipeline
+              facebank: str | None, k: int, resize: bool, refine: int | None, refine_parser: str | None,
+              device: str) -> None:
+    """Translate IN (an RGB image or a folder, mirrored into OUT) with StyleAnime.
 
+    With no option, the bundled model and parser of --direction are used: `vidanime image translate face.jpg out.png`.
+    """
+    from pipelines.image_translate import ImageTranslatePipeline
+    from pipelines.translate import DEFAULT_MODELS, DEFAULT_REFINE_STEPS, OUTPUT_PARSERS
+    from vidanime.registry import load_model, resolve_path
+
+    default_ckpt, default_parser = DEFAULT_MODELS[direction]
     kwargs = {}
     if facebank is not None:
         from vidanime.models.facebank import FaceBank
 
         kwargs["facebank"] = FaceBank.load(facebank)
-    if parser is not None:
-        from vidanime.checkpoint import load_checkpoint
-        from vidanime.models.parser import config_of, parser_from_checkpoint
+    if parsing is None:  # the parser is only needed (and loaded) when no parsing map is given
+        net = load_model(parser or default_parser, device=device, format="vidanime.parser")
+        kwargs.update(parser=net, parser_labels=net.config.label_set)
+    pipe = ImageTranslatePipeline.from_checkpoint(resolve_path(checkpoint or default_ckpt), device=device,
+                                                  direction=direction, **kwargs)
+    if refine is None:
+        refine = 0 if reference is not None or style_from is not None else DEFAULT_REFINE_STEPS
+    if refine > 0:
+        from vidanime.train.refine import LatentRefiner
 
-        net = parser_from_checkpoint(load_checkpoint(parser, format="vidanime.parser"))
-        kwargs.update(parser=net, parser_labels=config_of(net).label_set)
-    pipe = ImageTranslatePipeline.from_checkpoint(checkpoint, device=device, direction=direction, **kwargs)
+        out_parser = load_model(refine_parser or OUTPUT_PARSERS[direction], device=device, format="vidanime.parser")
+        pipe.refiner = LatentRefiner(pipe.model, out_parser)
     written = pipe(input, output, parsing=parsing, reference=reference, alpha=alpha, parsing_labels=parsing_labels,
-                   k=k, resize=resize, style_from=style_from, mix=mix)
+                   k=k, resize=resize, style_from=style_from, mix=mix, refine=refine)
     click.echo(f"wrote {len(written)} image(s) to {output}")
 
 

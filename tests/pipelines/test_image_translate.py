@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -127,6 +128,8 @@ def test_parser_labels_the_image_when_no_map_is_given(tmp_path, model):
     known = torch.from_numpy(np.array(Image.open(lab)).astype(np.int64))  # read as CelebAMask order below
 
     class FakeParser(torch.nn.Module):
+        config = SimpleNamespace(image_size=32, label_set="celebamask")
+
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             assert x.min() >= 0 and x.max() <= 1  # parsers take [0, 1] images
             return torch.nn.functional.one_hot(known, 19).permute(2, 0, 1)[None].float().expand(len(x), -1, -1, -1)
@@ -134,3 +137,34 @@ def test_parser_labels_the_image_when_no_map_is_given(tmp_path, model):
     pipe = ImageTranslatePipeline(model, parser=FakeParser(), parser_labels="celebamask", progress=False)
     out = pipe(img, tmp_path / "parsed.png")
     np.testing.assert_array_equal(np.asarray(Image.open(out[0])), _expected(model, img, lab, "celebamask"))
+
+
+def test_resize_parses_at_the_parsers_size_not_the_models(tmp_path, model):
+    """--resize: the parser sees the full 128-px image (its own size), and its probabilities are resized to the
+    32-px model size; parsing the shrunk 32-px image instead was the bug."""
+    rng = np.random.default_rng(3)
+    img = tmp_path / "big.png"
+    Image.fromarray(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8)).save(img)
+    seen: list[tuple[int, ...]] = []
+    # Four 64-px quadrants of known classes at 128 px; at the model's 32 px each becomes a 16-px quadrant.
+    known = torch.zeros(128, 128, dtype=torch.long)
+    known[:64, 64:], known[64:, :64], known[64:, 64:] = 1, 13, 17
+
+    class BigParser(torch.nn.Module):
+        config = SimpleNamespace(image_size=128, label_set="bisenet")
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(tuple(x.shape[-2:]))
+            return torch.nn.functional.one_hot(known, 19).permute(2, 0, 1)[None].float().expand(len(x), -1, -1, -1)
+
+    pipe = ImageTranslatePipeline(model, parser=BigParser(), parser_labels="bisenet", progress=False)
+    out = pipe(img, tmp_path / "o.png", resize=True)
+    assert seen == [(128, 128)]
+    import cv2
+
+    small = cv2.resize(np.array(Image.open(img)), (32, 32), interpolation=cv2.INTER_AREA)
+    labels = torch.zeros(1, 32, 32, dtype=torch.long)
+    labels[0, :16, 16:], labels[0, 16:, :16], labels[0, 16:, 16:] = 1, 13, 17
+    image = torch.from_numpy(small).permute(2, 0, 1)[None].float() / 127.5 - 1
+    want = model.translate(image, labels)[0].clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(np.asarray(Image.open(out[0])), want)

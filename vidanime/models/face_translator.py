@@ -26,7 +26,25 @@ from ..errors import VidanimeError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TranslatedFaces", "FaceTranslator", "IdentityFaceTranslator", "StyleAnimeFaceTranslator"]
+__all__ = ["TranslatedFaces", "FaceTranslator", "IdentityFaceTranslator", "StyleAnimeFaceTranslator", "parser_probs",
+           "labels_at"]
+
+
+def parser_probs(parser: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Class probabilities (N, C, P, P) of RGB ``images`` (N, 3, H, W) in [0, 1], parsed at the parser's own size P
+    (antialiased resize first): a parser trained at 256 px labels a 64-px face badly, so never parse at model size."""
+    p = parser.config.image_size
+    if tuple(images.shape[-2:]) != (p, p):
+        images = F.interpolate(images, size=(p, p), mode="bilinear", antialias=True, align_corners=False)
+    return torch.softmax(parser(images).float(), dim=1)
+
+
+def labels_at(probs: torch.Tensor, size: int, parser_labels: str, model_labels: str) -> torch.Tensor:
+    """Probabilities (N, C, P, P) → labels (N, size, size) in ``model_labels``: the probabilities are resized, then
+    the argmax taken (labels themselves are never interpolated)."""
+    if probs.shape[-1] != size:
+        probs = F.interpolate(probs, size=(size, size), mode="bilinear", align_corners=False)
+    return L.remap(probs.argmax(1), parser_labels, model_labels)
 
 
 @dataclass
@@ -133,15 +151,10 @@ class StyleAnimeFaceTranslator:
         image (N, 3, M, M) in [-1, 1] (antialiased resize to the model size M), labels (N, M, M) in the model's label
         set (argmax of the smoothed parser probabilities resized to M), and those probabilities (N, C, P, P)."""
         crops = _check_crops(crops)
-        s = crops.shape[1]
         x = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).float().div(255.0)  # (N, 3, S, S) in [0, 1]
-        p = self.parser.config.image_size
-        xp = F.interpolate(x, size=(p, p), mode="bilinear", antialias=True, align_corners=False) if p != s else x
-        probs = self._smooth(torch.softmax(self.parser(xp).float(), dim=1), track_ids)  # (N, C, P, P)
-
+        probs = self._smooth(parser_probs(self.parser, x), track_ids)  # (N, C, P, P)
         size = self.model.image_size
-        probs_m = F.interpolate(probs, size=(size, size), mode="bilinear", align_corners=False)
-        lab_m = L.remap(probs_m.argmax(1), self.parser_labels, self.model_labels)
+        lab_m = labels_at(probs, size, self.parser_labels, self.model_labels)
         xm = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False) * 2 - 1
         return xm, lab_m, probs
 

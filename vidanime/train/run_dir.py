@@ -23,12 +23,22 @@ from ..errors import CheckpointError, ConfigError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RunDir", "find_latest_run", "make_image_grid", "resolve_resume"]
+__all__ = ["RunDir", "default_runs_root", "find_latest_run", "make_image_grid", "resolve_resume"]
 
 _RUN_RE = re.compile(r"^(\d{5,})-")
 _CKPT_RE = re.compile(r"^(?P<kind>[A-Za-z0-9_]+)-(?P<step>\d+)\.pt$")
 CONFIG_NAME = "config.yaml"
 METRICS_NAME = "metrics.jsonl"
+
+
+def default_runs_root() -> Path:
+    """Where long training runs keep their resumable states, outside any source tree: ``$VIDANIME_RUNS`` if set,
+    else ``$XDG_CACHE_HOME/vidanime/runs`` (``~/.cache/vidanime/runs``)."""
+    env = os.environ.get("VIDANIME_RUNS")
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "vidanime" / "runs"
 
 
 def _safe_name(name: str) -> str:

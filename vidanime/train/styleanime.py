@@ -39,6 +39,7 @@ from ..losses.styleanime import StyleAnimeLoss, StyleAnimeLossConfig, adv_loss_d
 from ..models.styleanime import StyleAnime, StyleAnimeConfig, save_styleanime
 from ..models.stylegan2 import Discriminator
 from .run_dir import RunDir
+from .warmup import LatentWarmup, LatentWarmupConfig
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,7 @@ class TrainStyleAnimeConfig:
     target: DomainDataConfig = field(default_factory=DomainDataConfig)
     source: DomainDataConfig = field(default_factory=DomainDataConfig)
     loss: StyleAnimeLossConfig = field(default_factory=StyleAnimeLossConfig)
+    warmup: LatentWarmupConfig = field(default_factory=LatentWarmupConfig)
     train: TrainOptions = field(default_factory=TrainOptions)
     run_dir: str = "runs"
 
@@ -248,6 +250,7 @@ class StyleAnimeTrainer:
         self.d1_optim = torch.optim.Adam(self.D1.parameters(), lr=t.d_lr, betas=t.betas)
         self.d2_optim = torch.optim.Adam(self.D2.parameters(), lr=t.d_lr, betas=t.betas)
         self.loss = StyleAnimeLoss(config.loss, config.model.label_set, self.device)
+        self.warmup = self._build_warmup(config.warmup)
         self.target_sampler = ShardedSampler(len(target), t.batch, self.dist.rank, self.dist.world, seed=t.seed)
         self.source_sampler = ShardedSampler(len(source), t.batch, self.dist.rank, self.dist.world, seed=t.seed + 1)
         self.step = 0
@@ -296,6 +299,21 @@ class StyleAnimeTrainer:
 
         check_state_dict(self.model.encoder, init.encoder.state_dict(), source=f"init {path} (encoders)")
         logger.info("encoders initialised from %s", path)
+
+    def _build_warmup(self, wcfg: LatentWarmupConfig) -> LatentWarmup | None:
+        """The latent-supervised warm-up (see :mod:`vidanime.train.warmup`), or None when it is off."""
+        if not wcfg.enabled:
+            return None
+        name = wcfg.parser or self.config.target.parser
+        if not name:
+            raise ConfigError("warmup needs a face parser for the generator's renders: set warmup.parser (e.g. "
+                              "parser-anime) or target.parser")
+        from ..registry import load_model
+
+        parser = load_model(name, device=self.device, format="vidanime.parser")
+        logger.info("latent warm-up: %d steps alone, then weight %g beside Eq. 10; renders labelled by %s",
+                    wcfg.iterations, wcfg.weight, name)
+        return LatentWarmup(wcfg, self.model, parser).to(self.device)
 
     # -- helpers ---------------------------------------------------------------------------------------------------
     def _autocast(self) -> Any:
@@ -369,8 +387,38 @@ class StyleAnimeTrainer:
         out["loss"] = total.item()
         return total, out
 
+    def warmup_loss(self) -> tuple[torch.Tensor, dict[str, float]]:
+        """The warm-up term on a fresh synthetic batch: encode G(w) and its parsing, regress onto w."""
+        if self.warmup is None:
+            raise ConfigError("warmup_loss called with the warm-up off (warmup.iterations = warmup.weight = 0)")
+        batch = self.warmup.sample()
+        with self._autocast():
+            rp, rs = self.model.encoder(self.model.parsing_input(batch.labels), batch.image)
+            la = self.model.latent_avg
+            n_s = self.model.n_structure_codes
+            w_hat = torch.cat([rp + la[:n_s], rs + la[n_s:]], dim=1)
+        return self.warmup.loss(w_hat.float(), batch)
+
+    def warmup_step(self) -> dict[str, float]:
+        """One encoder update on the warm-up loss alone (no discriminator step, no real images)."""
+        self._encoders_train()
+        loss, metrics = self.warmup_loss()
+        self.e_optim.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.dist.world > 1:
+            _allreduce_grads(self.model.encoder, self.dist.world)
+        self.e_optim.step()
+        self.step += 1
+        metrics["loss"] = loss.item()
+        return metrics
+
     def train_step(self) -> dict[str, float]:
-        """One D1/D2 update (+ lazy R1) and one encoder update; returns scalar metrics of this rank's batch."""
+        """One D1/D2 update (+ lazy R1) and one encoder update; returns scalar metrics of this rank's batch.
+
+        During the first ``warmup.iterations`` steps only the latent-supervised warm-up runs (:meth:`warmup_step`);
+        after them the warm-up loss is added to Eq. 10 with weight ``warmup.weight``."""
+        if self.warmup is not None and self.step < self.config.warmup.iterations:
+            return self.warmup_step()
         lam = self.config.loss
         y, yp, x, xp = self.next_batches()
         self._encoders_train()
@@ -402,6 +450,11 @@ class StyleAnimeTrainer:
             _requires_grad(self.D2, False)
 
         e_loss, m = self.e_loss(y, yp, fwd)
+        if self.warmup is not None and self.config.warmup.weight > 0:
+            wu, wm = self.warmup_loss()
+            e_loss = e_loss + self.config.warmup.weight * wu
+            m.update(wm)
+            m["loss"] = e_loss.item()
         self.e_optim.zero_grad(set_to_none=True)
         e_loss.backward()
         self.e_optim.step()
