@@ -133,9 +133,14 @@ class TranslatePipeline:
         fp16: bool = False,
         face_config: FaceConfig | None = None,
         allow_identity: bool = False,
+        refine: int = 0,
+        refine_every: int = 8,
+        refine_parser: str | os.PathLike | None = None,
     ) -> "TranslatePipeline":
         """Load a StyleAnime checkpoint and a parser (registry names or paths; defaults: the bundled models of
-        ``direction``).  With ``allow_identity`` and no bundled model, fall back to the identity face model (logged)."""
+        ``direction``).  With ``allow_identity`` and no bundled model, fall back to the identity face model (logged).
+        ``refine`` > 0: test-time refinement of each track's keyframes (every ``refine_every``-th frame) with the
+        output-domain parser ``refine_parser`` (default: :data:`OUTPUT_PARSERS`)."""
         from vidanime.errors import CheckpointError
         from vidanime.models.face_translator import StyleAnimeFaceTranslator
         from vidanime.models.styleanime import load_styleanime
@@ -159,7 +164,14 @@ class TranslatePipeline:
         if trained_for and trained_for != direction:
             raise CheckpointError(f"{ckpt_path} translates {trained_for}, but direction={direction} was asked")
         parser_model = load_model(parser_path, device=device, format="vidanime.parser")
-        translator = StyleAnimeFaceTranslator(model, parser_model, alpha=alpha, device=device, fp16=fp16)
+        refiner = None
+        if refine > 0:
+            from vidanime.train.refine import LatentRefiner
+
+            out_parser = load_model(refine_parser or OUTPUT_PARSERS[direction], device=device, format="vidanime.parser")
+            refiner = LatentRefiner(model, out_parser)
+        translator = StyleAnimeFaceTranslator(model, parser_model, alpha=alpha, device=device, fp16=fp16,
+                                              refiner=refiner, refine=refine, refine_every=refine_every)
         return cls(translator, face_config, model_name=str(checkpoint or default_ckpt))
 
     # ------------------------------------------------------------------------------------------------------- checks

@@ -5,7 +5,7 @@ from typing import Callable
 
 import click
 
-__all__ = ["MODEL_OPTIONS", "RENDER_OPTIONS", "DETECTOR_OPTIONS", "checkpoint_option", "parser_option",
+__all__ = ["MODEL_OPTIONS", "REFINE_OPTIONS", "RENDER_OPTIONS", "DETECTOR_OPTIONS", "checkpoint_option", "parser_option",
            "direction_option", "finetune_option"]
 
 DETECTORS = ["mtcnn", "retinaface", "yunet", "animecascade", "animeparser"]
@@ -58,6 +58,15 @@ MODEL_OPTIONS = _stack(
                       "Default: the checkpoint's."),
     click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N."),
     click.option("--fp16", is_flag=True, help="Half precision for the model (CUDA only)."),
+)
+
+REFINE_OPTIONS = _stack(
+    click.option("--refine", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",
+                 help="Test-time refinement (an addition to the paper): N Adam steps per keyframe on each track's W+ "
+                      "code towards the input's layout and hair/skin/eye colours; frames between keyframes reuse the "
+                      "eased correction. A few seconds per keyframe and face on CPU. 0 = off."),
+    click.option("--refine-every", type=click.IntRange(min=1), default=8, show_default=True, metavar="K",
+                 help="With --refine: refine every K-th frame of each track (and its first)."),
 )
 
 RENDER_OPTIONS = _stack(

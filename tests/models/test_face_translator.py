@@ -72,3 +72,37 @@ def test_identity_returns_crops():
     x = crops(2)
     res = IdentityFaceTranslator()(x, [0, 1])
     assert np.array_equal(res.crops, x) and res.masks.shape == (2, 48, 48)
+
+
+class ShiftRefiner:
+    """Stands in for LatentRefiner: adds a per-call constant to the codes, and records the calls."""
+
+    def __init__(self):
+        self.calls: list[int] = []
+
+    def __call__(self, w, image, labels, steps=None):
+        self.calls.append(len(w))
+        return w + float(len(self.calls))
+
+
+def test_refinement_runs_on_keyframes_and_eases_the_correction_per_track(tiny):
+    model, parser = tiny
+    ref = ShiftRefiner()
+    tr = StyleAnimeFaceTranslator(model, parser, parsing_smooth=0, refiner=ref, refine=5, refine_every=3,
+                                  refine_ease=2.0)
+    plain = StyleAnimeFaceTranslator(model, parser, parsing_smooth=0)
+    x = crops(1, seed=4)
+    deltas = []
+    for _ in range(5):
+        deltas.append((tr(x, [3]).latents - plain(x, [3]).latents).mean().item())
+    # keyframes at frames 0 and 3 of the track: the first correction (+1) applies at once, the second (+2) is eased
+    # in halfway per frame: 1, 1, 1, 1.5, 1.75
+    assert ref.calls == [1, 1]
+    np.testing.assert_allclose(deltas, [1, 1, 1, 1.5, 1.75], atol=1e-4)
+    tr(crops(2, seed=5), [3, 4])  # track 4 is new: its first frame is a keyframe, track 3 (frame 5) is not
+    assert ref.calls == [1, 1, 1]
+    tr.reset()
+    tr(x, [3])
+    assert ref.calls == [1, 1, 1, 1]  # after reset, track 3 starts over with a keyframe
+    with pytest.raises(VidanimeError, match="refiner"):
+        StyleAnimeFaceTranslator(model, parser, refine=3)

@@ -96,6 +96,11 @@ class StyleAnimeFaceTranslator:
     ``config.image_size`` (a :mod:`vidanime.models.parser` module).  ``alpha`` is the FaceBank blend of Eq. 14
     (1 = no FaceBank).  ``parsing_smooth`` = number of previous frames of the same track whose class probabilities are
     averaged with the current one (0 = off); it is causal, so streaming stays streaming.
+
+    ``refiner`` (a :class:`vidanime.train.refine.LatentRefiner`, with ``refine`` > 0 steps): test-time refinement on
+    per-track keyframes (a track's first frame, then every ``refine_every``-th).  A keyframe's correction
+    Δ = w_refined − w_encoder is carried to the frames after it, eased in (each frame moves the applied correction
+    by ``1 / refine_ease`` of the way to the newest keyframe's Δ) so it never jumps; causal, like the rest.
     """
 
     def __init__(
@@ -107,6 +112,10 @@ class StyleAnimeFaceTranslator:
         device: Any = "cpu",
         parsing_smooth: int = 2,
         fp16: bool = False,
+        refiner: Any = None,
+        refine: int = 0,
+        refine_every: int = 8,
+        refine_ease: float = 4.0,
     ) -> None:
         self.device = torch.device(device)
         if fp16 and self.device.type != "cuda":
@@ -125,10 +134,51 @@ class StyleAnimeFaceTranslator:
         self.model_labels = model.config.label_set
         L.remap_table(self.parser_labels, self.model_labels)  # fails early on incompatible label orders
         self._history: dict[int, deque] = {}
+        if refine < 0 or refine_every < 1 or refine_ease < 1:
+            raise VidanimeError(f"refine={refine}, refine_every={refine_every}, refine_ease={refine_ease}: expected "
+                                ">= 0 steps, a keyframe interval >= 1 and an easing >= 1 frame")
+        if refine > 0 and refiner is None:
+            raise VidanimeError(f"refine={refine} needs a refiner (an output-domain parser)")
+        self.refiner, self.refine, self.refine_every, self.refine_ease = refiner, int(refine), int(refine_every), float(refine_ease)
+        self._frames: dict[int, int] = {}  # frames seen per track
+        self._delta_key: dict[int, torch.Tensor] = {}  # newest keyframe correction per track
+        self._delta: dict[int, torch.Tensor] = {}  # correction applied to the last frame per track
 
     def reset(self) -> None:
-        """Forget the per-track parsing history (call between clips)."""
+        """Forget the per-track parsing history and refinement corrections (call between clips)."""
         self._history.clear()
+        self._frames.clear()
+        self._delta_key.clear()
+        self._delta.clear()
+
+    def _refined(self, w: torch.Tensor, xm: torch.Tensor, lab_m: torch.Tensor,
+                 track_ids: Sequence[int]) -> torch.Tensor:
+        """Codes with each track's eased keyframe correction added (keyframes are refined here, in one batch)."""
+        keys = []
+        for i, tid in enumerate(track_ids):
+            t = int(tid)
+            if self._frames.get(t, 0) % self.refine_every == 0:
+                keys.append(i)
+            self._frames[t] = self._frames.get(t, 0) + 1
+        if keys:
+            idx = torch.tensor(keys, device=w.device)
+            w_key = self.refiner(w[idx].float(), xm[idx], lab_m[idx], steps=self.refine)
+            for j, i in enumerate(keys):
+                self._delta_key[int(track_ids[i])] = (w_key[j] - w[i].float()).detach()
+        out = w.float().clone()
+        for i, tid in enumerate(track_ids):
+            t = int(tid)
+            target = self._delta_key[t]
+            prev = self._delta.get(t)
+            d = target if prev is None else prev + (target - prev) / self.refine_ease
+            self._delta[t] = d
+            out[i] += d
+        if len(self._frames) > 64:  # forget tracks not in this batch once many have been seen (bounded memory)
+            live = {int(t) for t in track_ids}
+            for store in (self._frames, self._delta_key, self._delta):
+                for t in [t for t in store if t not in live]:
+                    del store[t]
+        return out
 
     def _smooth(self, probs: torch.Tensor, track_ids: Sequence[int]) -> torch.Tensor:
         if self.parsing_smooth <= 0:
@@ -174,6 +224,10 @@ class StyleAnimeFaceTranslator:
         size, p = self.model.image_size, probs.shape[-1]
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype == torch.float16):
             out, w = self.model.translate(xm, lab_m, alpha=self.alpha, k=self.k, return_latents=True)
+        if self.refine > 0:
+            w = self._refined(w, xm, lab_m, track_ids)
+            with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype == torch.float16):
+                out = self.model.decode(w)
         out = F.interpolate(out.float(), size=(s, s), mode="bilinear", antialias=size > s, align_corners=False)
         out_u8 = ((out.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
