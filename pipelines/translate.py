@@ -25,15 +25,12 @@ from vidanime.video.paste import PasteItem, paste_faces
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TranslateOptions", "TranslateResult", "TranslatePipeline", "DEFAULT_MODELS", "OUTPUT_PARSERS",
-           "DEFAULT_REFINE_STEPS"]
+__all__ = ["TranslateOptions", "TranslateResult", "TranslatePipeline", "DEFAULT_MODELS", "OUTPUT_PARSERS"]
 
 # Bundled registry names per direction: (StyleAnime checkpoint, parser for the input domain).
 DEFAULT_MODELS = {"p2a": ("styleanime-p2a", "parser-portrait"), "a2p": ("styleanime-a2p", "parser-anime")}
 # Parser of the output domain, for test-time refinement (--refine): it parses the translation G(w).
 OUTPUT_PARSERS = {"p2a": "parser-anime", "a2p": "parser-portrait"}
-# Default --refine steps for still images, chosen from the measured curve in the README ("Test-time refinement").
-DEFAULT_REFINE_STEPS = 0
 
 
 @dataclass

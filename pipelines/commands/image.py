@@ -30,7 +30,8 @@ def cli() -> None:
 @click.option("--direction", type=click.Choice(["p2a", "a2p"]), default="p2a", show_default=True,
               help="p2a: portrait to anime; a2p: anime to portrait (a2p checkpoint, anime --parser). A checkpoint "
                    "recorded for the other direction is refused.")
-@click.option("--alpha", "-a", default=None, type=float, help="FaceBank blend: w_agg = a*w + (1-a)*w_anchor (1 = off).")
+@click.option("--alpha", "-a", default=None, type=float,
+              help="FaceBank blend: w_agg = a*w + (1-a)*w_anchor (1 = off) [default: the checkpoint's].")
 @click.option("--facebank", default=None, type=click.Path(), help="FaceBank file (else the checkpoint's own bank).")
 @click.option("--k", default=10, show_default=True, type=int, help="FaceBank neighbours.")
 @click.option("--resize/--no-resize", default=True, show_default=True,
@@ -38,7 +39,8 @@ def cli() -> None:
                    "images of another size.")
 @click.option("--refine", default=None, type=click.IntRange(min=0), metavar="N",
               help="Test-time refinement: N Adam steps on each W+ code towards IN's layout and hair/skin/eye colours "
-                   "(an addition to the paper; a few seconds per face on CPU) [default: see README, 0 = off].")
+                   "(an addition to the paper; a few seconds per face on CPU) [default: the checkpoint's measured default, "
+                   "see README; 0 = off].")
 @click.option("--refine-parser", default=None, metavar="NAME|PATH",
               help="Output-domain parser of --refine [default: parser-anime for p2a, parser-portrait for a2p].")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
@@ -51,7 +53,7 @@ def translate(input: str, output: str, checkpoint: str, parsing: str | None, par
     With no option, the bundled model and parser of --direction are used: `vidanime image translate face.jpg out.png`.
     """
     from pipelines.image_translate import ImageTranslatePipeline
-    from pipelines.translate import DEFAULT_MODELS, DEFAULT_REFINE_STEPS, OUTPUT_PARSERS
+    from pipelines.translate import DEFAULT_MODELS, OUTPUT_PARSERS
     from vidanime.registry import load_model, resolve_path
 
     default_ckpt, default_parser = DEFAULT_MODELS[direction]
@@ -65,8 +67,8 @@ def translate(input: str, output: str, checkpoint: str, parsing: str | None, par
         kwargs.update(parser=net, parser_labels=net.config.label_set)
     pipe = ImageTranslatePipeline.from_checkpoint(resolve_path(checkpoint or default_ckpt), device=device,
                                                   direction=direction, **kwargs)
-    if refine is None:
-        refine = 0 if reference is not None or style_from is not None else DEFAULT_REFINE_STEPS
+    if refine is None:  # the checkpoint's measured default (README, "Test-time refinement"); none recorded: off
+        refine = 0 if reference is not None or style_from is not None else int(pipe.model.inference.get("refine", 0))
     if refine > 0:
         from vidanime.train.refine import LatentRefiner
 

@@ -160,3 +160,23 @@ def test_checkpoint_round_trip_with_facebank(tmp_path):
     save_generator(tmp_path / "g.pt", Generator(m.config.generator))
     with pytest.raises(CheckpointError, match="'vidanime.stylegan2' checkpoint, expected 'vidanime.styleanime'"):
         load_styleanime(tmp_path / "g.pt")
+
+
+def test_saved_inference_defaults_apply_when_alpha_is_not_given(tmp_path):
+    """A checkpoint's measured test-time defaults (FaceBank alpha and k) are used for alpha=None; alpha 1 is off."""
+    m = tiny_model()
+    m.facebank = FaceBank(torch.randn(64, m.config.generator.style_dim))
+    m.inference = {"alpha": 0.5, "k": 3, "refine": 7}
+    path = save_styleanime(tmp_path / "sa.pt", m)
+    loaded = load_styleanime(path)
+    assert loaded.inference == {"alpha": 0.5, "k": 3, "refine": 7}
+    x, p = inputs()
+    with torch.no_grad():
+        default = loaded.translate(x, p)
+        torch.testing.assert_close(default, loaded.translate(x, p, alpha=0.5, k=3))
+        assert not torch.allclose(default, loaded.translate(x, p, alpha=1.0))
+        assert not torch.allclose(default, loaded.translate(x, p, alpha=0.5, k=10))
+    plain = tiny_model()
+    assert plain.inference == {}
+    with torch.no_grad():  # no saved defaults: alpha None is no FaceBank, as before
+        torch.testing.assert_close(plain.translate(x, p), plain.translate(x, p, alpha=1.0))

@@ -113,6 +113,9 @@ class StyleAnime(nn.Module):
         self.decoder.requires_grad_(False)
         self.register_buffer("latent_avg", torch.zeros(config.n_latent, config.generator.style_dim))
         self.facebank = facebank
+        # Test-time defaults measured for this model and saved with it (``inference`` in the checkpoint): FaceBank
+        # ``alpha`` and ``k`` used when a caller passes alpha=None, and ``refine`` steps for still images.
+        self.inference: dict[str, Any] = {}
 
     # ---- properties ----------------------------------------------------------------------------------------------
     @property
@@ -223,7 +226,10 @@ class StyleAnime(nn.Module):
     def aggregate(
         self, w: torch.Tensor, alpha: float | None, k: int = 10, facebank: FaceBank | None = None
     ) -> torch.Tensor:
-        """FaceBank Eq. 14 on W+ codes; ``alpha`` None or 1 returns w (no bank needed)."""
+        """FaceBank Eq. 14 on W+ codes; ``alpha`` None = the model's saved default (``inference["alpha"]``, with its
+        ``k``), none saved or 1 returns w (no bank needed)."""
+        if alpha is None and self.inference.get("alpha") is not None:
+            alpha, k = float(self.inference["alpha"]), int(self.inference.get("k", k))
         if alpha is not None and not 0.0 <= float(alpha) <= 1.0:
             raise VidanimeError(f"alpha={alpha}: expected a number in [0, 1]")
         if alpha is None or float(alpha) == 1.0:
@@ -274,6 +280,7 @@ def styleanime_from_checkpoint(ckpt: Mapping[str, Any]) -> StyleAnime:
     bank = ckpt.get("facebank")
     if bank is not None:
         model.facebank = FaceBank.from_checkpoint({"format": "vidanime.facebank", **bank})
+    model.inference = dict(ckpt.get("inference") or {})
     return model.eval()
 
 
@@ -289,6 +296,8 @@ def save_styleanime(path: str | os.PathLike, model: StyleAnime, facebank: FaceBa
     if dtype not in ("float32", "float16"):
         raise VidanimeError(f"dtype={dtype!r}: expected 'float32' or 'float16'")
     bank = facebank if facebank is not None else model.facebank
+    if model.inference and "inference" not in extras:
+        extras["inference"] = dict(model.inference)
     if bank is not None:
         extras["facebank"] = {"config": config_to_dict(bank.config), "state_dict": {"codes": bank.codes.detach().cpu()}}
     state = {k: (v.half() if dtype == "float16" and v.is_floating_point() else v) for k, v in model.state_dict().items()}
