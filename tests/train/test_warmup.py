@@ -85,3 +85,16 @@ def test_after_the_warmup_its_loss_runs_beside_eq10(assets):
 def test_warmup_without_a_parser_is_a_config_error(assets):
     with pytest.raises(ConfigError, match="warmup.parser"):
         _trainer(assets, **{"warmup.iterations": 5, "warmup.parser": ""})
+
+
+def test_translation_consistency_terms_fall_on_the_source_batch(assets):
+    """consistency: (an addition to the paper) structure CE and L_cp of the source translation; with only those two
+    terms on, both fall within 60 steps on the tiny model."""
+    off = {f"loss.lambda_{k}": 0.0 for k in ("rec", "lpips", "cp", "da", "adv")}
+    tr = _trainer(assets, **off, **{"consistency.lambda_structure": 1.0, "consistency.lambda_colour": 1.0,
+                                    "consistency.parser": "parser-anime"})
+    rows = [tr.train_step() for _ in range(60)]
+    first = {k: sum(r[k] for r in rows[:10]) / 10 for k in ("tc_structure", "tc_colour")}
+    last = {k: sum(r[k] for r in rows[-10:]) / 10 for k in ("tc_structure", "tc_colour")}
+    assert last["tc_structure"] < 0.9 * first["tc_structure"] and last["tc_colour"] < 0.7 * first["tc_colour"], (first, last)
+    assert rows[-1]["loss"] == pytest.approx(rows[-1]["tc_structure"] + rows[-1]["tc_colour"], rel=1e-4)

@@ -31,7 +31,7 @@ from ..losses.color import color_preservation_loss
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RefineConfig", "STRUCTURE_GROUPS", "group_matrix", "w_spread", "LatentRefiner"]
+__all__ = ["RefineConfig", "STRUCTURE_GROUPS", "group_matrix", "w_spread", "StructureLoss", "LatentRefiner"]
 
 # Coarse groups of the structure term (class names, looked up in each label set; names a set lacks are skipped).
 STRUCTURE_GROUPS: dict[str, tuple[str, ...]] = {
@@ -84,30 +84,21 @@ def w_spread(generator: torch.nn.Module, n: int = 4096, seed: int = 4321) -> tor
     return generator.style(z).std(0).clamp_min(1e-4)
 
 
-class LatentRefiner:
-    """Refines W+ codes of a StyleAnime ``model`` with an output-domain ``parser`` (see the module doc).
+class StructureLoss:
+    """Per-sample cross-entropy between an output-domain parser's grouped class probabilities on generated images and
+    the groups of the input's parsing (:data:`STRUCTURE_GROUPS`): how far a translation is from the input's layout.
 
-    ``parser`` maps (B, 3, P, P) RGB in [0, 1] to logits in ``parser.config.label_set`` at ``parser.config.image_size``.
-    """
+    ``parser`` maps (B, 3, P, P) RGB in [0, 1] to logits in ``parser.config.label_set`` at ``parser.config.image_size``
+    (it runs at that size: the bundled anime parser labels 64-px faces as mostly hair); ``label_set`` is the input
+    parsing's.  Gradients flow to the images, not to the parser (frozen)."""
 
-    def __init__(self, model: Any, parser: torch.nn.Module, config: RefineConfig | None = None):
-        self.model = model
-        self.parser = parser.eval().requires_grad_(False)
-        self.config = config or RefineConfig()
-        ref = model.latent_avg
-        self.out_groups = group_matrix(parser.config.label_set).to(ref)
-        self.in_table = torch.from_numpy(self._group_table(model.config.label_set)).to(ref.device)
-        self.w_std = w_spread(model.decoder).to(ref)
+    def __init__(self, parser: torch.nn.Module, label_set: str, device: Any = "cpu"):
+        self.parser = parser.eval().requires_grad_(False).to(device)
+        self.out_groups = group_matrix(parser.config.label_set).to(device)
+        self.in_table = group_matrix(label_set).argmax(0).to(device)
 
-    @staticmethod
-    def _group_table(label_set: str):
-        """Label id → group id for the input parsing."""
-        return group_matrix(label_set).argmax(0).numpy()
-
-    def structure_loss(self, image: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Per-sample (B,) cross-entropy of the output's grouped parser probabilities against the input's groups.
-
-        ``image`` (B, 3, S, S) in [-1, 1]; ``labels`` (B, S, S) in the model's label set."""
+    def __call__(self, image: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """(B,) loss for ``image`` (B, 3, S, S) in [-1, 1] against ``labels`` (B, S, S) (the input's parsing)."""
         p = self.parser.config.image_size
         s = labels.shape[-1]
         x = (image.clamp(-1, 1) + 1) / 2
@@ -117,9 +108,22 @@ class LatentRefiner:
         if p != s:
             grouped = F.adaptive_avg_pool2d(grouped, (s, s)) if p % s == 0 else F.interpolate(
                 grouped, size=(s, s), mode="bilinear", align_corners=False)
-        target = self.in_table[labels]
-        nll = F.nll_loss(grouped.clamp_min(1e-6).log(), target, reduction="none")
+        nll = F.nll_loss(grouped.clamp_min(1e-6).log(), self.in_table[labels.long()], reduction="none")
         return nll.mean((1, 2))
+
+
+class LatentRefiner:
+    """Refines W+ codes of a StyleAnime ``model`` with an output-domain ``parser`` (see the module doc).
+
+    ``parser`` maps (B, 3, P, P) RGB in [0, 1] to logits in ``parser.config.label_set`` at ``parser.config.image_size``.
+    """
+
+    def __init__(self, model: Any, parser: torch.nn.Module, config: RefineConfig | None = None):
+        self.model = model
+        self.config = config or RefineConfig()
+        ref = model.latent_avg
+        self.structure_loss = StructureLoss(parser, model.config.label_set, ref.device)
+        self.w_std = w_spread(model.decoder).to(ref)
 
     def losses(self, w: torch.Tensor, w0: torch.Tensor, image: torch.Tensor,
                labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:

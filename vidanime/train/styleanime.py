@@ -39,6 +39,7 @@ from ..losses.styleanime import StyleAnimeLoss, StyleAnimeLossConfig, adv_loss_d
 from ..models.styleanime import StyleAnime, StyleAnimeConfig, save_styleanime
 from ..models.stylegan2 import Discriminator
 from .run_dir import RunDir
+from .refine import StructureLoss
 from .warmup import LatentWarmup, LatentWarmupConfig
 
 logger = logging.getLogger(__name__)
@@ -75,6 +76,28 @@ class TrainOptions:
 
 
 @dataclass
+class ConsistencyConfig:
+    """Translation consistency on the source batch (an addition to the paper, the training-time form of
+    ``--refine``): the translation x̂ = G(E(x)) of each source image should keep x's layout — cross-entropy of an
+    output-domain parser's grouped probabilities on x̂ against x's parsing (:class:`~vidanime.train.refine.StructureLoss`)
+    — and its hair / skin / eye colours (L_cp of Eq. 4–5 applied to x̂ against x, where the paper applies it only to
+    the target reconstruction).  Off by default (the paper's training)."""
+
+    lambda_structure: float = 0.0
+    lambda_colour: float = 0.0
+    parser: str = ""  # output-domain parser (bundled name or path); "" = warmup.parser, else target.parser
+
+    def __post_init__(self) -> None:
+        if self.lambda_structure < 0 or self.lambda_colour < 0:
+            raise ConfigError(f"consistency.lambda_structure / lambda_colour = {self.lambda_structure} / "
+                              f"{self.lambda_colour}: expected numbers >= 0")
+
+    @property
+    def enabled(self) -> bool:
+        return self.lambda_structure > 0 or self.lambda_colour > 0
+
+
+@dataclass
 class TrainStyleAnimeConfig:
     """Everything ``vidanime train`` needs; the resolved copy is saved in the run folder and every checkpoint.
 
@@ -92,6 +115,7 @@ class TrainStyleAnimeConfig:
     source: DomainDataConfig = field(default_factory=DomainDataConfig)
     loss: StyleAnimeLossConfig = field(default_factory=StyleAnimeLossConfig)
     warmup: LatentWarmupConfig = field(default_factory=LatentWarmupConfig)
+    consistency: ConsistencyConfig = field(default_factory=ConsistencyConfig)
     train: TrainOptions = field(default_factory=TrainOptions)
     run_dir: str = "runs"
 
@@ -251,6 +275,7 @@ class StyleAnimeTrainer:
         self.d2_optim = torch.optim.Adam(self.D2.parameters(), lr=t.d_lr, betas=t.betas)
         self.loss = StyleAnimeLoss(config.loss, config.model.label_set, self.device)
         self.warmup = self._build_warmup(config.warmup)
+        self.structure = self._build_structure(config.consistency)
         self.target_sampler = ShardedSampler(len(target), t.batch, self.dist.rank, self.dist.world, seed=t.seed)
         self.source_sampler = ShardedSampler(len(source), t.batch, self.dist.rank, self.dist.world, seed=t.seed + 1)
         self.step = 0
@@ -315,6 +340,19 @@ class StyleAnimeTrainer:
                     wcfg.iterations, wcfg.weight, name)
         return LatentWarmup(wcfg, self.model, parser).to(self.device)
 
+    def _build_structure(self, ccfg: ConsistencyConfig) -> StructureLoss | None:
+        """The structure term of the translation consistency, or None when it is off."""
+        if ccfg.lambda_structure <= 0:
+            return None
+        name = ccfg.parser or self.config.warmup.parser or self.config.target.parser
+        if not name:
+            raise ConfigError("consistency.lambda_structure needs an output-domain parser: set consistency.parser "
+                              "(e.g. parser-anime)")
+        from ..registry import load_model
+
+        parser = load_model(name, device=self.device, format="vidanime.parser")
+        return StructureLoss(parser, self.config.model.label_set, self.device)
+
     # -- helpers ---------------------------------------------------------------------------------------------------
     def _autocast(self) -> Any:
         return torch.autocast("cuda", dtype=torch.bfloat16) if self.use_amp else nullcontext()
@@ -375,8 +413,10 @@ class StyleAnimeTrainer:
         r1 = r1_penalty(self.D2(y_r).float(), y_r)  # unwrapped: gradients are averaged by hand (see train_step)
         return lam.r1_gamma / 2 * r1 * lam.r1_every, r1.item()
 
-    def e_loss(self, y: torch.Tensor, yp: torch.Tensor, fwd: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        """Eq. 10 for the encoders (D1/D2 used without DDP: their weights are not updated here)."""
+    def e_loss(self, y: torch.Tensor, yp: torch.Tensor, fwd: Mapping[str, torch.Tensor], x: torch.Tensor | None = None,
+               xp: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """Eq. 10 for the encoders (D1/D2 used without DDP: their weights are not updated here), plus the translation
+        consistency on the source batch (x, xp) when ``consistency`` is on."""
         lam = self.config.loss
         with self._autocast():
             d1_src = self.D1(fwd["w_x"]) if lam.lambda_da > 0 else None
@@ -384,6 +424,17 @@ class StyleAnimeTrainer:
             d2_tr = self.D2(fwd["x_hat"]) if lam.lambda_adv > 0 else None
         total, parts = self.loss(y, fwd["y_hat"], yp, d1_src, d2_rec, d2_tr)
         out = {k: v.item() for k, v in parts.items()}
+        c = self.config.consistency
+        if c.enabled and x is not None and xp is not None:
+            x_hat = fwd["x_hat"].float()
+            if self.structure is not None:
+                st = self.structure(x_hat, xp).mean()
+                total = total + c.lambda_structure * st
+                out["tc_structure"] = st.item()
+            if c.lambda_colour > 0:
+                col, _ = self.loss.color(x_hat, x, xp)
+                total = total + c.lambda_colour * col
+                out["tc_colour"] = col.item()
         out["loss"] = total.item()
         return total, out
 
@@ -449,7 +500,7 @@ class StyleAnimeTrainer:
             _requires_grad(self.D1, False)
             _requires_grad(self.D2, False)
 
-        e_loss, m = self.e_loss(y, yp, fwd)
+        e_loss, m = self.e_loss(y, yp, fwd, x, xp)
         if self.warmup is not None and self.config.warmup.weight > 0:
             wu, wm = self.warmup_loss()
             e_loss = e_loss + self.config.warmup.weight * wu
