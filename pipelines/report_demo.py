@@ -126,7 +126,8 @@ def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, 
 
     from pipelines.translate import DEFAULT_MODELS
     from vidanime.metrics.domain import DomainClassifier
-    from vidanime.metrics.structure import structure_kept
+    from vidanime.metrics.color import colour_specificity
+    from vidanime.metrics.structure import layout_kept, structure_kept
     from vidanime.models.face_translator import StyleAnimeFaceTranslator
     from vidanime.checkpoint import read_torch_file
     from vidanime.models.styleanime import FORMAT, load_styleanime, styleanime_from_checkpoint
@@ -159,11 +160,16 @@ def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, 
     base = average_face(model)
     base_lab = parse(anime_parser, base[None])[0]
 
-    res: dict[str, Any] = {"model": str(model_path or ckpt_name), "portraits": len(ids), "alpha": alpha,
+    effective_alpha = alpha if alpha is not None else model.inference.get("alpha")
+    res: dict[str, Any] = {"model": str(model_path or ckpt_name), "portraits": len(ids), "alpha": effective_alpha,
                            "refine": refine, "seconds_per_face": seconds_per_face, "threads": torch.get_num_threads(),
                            "training_parser": str(teacher_name)}
     res["structure_miou"] = structure_kept(zip(gt, out_lab)).miou
     res["structure_miou_baseline"] = structure_kept((g, base_lab) for g in gt).miou
+    # Parser-free checks: layout (grey-thumbnail correlation, own output minus the others) and how specific each
+    # output's hair colour is to its own input (Lab distance to own / to others; 1 = the input is ignored).
+    res["layout_kept"] = layout_kept(list(images), list(outputs))
+    res["hair_colour_specificity"] = colour_specificity(images, gt, outputs, out_lab, "hair")
     res["colour_emd"] = _mean_colour(images, gt, outputs, out_lab)
     res["colour_emd_baseline"] = _mean_colour(images, gt, [base] * len(images), [base_lab] * len(images))
 
@@ -224,6 +230,13 @@ def to_markdown(r: dict[str, Any]) -> str:
         f"| P(anime) of the output (inputs {p['inputs']:.2f}, held-out anime faces {p['heldout_anime']:.2f}) "
         f"| {p['outputs']:.2f} | {p['baseline']:.2f} |",
     ]
+    if "layout_kept" in r:
+        lines += [
+            f"| layout kept, no parser: 16x16 grey-thumbnail correlation, own output minus others (0 = same face for "
+            f"all) | {r['layout_kept']:.3f} | 0 |",
+            f"| hair colour specificity: Lab distance to own input / to other inputs (1 = input ignored, lower is "
+            f"better) | {r['hair_colour_specificity']:.2f} | 1 |",
+        ]
     rec = r["recon_anime"]
     lines.append("")
     lpips = f"LPIPS {rec['lpips']:.3f}" if rec.get("lpips") is not None else "LPIPS not measured (no ImageNet AlexNet file)"
@@ -236,7 +249,8 @@ def to_markdown(r: dict[str, Any]) -> str:
 @click.command()
 @click.option("--limit", default=0, show_default=True, help="Only the first N held-out portraits (0 = all 90).")
 @click.option("--anime-count", default=200, show_default=True, help="Held-out anime faces for the reconstruction.")
-@click.option("--alpha", default=None, type=click.FloatRange(0, 1), help="FaceBank blend (default: off).")
+@click.option("--alpha", default=None, type=click.FloatRange(0, 1),
+              help="FaceBank blend (default: the checkpoint's saved default, else off; 1 = off).")
 @click.option("--lpips-backbone", default=None, type=click.Path(),
               help="torchvision ImageNet AlexNet weights: adds the reconstruction LPIPS (none can be downloaded here).")
 @click.option("--json", "json_out", default=None, type=click.Path(), help="Also write the numbers as JSON here.")

@@ -23,7 +23,8 @@ import numpy as np
 from .. import labels as L
 from ..errors import VidanimeError
 
-__all__ = ["REGIONS", "region_histogram", "histogram_distance", "color_distance"]
+__all__ = ["REGIONS", "region_histogram", "histogram_distance", "color_distance", "region_mean_lab",
+           "colour_specificity"]
 
 # Region name → class names (looked up by name in each map's own label set).
 REGIONS: dict[str, tuple[str, ...]] = {"hair": ("hair",), "skin": ("skin",), "eyes": ("l_eye", "r_eye")}
@@ -91,3 +92,35 @@ def color_distance(
         h2 = region_histogram(out_image, out_labels, L.class_ids(out_label_set, *classes), bins, min_pixels)
         out[name] = math.nan if h1 is None or h2 is None else histogram_distance(h1, h2, distance)
     return out
+
+
+def region_mean_lab(image: np.ndarray, labels: np.ndarray, ids: Sequence[int], min_pixels: int = 16) -> np.ndarray | None:
+    """Mean CIE Lab colour (3,) of the pixels of ``image`` (H, W, 3) uint8 RGB whose label is in ``ids``; None if
+    fewer than ``min_pixels`` (OpenCV's 8-bit Lab scaled back to L in [0, 100], a/b in [-128, 127])."""
+    import cv2
+
+    mask = np.isin(np.asarray(labels), list(ids))
+    if int(mask.sum()) < min_pixels:
+        return None
+    lab = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2LAB).astype(np.float64)[mask]
+    return np.array([lab[:, 0].mean() * 100 / 255, lab[:, 1].mean() - 128, lab[:, 2].mean() - 128])
+
+
+def colour_specificity(src_images: Sequence[np.ndarray], src_labels: Sequence[np.ndarray],
+                       out_images: Sequence[np.ndarray], out_labels: Sequence[np.ndarray], region: str = "hair",
+                       src_label_set: str = "bisenet", out_label_set: str = "bisenet") -> float:
+    """How much an output's region colour depends on its own input: mean Lab distance input → own output over mean
+    Lab distance input → the other outputs (pairs where the region is missing are left out).  1.0 means the outputs
+    ignore the input's colour (as likely from any other input), 0 means each output has exactly its input's colour."""
+    classes = REGIONS[region]
+    a = [region_mean_lab(i, l, L.class_ids(src_label_set, *classes)) for i, l in zip(src_images, src_labels)]
+    b = [region_mean_lab(i, l, L.class_ids(out_label_set, *classes)) for i, l in zip(out_images, out_labels)]
+    own, other = [], []
+    for i, ai in enumerate(a):
+        for j, bj in enumerate(b):
+            if ai is None or bj is None:
+                continue
+            (own if i == j else other).append(float(np.linalg.norm(ai - bj)))
+    if not own or not other:
+        return math.nan
+    return float(np.mean(own) / max(np.mean(other), 1e-9))

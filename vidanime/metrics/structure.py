@@ -8,14 +8,14 @@ map is resized (nearest) to the source's size when they differ.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 
 from .. import labels as L
 from .segmentation import ConfusionMeter, SegmentationScores
 
-__all__ = ["COMMON_LABEL_SET", "to_common", "StructureMeter", "structure_kept"]
+__all__ = ["COMMON_LABEL_SET", "to_common", "StructureMeter", "structure_kept", "layout_kept"]
 
 COMMON_LABEL_SET = "danbooru"
 
@@ -51,3 +51,25 @@ def structure_kept(pairs: Iterable[tuple[np.ndarray, np.ndarray]], src_set: str 
     for src, out in pairs:
         meter.update(src, src_set, out, out_set)
     return meter.scores()
+
+
+def layout_kept(inputs: Sequence[np.ndarray], outputs: Sequence[np.ndarray], thumb: int = 16) -> float:
+    """Parser-free layout measure: correlation of ``thumb``² grey thumbnails of each input with its own output, minus
+    the mean correlation with the other inputs' outputs.  0 = outputs no more like their own input than any other
+    (e.g. the same face for every input); images are (H, W, 3) uint8 RGB of any size."""
+    import cv2
+
+    if len(inputs) != len(outputs) or len(inputs) < 2:
+        raise ValueError(f"layout_kept needs as many outputs as inputs, at least 2 (got {len(inputs)}, {len(outputs)})")
+
+    def thumbs(images: Sequence[np.ndarray]) -> np.ndarray:
+        t = np.stack([cv2.resize(cv2.cvtColor(np.ascontiguousarray(im), cv2.COLOR_RGB2GRAY), (thumb, thumb),
+                                 interpolation=cv2.INTER_AREA).astype(np.float64).ravel() for im in images])
+        t -= t.mean(1, keepdims=True)
+        return t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-9)
+
+    c = thumbs(inputs) @ thumbs(outputs).T  # (N, N) Pearson correlations
+    n = len(inputs)
+    own = float(np.trace(c)) / n
+    other = float((c.sum() - np.trace(c)) / (n * (n - 1)))
+    return own - other
