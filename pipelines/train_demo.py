@@ -160,8 +160,8 @@ def copy_provenance(root: Path, dest: Path) -> list[Path]:
 @click.command()
 @click.option("--stages", default=",".join(STAGES), show_default=True, help="Comma-separated stages to run.")
 @click.option("--root", default=None,
-              help="Runs root for the resumable run folders (never in git) [default: ~/.cache/vidanime/runs/train-demo, "
-                   "or $VIDANIME_RUNS/train-demo].")
+              help="Runs root for the resumable run folders (never in git) "
+                   "[default: ~/.cache/vidanime/runs/train-demo, or $VIDANIME_RUNS/train-demo].")
 @click.option("--lpips-backbone", default="random", show_default=True,
               help="ImageNet AlexNet weights for the LPIPS loss; 'random' (no download possible here) is logged loudly.")
 def main(stages: str, root: str | None, lpips_backbone: str) -> None:

@@ -39,8 +39,8 @@ def cli() -> None:
                    "images of another size.")
 @click.option("--refine", default=None, type=click.IntRange(min=0), metavar="N",
               help="Test-time refinement: N Adam steps on each W+ code towards IN's layout and hair/skin/eye colours "
-                   "(an addition to the paper; a few seconds per face on CPU) [default: the checkpoint's measured default, "
-                   "see README; 0 = off].")
+                   "(an addition to the paper; a few seconds per face on CPU) [default: the checkpoint's measured "
+                   "default, see README; 0 = off].")
 @click.option("--refine-parser", default=None, metavar="NAME|PATH",
               help="Output-domain parser of --refine [default: parser-anime for p2a, parser-portrait for a2p].")
 @click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")

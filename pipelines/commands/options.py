@@ -5,8 +5,8 @@ from typing import Callable
 
 import click
 
-__all__ = ["MODEL_OPTIONS", "REFINE_OPTIONS", "RENDER_OPTIONS", "DETECTOR_OPTIONS", "checkpoint_option", "parser_option",
-           "direction_option", "finetune_option"]
+__all__ = ["MODEL_OPTIONS", "REFINE_OPTIONS", "RENDER_OPTIONS", "DETECTOR_OPTIONS", "checkpoint_option",
+           "parser_option", "direction_option", "finetune_option"]
 
 DETECTORS = ["mtcnn", "retinaface", "yunet", "animecascade", "animeparser"]
 

@@ -94,7 +94,8 @@ def color_distance(
     return out
 
 
-def region_mean_lab(image: np.ndarray, labels: np.ndarray, ids: Sequence[int], min_pixels: int = 16) -> np.ndarray | None:
+def region_mean_lab(image: np.ndarray, labels: np.ndarray, ids: Sequence[int],
+                    min_pixels: int = 16) -> np.ndarray | None:
     """Mean CIE Lab colour (3,) of the pixels of ``image`` (H, W, 3) uint8 RGB whose label is in ``ids``; None if
     fewer than ``min_pixels`` (OpenCV's 8-bit Lab scaled back to L in [0, 100], a/b in [-128, 127])."""
     import cv2

@@ -139,7 +139,8 @@ class StyleAnimeFaceTranslator:
                                 ">= 0 steps, a keyframe interval >= 1 and an easing >= 1 frame")
         if refine > 0 and refiner is None:
             raise VidanimeError(f"refine={refine} needs a refiner (an output-domain parser)")
-        self.refiner, self.refine, self.refine_every, self.refine_ease = refiner, int(refine), int(refine_every), float(refine_ease)
+        self.refiner, self.refine = refiner, int(refine)
+        self.refine_every, self.refine_ease = int(refine_every), float(refine_ease)
         self._frames: dict[int, int] = {}  # frames seen per track
         self._delta_key: dict[int, torch.Tensor] = {}  # newest keyframe correction per track
         self._delta: dict[int, torch.Tensor] = {}  # correction applied to the last frame per track

@@ -63,7 +63,7 @@ class RefineConfig:
 
 
 def group_matrix(label_set: str) -> torch.Tensor:
-    """(G, C) 0/1 matrix summing ``label_set``'s C classes into the :data:`STRUCTURE_GROUPS`; every class in one group."""
+    """(G, C) 0/1 matrix summing ``label_set``'s C classes into the :data:`STRUCTURE_GROUPS` (each class in one)."""
     names = L.class_names(label_set)
     m = torch.zeros(len(STRUCTURE_GROUPS), len(names))
     for g, members in enumerate(STRUCTURE_GROUPS.values()):
@@ -78,7 +78,7 @@ def group_matrix(label_set: str) -> torch.Tensor:
 
 @torch.no_grad()
 def w_spread(generator: torch.nn.Module, n: int = 4096, seed: int = 4321) -> torch.Tensor:
-    """Per-dimension standard deviation (D,) of W = mapping(z), from ``n`` seeded samples (a scale for code distances)."""
+    """Per-dimension standard deviation (D,) of W = mapping(z) from ``n`` seeded samples (scale of code distances)."""
     ref = next(generator.parameters())
     z = torch.randn(n, generator.style_dim, generator=torch.Generator().manual_seed(seed)).to(ref)
     return generator.style(z).std(0).clamp_min(1e-4)

@@ -79,9 +79,10 @@ class TrainOptions:
 class ConsistencyConfig:
     """Translation consistency on the source batch (an addition to the paper, the training-time form of
     ``--refine``): the translation x̂ = G(E(x)) of each source image should keep x's layout — cross-entropy of an
-    output-domain parser's grouped probabilities on x̂ against x's parsing (:class:`~vidanime.train.refine.StructureLoss`)
-    — and its hair / skin / eye colours (L_cp of Eq. 4–5 applied to x̂ against x, where the paper applies it only to
-    the target reconstruction).  Off by default (the paper's training)."""
+    output-domain parser's grouped probabilities on x̂ against x's parsing
+    (:class:`~vidanime.train.refine.StructureLoss`) — and its hair / skin / eye colours (L_cp of Eq. 4–5 applied to
+    x̂ against x, where the paper applies it only to the target reconstruction).  Off by default (the paper's
+    training)."""
 
     lambda_structure: float = 0.0
     lambda_colour: float = 0.0

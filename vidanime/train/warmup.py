@@ -54,7 +54,8 @@ class LatentWarmupConfig:
             raise ConfigError(f"warmup.mix_prob = {self.mix_prob}: expected a number in [0, 1]")
         lo, hi = (float(v) for v in self.truncation)
         if not 0.0 <= lo <= hi <= 1.5:
-            raise ConfigError(f"warmup.truncation = {list(self.truncation)}: expected [low, high] with 0 <= low <= high <= 1.5")
+            raise ConfigError(f"warmup.truncation = {list(self.truncation)}: expected [low, high] with "
+                              "0 <= low <= high <= 1.5")
         self.truncation = (lo, hi)
 
     @property
@@ -126,7 +127,7 @@ class LatentWarmup:
         return L.remap(probs.argmax(1), self.parser.config.label_set, self.model.config.label_set)
 
     def loss(self, w_hat: torch.Tensor, batch: SyntheticBatch) -> tuple[torch.Tensor, dict[str, float]]:
-        """λ_latent · mean(((ŵ − w) / σ_W)²) + λ_image · mean((G(ŵ) − G(w))²); → (total, {wu_latent, wu_image})."""
+        """λ_latent · mean(((ŵ − w) / σ_W)²) + λ_image · mean((G(ŵ) − G(w))²) → (total, {wu_latent, wu_image})."""
         c = self.config
         lat = ((w_hat - batch.w) / self.w_std).pow(2).mean()
         img = (self.model.decode(w_hat) - batch.image).pow(2).mean() if c.lambda_image > 0 else lat.new_zeros(())
