@@ -44,6 +44,9 @@ REPO = Path(__file__).resolve().parents[1]
 STAGES = ("gan", "parser", "parser_danet", "anime_parser", "facebank", "encoders", "interp", "export")
 IFNET_STEPS = (1000, 2000)  # the config's run, then its continuation
 
+# Test-time defaults written into the exported model, chosen from `python -m pipelines.report_demo` (README, "Keeping
+# the person"): FaceBank alpha (None = off) and k, and the still-image --refine steps.
+INFERENCE = {"styleanime-p2a": {"alpha": None, "k": 10, "refine": 0}}
 PROVENANCE = REPO / "training"  # tracked: each run's config.yaml, metrics.jsonl and last sample grid, nothing else
 # Registry name -> (glob of the exported checkpoint under the runs root, format, description)
 EXPORTS = {
@@ -126,6 +129,7 @@ def export(root: Path) -> list[str]:
                     sec["parser"] = _bundled_parser_name(sec["parser"])
             fb = FaceBank.load(bank)
             fb = FaceBank(fb.codes.to(torch.float16), dataclasses.replace(fb.config, dtype="float16"))
+            extras["inference"] = dict(INFERENCE[name])
             save_styleanime(dst, load_styleanime(src), facebank=fb, dtype="float16", **extras)
         else:
             shutil.copyfile(src, dst)

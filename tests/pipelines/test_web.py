@@ -164,6 +164,10 @@ def test_translate_image_matches_the_image_pipeline(config, models, assets, tmp_
     other = sorted((assets / "faces" / "images").glob("*.jpg"))[1]
     styled = translate_image(face, config, reference=other)
     assert np.abs(np.array(Image.open(styled.output)).astype(int) - got).mean() > 0.5
+    # test-time refinement (the bundled anime parser judges the layout): other pixels, said in the message
+    refined = translate_image(face, config, refine=3)
+    assert "Refined for 3 steps" in refined.message
+    assert np.abs(np.array(Image.open(refined.output)).astype(int) - got).mean() > 0.5
     with pytest.raises(CheckpointError, match="start the server with --checkpoint"):
         translate_image(face, WebConfig(workdir=config.workdir, checkpoint=str(tmp_path / "missing.pt")))
 
