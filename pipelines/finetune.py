@@ -111,14 +111,18 @@ class FinetunePipeline:
 
     # ---------------------------------------------------------------------------------------------------- loading
     @staticmethod
-    def _load_model(path: Path, device: Any) -> tuple[Any, dict | None]:
-        """(StyleAnime, the training config recorded with it or None): our checkpoint, or an official .pt."""
+    def _load_model(path: Path, device: Any) -> tuple[Any, dict | None, tuple[Any, Any] | None]:
+        """(StyleAnime, the training config recorded with it or None, its frozen D1/D2 or None): our checkpoint, or
+        an official .pt."""
         from vidanime.checkpoint import read_torch_file
         from vidanime.models.styleanime import FORMAT, load_styleanime, styleanime_from_checkpoint
+        from vidanime.train.styleanime import discriminators_from_checkpoint
 
         data = read_torch_file(path)
+        discs = None
         if isinstance(data, dict) and data.get("format") == FORMAT:
             model, train_config = styleanime_from_checkpoint(data), data.get("train_config")
+            discs = discriminators_from_checkpoint(data, model, source=str(path))
         else:
             model, train_config = load_styleanime(path), None
         del data
@@ -126,7 +130,7 @@ class FinetunePipeline:
             run = RunDir.of_checkpoint(path)
             if run is not None:
                 train_config = run.read_config()
-        return model.to(device), train_config
+        return model.to(device), train_config, discs
 
     # --------------------------------------------------------------------------------------------------------- run
     def __call__(self, run_dir: str | os.PathLike, resume: bool = False, detector: Any = None) -> FinetuneResult:
@@ -164,7 +168,7 @@ class FinetunePipeline:
 
         t = cfg.train
         device = resolve_device(t.device)
-        model, train_config = self._load_model(ckpt_path, device)
+        model, train_config, discs = self._load_model(ckpt_path, device)
         use_base = cfg.base.enabled and t.lambda_base > 0
         if use_base:  # before the face pass: a missing dataset fails fast
             data_cfg, loss_cfg = base_data_config(train_config, cfg.base, model.config.label_set,
@@ -191,8 +195,11 @@ class FinetunePipeline:
         out.mkdir(parents=True, exist_ok=True)  # only now: a clip without faces leaves no half-made run folder
         run.write_config(cfg)
         extras = {"train_config": train_config} if train_config is not None else {}
+        if use_base and discs is None:
+            logger.info("%s holds no discriminators: L_base without its adversarial terms (L_da^E, L_adv^E)",
+                        ckpt_path.name)
         trainer = ClipFinetuner(cfg, model, triplets, interp=m, base=base, base_loss=base_loss, device=device,
-                                extras=extras)
+                                extras=extras, discriminators=discs if use_base else None)
         subset = _eval_subset(len(triplets), self.eval_triplets)
         before = None
         if state is not None:

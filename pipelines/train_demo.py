@@ -13,7 +13,8 @@ so a long run continues in a later sitting on the same machine with ``--resume a
 4. ``facebank``  FaceBank of the generator's W codes
 5. ``encoders``  StyleAnime E_p/E_s (configs/demo_styleanime_p2a.yaml) on the frozen generator: the latent-supervised
                  warm-up on the generator's own samples (labelled by the anime parser of stage 3), then the paper's
-                 five losses beside it; the anime faces are parsed by the portrait parser (no labelled anime set ships)
+                 five losses with the warm-up and the translation-consistency terms beside them (both additions to
+                 the paper); the anime faces are parsed by the portrait parser (no labelled anime set ships)
 6. ``interp``    the IFNet interpolator for the fine-tune's L_fic (configs/demo_interp_ifnet.yaml) on frame triplets
                  of the shipped clips: the config's 1,000 steps (starting at the averaging baseline), then continued
                  to 2,000 (``--resume auto --steps 2000``, a second cosine schedule), as the bundled model was made
@@ -123,7 +124,7 @@ def export(root: Path) -> list[str]:
             # The recorded training config names the parsers (anime faces' labels, warm-up renders' labels) by their
             # bundled names, not by paths under the runs root, so the fine-tune's L_base finds them on any machine.
             tcfg = extras.get("train_config") or {}
-            for section in ("target", "warmup"):
+            for section in ("target", "warmup", "consistency"):
                 sec = tcfg.get(section) or {}
                 if sec.get("parser"):
                     sec["parser"] = _bundled_parser_name(sec["parser"])
@@ -213,6 +214,7 @@ def main(stages: str, root: str | None, lpips_backbone: str) -> None:
                                        "anime_parser)")
         _vidanime("train", "--config", "configs/demo_styleanime_p2a.yaml", "--generator", str(generator),
                   "--set", f"target.parser={parser}", "--set", f"warmup.parser={anime_parser}",
+                  "--set", f"consistency.parser={anime_parser}",
                   "--set", f"run_dir={rootp}",
                   "--lpips-backbone", lpips_backbone, *_resume(rootp, "styleanime_demo"))
     if "interp" in wanted:

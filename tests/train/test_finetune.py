@@ -124,3 +124,40 @@ def test_base_data_config_sources_and_errors(tmp_path):
     data, loss = base_data_config(tc, BaseLossConfig(data=str(tmp_path), loss={"lpips_backbone": "random"}), "bisenet")
     assert data.root == str(tmp_path) and data.mask_labels == "celebamask" and data.limit == 5
     assert loss.lambda_rec == 3.0 and loss.lpips_backbone == "random"
+
+
+def test_lbase_uses_the_saved_discriminators_and_the_clips_colours(assets, tmp_path):
+    """An exported StyleAnime carries D1/D2; the fine-tune's L_base then holds all of Eq. 10 with the clip as the
+    source domain (L_da^E on the clip's codes, L_adv^E on reconstruction + clip translations) plus L_cp of each clip
+    translation against its frame; the discriminators stay frozen."""
+    from vidanime.checkpoint import read_torch_file
+    from vidanime.data.domains import DomainDataset
+    from vidanime.losses.styleanime import StyleAnimeLoss
+    from vidanime.models.styleanime import styleanime_from_checkpoint
+    from vidanime.train.run_dir import RunDir
+    from vidanime.train.styleanime import StyleAnimeTrainer, TrainStyleAnimeConfig, discriminators_from_checkpoint
+
+    faces = str(assets / "faces")
+    cfg = load_config(REPO / "configs" / "styleanime_train_tiny.yaml", TrainStyleAnimeConfig,
+                      overrides={"target.root": faces, "source.root": faces, "target.limit": 4, "source.limit": 4,
+                                 "train.batch": 2, "loss.lambda_lpips": 0.0})
+    tr = StyleAnimeTrainer(cfg, DomainDataset(cfg.target, "bisenet", 32), DomainDataset(cfg.source, "bisenet", 32),
+                           device="cpu")
+    tr.train(RunDir.create(tmp_path, "t", cfg), iterations=1)
+    data = read_torch_file(RunDir.open(next(tmp_path.iterdir())).latest_checkpoint("styleanime"))
+    model = styleanime_from_checkpoint(data)
+    d1, d2 = discriminators_from_checkpoint(data, model)
+    assert torch.equal(d1.mlp[0].weight, tr.D1.mlp[0].weight) and not d2.final_linear[1].weight.requires_grad
+    assert discriminators_from_checkpoint({"format": "vidanime.styleanime"}, model) is None
+
+    ft_cfg = FinetuneConfig(train=FinetuneOptions(batch=2, base_batch=2, device="cpu", progress=False))
+    ft = ClipFinetuner(ft_cfg, model, _synthetic_triplets(), interp=lambda a, b, t: (a + b) / 2,
+                       base=DomainDataset(cfg.target, "bisenet", 32), base_loss=StyleAnimeLoss(cfg.loss, "bisenet"),
+                       discriminators=(d1, d2))
+    d2_before = d2.final_linear[1].weight.clone()
+    m = ft.train_step()
+    lam = cfg.loss
+    want = (lam.lambda_rec * m["base_rec"] + lam.lambda_cp * m["base_cp"] + lam.lambda_da * m["base_da"]
+            + lam.lambda_adv * m["base_adv"] + lam.lambda_cp * m["base_clip_cp"])
+    assert m["base"] == pytest.approx(want, rel=1e-5) and m["base_da"] > 0 and m["base_adv"] > 0
+    assert torch.equal(d2_before, d2.final_linear[1].weight)

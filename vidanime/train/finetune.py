@@ -11,9 +11,11 @@
 * Losses: L_lcsc (Eq. 15) = ‖(w[i+1] + w[i−1]) / 2 − w[i]‖₂ per W+ code, averaged over codes and triplets (the
   :func:`~vidanime.metrics.temporal.latent_roughness` of the triplet); L_fic (Eq. 16) = mean squared error between
   M(x̂[i−1], x̂[i+1]) and x̂[i] (images in [−1, 1], M a frozen differentiable interpolator from :mod:`interp`);
-  L_base = Eq. 10's self-supervised terms (λ1 L_rec + λ2 L_lpips + λ3 L_cp) on target-domain images of the checkpoint's
-  training set.  Eq. 10's L_da^E and L_adv^E need the discriminators D1/D2, which an exported checkpoint does not hold;
-  they are left out here.
+  L_base = Eq. 10 with the clip as the source domain: the self-supervised terms (λ1 L_rec + λ2 L_lpips + λ3 L_cp) on
+  target-domain images of the checkpoint's training set, and — with the frozen D1/D2 saved in the checkpoint —
+  λ4 L_da^E on the clip's codes, λ5 L_adv^E on the reconstructions and the clip's translations, and λ3 L_cp of each
+  translation against its own frame (so the fine-tune keeps that person's colours).  Checkpoints without
+  discriminators (older exports, official files) get the self-supervised terms only.
 * :class:`ClipFinetuner` — Adam (lr 1e-4) on the encoders only; G stays frozen, encoder BatchNorm statistics stay fixed
   (``freeze_bn``, small correlated batches).  Run folder with metrics JSONL and resumable training checkpoints
   (bit-exact on CPU: weights, optimizer, step, samplers, RNG).
@@ -324,7 +326,7 @@ class ClipFinetuner:
 
     def __init__(self, config: FinetuneConfig, model: Any, triplets: ClipTriplets, interp: Any = None,
                  base: Any = None, base_loss: Any = None, device: torch.device | str = "cpu",
-                 extras: Mapping[str, Any] | None = None):
+                 extras: Mapping[str, Any] | None = None, discriminators: tuple[Any, Any] | None = None):
         from ..data.domains import ShardedSampler
 
         t = config.train
@@ -344,6 +346,8 @@ class ClipFinetuner:
         self.model.encoder.requires_grad_(True)
         self.triplets, self.interp, self.base, self.base_loss = triplets, interp, base, base_loss
         self.extras = dict(extras or {})
+        # Frozen D1/D2 saved with the model: Eq. 10's L_da^E and L_adv^E in L_base, with the clip as the source domain
+        self.d1, self.d2 = (d.to(self.device) for d in discriminators) if discriminators else (None, None)
         self.optim = torch.optim.Adam(self.model.encoder.parameters(), lr=t.lr, betas=t.betas)
         self.rng = torch.Generator().manual_seed(t.seed)
         self.base_sampler = ShardedSampler(len(base), t.base_batch, seed=t.seed) if base is not None else None
@@ -359,34 +363,54 @@ class ClipFinetuner:
                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                     m.eval()
 
-    def video_losses(self, x: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
-        """L_lcsc and (λ7 > 0) L_fic of triplet batches from :meth:`ClipTriplets.batch` (graph kept)."""
+    def video_losses(self, x: torch.Tensor, labels: torch.Tensor,
+                     decode: bool = False) -> dict[str, torch.Tensor]:
+        """L_lcsc and (λ7 > 0) L_fic of triplet batches from :meth:`ClipTriplets.batch` (graph kept); the codes
+        ``w`` (3B, L, D) and, when decoded (λ7 > 0 or ``decode``), the translations ``img`` come along."""
         w = self.model.encode(x.to(self.device), labels.to(self.device))  # (3B, L, D)
         b = w.shape[0] // 3
-        out = {"lcsc": lcsc_loss(w.view(b, 3, *w.shape[1:]))}
-        if self.config.train.lambda_fic > 0:
+        out = {"lcsc": lcsc_loss(w.view(b, 3, *w.shape[1:])), "w": w}
+        if self.config.train.lambda_fic > 0 or decode:
             img = self.model.decode(w)
-            out["fic"] = fic_loss(img.view(b, 3, *img.shape[1:]), self.interp)
+            out["img"] = img
+            if self.config.train.lambda_fic > 0:
+                out["fic"] = fic_loss(img.view(b, 3, *img.shape[1:]), self.interp)
         return out
 
     def train_step(self) -> dict[str, float]:
-        """One Adam step on the encoders; returns the unweighted terms and the total ``loss``."""
+        """One Adam step on the encoders; returns the unweighted terms and the total ``loss``.
+
+        L_base is Eq. 10 with the clip as the source domain: the self-supervised terms on target-domain images, and,
+        when D1/D2 came with the model, L_da^E on the clip's codes and L_adv^E on the reconstruction and the clip's
+        translations, plus L_cp of each translation against its own frame (the clip's colours)."""
         t = self.config.train
         which = torch.randint(len(self.triplets), (t.batch,), generator=self.rng).tolist()
         x, labels = self.triplets.batch(which)
+        x, labels = x.to(self.device), labels.to(self.device)
         self._train_mode()
-        parts = self.video_losses(x, labels)
+        use_base = self.base is not None and t.lambda_base > 0
+        parts = self.video_losses(x, labels, decode=use_base)
+        w, img = parts.pop("w"), parts.pop("img", None)
         total = t.lambda_lcsc * parts["lcsc"] + t.lambda_fic * parts.get("fic", 0.0)
         metrics = {k: v.item() for k, v in parts.items()}
-        if self.base is not None and t.lambda_base > 0:
+        if use_base:
+            lam = self.base_loss.config
             idx, flips = self.base_sampler.next()
             y, yp = self.base.batch(idx, flips)
             y, yp = y.to(self.device), yp.to(self.device)
             y_hat = self.model.decode(self.model.encode(y, yp))
-            l_base, base_parts = self.base_loss(y, y_hat, yp, None, None, None)
+            d1_src = self.d1(w) if self.d1 is not None and lam.lambda_da > 0 else None
+            with_adv = self.d2 is not None and img is not None and lam.lambda_adv > 0
+            d2_rec, d2_clip = (self.d2(y_hat), self.d2(img)) if with_adv else (None, None)
+            l_base, base_parts = self.base_loss(y, y_hat, yp, d1_src, d2_rec, d2_clip)
+            if img is not None and lam.lambda_cp > 0:  # the clip's own colours (hair, skin, eyes)
+                clip_cp, _ = self.base_loss.color(img, x, labels)
+                l_base = l_base + lam.lambda_cp * clip_cp
+                metrics["base_clip_cp"] = clip_cp.item()
             total = total + t.lambda_base * l_base
             metrics["base"] = l_base.item()
-            metrics.update({f"base_{k}": v.item() for k, v in base_parts.items() if k in ("rec", "lpips", "cp")})
+            keep = ("rec", "lpips", "cp") + (("da",) if d1_src is not None else ()) + (("adv",) if with_adv else ())
+            metrics.update({f"base_{k}": v.item() for k, v in base_parts.items() if k in keep})
         self.optim.zero_grad(set_to_none=True)
         total.backward()
         self.optim.step()
@@ -404,6 +428,8 @@ class ClipFinetuner:
         for i in range(0, len(which), batch):
             chunk = which[i : i + batch]
             for k, v in self.video_losses(*self.triplets.batch(chunk)).items():
+                if k in ("w", "img"):
+                    continue
                 sums[k] = sums.get(k, 0.0) + v.item() * len(chunk)
         self.model.train(was)
         return {k: v / max(len(which), 1) for k, v in sums.items()}

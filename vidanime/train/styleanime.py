@@ -47,7 +47,7 @@ logger = logging.getLogger(__name__)
 TRAIN_FORMAT = "vidanime.styleanime.train"
 
 __all__ = ["TRAIN_FORMAT", "TrainOptions", "TrainStyleAnimeConfig", "StyleAnimeTrainer", "DistInfo",
-           "setup_distributed", "resolve_device"]
+           "setup_distributed", "resolve_device", "ConsistencyConfig", "discriminators_from_checkpoint"]
 
 
 @dataclass
@@ -171,6 +171,24 @@ def resolve_device(device: str, dist_info: DistInfo | None = None) -> torch.devi
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", dist_info.local_rank if dist_info is not None else 0)
     return dev
+
+
+def discriminators_from_checkpoint(data: Mapping[str, Any], model: StyleAnime,
+                                   source: str = "checkpoint") -> tuple[LatentDiscriminator, Discriminator] | None:
+    """D1 and D2 saved with an exported StyleAnime (``discriminators`` in the checkpoint), frozen and in eval mode;
+    None when the file has none (checkpoints from before they were saved, official files)."""
+    from ..checkpoint import check_state_dict
+
+    disc = data.get("discriminators") if isinstance(data, Mapping) else None
+    if not disc:
+        return None
+    gcfg = model.config.generator
+    d1 = LatentDiscriminator(gcfg.n_latent, gcfg.style_dim, n_layers=int(disc.get("d1_layers", 4)))
+    d2 = Discriminator(gcfg)
+    d2.stddev_group = int(disc.get("mbstd_group", 4))
+    check_state_dict(d1, {k: v.float() for k, v in disc["d1"].items()}, source=f"{source} (D1)")
+    check_state_dict(d2, {k: v.float() for k, v in disc["d2"].items()}, source=f"{source} (D2)")
+    return d1.eval().requires_grad_(False), d2.eval().requires_grad_(False)
 
 
 def _requires_grad(module: torch.nn.Module, flag: bool) -> None:
@@ -588,6 +606,12 @@ class StyleAnimeTrainer:
         self._accum = {k: float(v) for k, v in (acc.get("sums") or {}).items()}
         self._accum_n = int(acc.get("count", 0))
 
+    def discriminator_state(self) -> dict[str, Any]:
+        """D1 and D2 as they stand, for the exported model (the per-clip fine-tune's L_base uses them, Eq. 10)."""
+        return {"d1": {k: v.detach().cpu() for k, v in self.D1.state_dict().items()},
+                "d2": {k: v.detach().cpu() for k, v in self.D2.state_dict().items()},
+                "d1_layers": self.config.loss.d1_layers, "mbstd_group": self.config.train.mbstd_group}
+
     def save(self, run: RunDir) -> tuple[Path, Path]:
         """Write the training checkpoint and the exported ``vidanime.styleanime`` model for the current step."""
         t = self.config.train
@@ -595,7 +619,7 @@ class StyleAnimeTrainer:
         train_path = run.save_checkpoint(self.step, kind="train", format=TRAIN_FORMAT, config=resolved,
                                          keep=t.keep_checkpoints, **self.state_dict())
         model_path = save_styleanime(run.checkpoint_path(self.step, kind="styleanime"), self.model, step=self.step,
-                                     train_config=resolved)
+                                     train_config=resolved, discriminators=self.discriminator_state())
         if t.keep_checkpoints:
             run.prune_checkpoints("styleanime", t.keep_checkpoints)
         return train_path, model_path
