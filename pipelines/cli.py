@@ -76,7 +76,11 @@ def run() -> None:
     from vidanime.errors import VidanimeError
 
     try:
-        main.main(standalone_mode=False)
+        # Without standalone mode click returns the code a command exits with (ctx.exit(1) in batch: some files
+        # failed) instead of raising: pass it on, or scripts see 0 for a failed batch.
+        rc = main.main(standalone_mode=False)
+        if isinstance(rc, int) and not isinstance(rc, bool) and rc != 0:
+            sys.exit(rc)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.ClickException as exc:

@@ -326,6 +326,15 @@ def test_cli_exit_status_and_summary(tmp_path, media, monkeypatch):
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 1, r.output
     assert "failed: bad.mp4:" in r.output and "batch: 1 done, 1 failed, 0 already done" in r.output
+    # through the console-script entry point too (it runs click without standalone mode): exit status 1
+    import sys
+
+    from pipelines.cli import run
+
+    monkeypatch.setattr(sys, "argv", ["vidanime", "batch", *args])
+    with pytest.raises(SystemExit) as exited:
+        run()
+    assert exited.value.code == 1
     (src / "bad.mp4").unlink()
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0 and "0 done, 0 failed, 1 already done" in r.output
