@@ -97,22 +97,55 @@ def _mean_colour(src: Sequence[np.ndarray], src_lab: Sequence[np.ndarray], out: 
     return res
 
 
-def _refined(translator: Any, refiner: Any, images: np.ndarray, chunk: int = 16) -> np.ndarray:
-    """Translations of ``images`` (N, 256, 256, 3) uint8 with test-time refinement, at 256 px like the translator's
-    crops: encoders → FaceBank (the translator's α) → ``refiner`` → G → bilinear resize."""
+def translate_portraits(translator: Any, images: np.ndarray, refiner: Any = None,
+                        chunk: int = 16) -> tuple[np.ndarray, float]:
+    """Translations (N, H, W, 3) uint8 of aligned portraits ``images`` (N, H, W, 3) at their size, and the seconds
+    per face: the translator's path (parser → encoders → FaceBank at its α → G → resize), with ``refiner``'s
+    test-time refinement on the codes when given."""
     import torch
     import torch.nn.functional as F
 
+    t0 = time.perf_counter()
     model, out = translator.model, []
     for i in range(0, len(images), chunk):
-        xm, lab, _ = translator.model_inputs(images[i : i + chunk], list(range(i, min(i + chunk, len(images)))))
+        ids = list(range(i, min(i + chunk, len(images))))
+        if refiner is None:
+            out.append(translator(images[i : i + chunk], ids).crops)
+            continue
+        xm, lab, _ = translator.model_inputs(images[i : i + chunk], ids)
         with torch.no_grad():
             w0 = model.aggregate(model.encode(xm, lab), translator.alpha, k=translator.k)
         w = refiner(w0, xm, lab)
         with torch.no_grad():
             y = F.interpolate(model.decode(w).float(), size=images.shape[1:3], mode="bilinear", align_corners=False)
         out.append(((y.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())
-    return np.concatenate(out)
+    return np.concatenate(out), (time.perf_counter() - t0) / max(len(images), 1)
+
+
+def portrait_scores(images: np.ndarray, labels: np.ndarray, outputs: np.ndarray, anime_parser: Any) -> dict[str, Any]:
+    """What a translation keeps of each portrait: structure (mIoU of the input's labels vs the anime parsing of the
+    output), parser-free layout (grey-thumbnail correlation, own output minus the others), hair colour specificity
+    (Lab distance to own input / to the other inputs; 1 = the input is ignored) and per-region colour EMD."""
+    from vidanime.metrics.color import colour_specificity
+    from vidanime.metrics.structure import layout_kept, structure_kept
+
+    out_lab = parse(anime_parser, outputs)
+    return {"structure_miou": structure_kept(zip(labels, out_lab)).miou,
+            "layout_kept": layout_kept(list(images), list(outputs)),
+            "hair_colour_specificity": colour_specificity(images, labels, outputs, out_lab, "hair"),
+            "colour_emd": _mean_colour(images, labels, outputs, out_lab)}
+
+
+def domain_classifier(held_out_ids: Sequence[str]) -> Any:
+    """Anime-vs-portrait classifier fitted on training-side data only: anime files 0..999 and 600 portraits that are
+    not held out."""
+    from vidanime.data.image_io import read_image_rgb
+    from vidanime.data.parsing import list_pairs
+    from vidanime.metrics.domain import DomainClassifier
+
+    held = set(held_out_ids)
+    train_portraits = [read_image_rgb(ip) for sid, ip, _ in list_pairs(ASSETS / "faces") if sid not in held][:600]
+    return DomainClassifier.fit(anime_images(ASSETS / "anime", 0, 1000, size=128), train_portraits)
 
 
 def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, device: str = "cpu",
@@ -125,9 +158,7 @@ def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, 
     from vidanime.train.refine import LatentRefiner, RefineConfig
 
     from pipelines.translate import DEFAULT_MODELS
-    from vidanime.metrics.domain import DomainClassifier
-    from vidanime.metrics.color import colour_specificity
-    from vidanime.metrics.structure import layout_kept, structure_kept
+    from vidanime.metrics.structure import structure_kept
     from vidanime.models.face_translator import StyleAnimeFaceTranslator
     from vidanime.checkpoint import read_torch_file
     from vidanime.models.styleanime import FORMAT, load_styleanime, styleanime_from_checkpoint
@@ -149,14 +180,8 @@ def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, 
 
     ids, images, gt = heldout_portraits(ASSETS / "faces", limit=limit)
     logger.info("translating %d held-out portraits%s", len(ids), f" ({refine} refinement steps)" if refine else "")
-    t0 = time.perf_counter()
-    if refine:
-        outputs = _refined(translator, LatentRefiner(model, anime_parser, RefineConfig(steps=refine)), images)
-    else:
-        outputs = np.concatenate([translator(images[i : i + 16], list(range(i, min(i + 16, len(images))))).crops
-                                  for i in range(0, len(images), 16)])
-    seconds_per_face = (time.perf_counter() - t0) / len(images)
-    out_lab = parse(anime_parser, outputs)
+    refiner = LatentRefiner(model, anime_parser, RefineConfig(steps=refine)) if refine else None
+    outputs, seconds_per_face = translate_portraits(translator, images, refiner)
     base = average_face(model)
     base_lab = parse(anime_parser, base[None])[0]
 
@@ -164,22 +189,10 @@ def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, 
     res: dict[str, Any] = {"model": str(model_path or ckpt_name), "portraits": len(ids), "alpha": effective_alpha,
                            "refine": refine, "seconds_per_face": seconds_per_face, "threads": torch.get_num_threads(),
                            "training_parser": str(teacher_name)}
-    res["structure_miou"] = structure_kept(zip(gt, out_lab)).miou
+    res.update(portrait_scores(images, gt, outputs, anime_parser))
     res["structure_miou_baseline"] = structure_kept((g, base_lab) for g in gt).miou
-    # Parser-free checks: layout (grey-thumbnail correlation, own output minus the others) and how specific each
-    # output's hair colour is to its own input (Lab distance to own / to others; 1 = the input is ignored).
-    res["layout_kept"] = layout_kept(list(images), list(outputs))
-    res["hair_colour_specificity"] = colour_specificity(images, gt, outputs, out_lab, "hair")
-    res["colour_emd"] = _mean_colour(images, gt, outputs, out_lab)
     res["colour_emd_baseline"] = _mean_colour(images, gt, [base] * len(images), [base_lab] * len(images))
-
-    # Domain classifier from training-side data only: anime files 0..999, portraits that are not held out.
-    from vidanime.data.image_io import read_image_rgb
-    from vidanime.data.parsing import list_pairs
-
-    held = set(ids)
-    train_portraits = [read_image_rgb(ip) for sid, ip, _ in list_pairs(ASSETS / "faces") if sid not in held][:600]
-    clf = DomainClassifier.fit(anime_images(ASSETS / "anime", 0, 1000, size=128), train_portraits)
+    clf = domain_classifier(ids)
     res["p_anime"] = {"inputs": float(clf.score(list(images)).mean()), "outputs": float(clf.score(list(outputs)).mean()),
                       "baseline": float(clf.score([base])[0]),
                       "heldout_anime": float(clf.score(anime_images(ASSETS / "anime", ANIME_HELDOUT_START, 200)).mean())}

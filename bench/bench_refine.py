@@ -1,0 +1,63 @@
+"""Test-time choices on held-out portraits: FaceBank α and ``--refine`` steps against seconds per face.
+
+Run: ``python -m bench.bench_refine [--model NAME|PATH] [--limit 32] [--refine 0,10,25,50] [--alpha none,0.75,0.5]``.
+For each setting it translates the held-out CelebAMask-HQ portraits (the split every demo model leaves out) and prints
+structure kept (mIoU of the input's labels vs the anime parsing of the output), the parser-free layout measure,
+hair colour specificity (1 = input ignored), hair / skin / eye colour EMD, P(anime) and seconds per face.  Needs
+../shared/assets.  The README's "Keeping the person" table and the checkpoint's saved defaults come from this.
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from bench.common import print_table
+
+
+def _floats(text: str) -> list[float | None]:
+    return [None if v.strip().lower() in ("none", "off") else float(v) for v in text.split(",") if v.strip()]
+
+
+def main(argv: list[str] | None = None) -> None:
+    from pipelines.report_demo import (ASSETS, domain_classifier, heldout_portraits, portrait_scores,
+                                       translate_portraits)
+    from pipelines.translate import DEFAULT_MODELS, OUTPUT_PARSERS
+    from vidanime.models.face_translator import StyleAnimeFaceTranslator
+    from vidanime.registry import load_model
+    from vidanime.train.refine import LatentRefiner, RefineConfig
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=DEFAULT_MODELS["p2a"][0], help="StyleAnime checkpoint (name or path)")
+    ap.add_argument("--limit", type=int, default=32, help="held-out portraits (0 = all 90)")
+    ap.add_argument("--refine", default="0,10,25,50", help="comma-separated refinement steps")
+    ap.add_argument("--alpha", default="1", help="comma-separated FaceBank alphas ('none' = the checkpoint's)")
+    ap.add_argument("--lr", type=float, default=RefineConfig.lr, help="refinement learning rate")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    model = load_model(args.model, format="vidanime.styleanime")
+    portrait_parser = load_model(DEFAULT_MODELS["p2a"][1], format="vidanime.parser")
+    anime_parser = load_model(OUTPUT_PARSERS["p2a"], format="vidanime.parser")
+    ids, images, labels = heldout_portraits(ASSETS / "faces", limit=args.limit)
+    clf = domain_classifier(ids)
+    rows = []
+    for alpha in _floats(args.alpha):
+        translator = StyleAnimeFaceTranslator(model, portrait_parser, alpha=alpha, parsing_smooth=0)
+        for steps in (int(v) for v in args.refine.split(",")):
+            refiner = LatentRefiner(model, anime_parser, RefineConfig(steps=steps, lr=args.lr)) if steps else None
+            outputs, secs = translate_portraits(translator, images, refiner)
+            r = portrait_scores(images, labels, outputs, anime_parser)
+            c = r["colour_emd"]
+            rows.append(["checkpoint's" if alpha is None else f"{alpha:g}", steps, secs, 100 * r["structure_miou"],
+                         r["layout_kept"], r["hair_colour_specificity"], c["hair"], c["skin"], c["eyes"],
+                         float(clf.score(list(outputs)).mean())])
+    print_table(rows, ["alpha", "refine steps", "s/face", "structure kept %", "layout kept", "hair specificity",
+                       "hair EMD", "skin EMD", "eyes EMD", "P(anime)"],
+                title=f"test-time choices: {args.model}, {len(ids)} held-out portraits")
+
+
+if __name__ == "__main__":
+    main()
