@@ -36,3 +36,18 @@ def _seed_and_threads():
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     yield
     torch.set_num_threads(min(2, os.cpu_count() or 1))  # undo a test's own set_num_threads: no leak to the next one
+
+
+@pytest.fixture(scope="module")
+def tiny_styleanime():
+    """A seeded random StyleAnime of configs/styleanime_tiny.yaml (32 px, 8 codes of 32 dims) in eval mode, with a
+    small random latent_avg: for pipeline and refinement tests that need a model, not a trained one."""
+    import torch
+
+    from vidanime.config import load_config
+    from vidanime.models.styleanime import StyleAnime, StyleAnimeConfig
+
+    torch.manual_seed(0)
+    m = StyleAnime(load_config(REPO / "configs" / "styleanime_tiny.yaml", StyleAnimeConfig)).eval()
+    m.set_latent_avg(torch.randn(32) * 0.1)
+    return m

@@ -12,20 +12,13 @@ from PIL import Image
 
 from pipelines.image_translate import ImageTranslatePipeline
 from vidanime import labels as label_sets
-from vidanime.config import load_config
 from vidanime.errors import MediaError, VidanimeError
 from vidanime.models.facebank import FaceBank
-from vidanime.models.styleanime import StyleAnime, StyleAnimeConfig, save_styleanime
-
-TINY = Path(__file__).resolve().parents[2] / "configs" / "styleanime_tiny.yaml"
-
+from vidanime.models.styleanime import StyleAnime, save_styleanime
 
 @pytest.fixture(scope="module")
-def model() -> StyleAnime:
-    torch.manual_seed(0)
-    m = StyleAnime(load_config(TINY, StyleAnimeConfig)).eval()
-    m.set_latent_avg(torch.randn(32) * 0.1)
-    return m
+def model(tiny_styleanime) -> StyleAnime:
+    return tiny_styleanime
 
 
 def _write_pair(folder: Path, name: str, seed: int, size: int = 32) -> tuple[Path, Path]:

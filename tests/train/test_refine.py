@@ -2,19 +2,15 @@
 a refinement that lowers its objective and moves the output's colours towards the input's."""
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 from vidanime import labels as L
-from vidanime.config import load_config
 from vidanime.errors import VidanimeError
-from vidanime.models.styleanime import StyleAnime, StyleAnimeConfig
+from vidanime.models.styleanime import StyleAnime
 from vidanime.train.refine import STRUCTURE_GROUPS, LatentRefiner, RefineConfig, group_matrix
-
-TINY = Path(__file__).resolve().parents[2] / "configs" / "styleanime_tiny.yaml"
 
 
 class LabelParser(torch.nn.Module):
@@ -44,11 +40,8 @@ class ConvParser(torch.nn.Module):
 
 
 @pytest.fixture(scope="module")
-def model() -> StyleAnime:
-    torch.manual_seed(0)
-    m = StyleAnime(load_config(TINY, StyleAnimeConfig)).eval()
-    m.set_latent_avg(torch.randn(32) * 0.1)
-    return m
+def model(tiny_styleanime) -> StyleAnime:
+    return tiny_styleanime
 
 
 def test_every_class_of_every_label_set_is_in_exactly_one_group():
