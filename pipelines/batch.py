@@ -179,18 +179,9 @@ def plan_outputs(in_dir: str | os.PathLike, out_dir: str | os.PathLike, inputs: 
 def _remove_stale_partials(tasks: Iterable[BatchTask]) -> int:
     """Delete temporary outputs (``.<stem>.*.partial.<ext>``, see :func:`vidanime.fileio.atomic_path`) left by a
     killed run; safe because the manifest lock says no other batch writes to this folder."""
-    import glob
+    from vidanime.fileio import remove_stale_partials
 
-    n = 0
-    for t in tasks:
-        out = Path(t.output)
-        if not out.parent.is_dir():
-            continue
-        for stale in out.parent.glob(f".{glob.escape(out.stem)}.*.partial{out.suffix}"):
-            logger.info("removing the partial output of an interrupted run: %s", stale)
-            stale.unlink(missing_ok=True)
-            n += 1
-    return n
+    return sum(len(remove_stale_partials(t.output)) for t in tasks)
 
 
 # ------------------------------------------------------------------------------------------------------ manifest

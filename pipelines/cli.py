@@ -71,10 +71,28 @@ def main(verbose: int, quiet: bool) -> None:
     setup_logging(-1 if quiet else verbose)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM / SIGHUP, raised like Ctrl-C so every temporary output is removed on the way out."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise _Terminated(signum)
+
+
 def run() -> None:
-    """Console-script entry point: run the CLI, turning user errors into one line and a non-zero exit."""
+    """Console-script entry point: run the CLI, turning user errors into one line and a non-zero exit; SIGTERM and
+    SIGHUP stop it like Ctrl-C (temporary outputs removed) with exit status 128 + the signal number."""
+    import signal
+
     from vidanime.errors import VidanimeError
 
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, _raise_terminated)
     try:
         # Without standalone mode click returns the code a command exits with (ctx.exit(1) in batch: some files
         # failed) instead of raising: pass it on, or scripts see 0 for a failed batch.
@@ -86,7 +104,12 @@ def run() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, _Terminated) as exc:
+        # click turns a KeyboardInterrupt inside a command into Abort: the signal, if any, is its cause
+        term = exc if isinstance(exc, _Terminated) else exc.__cause__
+        if isinstance(term, _Terminated):
+            click.echo(f"Terminated ({signal.Signals(term.signum).name}).", err=True)
+            sys.exit(128 + term.signum)
         click.echo("Aborted.", err=True)
         sys.exit(130)
     except KeyboardInterrupt:

@@ -211,8 +211,13 @@ class TranslatePipeline:
 
         from vidanime.video.stages import run_stages
 
+        from vidanime.fileio import remove_stale_partials
+
         options = options or TranslateOptions()
         self.check_inputs(input, output, options)
+        for target in (output, options.preview):  # temporaries a killed earlier run of this output left behind
+            if target:
+                remove_stale_partials(target)
         self.translator.reset()
         t0 = time.perf_counter()
         stats = {"frames_with_faces": 0, "faces": 0, "tracks": set()}

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "check_not_same_file"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "check_not_same_file", "remove_stale_partials"]
 
 
 def _umask() -> int:
@@ -62,3 +62,20 @@ def check_not_same_file(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     s, d = Path(src), Path(dst)
     if s.resolve() == d.resolve() or (d.exists() and s.exists() and os.path.samefile(s, d)):
         raise MediaError(f"output path {dst} is the input file; choose another output name")
+
+
+def remove_stale_partials(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files an earlier, killed run left for ``path`` (``.<stem>.*.partial<suffix>`` beside it,
+    see :func:`atomic_path`); returns what was removed.  Call it before writing ``path`` again."""
+    import glob
+    import logging
+
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    removed = []
+    for stale in path.parent.glob(f".{glob.escape(path.stem)}.*.partial{glob.escape(path.suffix)}"):
+        logging.getLogger(__name__).info("removing the partial output of an interrupted run: %s", stale)
+        stale.unlink(missing_ok=True)
+        removed.append(stale)
+    return removed

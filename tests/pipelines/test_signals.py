@@ -1,0 +1,56 @@
+"""SIGTERM stops `vidanime translate` like Ctrl-C: exit 143, no temporary file and nothing at the output path; a
+partial left by a killed earlier run of the same output is removed by the next run."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def _partials(folder: Path) -> list[Path]:
+    return sorted(folder.glob(".*.partial*"))
+
+
+def test_sigterm_removes_the_temporary_output(assets, tmp_path):
+    clip = assets / "video" / "liveportrait_d3.mp4"
+    out = tmp_path / "out.mp4"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "translate", str(clip), str(out),
+                             "--no-progress"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not _partials(tmp_path) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if proc.poll() is not None:
+            pytest.fail(f"translate ended before it could be stopped: {proc.communicate()}")
+        assert _partials(tmp_path), "no temporary output appeared within 120 s"
+        time.sleep(1.0)  # mid-write
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err.decode()
+    assert "Terminated (SIGTERM)" in err.decode() and "Traceback" not in err.decode()
+    assert not _partials(tmp_path) and not out.exists()
+
+
+def test_translate_removes_a_stale_partial_of_its_output(tmp_path):
+    from pipelines.translate import TranslateOptions, TranslatePipeline
+    from vidanime.data.demo_clip import make_demo_clip
+
+    demo_clip = make_demo_clip(tmp_path / "clip" / "demo.mp4", seconds=0.5, size=128)
+    out = tmp_path / "out.mp4"
+    stale = tmp_path / ".out.k1ll3d.partial.mp4"
+    other = tmp_path / ".other.abc.partial.mp4"  # another output's temporary: not ours to remove
+    stale.write_bytes(b"half a file")
+    other.write_bytes(b"someone else's")
+    TranslatePipeline()(demo_clip, out, TranslateOptions(end="3f", progress=False, preset="ultrafast"))
+    assert out.is_file() and not stale.exists() and other.exists()
