@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from .options import DEVICE
+
 
 def _fmt(value) -> str:
     return "n/a" if value is None else f"{value:.4g}"
@@ -34,7 +36,7 @@ def _fmt(value) -> str:
 @click.option("--blend", default=None, type=int, metavar="PX",
               help="Paste the edit over the unedited render with a mask feathered PX pixels around the changed labels.")
 @click.option("--resize", is_flag=True, help="Resize inputs to the model size instead of refusing other sizes.")
-@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
+@click.option("--device", type=DEVICE, default="cpu", show_default=True, help="torch device, e.g. cuda.")
 def cli(image, output, parsing, checkpoint, source_parsing, parser, parsing_labels, style_from, mix, pti,
         lpips_backbone, blend, resize, device) -> None:
     """Re-render IMAGE with the structure of the edited map and IMAGE's appearance, write OUTPUT."""

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from .options import DEVICE
+
 
 def _metric_list(value: str | None) -> list[str] | None:
     return [m.strip() for m in value.split(",") if m.strip()] if value else None
@@ -52,7 +54,7 @@ def cli() -> None:
 @click.option("--color-distance", type=click.Choice(["emd", "chi2"]), default="emd", show_default=True)
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1))
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--device", type=DEVICE, default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--json", "json_path", default="eval_images.json", show_default=True, type=click.Path(path_type=str),
               help="Where to write the results.")
 def images(pred: str, real: str | None, source: str | None, inception: str | None, lpips_backbone: str | None,

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from .options import DEVICE
+
 
 @click.group(name="facebank")
 def cli() -> None:
@@ -17,7 +19,7 @@ def cli() -> None:
 @click.option("--out", "-o", required=True, type=click.Path(), help="Output bank file (.pt).")
 @click.option("--fp16", is_flag=True, help="Store the codes in float16 (half the file size).")
 @click.option("--batch-size", default=1000, show_default=True, type=int, help="Mapping-network batch.")
-@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
+@click.option("--device", type=DEVICE, default="cpu", show_default=True, help="torch device, e.g. cuda.")
 def build(generator: str, size: int, seed: int, out: str, fp16: bool, batch_size: int, device: str) -> None:
     """Map SIZE seeded z through the generator's mapping network and save the W codes to OUT."""
     from vidanime.models.facebank import build_facebank_from_file

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .options import DETECTOR_OPTIONS, checkpoint_option, direction_option, parser_option
+from .options import DEVICE, DETECTOR_OPTIONS, checkpoint_option, direction_option, parser_option
 
 
 @click.command(name="finetune")
@@ -34,7 +34,7 @@ from .options import DETECTOR_OPTIONS, checkpoint_option, direction_option, pars
               help="Drop L_base (tests only: the encoders may drift from the target domain).")
 @DETECTOR_OPTIONS
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint.")
-@click.option("--device", default=None, help="auto, cpu, cuda or cuda:N (default auto).")
+@click.option("--device", type=DEVICE, default=None, help="auto, cpu, cuda or cuda:N (default auto).")
 @click.option("--seed", type=int, default=None, help="Random seed (default 0).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
 def cli(input, out, checkpoint, parser_ckpt, direction, iterations, lr, batch, interp_name, start, end, tracks,

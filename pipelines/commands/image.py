@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from .options import DEVICE
+
 
 @click.group(name="image")
 def cli() -> None:
@@ -43,7 +45,7 @@ def cli() -> None:
                    "default, see README; 0 = off].")
 @click.option("--refine-parser", default=None, metavar="NAME|PATH",
               help="Output-domain parser of --refine [default: parser-anime for p2a, parser-portrait for a2p].")
-@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
+@click.option("--device", type=DEVICE, default="cpu", show_default=True, help="torch device, e.g. cuda.")
 def translate(input: str, output: str, checkpoint: str, parsing: str | None, parsing_labels: str, parser: str | None,
               reference: str | None, style_from: str | None, mix: float, direction: str, alpha: float | None,
               facebank: str | None, k: int, resize: bool, refine: int | None, refine_parser: str | None,
@@ -93,7 +95,7 @@ def translate(input: str, output: str, checkpoint: str, parsing: str | None, par
 @click.option("--median", default=3, show_default=True, type=int, help="Median filter size after it (0 = off).")
 @click.option("--save-parsing", is_flag=True, help="Also write OUT's parsing as NAME.parsing.png (editable).")
 @click.option("--resize", is_flag=True, help="Resize inputs to the model size instead of refusing other sizes.")
-@click.option("--device", default="cpu", show_default=True, help="torch device, e.g. cuda.")
+@click.option("--device", type=DEVICE, default="cpu", show_default=True, help="torch device, e.g. cuda.")
 def manga(input: str, output: str, reference: str, checkpoint: str, parser: str, tone_sigma: float, median: int,
           save_parsing: bool, resize: bool, device: str) -> None:
     """Translate manga face crops IN (grey line art; a file or a folder) with REFERENCE's appearance into OUT."""

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from .options import DEVICE
+
 from vidanime.config import parse_overrides
 
 
@@ -18,7 +20,7 @@ def cli() -> None:
 @click.option("--video", is_flag=True, help="INPUTS are IN.mp4 OUT.mp4: double the clip's frame rate.")
 @click.option("-t", "--time", "t", default=0.5, show_default=True, help="Time of the new frame (images only).")
 @click.option("--max-frames", default=0, help="Video: stop after this many input frames (0 = all).")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", type=DEVICE, default="cpu", show_default=True)
 def run_cmd(inputs: tuple[str, ...], model: str, video: bool, t: float, max_frames: int, device: str) -> None:
     """Interpolate: A.png B.png OUT.png, or --video IN.mp4 OUT.mp4."""
     from vidanime.errors import VidanimeError

@@ -5,7 +5,7 @@ from typing import Callable
 
 import click
 
-__all__ = ["MODEL_OPTIONS", "REFINE_OPTIONS", "RENDER_OPTIONS", "DETECTOR_OPTIONS", "checkpoint_option",
+__all__ = ["DEVICE", "MODEL_OPTIONS", "REFINE_OPTIONS", "RENDER_OPTIONS", "DETECTOR_OPTIONS", "checkpoint_option",
            "parser_option", "direction_option", "finetune_option"]
 
 DETECTORS = ["mtcnn", "retinaface", "yunet", "animecascade", "animeparser"]
@@ -42,6 +42,28 @@ def finetune_option(what: str) -> Callable:
                              "then translate with the result. 0 = off.")
 
 
+class DeviceType(click.ParamType):
+    """A torch device name (auto, cpu, cuda, cuda:N), checked when the options are parsed: an unknown name or CUDA on
+    a machine without a GPU is a one-line usage error before any model is loaded."""
+
+    name = "device"
+
+    def convert(self, value, param, ctx):  # noqa: ANN001 - click's signature
+        if value is None:
+            return None
+        from vidanime.errors import ConfigError
+        from vidanime.train.parser import resolve_device
+
+        try:
+            resolve_device(str(value))
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+        return str(value)
+
+
+DEVICE = DeviceType()
+
+
 DETECTOR_OPTIONS = _stack(
     click.option("--detector", type=click.Choice(DETECTORS), default=None,
                  help="Face detector (default: mtcnn for p2a, animeparser for a2p: the bundled anime parser, no file needed)."),
@@ -56,7 +78,7 @@ MODEL_OPTIONS = _stack(
     click.option("--alpha", type=click.FloatRange(0, 1), default=None,
                  help="FaceBank blend α of Eq. 14 (1 = off, lower = closer to the bank's in-domain codes). "
                       "Default: the checkpoint's."),
-    click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N."),
+    click.option("--device", type=DEVICE, default="cpu", show_default=True, help="cpu, cuda or cuda:N."),
     click.option("--fp16", is_flag=True, help="Half precision for the model (CUDA only)."),
 )
 

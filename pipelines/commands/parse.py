@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from .options import DEVICE
+
 
 @click.command(name="parse")
 @click.argument("inp", metavar="IN", type=click.Path(path_type=str))
@@ -13,7 +15,7 @@ import click
 @click.option("--labels", "labels", type=click.Choice(["model", "bisenet", "danbooru", "celebamask"]), default="model",
               show_default=True, help="Label order of the written PNGs (default: the parser's own).")
 @click.option("--overlay", is_flag=True, help="Also write <stem>_overlay.png: the image with label colours blended in.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--device", type=DEVICE, default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1))
 def cli(inp: str, out: str, domain: str, model: str | None, labels: str, overlay: bool, device: str, batch_size: int) -> None:
     """Write a label PNG (one class id per pixel) per image of IN (a file or a folder) into OUT.

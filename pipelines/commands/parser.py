@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from .options import DEVICE
+
 from vidanime.config import parse_overrides
 
 
@@ -31,7 +33,7 @@ def train(config: str, sets: tuple[str, ...], resume: str | None) -> None:
               help="Label order of the masks in --data (required with --data).")
 @click.option("--split", type=click.Choice(["heldout", "all"]), default=None,
               help="heldout = the ids held out in training (default without --data); all = every pair.")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", type=DEVICE, default="cpu", show_default=True)
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1))
 @click.option("--json", "json_out", default=None, type=click.Path(path_type=str), help="Also write the scores as JSON.")
 def eval_(checkpoint: str, data_root: str | None, mask_labels: str | None, split: str | None, device: str,
@@ -78,7 +80,7 @@ def eval_(checkpoint: str, data_root: str | None, mask_labels: str | None, split
 @click.option("--min-kept", default=0.8, show_default=True, type=click.FloatRange(0, 1),
               help="Drop images where fewer pixels than this pass.")
 @click.option("--limit", default=0, show_default=True, type=click.IntRange(0), help="Only the first N images (0 = all).")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", type=DEVICE, default="cpu", show_default=True)
 def pseudo_label(images: str, out: str, model: str, min_confidence: float, feature_confidence: float | None,
                  min_kept: float, limit: int, device: str) -> None:
     """Label a folder of anime faces with a parser; writes OUT/images + OUT/masks for `parser train`."""

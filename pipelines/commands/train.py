@@ -5,6 +5,8 @@ import click
 
 from vidanime.config import parse_overrides
 
+from .options import DEVICE
+
 
 @click.command(name="train")
 @click.option("--config", "config", default=None, type=click.Path(path_type=str),
@@ -14,7 +16,7 @@ from vidanime.config import parse_overrides
 @click.option("--lpips-backbone", default=None,
               help="ImageNet trunk weights for LPIPS (torchvision alexnet .pth); 'random' for tests/demos only.")
 @click.option("--generator", default=None, help="Target-domain StyleGAN2 checkpoint (overrides the config).")
-@click.option("--device", default=None, help="auto, cpu, cuda or cuda:N (overrides train.device).")
+@click.option("--device", type=DEVICE, default=None, help="auto, cpu, cuda or cuda:N (overrides train.device).")
 @click.option("--amp", is_flag=True, default=False, help="bfloat16 mixed precision (CUDA only).")
 @click.option("--skip-bad", is_flag=True, default=False, help="Log and skip unreadable or unmatched data files.")
 def cli(config: str | None, resume: str | None, sets: tuple[str, ...], lpips_backbone: str | None,

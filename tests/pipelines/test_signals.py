@@ -1,5 +1,6 @@
-"""SIGTERM stops `vidanime translate` like Ctrl-C: exit 143, no temporary file and nothing at the output path; a
-partial left by a killed earlier run of the same output is removed by the next run."""
+"""Stopping and refusing cleanly: SIGTERM stops `vidanime translate` like Ctrl-C (exit 143, no temporary file, nothing
+at the output path); a partial left by a killed earlier run of the same output is removed by the next run; a bad
+--device is a usage error before any work."""
 from __future__ import annotations
 
 import os
@@ -54,3 +55,20 @@ def test_translate_removes_a_stale_partial_of_its_output(tmp_path):
     other.write_bytes(b"someone else's")
     TranslatePipeline()(demo_clip, out, TranslateOptions(end="3f", progress=False, preset="ultrafast"))
     assert out.is_file() and not stale.exists() and other.exists()
+
+
+@pytest.mark.parametrize("device, says", [("bogus", "unknown device 'bogus'"),
+                                          ("cuda", "CUDA is not available")])
+def test_bad_device_is_a_usage_error_before_any_work(device, says, tmp_path):
+    """--device is checked when the options are parsed: one line, exit 2, no traceback (no GPU on CI machines)."""
+    import torch
+    from click.testing import CliRunner
+
+    from pipelines.cli import main
+
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    for args in (["translate", "in.mp4", str(tmp_path / "o.mp4")], ["image", "translate", "a.png", "o.png"],
+                 ["parse", "a.png", "o.png"]):
+        r = CliRunner().invoke(main, [*args, "--device", device])
+        assert r.exit_code == 2 and says in r.output and "Traceback" not in r.output, (args, r.output)
