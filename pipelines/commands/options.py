@@ -5,6 +5,8 @@ from typing import Callable
 
 import click
 
+from vidanime.video.io import X264_PRESETS
+
 __all__ = ["DEVICE", "MODEL_OPTIONS", "REFINE_OPTIONS", "RENDER_OPTIONS", "DETECTOR_OPTIONS", "checkpoint_option",
            "parser_option", "direction_option", "finetune_option"]
 
@@ -98,7 +100,8 @@ RENDER_OPTIONS = _stack(
                  help="Write the aligned face video of the largest face instead of pasting back."),
     click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True,
                  help="H.264 quality (lower is better; 18 is visually lossless)."),
-    click.option("--preset", default="medium", show_default=True, help="x264 speed preset (ultrafast ... veryslow)."),
+    click.option("--preset", type=click.Choice(X264_PRESETS), default="medium", show_default=True,
+                 metavar="PRESET", help="x264 speed preset (ultrafast ... veryslow)."),
     DETECTOR_OPTIONS,
     click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Faces per model call."),
     click.option("--no-progress", is_flag=True, help="Hide the progress bar."),

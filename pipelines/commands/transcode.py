@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from vidanime.video.io import X264_PRESETS
+
 
 @click.command(name="transcode")
 @click.argument("input", type=click.Path(dir_okay=False))
@@ -10,7 +12,8 @@ import click
 @click.option("--start", default=None, help="Range start: seconds (12.5, 1:02.5) or frames (300f).")
 @click.option("--end", default=None, help="Range end (exclusive): seconds or frames (300f).")
 @click.option("--crf", default=18, show_default=True, type=int, help="x264 quality, 0-51 (lower is better).")
-@click.option("--preset", default="medium", show_default=True, help="x264 preset (ultrafast ... veryslow).")
+@click.option("--preset", type=click.Choice(X264_PRESETS), default="medium", show_default=True,
+              metavar="PRESET", help="x264 preset (ultrafast ... veryslow).")
 @click.option("--no-audio", is_flag=True, help="Drop the audio.")
 @click.option("--serial", is_flag=True, help="Decode, process and encode in one thread (for comparison).")
 def cli(input: str, output: str, start: str | None, end: str | None, crf: int, preset: str, no_audio: bool,

@@ -72,3 +72,19 @@ def test_bad_device_is_a_usage_error_before_any_work(device, says, tmp_path):
                  ["parse", "a.png", "o.png"]):
         r = CliRunner().invoke(main, [*args, "--device", device])
         assert r.exit_code == 2 and says in r.output and "Traceback" not in r.output, (args, r.output)
+
+
+def test_bad_preset_is_refused_before_any_work(tmp_path):
+    """An x264 preset that does not exist: a usage error in the CLI, a MediaError in the library, before encoding."""
+    from click.testing import CliRunner
+
+    from pipelines.cli import main
+    from vidanime.errors import MediaError
+    from vidanime.video.io import VideoWriter
+
+    for args in (["translate", "in.mp4", str(tmp_path / "o.mp4")], ["transcode", "in.mp4", str(tmp_path / "o.mp4")]):
+        r = CliRunner().invoke(main, [*args, "--preset", "bogus"])
+        assert r.exit_code == 2 and "'bogus' is not one of" in r.output, r.output
+    with pytest.raises(MediaError, match="not an x264 preset"):
+        VideoWriter(tmp_path / "o.mp4", fps=25, preset="bogus")
+    assert not list(tmp_path.iterdir())

@@ -28,7 +28,11 @@ import numpy as np
 from ..errors import MediaError
 from .probe import VideoInfo, normalize_rotation, open_video, probe
 
-__all__ = ["Frame", "VideoReader", "VideoWriter", "parse_position", "probe", "VideoInfo"]
+__all__ = ["Frame", "VideoReader", "VideoWriter", "parse_position", "probe", "VideoInfo", "X264_PRESETS"]
+
+# x264's speed presets (checked before any work: a bad one used to fail only when the encoder opened)
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
 
 log = logging.getLogger(__name__)
 
@@ -276,6 +280,8 @@ class VideoWriter:
         self.crf, self.preset, self.even, self.threads = int(crf), str(preset), even, int(threads)
         ext = self.path.suffix.lower().lstrip(".")
         self.codec = codec or ("libvpx-vp9" if ext == "webm" else "libx264")
+        if self.codec == "libx264" and self.preset not in X264_PRESETS:
+            raise MediaError(f"preset={preset!r} is not an x264 preset; expected one of {', '.join(X264_PRESETS)}")
         if self.codec not in av.codecs_available:
             raise MediaError(f"video codec {self.codec} is not in this PyAV build; expected libx264")
         sources = [p for p in (*inputs, audio_from, info.path if info is not None else None) if p is not None]
