@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--refine", default="0,10,25,50", help="comma-separated refinement steps")
     ap.add_argument("--alpha", default="1", help="comma-separated FaceBank alphas ('none' = the checkpoint's)")
     ap.add_argument("--lr", type=float, default=RefineConfig.lr, help="refinement learning rate")
+    ap.add_argument("--lambda-colour", type=float, default=RefineConfig.lambda_colour, help="colour term weight")
+    ap.add_argument("--lambda-structure", type=float, default=RefineConfig.lambda_structure,
+                    help="structure term weight")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     args = ap.parse_args(argv)
     if args.threads:
@@ -47,7 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     for alpha in _floats(args.alpha):
         translator = StyleAnimeFaceTranslator(model, portrait_parser, alpha=alpha, parsing_smooth=0)
         for steps in (int(v) for v in args.refine.split(",")):
-            refiner = LatentRefiner(model, anime_parser, RefineConfig(steps=steps, lr=args.lr)) if steps else None
+            rc = RefineConfig(steps=steps, lr=args.lr, lambda_colour=args.lambda_colour,
+                              lambda_structure=args.lambda_structure)
+            refiner = LatentRefiner(model, anime_parser, rc) if steps else None
             outputs, secs = translate_portraits(translator, images, refiner)
             r = portrait_scores(images, labels, outputs, anime_parser)
             c = r["colour_emd"]
@@ -56,7 +61,8 @@ def main(argv: list[str] | None = None) -> None:
                          float(clf.score(list(outputs)).mean())])
     print_table(rows, ["alpha", "refine steps", "s/face", "structure kept %", "layout kept", "hair specificity",
                        "hair EMD", "skin EMD", "eyes EMD", "P(anime)"],
-                title=f"test-time choices: {args.model}, {len(ids)} held-out portraits")
+                title=f"test-time choices: {args.model}, {len(ids)} held-out portraits, refinement lr {args.lr:g}, "
+                      f"structure weight {args.lambda_structure:g}, colour weight {args.lambda_colour:g}")
 
 
 if __name__ == "__main__":

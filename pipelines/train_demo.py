@@ -11,10 +11,10 @@ so a long run continues in a later sitting on the same machine with ``--resume a
 3. ``anime_parser``  pseudo-label 3,000 shipped anime faces with the portrait parser (into ROOT/anime_pseudo), then
                  train the anime parser on them (configs/demo_parser_anime.yaml)
 4. ``facebank``  FaceBank of the generator's W codes
-5. ``encoders``  StyleAnime E_p/E_s (configs/demo_styleanime_p2a.yaml) on the frozen generator: the latent-supervised
-                 warm-up on the generator's own samples (labelled by the anime parser of stage 3), then the paper's
-                 five losses with the warm-up and the translation-consistency terms beside them (both additions to
-                 the paper); the anime faces are parsed by the portrait parser (no labelled anime set ships)
+5. ``encoders``  StyleAnime E_p/E_s (configs/demo_styleanime_p2a.yaml) on the frozen generator with the paper's five
+                 losses; the anime faces are parsed by the portrait parser (no labelled anime set ships).  The
+                 additions to the paper (configs/demo_styleanime_p2a_keep.yaml: warm-up on the generator's own
+                 samples + translation consistency) were measured and not bundled (README, "Keeping the person")
 6. ``interp``    the IFNet interpolator for the fine-tune's L_fic (configs/demo_interp_ifnet.yaml) on frame triplets
                  of the shipped clips: the config's 1,000 steps (starting at the averaging baseline), then continued
                  to 2,000 (``--resume auto --steps 2000``, a second cosine schedule), as the bundled model was made
@@ -131,6 +131,8 @@ def export(root: Path) -> list[str]:
             fb = FaceBank.load(bank)
             fb = FaceBank(fb.codes.to(torch.float16), dataclasses.replace(fb.config, dtype="float16"))
             extras["inference"] = dict(INFERENCE[name])
+            if "discriminators" not in extras:  # exports from before D1/D2 were saved: take them from the run
+                extras["discriminators"] = _discriminators_of_run(src)
             save_styleanime(dst, load_styleanime(src), facebank=fb, dtype="float16", **extras)
         else:
             shutil.copyfile(src, dst)
@@ -141,6 +143,24 @@ def export(root: Path) -> list[str]:
     atomic_write_text(REGISTRY_FILE, json.dumps(registry, indent=2) + "\n")
     copy_provenance(root, PROVENANCE)
     return done
+
+
+def _discriminators_of_run(export: Path) -> dict | None:
+    """D1/D2 of the training checkpoint at the same step as an exported StyleAnime (same run folder), in the layout
+    :meth:`vidanime.train.styleanime.StyleAnimeTrainer.discriminator_state` writes; None when there is none."""
+    from vidanime.checkpoint import load_checkpoint
+    from vidanime.train.styleanime import TRAIN_FORMAT
+
+    step = export.stem.rsplit("-", 1)[-1]
+    train = export.parent / f"train-{step}.pt"
+    if not train.is_file():
+        logger.info("export: no training checkpoint %s, so no discriminators for the fine-tune's L_base", train)
+        return None
+    ckpt = load_checkpoint(train, format=TRAIN_FORMAT)
+    cfg = ckpt.get("config") or {}
+    return {"d1": ckpt["state_dict"]["d1"], "d2": ckpt["state_dict"]["d2"],
+            "d1_layers": int((cfg.get("loss") or {}).get("d1_layers", 4)),
+            "mbstd_group": int((cfg.get("train") or {}).get("mbstd_group", 4))}
 
 
 def copy_provenance(root: Path, dest: Path) -> list[Path]:
@@ -208,14 +228,10 @@ def main(stages: str, root: str | None, lpips_backbone: str) -> None:
                   str(rootp / "facebank_demo.pt"))
     if "encoders" in wanted:
         parser = _latest(rootp, EXPORTS["parser-portrait"][0])
-        anime_parser = _latest(rootp, EXPORTS["parser-anime"][0])
-        if generator is None or parser is None or anime_parser is None:
-            raise click.ClickException("encoders: need the generator and both parsers first (stages gan, parser, "
-                                       "anime_parser)")
+        if generator is None or parser is None:
+            raise click.ClickException("encoders: need the generator and the parser first (stages gan, parser)")
         _vidanime("train", "--config", "configs/demo_styleanime_p2a.yaml", "--generator", str(generator),
-                  "--set", f"target.parser={parser}", "--set", f"warmup.parser={anime_parser}",
-                  "--set", f"consistency.parser={anime_parser}",
-                  "--set", f"run_dir={rootp}",
+                  "--set", f"target.parser={parser}", "--set", f"run_dir={rootp}",
                   "--lpips-backbone", lpips_backbone, *_resume(rootp, "styleanime_demo"))
     if "interp" in wanted:
         interp_args = ["interp", "train", "--config", "configs/demo_interp_ifnet.yaml", "--set",
