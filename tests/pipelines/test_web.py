@@ -129,7 +129,7 @@ def test_page_handlers_show_errors_and_keep_serving(config, tmp_path):
     text.write_text("hello")
     *outs, msg = run_video(str(text), "p2a", 1.0, 0, "all", "", "")
     assert outs == [None] * 4 and msg.startswith("**Error:**") and "notes.txt" in msg and "\n" not in msg
-    *outs, msg = run_image(str(text), None, None, "p2a", 1.0)
+    *outs, msg = run_image(str(text), None, None, "p2a", 1.0, 0)
     assert outs == [None, None] and msg.startswith("**Error:**") and "not an image file" in msg
     *outs, msg = run_video(str(_no_face_clip(tmp_path / "nf.mp4")), "p2a", 1.0, 0, "all", "", "")
     assert Path(outs[0]).is_file() and "No face was found" in msg  # the same app keeps serving after errors
