@@ -13,9 +13,9 @@
   M(x̂[i−1], x̂[i+1]) and x̂[i] (images in [−1, 1], M a frozen differentiable interpolator from :mod:`interp`);
   L_base = Eq. 10 with the clip as the source domain: the self-supervised terms (λ1 L_rec + λ2 L_lpips + λ3 L_cp) on
   target-domain images of the checkpoint's training set, and — with the frozen D1/D2 saved in the checkpoint —
-  λ4 L_da^E on the clip's codes, λ5 L_adv^E on the reconstructions and the clip's translations, and λ3 L_cp of each
-  translation against its own frame (so the fine-tune keeps that person's colours).  Checkpoints without
-  discriminators (older exports, official files) get the self-supervised terms only.
+  λ4 L_da^E on the clip's codes, λ5 L_adv^E on the reconstructions and the clip's translations (the middle frame of
+  each triplet), and λ3 L_cp of each translation against its own frame (so the fine-tune keeps that person's
+  colours).  Checkpoints without discriminators (older exports, official files) get the self-supervised terms only.
 * :class:`ClipFinetuner` — Adam (lr 1e-4) on the encoders only; G stays frozen, encoder BatchNorm statistics stay fixed
   (``freeze_bn``, small correlated batches).  Run folder with metrics JSONL and resumable training checkpoints
   (bit-exact on CPU: weights, optimizer, step, samplers, RNG).
@@ -401,7 +401,10 @@ class ClipFinetuner:
             y_hat = self.model.decode(self.model.encode(y, yp))
             d1_src = self.d1(w) if self.d1 is not None and lam.lambda_da > 0 else None
             with_adv = self.d2 is not None and img is not None and lam.lambda_adv > 0
-            d2_rec, d2_clip = (self.d2(y_hat), self.d2(img)) if with_adv else (None, None)
+            # D2 sees the middle frame of each triplet (a third of the clip images: the same expectation, and D2's
+            # pure-PyTorch blur is the costliest part of a CPU step)
+            mid = img.view(-1, 3, *img.shape[1:])[:, 1] if with_adv else None
+            d2_rec, d2_clip = (self.d2(y_hat), self.d2(mid)) if with_adv else (None, None)
             l_base, base_parts = self.base_loss(y, y_hat, yp, d1_src, d2_rec, d2_clip)
             if img is not None and lam.lambda_cp > 0:  # the clip's own colours (hair, skin, eyes)
                 clip_cp, _ = self.base_loss.color(img, x, labels)
