@@ -32,14 +32,17 @@ from .options import DEVICE, DETECTOR_OPTIONS, checkpoint_option, direction_opti
               help="ImageNet trunk weights for L_base's LPIPS term (torchvision alexnet .pth).")
 @click.option("--no-base", is_flag=True,
               help="Drop L_base (tests only: the encoders may drift from the target domain).")
+@click.option("--adversarial", is_flag=True,
+              help="Add Eq. 10's image-adversarial term with the checkpoint's D2 to L_base (off by default: on the "
+                   "demo clip it drew high-frequency artefacts into the face).")
 @DETECTOR_OPTIONS
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint.")
 @click.option("--device", type=DEVICE, default=None, help="auto, cpu, cuda or cuda:N (default auto).")
 @click.option("--seed", type=int, default=None, help="Random seed (default 0).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
 def cli(input, out, checkpoint, parser_ckpt, direction, iterations, lr, batch, interp_name, start, end, tracks,
-        base_data, base_mask_labels, lpips_backbone, no_base, detector, detector_weights, resume, device, seed,
-        no_progress) -> None:
+        base_data, base_mask_labels, lpips_backbone, no_base, adversarial, detector, detector_weights, resume, device,
+        seed, no_progress) -> None:
     """Fine-tune a StyleAnime model on the faces of INPUT (paper §6.3.3: L_base + L_lcsc + L_fic, encoders only).
 
     Then translate with it: vidanime translate INPUT OUT.mp4 --checkpoint RUN_DIR/styleanime.pt
@@ -60,6 +63,8 @@ def cli(input, out, checkpoint, parser_ckpt, direction, iterations, lr, batch, i
             overrides[key] = value
     if no_base:
         overrides["base.enabled"] = False
+    if adversarial:
+        overrides["base.adversarial"] = True
     if no_progress:
         overrides["train.progress"] = False
     if resume:

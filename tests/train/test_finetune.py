@@ -150,10 +150,16 @@ def test_lbase_uses_the_saved_discriminators_and_the_clips_colours(assets, tmp_p
     assert torch.equal(d1.mlp[0].weight, tr.D1.mlp[0].weight) and not d2.final_linear[1].weight.requires_grad
     assert discriminators_from_checkpoint({"format": "vidanime.styleanime"}, model) is None
 
-    ft_cfg = FinetuneConfig(train=FinetuneOptions(batch=2, base_batch=2, device="cpu", progress=False))
-    ft = ClipFinetuner(ft_cfg, model, _synthetic_triplets(), interp=lambda a, b, t: (a + b) / 2,
-                       base=DomainDataset(cfg.target, "bisenet", 32), base_loss=StyleAnimeLoss(cfg.loss, "bisenet"),
-                       discriminators=(d1, d2))
+    def finetuner(adversarial: bool) -> ClipFinetuner:
+        ft_cfg = FinetuneConfig(train=FinetuneOptions(batch=2, base_batch=2, device="cpu", progress=False),
+                                base=BaseLossConfig(adversarial=adversarial))
+        return ClipFinetuner(ft_cfg, model, _synthetic_triplets(), interp=lambda a, b, t: (a + b) / 2,
+                             base=DomainDataset(cfg.target, "bisenet", 32),
+                             base_loss=StyleAnimeLoss(cfg.loss, "bisenet"), discriminators=(d1, d2))
+
+    default = finetuner(False).train_step()  # the image-adversarial term is opt-in; D1's and the clip's L_cp are on
+    assert "base_adv" not in default and default["base_da"] > 0 and default["base_clip_cp"] > 0
+    ft = finetuner(True)
     d2_before = d2.final_linear[1].weight.clone()
     m = ft.train_step()
     lam = cfg.loss

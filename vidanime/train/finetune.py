@@ -13,9 +13,10 @@
   M(x̂[i−1], x̂[i+1]) and x̂[i] (images in [−1, 1], M a frozen differentiable interpolator from :mod:`interp`);
   L_base = Eq. 10 with the clip as the source domain: the self-supervised terms (λ1 L_rec + λ2 L_lpips + λ3 L_cp) on
   target-domain images of the checkpoint's training set, and — with the frozen D1/D2 saved in the checkpoint —
-  λ4 L_da^E on the clip's codes, λ5 L_adv^E on the reconstructions and the clip's translations (the middle frame of
-  each triplet), and λ3 L_cp of each translation against its own frame (so the fine-tune keeps that person's
-  colours).  Checkpoints without discriminators (older exports, official files) get the self-supervised terms only.
+  λ4 L_da^E on the clip's codes, λ3 L_cp of each translation against its own frame (so the fine-tune keeps that
+  person's colours) and, with ``base.adversarial`` (off by default: it drew artefacts on the demo clip), λ5 L_adv^E
+  on the reconstructions and the clip's translations (the middle frame of each triplet).  Checkpoints without
+  discriminators (older exports, official files) get the self-supervised terms and the clip's L_cp.
 * :class:`ClipFinetuner` — Adam (lr 1e-4) on the encoders only; G stays frozen, encoder BatchNorm statistics stay fixed
   (``freeze_bn``, small correlated batches).  Run folder with metrics JSONL and resumable training checkpoints
   (bit-exact on CPU: weights, optimizer, step, samplers, RNG).
@@ -76,9 +77,13 @@ class FinetuneOptions:
 class BaseLossConfig:
     """Where L_base's target-domain images come from: the training config recorded in the checkpoint (or its run
     folder), with ``data`` / ``mask_labels`` / ``limit`` overriding its ``target`` section and ``loss`` overriding
-    keys of its ``loss`` section (e.g. ``lpips_backbone``).  ``enabled: false`` drops L_base (tests only)."""
+    keys of its ``loss`` section (e.g. ``lpips_backbone``).  ``enabled: false`` drops L_base (tests only).
+    ``adversarial``: Eq. 10's image term L_adv^E with the checkpoint's D2 on the clip's translations — off by default:
+    on the demo clip (200 iterations) it painted blotchy high-frequency texture into the face; L_da^E with D1 and the
+    clip's L_cp stay on."""
 
     enabled: bool = True
+    adversarial: bool = False
     data: str = ""
     mask_labels: str = ""
     limit: int | None = None
@@ -400,7 +405,8 @@ class ClipFinetuner:
             y, yp = y.to(self.device), yp.to(self.device)
             y_hat = self.model.decode(self.model.encode(y, yp))
             d1_src = self.d1(w) if self.d1 is not None and lam.lambda_da > 0 else None
-            with_adv = self.d2 is not None and img is not None and lam.lambda_adv > 0
+            with_adv = (self.config.base.adversarial and self.d2 is not None and img is not None
+                        and lam.lambda_adv > 0)
             # D2 sees the middle frame of each triplet (a third of the clip images: the same expectation, and D2's
             # pure-PyTorch blur is the costliest part of a CPU step)
             mid = img.view(-1, 3, *img.shape[1:])[:, 1] if with_adv else None
