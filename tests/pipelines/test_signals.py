@@ -88,3 +88,15 @@ def test_bad_preset_is_refused_before_any_work(tmp_path):
     with pytest.raises(MediaError, match="not an x264 preset"):
         VideoWriter(tmp_path / "o.mp4", fps=25, preset="bogus")
     assert not list(tmp_path.iterdir())
+
+
+def test_empty_range_names_the_problem_without_none(tmp_path):
+    """`--end 0` (no --start): the message says the range is empty, and never 'start=None'."""
+    from pipelines.cli import main
+    from click.testing import CliRunner
+    from vidanime.data.demo_clip import make_demo_clip
+
+    clip = make_demo_clip(tmp_path / "c.mp4", seconds=0.5, size=64)
+    r = CliRunner().invoke(main, ["translate", str(clip), str(tmp_path / "o.mp4"), "--end", "0"])
+    assert r.exit_code != 0 and "not after the start of the clip" in str(r.output) + str(r.exception)
+    assert "None" not in str(r.output) + str(r.exception) and not (tmp_path / "o.mp4").exists()

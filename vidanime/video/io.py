@@ -103,7 +103,8 @@ class VideoReader:
         self._t0 = 0.0 if s is None else (max(0.0, (s[0] - 0.5) / fps) if s[1] == "f" else s[0] - 1e-6)
         self._t1 = None if e is None else ((e[0] - 0.5) / fps if e[1] == "f" else e[0] - 1e-6)
         if self._t1 is not None and self._t1 <= self._t0:
-            raise MediaError(f"end={end!r} is not after start={start!r}; expected start < end")
+            where = f"start={start!r}" if start is not None else "the start of the clip"
+            raise MediaError(f"end={end!r} is not after {where}: the range would hold no frame; expected start < end")
         if s is not None and self._t0 >= self.info.duration > 0:
             raise MediaError(f"start={start!r} is past the end of {path} ({self.info.duration:.3f} s)")
         self._container = None
