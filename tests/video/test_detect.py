@@ -173,3 +173,12 @@ def test_landmarks_from_parsing_centroids():
     np.testing.assert_allclose(lm, [[34.5, 32.5], [64.5, 32.5], [49.5, 52.5], [38, 71.5], [61, 71.5]])
     lab[lab == l_eye] = 0
     assert landmarks_from_parsing(lab) is None
+
+
+@pytest.mark.parametrize("content", [b"hello, not a cascade\n", bytes(range(256)) * 8])
+def test_anime_cascade_on_a_file_that_is_no_cascade_is_one_line(content, tmp_path):
+    """A text or binary file given as cascade weights: OpenCV raises a SystemError; we say which file and why."""
+    bad = tmp_path / "weights.xml"
+    bad.write_bytes(content)
+    with pytest.raises(CheckpointError, match="cannot load cascade .*weights.xml"):
+        create_detector("animecascade", bad)

@@ -289,7 +289,11 @@ class AnimeCascadeDetector(FaceDetector):
                 f"detector 'animecascade' needs cv2.CascadeClassifier, which OpenCV {cv2.__version__} lacks "
                 "(expected opencv-python<5 or opencv-contrib-python)"
             )
-        self.model = cv2.CascadeClassifier(path)
+        try:  # a text or binary file that is no cascade makes OpenCV raise a SystemError from the constructor
+            self.model = cv2.CascadeClassifier(path)
+        except (cv2.error, SystemError) as exc:
+            raise CheckpointError(f"detector 'animecascade': OpenCV cannot load cascade {path} (expected an XML "
+                                  f"cascade such as lbpcascade_animeface.xml; {type(exc).__name__})") from None
         if self.model.empty():
             raise CheckpointError(f"detector 'animecascade': OpenCV cannot load cascade {path} (expected an XML cascade)")
         self.landmarker = landmarker
