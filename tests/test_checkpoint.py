@@ -82,3 +82,15 @@ def test_atomic_path_removes_partial_on_error(tmp_path):
             tmp.write_bytes(b"half")
             raise RuntimeError("interrupted")
     assert not target.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_random_bytes_are_not_called_pickled_objects(tmp_path):
+    """A file of random bytes is 'not a torch checkpoint', not 'holds pickled objects' (torch's weights-only error);
+    a legacy (non-zip) torch pickle still loads."""
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(bytes(range(7, 256)) * 20)
+    with pytest.raises(CheckpointError, match="is not a torch checkpoint"):
+        read_torch_file(junk)
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"w": torch.ones(2)}, legacy, _use_new_zipfile_serialization=False)
+    assert torch.equal(read_torch_file(legacy)["w"], torch.ones(2))

@@ -56,6 +56,12 @@ def read_torch_file(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
     try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+        # torch files are zip archives ("PK") or, from old torch versions, pickles (PROTO opcode 0x80, protocol 2-5):
+        # anything else is no checkpoint at all, not "pickled objects" (torch's own message for random bytes)
+        if head != b"PK" and not (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
+            raise CheckpointError(f"{path} is not a torch checkpoint (neither a torch zip archive nor a pickle)")
         return torch.load(path, map_location=map_location, weights_only=True)
     except PermissionError:
         raise CheckpointError(f"cannot read checkpoint {path}: permission denied") from None
