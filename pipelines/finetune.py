@@ -72,12 +72,13 @@ class FinetunePipeline:
         """Clip exists with >= 3 frames, checkpoint / parser / interpolator resolvable; → (checkpoint, parser) paths.
         Raises a one-line error naming the bad value."""
         import interp
+        from vidanime.fileio import check_input_file
         from vidanime.registry import resolve_path
         from vidanime.video.probe import probe
 
-        src = Path(config.input)
-        if not config.input or not src.is_file():
-            raise MediaError(f"input video not found: {src}")
+        if not config.input:
+            raise MediaError("no input video given")
+        src = check_input_file(config.input, "input video")
         info = probe(src)
         if info.frame_count < 3:
             raise MediaError(f"{src.name} has {info.frame_count} frame(s); the fine-tune needs at least 3 consecutive "

@@ -175,11 +175,10 @@ class TranslatePipeline:
     @staticmethod
     def check_inputs(input: str | os.PathLike, output: str | os.PathLike, options: TranslateOptions) -> None:
         """Validate paths and options before any work; raises a one-line error naming the bad value."""
-        from vidanime.fileio import check_not_same_file
+        from vidanime.fileio import check_input_file, check_not_same_file
 
         src, dst = Path(input), Path(output)
-        if not src.is_file():
-            raise MediaError(f"input video not found: {src}")
+        check_input_file(src, "input video")
         check_not_same_file(src, dst)
         if options.preview:
             check_not_same_file(src, options.preview)

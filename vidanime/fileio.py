@@ -11,7 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-__all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "check_not_same_file", "remove_stale_partials"]
+__all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "check_not_same_file", "remove_stale_partials",
+           "check_input_file"]
 
 
 def _umask() -> int:
@@ -53,6 +54,28 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def check_input_file(path: str | os.PathLike, what: str = "input") -> Path:
+    """``path`` as a Path if it is a regular file; else a one-line :class:`~vidanime.errors.MediaError` saying whether
+    it is missing or something else (a folder, a FIFO, a device), since a pipe or device cannot be read twice."""
+    import stat
+
+    from .errors import MediaError
+
+    p = Path(path)
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        raise MediaError(f"{what} not found: {p}") from None
+    except OSError as exc:
+        raise MediaError(f"cannot read {what} {p}: {exc.strerror or exc}") from None
+    if stat.S_ISREG(mode):
+        return p
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "not a regular file")
+    raise MediaError(f"{what} {p} is {kind}; expected a regular file")
 
 
 def check_not_same_file(src: str | os.PathLike, dst: str | os.PathLike) -> None:

@@ -4,6 +4,7 @@ at the output path); a partial left by a killed earlier run of the same output i
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -100,3 +101,16 @@ def test_empty_range_names_the_problem_without_none(tmp_path):
     r = CliRunner().invoke(main, ["translate", str(clip), str(tmp_path / "o.mp4"), "--end", "0"])
     assert r.exit_code != 0 and "not after the start of the clip" in str(r.output) + str(r.exception)
     assert "None" not in str(r.output) + str(r.exception) and not (tmp_path / "o.mp4").exists()
+
+
+def test_a_fifo_or_folder_as_input_is_named_as_such(tmp_path):
+    """Not 'not found': a FIFO, a folder and a missing file each get their own one-line message."""
+    from pipelines.translate import TranslateOptions, TranslatePipeline
+    from vidanime.errors import MediaError
+
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    cases = {fifo: "is a FIFO (named pipe)", tmp_path: "is a folder", tmp_path / "gone.mp4": "input video not found"}
+    for src, says in cases.items():
+        with pytest.raises(MediaError, match=re.escape(says)):
+            TranslatePipeline.check_inputs(src, tmp_path / "out.mp4", TranslateOptions())
