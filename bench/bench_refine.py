@@ -21,9 +21,8 @@ def _floats(text: str) -> list[float | None]:
 
 def main(argv: list[str] | None = None) -> None:
     from pipelines.report_demo import (ASSETS, domain_classifier, heldout_portraits, portrait_scores,
-                                       translate_portraits)
+                                       portrait_translator, translate_portraits)
     from pipelines.translate import DEFAULT_MODELS, OUTPUT_PARSERS
-    from vidanime.models.face_translator import StyleAnimeFaceTranslator
     from vidanime.registry import load_model
     from vidanime.train.refine import LatentRefiner, RefineConfig
 
@@ -48,12 +47,11 @@ def main(argv: list[str] | None = None) -> None:
     clf = domain_classifier(ids)
     rows = []
     for alpha in _floats(args.alpha):
-        translator = StyleAnimeFaceTranslator(model, portrait_parser, alpha=alpha, parsing_smooth=0)
         for steps in (int(v) for v in args.refine.split(",")):
             rc = RefineConfig(steps=steps, lr=args.lr, lambda_colour=args.lambda_colour,
                               lambda_structure=args.lambda_structure)
             refiner = LatentRefiner(model, anime_parser, rc) if steps else None
-            outputs, secs = translate_portraits(translator, images, refiner)
+            outputs, secs = translate_portraits(portrait_translator(model, portrait_parser, alpha, refiner), images)
             r = portrait_scores(images, labels, outputs, anime_parser)
             c = r["colour_emd"]
             rows.append(["checkpoint's" if alpha is None else f"{alpha:g}", steps, secs, 100 * r["structure_miou"],

@@ -97,28 +97,24 @@ def _mean_colour(src: Sequence[np.ndarray], src_lab: Sequence[np.ndarray], out: 
     return res
 
 
-def translate_portraits(translator: Any, images: np.ndarray, refiner: Any = None,
-                        chunk: int = 16) -> tuple[np.ndarray, float]:
-    """Translations (N, H, W, 3) uint8 of aligned portraits ``images`` (N, H, W, 3) at their size, and the seconds
-    per face: the translator's path (parser → encoders → FaceBank at its α → G → resize), with ``refiner``'s
-    test-time refinement on the codes when given."""
-    import torch
-    import torch.nn.functional as F
+def portrait_translator(model: Any, portrait_parser: Any, alpha: float | None = None, refiner: Any = None,
+                        device: str = "cpu") -> Any:
+    """The video path's face translator for independent still portraits: no parsing smoothing, and with ``refiner``
+    every crop refined (each is its own track's keyframe, its correction applied in full)."""
+    from vidanime.models.face_translator import StyleAnimeFaceTranslator
 
+    steps = refiner.config.steps if refiner is not None else 0
+    return StyleAnimeFaceTranslator(model, portrait_parser, alpha=alpha, device=device, parsing_smooth=0,
+                                    refiner=refiner, refine=steps, refine_every=1, refine_ease=1.0)
+
+
+def translate_portraits(translator: Any, images: np.ndarray, chunk: int = 16) -> tuple[np.ndarray, float]:
+    """Translations (N, H, W, 3) uint8 of aligned portraits ``images`` (N, H, W, 3) at their size, and the seconds
+    per face, through ``translator`` (see :func:`portrait_translator`); each image is its own track."""
+    translator.reset()
     t0 = time.perf_counter()
-    model, out = translator.model, []
-    for i in range(0, len(images), chunk):
-        ids = list(range(i, min(i + chunk, len(images))))
-        if refiner is None:
-            out.append(translator(images[i : i + chunk], ids).crops)
-            continue
-        xm, lab, _ = translator.model_inputs(images[i : i + chunk], ids)
-        with torch.no_grad():
-            w0 = model.aggregate(model.encode(xm, lab), translator.alpha, k=translator.k)
-        w = refiner(w0, xm, lab)
-        with torch.no_grad():
-            y = F.interpolate(model.decode(w).float(), size=images.shape[1:3], mode="bilinear", align_corners=False)
-        out.append(((y.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())
+    out = [translator(images[i : i + chunk], list(range(i, min(i + chunk, len(images))))).crops
+           for i in range(0, len(images), chunk)]
     return np.concatenate(out), (time.perf_counter() - t0) / max(len(images), 1)
 
 
@@ -176,12 +172,12 @@ def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, 
     del data
     teacher_name = target.get("parser") or parser_name
     teacher_parser = load_model(teacher_name, device=device, format="vidanime.parser").eval()
-    translator = StyleAnimeFaceTranslator(model, portrait_parser, alpha=alpha, device=device, parsing_smooth=0)
+    refiner = LatentRefiner(model, anime_parser, RefineConfig(steps=refine)) if refine else None
+    translator = portrait_translator(model, portrait_parser, alpha=alpha, refiner=refiner, device=device)
 
     ids, images, gt = heldout_portraits(ASSETS / "faces", limit=limit)
     logger.info("translating %d held-out portraits%s", len(ids), f" ({refine} refinement steps)" if refine else "")
-    refiner = LatentRefiner(model, anime_parser, RefineConfig(steps=refine)) if refine else None
-    outputs, seconds_per_face = translate_portraits(translator, images, refiner)
+    outputs, seconds_per_face = translate_portraits(translator, images)
     base = average_face(model)
     base_lab = parse(anime_parser, base[None])[0]
 

@@ -149,7 +149,7 @@ def _discriminators_of_run(export: Path) -> dict | None:
     """D1/D2 of the training checkpoint at the same step as an exported StyleAnime (same run folder), in the layout
     :meth:`vidanime.train.styleanime.StyleAnimeTrainer.discriminator_state` writes; None when there is none."""
     from vidanime.checkpoint import load_checkpoint
-    from vidanime.train.styleanime import TRAIN_FORMAT
+    from vidanime.train.styleanime import TRAIN_FORMAT, discriminator_record
 
     step = export.stem.rsplit("-", 1)[-1]
     train = export.parent / f"train-{step}.pt"
@@ -158,9 +158,9 @@ def _discriminators_of_run(export: Path) -> dict | None:
         return None
     ckpt = load_checkpoint(train, format=TRAIN_FORMAT)
     cfg = ckpt.get("config") or {}
-    return {"d1": ckpt["state_dict"]["d1"], "d2": ckpt["state_dict"]["d2"],
-            "d1_layers": int((cfg.get("loss") or {}).get("d1_layers", 4)),
-            "mbstd_group": int((cfg.get("train") or {}).get("mbstd_group", 4))}
+    loss, train = cfg.get("loss") or {}, cfg.get("train") or {}
+    return discriminator_record(ckpt["state_dict"]["d1"], ckpt["state_dict"]["d2"], loss.get("d1_layers", 4),
+                                train.get("mbstd_group", 4))
 
 
 def copy_provenance(root: Path, dest: Path) -> list[Path]:

@@ -25,12 +25,24 @@ from vidanime.video.paste import PasteItem, paste_faces
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TranslateOptions", "TranslateResult", "TranslatePipeline", "DEFAULT_MODELS", "OUTPUT_PARSERS"]
+__all__ = ["TranslateOptions", "TranslateResult", "TranslatePipeline", "DEFAULT_MODELS", "OUTPUT_PARSERS",
+           "build_refiner"]
 
 # Bundled registry names per direction: (StyleAnime checkpoint, parser for the input domain).
 DEFAULT_MODELS = {"p2a": ("styleanime-p2a", "parser-portrait"), "a2p": ("styleanime-a2p", "parser-anime")}
 # Parser of the output domain, for test-time refinement (--refine): it parses the translation G(w).
 OUTPUT_PARSERS = {"p2a": "parser-anime", "a2p": "parser-portrait"}
+
+
+def build_refiner(model: Any, direction: str = "p2a", parser: str | os.PathLike | None = None,
+                  device: Any = "cpu", **config: Any) -> Any:
+    """A :class:`~vidanime.train.refine.LatentRefiner` for ``model`` with the output-domain parser (a name or path;
+    default :data:`OUTPUT_PARSERS` of ``direction``); ``config``: :class:`~vidanime.train.refine.RefineConfig` fields."""
+    from vidanime.registry import load_model
+    from vidanime.train.refine import LatentRefiner, RefineConfig
+
+    out_parser = load_model(parser or OUTPUT_PARSERS[direction], device=device, format="vidanime.parser")
+    return LatentRefiner(model, out_parser, RefineConfig(**config))
 
 
 @dataclass
@@ -161,12 +173,7 @@ class TranslatePipeline:
         if trained_for and trained_for != direction:
             raise CheckpointError(f"{ckpt_path} translates {trained_for}, but direction={direction} was asked")
         parser_model = load_model(parser_path, device=device, format="vidanime.parser")
-        refiner = None
-        if refine > 0:
-            from vidanime.train.refine import LatentRefiner
-
-            out_parser = load_model(refine_parser or OUTPUT_PARSERS[direction], device=device, format="vidanime.parser")
-            refiner = LatentRefiner(model, out_parser)
+        refiner = build_refiner(model, direction, refine_parser, device) if refine > 0 else None
         translator = StyleAnimeFaceTranslator(model, parser_model, alpha=alpha, device=device, fp16=fp16,
                                               refiner=refiner, refine=refine, refine_every=refine_every)
         return cls(translator, face_config, model_name=str(checkpoint or default_ckpt))

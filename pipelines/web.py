@@ -280,12 +280,9 @@ def translate_image(image: str | os.PathLike | None, config: WebConfig, *, parsi
             refine = 0 if reference is not None else int(pipe.model.inference.get("refine", 0))
         refine = int(refine)
         if refine > 0 and pipe.refiner is None:
-            from pipelines.translate import OUTPUT_PARSERS
-            from vidanime.registry import load_model
-            from vidanime.train.refine import LatentRefiner
+            from pipelines.translate import build_refiner
 
-            out_parser = load_model(OUTPUT_PARSERS[direction], device=config.device, format="vidanime.parser")
-            pipe.refiner = LatentRefiner(pipe.model, out_parser)
+            pipe.refiner = build_refiner(pipe.model, direction, device=config.device)
     job = _new_job(config)
     out = job / f"{src.stem}_{direction}.png"
     pipe(src, out, parsing=parsing, reference=reference, alpha=alpha, resize=True, refine=refine)

@@ -130,11 +130,9 @@ def test_bundled_translation_depends_on_the_person(assets):
     minus the others) and hair colour specificity (Lab distance to own input / to the others; 1 = ignored) are both
     on the right side of thresholds set at about half the measured distance from the average-face baseline."""
     _bundled("styleanime-p2a")
-    from pipelines.report_demo import heldout_portraits, portrait_scores, translate_portraits
-    from vidanime.models.face_translator import StyleAnimeFaceTranslator
+    from pipelines.report_demo import heldout_portraits, portrait_scores, portrait_translator, translate_portraits
 
-    model = load_model("styleanime-p2a")
-    translator = StyleAnimeFaceTranslator(model, load_model("parser-portrait"), parsing_smooth=0)
+    translator = portrait_translator(load_model("styleanime-p2a"), load_model("parser-portrait"))
     _, images, labels = heldout_portraits(assets / "faces", limit=16)
     outputs, _ = translate_portraits(translator, images)
     r = portrait_scores(images, labels, outputs, load_model("parser-anime"))

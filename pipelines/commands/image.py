@@ -55,7 +55,7 @@ def translate(input: str, output: str, checkpoint: str, parsing: str | None, par
     With no option, the bundled model and parser of --direction are used: `vidanime image translate face.jpg out.png`.
     """
     from pipelines.image_translate import ImageTranslatePipeline
-    from pipelines.translate import DEFAULT_MODELS, OUTPUT_PARSERS
+    from pipelines.translate import DEFAULT_MODELS, build_refiner
     from vidanime.registry import load_model, resolve_path
 
     default_ckpt, default_parser = DEFAULT_MODELS[direction]
@@ -72,10 +72,7 @@ def translate(input: str, output: str, checkpoint: str, parsing: str | None, par
     if refine is None:  # the checkpoint's measured default (README, "Test-time refinement"); none recorded: off
         refine = 0 if reference is not None or style_from is not None else int(pipe.model.inference.get("refine", 0))
     if refine > 0:
-        from vidanime.train.refine import LatentRefiner
-
-        out_parser = load_model(refine_parser or OUTPUT_PARSERS[direction], device=device, format="vidanime.parser")
-        pipe.refiner = LatentRefiner(pipe.model, out_parser)
+        pipe.refiner = build_refiner(pipe.model, direction, refine_parser, device)
     written = pipe(input, output, parsing=parsing, reference=reference, alpha=alpha, parsing_labels=parsing_labels,
                    k=k, resize=resize, style_from=style_from, mix=mix, refine=refine)
     click.echo(f"wrote {len(written)} image(s) to {output}")

@@ -223,12 +223,13 @@ class StyleAnimeFaceTranslator:
                                    label_set=self.parser_labels)
         xm, lab_m, probs = self.model_inputs(crops, track_ids)
         size, p = self.model.image_size, probs.shape[-1]
-        with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype == torch.float16):
-            out, w = self.model.translate(xm, lab_m, alpha=self.alpha, k=self.k, return_latents=True)
-        if self.refine > 0:
+        half = self.dtype == torch.float16
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=half):
+            w = self.model.aggregate(self.model.encode(xm, lab_m), self.alpha, k=self.k)
+        if self.refine > 0:  # test-time refinement of the keyframes (float32), before the one decode
             w = self._refined(w, xm, lab_m, track_ids)
-            with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype == torch.float16):
-                out = self.model.decode(w)
+        with torch.autocast(self.device.type, dtype=self.dtype, enabled=half):
+            out = self.model.decode(w)
         out = F.interpolate(out.float(), size=(s, s), mode="bilinear", antialias=size > s, align_corners=False)
         out_u8 = ((out.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 

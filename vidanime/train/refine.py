@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from .. import labels as L
 from ..errors import VidanimeError
 from ..losses.color import color_preservation_loss
+from ..models.face_translator import parser_probs
 
 logger = logging.getLogger(__name__)
 
@@ -101,9 +102,7 @@ class StructureLoss:
         """(B,) loss for ``image`` (B, 3, S, S) in [-1, 1] against ``labels`` (B, S, S) (the input's parsing)."""
         p = self.parser.config.image_size
         s = labels.shape[-1]
-        x = (image.clamp(-1, 1) + 1) / 2
-        x = F.interpolate(x, size=(p, p), mode="bilinear", align_corners=False) if x.shape[-1] != p else x
-        probs = torch.softmax(self.parser(x).float(), dim=1)
+        probs = parser_probs(self.parser, (image.clamp(-1, 1) + 1) / 2)
         grouped = torch.einsum("gc,bchw->bghw", self.out_groups, probs)
         if p != s:
             grouped = F.adaptive_avg_pool2d(grouped, (s, s)) if p % s == 0 else F.interpolate(

@@ -47,7 +47,8 @@ logger = logging.getLogger(__name__)
 TRAIN_FORMAT = "vidanime.styleanime.train"
 
 __all__ = ["TRAIN_FORMAT", "TrainOptions", "TrainStyleAnimeConfig", "StyleAnimeTrainer", "DistInfo",
-           "setup_distributed", "resolve_device", "ConsistencyConfig", "discriminators_from_checkpoint"]
+           "setup_distributed", "resolve_device", "ConsistencyConfig", "discriminator_record",
+           "discriminators_from_checkpoint"]
 
 
 @dataclass
@@ -171,6 +172,14 @@ def resolve_device(device: str, dist_info: DistInfo | None = None) -> torch.devi
     if dev.type == "cuda" and dev.index is None:
         dev = torch.device("cuda", dist_info.local_rank if dist_info is not None else 0)
     return dev
+
+
+def discriminator_record(d1: Mapping[str, torch.Tensor], d2: Mapping[str, torch.Tensor], d1_layers: int,
+                         mbstd_group: int) -> dict[str, Any]:
+    """The ``discriminators`` entry of an exported StyleAnime checkpoint (read by
+    :func:`discriminators_from_checkpoint`): D1/D2 state dicts on the CPU and what is needed to rebuild them."""
+    return {"d1": {k: v.detach().cpu() for k, v in d1.items()}, "d2": {k: v.detach().cpu() for k, v in d2.items()},
+            "d1_layers": int(d1_layers), "mbstd_group": int(mbstd_group)}
 
 
 def discriminators_from_checkpoint(data: Mapping[str, Any], model: StyleAnime,
@@ -608,9 +617,8 @@ class StyleAnimeTrainer:
 
     def discriminator_state(self) -> dict[str, Any]:
         """D1 and D2 as they stand, for the exported model (the per-clip fine-tune's L_base uses them, Eq. 10)."""
-        return {"d1": {k: v.detach().cpu() for k, v in self.D1.state_dict().items()},
-                "d2": {k: v.detach().cpu() for k, v in self.D2.state_dict().items()},
-                "d1_layers": self.config.loss.d1_layers, "mbstd_group": self.config.train.mbstd_group}
+        return discriminator_record(self.D1.state_dict(), self.D2.state_dict(), self.config.loss.d1_layers,
+                                    self.config.train.mbstd_group)
 
     def save(self, run: RunDir) -> tuple[Path, Path]:
         """Write the training checkpoint and the exported ``vidanime.styleanime`` model for the current step."""

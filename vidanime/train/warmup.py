@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from .. import labels as L
 from ..errors import ConfigError
+from ..models.face_translator import labels_at, parser_probs
 from .refine import w_spread
 
 logger = logging.getLogger(__name__)
@@ -116,15 +116,8 @@ class LatentWarmup:
     def label(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 3, S, S) in [-1, 1] → (B, S, S) labels in the model's set: the parser runs at its own size and its
         class probabilities are resized to S (labels are never interpolated)."""
-        s = image.shape[-1]
-        p = self.parser.config.image_size
-        x = (image + 1) / 2
-        if p != s:
-            x = F.interpolate(x, size=(p, p), mode="bilinear", align_corners=False)
-        probs = torch.softmax(self.parser(x).float(), dim=1)
-        if p != s:
-            probs = F.interpolate(probs, size=(s, s), mode="bilinear", align_corners=False)
-        return L.remap(probs.argmax(1), self.parser.config.label_set, self.model.config.label_set)
+        probs = parser_probs(self.parser, (image + 1) / 2)
+        return labels_at(probs, image.shape[-1], self.parser.config.label_set, self.model.config.label_set)
 
     def loss(self, w_hat: torch.Tensor, batch: SyntheticBatch) -> tuple[torch.Tensor, dict[str, float]]:
         """λ_latent · mean(((ŵ − w) / σ_W)²) + λ_image · mean((G(ŵ) − G(w))²) → (total, {wu_latent, wu_image})."""
