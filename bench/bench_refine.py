@@ -36,7 +36,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lambda-structure", type=float, default=RefineConfig.lambda_structure,
                     help="structure term weight")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    ap.add_argument("--quick", action="store_true", help="8 portraits, refine 0 and 10 (make bench)")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.limit, args.refine = 8, "0,10"
     if args.threads:
         torch.set_num_threads(args.threads)
 

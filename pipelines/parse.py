@@ -23,12 +23,27 @@ from vidanime.errors import ConfigError, MediaError, VidanimeError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ParsePipeline", "ParseResult", "smooth_probs", "overlay", "DOMAIN_MODELS"]
+__all__ = ["ParsePipeline", "ParseResult", "smooth_probs", "overlay", "feature_presence", "DOMAIN_MODELS", "FEATURE_GROUPS"]
 
 # Registry names of the bundled parsers per domain (``vidanime parse --domain``).
 DOMAIN_MODELS = {"portrait": "parser-portrait", "anime": "parser-anime"}
 # Small facial features, held to ``feature_confidence`` (not ``min_confidence``) when pseudo-labelling.
 FEATURE_CLASSES = ("l_eye", "r_eye", "l_brow", "r_brow", "nose", "mouth", "u_lip", "l_lip")
+# Facial features whose presence in a label map is counted (``feature_presence``); the mouth includes the lips.
+FEATURE_GROUPS = {"eyes": ("l_eye", "r_eye"), "brows": ("l_brow", "r_brow"), "nose": ("nose",),
+                  "mouth": ("mouth", "u_lip", "l_lip"), "hair": ("hair",), "skin": ("skin",)}
+
+
+def feature_presence(labels: np.ndarray, label_set: str, min_fraction: float = 0.002) -> dict[str, bool]:
+    """Which of :data:`FEATURE_GROUPS` a (H, W) label map holds: at least ``min_fraction`` of its pixels (0.2 % of a
+    256² map = 131 px, about a small drawn eye's highlight: less is noise).  Classes the set lacks count as absent."""
+    names = L.class_names(label_set)
+    total = max(1, labels.size)
+    out = {}
+    for group, members in FEATURE_GROUPS.items():
+        ids = [names.index(n) for n in members if n in names]
+        out[group] = bool(ids) and float(np.isin(labels, ids).sum()) / total >= min_fraction
+    return out
 
 
 def smooth_probs(prob_seq: torch.Tensor, radius: int = 1, sigma: float = 1.0, causal: bool = False) -> torch.Tensor:
@@ -124,14 +139,36 @@ class ParsePipeline:
 
     # ---------------------------------------------------------------------------------------------------- predict
     @torch.no_grad()
-    def predict_probs(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        """Class probabilities (B, C, S, S) at the parser's size S, in the model's label order."""
+    def predict_probs(self, images: Sequence[np.ndarray], scales: Sequence[float] = (1.0,),
+                      flip: bool = False) -> torch.Tensor:
+        """Class probabilities (B, C, S, S) at the parser's size S, in the model's label order.
+
+        Test-time augmentation: ``scales`` parse each image also at other resolutions (rounded to a multiple of 32 px)
+        and ``flip`` also the mirror image (left/right classes swapped back); the probabilities are averaged at S.
+        """
         self.check_inputs(images)
+        if not scales or any(not 0.25 <= s <= 4.0 for s in scales):
+            raise VidanimeError(f"test-time scales must be in [0.25, 4], got {list(scales)}")
+        swap = torch.from_numpy(L.lr_swap_table(self.model_labels)).long()
         out = []
         for start in range(0, len(images), self.batch_size):
             chunk = [resize_image(im, self.size) for im in images[start : start + self.batch_size]]
             x = torch.from_numpy(np.stack(chunk)).permute(0, 3, 1, 2).float().div(255.0).to(self.device)
-            out.append(torch.softmax(self.model(x).float(), dim=1).cpu())
+            acc = torch.zeros(0)
+            n = 0
+            for s in scales:
+                side = max(32, int(round(self.size * s / 32)) * 32)
+                xs = x if side == self.size else F.interpolate(x, size=(side, side), mode="bilinear", antialias=True,
+                                                               align_corners=False)
+                for mirrored in ((False, True) if flip else (False,)):
+                    p = torch.softmax(self.model(xs.flip(-1) if mirrored else xs).float(), dim=1)
+                    if mirrored:
+                        p = p.flip(-1)[:, swap.to(p.device)]
+                    if side != self.size:
+                        p = F.interpolate(p, size=(self.size, self.size), mode="bilinear", align_corners=False)
+                    acc = p if n == 0 else acc + p
+                    n += 1
+            out.append((acc / n).cpu())
         return torch.cat(out)
 
     def probs_to_labels(self, probs: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
@@ -210,15 +247,20 @@ class ParsePipeline:
     # ------------------------------------------------------------------------------------------------ pseudo-labels
     def pseudo_label(self, images_dir: str | os.PathLike, out_dir: str | os.PathLike, min_confidence: float = 0.7,
                      min_kept_fraction: float = 0.8, limit: int = 0,
-                     feature_confidence: float | None = None) -> dict[str, Any]:
+                     feature_confidence: float | None = None, scales: Sequence[float] = (1.0,),
+                     flip: bool = False, colour_refine: float = 0.0) -> dict[str, Any]:
         """Label a folder of (anime) faces with this parser for training another: writes ``out/images`` + ``out/masks``.
 
         Pixels whose top class probability is below ``min_confidence`` become 255 (ignored in training and metrics);
         ``feature_confidence`` (lower) applies instead to the small facial features (eyes, brows, nose, mouth, lips):
         across domains the teacher is rarely sure of them — a portrait parser on anime eyes — and a single threshold
         would leave the student with almost no eye or mouth pixels to learn from.
-        images where fewer than ``min_kept_fraction`` of the pixels pass are dropped.  Masks are in the parser's
-        order; images are stored resized to the parser's size.  Returns counts and the mean kept fraction.
+        images where fewer than ``min_kept_fraction`` of the pixels pass are dropped.  ``scales``/``flip`` average the
+        teacher over resolutions and mirror images (:meth:`predict_probs`): steadier, better-calibrated labels;
+        ``colour_refine`` > 0 then moves hair / skin / clothes / backdrop pixels towards the class whose colour fits
+        (:func:`vidanime.data.pseudo_labels.colour_refine`, that weight), for flat-shaded drawings.  Masks
+        are in the parser's order; images are stored resized to the parser's size.  Returns counts, the mean kept
+        fraction and the share of kept masks holding each facial feature (``feature_presence``).
         """
         from PIL import Image
 
@@ -231,6 +273,8 @@ class ParsePipeline:
             raise VidanimeError(f"min_confidence and min_kept_fraction must be in [0, 1], got {min_confidence}, {min_kept_fraction}")
         if feature_confidence is not None and not 0.0 <= feature_confidence <= 1.0:
             raise VidanimeError(f"feature_confidence must be in [0, 1], got {feature_confidence}")
+        if colour_refine < 0:
+            raise VidanimeError(f"colour_refine must be >= 0 (0 = off), got {colour_refine}")
         names = L.LABEL_SETS[self.model_labels]
         feature_ids = torch.tensor(L.class_ids(self.model_labels, *[n for n in FEATURE_CLASSES if n in names]))
         files = sorted(p for p in src.iterdir() if p.suffix.lower() in IMAGE_EXTS)
@@ -239,7 +283,7 @@ class ParsePipeline:
         if not files:
             raise MediaError(f"no images in {src}")
         out = Path(out_dir)
-        kept, dropped, fractions = 0, 0, []
+        kept, dropped, fractions, present = 0, 0, [], []
         from tqdm import tqdm
 
         for start in tqdm(range(0, len(files), self.batch_size), desc="pseudo-label", disable=None):
@@ -252,7 +296,12 @@ class ParsePipeline:
                     logger.warning("skipping %s", exc)
             if not imgs:
                 continue
-            probs = self.predict_probs([im for _, im in imgs])
+            probs = self.predict_probs([im for _, im in imgs], scales=scales, flip=flip)
+            if colour_refine > 0:
+                from vidanime.data.pseudo_labels import colour_refine as refine
+
+                probs = torch.stack([refine(p, im, self.model_labels, weight=colour_refine)
+                                     for p, (_, im) in zip(probs, imgs)])
             conf, lab = probs.max(1)
             for (f, im), c, lb in zip(imgs, conf, lab):
                 ok = c >= min_confidence
@@ -265,10 +314,12 @@ class ParsePipeline:
                     dropped += 1
                     continue
                 mask = np.where(ok, lb.numpy(), IGNORE_INDEX).astype(np.uint8)
+                present.append(feature_presence(mask, self.model_labels))
                 with atomic_path(out / "images" / f"{f.stem}.png") as tmp:
                     Image.fromarray(im).save(tmp, format="PNG")
                 with atomic_path(out / "masks" / f"{f.stem}.png") as tmp:
                     Image.fromarray(mask).save(tmp, format="PNG")
                 kept += 1
+        presence = {k: float(np.mean([p[k] for p in present])) for k in FEATURE_GROUPS} if present else {}
         return {"kept": kept, "dropped": dropped, "mean_confident_fraction": float(np.mean(fractions)) if fractions else 0.0,
-                "label_set": self.model_labels, "out": str(out)}
+                "feature_presence": presence, "label_set": self.model_labels, "out": str(out)}

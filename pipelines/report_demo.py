@@ -11,8 +11,9 @@
   (fitted on training-side images only);
 * **reconstruction** of the encoders on held-out anime faces (images the encoders never saw): L2 (MSE on [0, 1]) and
   PSNR, plus structure kept of the reconstruction;
-* **anime parser** agreement with its teacher (the portrait parser) on held-out anime faces: there is no labelled anime
-  set here, so this says how faithfully the pseudo-labels were learned, not how right they are.
+* **anime parser** agreement with the portrait parser (where its pseudo-labels started: the teacher is the portrait
+  parser fine-tuned on drawn portraits) on held-out anime faces: there is no labelled anime set here, so this says how
+  far it moved from a photo parser's reading, not how right it is (``bench/bench_anime_parsing.py`` counts features).
 
 Nothing from ../shared is written: only numbers.
 """
@@ -217,7 +218,7 @@ def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, 
 
         res["recon_anime"]["lpips"] = float(lpips_pairs(load_lpips("alex", lpips_backbone), list(anime),
                                                         list(recon_256)).mean())
-    # Anime parser vs its teacher (the portrait parser) on held-out anime faces.
+    # Anime parser vs the portrait parser (where its pseudo-labels started) on held-out anime faces.
     agree = structure_kept(zip(parse(portrait_parser, anime), parse(anime_parser, anime)))
     res["anime_parser_vs_teacher"] = {"miou": agree.miou, "accuracy": agree.overall_accuracy}
     return res
@@ -251,7 +252,8 @@ def to_markdown(r: dict[str, Any]) -> str:
     lpips = f"LPIPS {rec['lpips']:.3f}" if rec.get("lpips") is not None else "LPIPS not measured (no ImageNet AlexNet file)"
     lines.append(f"Encoder reconstruction of {rec['images']} held-out anime faces at {rec['size']} px: L2 (MSE on [0, 1]) "
                  f"{rec['mse']:.4f}, PSNR {rec['psnr']:.1f} dB, {lpips}, structure kept {100 * rec['structure_miou']:.1f} % mIoU. "
-                 f"Anime parser vs its teacher on the same faces: {100 * r['anime_parser_vs_teacher']['miou']:.1f} % mIoU.")
+                 f"Anime parser vs the portrait parser on the same faces: {100 * r['anime_parser_vs_teacher']['miou']:.1f} % "
+                 "mIoU.")
     return "\n".join(lines)
 
 

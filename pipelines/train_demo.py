@@ -8,11 +8,14 @@ so a long run continues in a later sitting on the same machine with ``--resume a
 2. ``parser``    portrait face parser (configs/demo_parser_portrait.yaml) on ../shared/assets/faces (CelebAMask-HQ);
    ``parser_danet``  the same data and schedule with the paper's DANet head (configs/demo_parser_portrait_danet.yaml),
                  bundled as ``parser-portrait-danet``
-3. ``anime_parser``  pseudo-label 3,000 shipped anime faces with the portrait parser (into ROOT/anime_pseudo), then
-                 train the anime parser on them (configs/demo_parser_anime.yaml)
+3. ``anime_parser``  (a) a teacher: the portrait parser fine-tuned on portraits drawn as anime
+                 (configs/demo_parser_anime_teacher.yaml, vidanime/data/animeize.py); (b) its flip- and
+                 scale-averaged, colour-refined (vidanime/data/pseudo_labels.py) confident labels on the first 4,000
+                 shipped anime faces (into ROOT/anime_pseudo_v2); (c) the anime parser, started from the teacher,
+                 trained on them (configs/demo_parser_anime.yaml)
 4. ``facebank``  FaceBank of the generator's W codes
 5. ``encoders``  StyleAnime E_p/E_s (configs/demo_styleanime_p2a.yaml) on the frozen generator with the paper's five
-                 losses; the anime faces are parsed by the portrait parser (no labelled anime set ships).  The
+                 losses; the anime faces are parsed by the anime parser of stage 3 (no labelled anime set ships).  The
                  additions to the paper (configs/demo_styleanime_p2a_keep.yaml: warm-up on the generator's own
                  samples + translation consistency) were measured and not bundled (README, "Keeping the person")
 6. ``interp``    the IFNet interpolator for the fine-tune's L_fic (configs/demo_interp_ifnet.yaml) on frame triplets
@@ -47,6 +50,10 @@ IFNET_STEPS = (1000, 2000)  # the config's run, then its continuation
 
 # Test-time defaults written into the exported model, chosen from `python -m pipelines.report_demo` (README, "Keeping
 # the person"): FaceBank alpha (None = off) and k, and the still-image --refine steps.
+# The anime parser's teacher and how it labels the shipped anime faces (stage anime_parser).
+ANIME_TEACHER = "*-parser_anime_teacher_demo/checkpoints/parser-*.pt"
+PSEUDO_LABEL_ARGS = ("--min-confidence", "0.6", "--feature-confidence", "0.3", "--min-kept", "0.6", "--limit", "4000",
+                     "--tta-scales", "1,1.25", "--flip-tta", "--colour-refine", "0.3")
 INFERENCE = {"styleanime-p2a": {"alpha": None, "k": 10, "refine": 0}}
 PROVENANCE = REPO / "training"  # tracked: each run's config.yaml, metrics.jsonl and last sample grid, nothing else
 # Registry name -> (glob of the exported checkpoint under the runs root, format, description)
@@ -59,8 +66,9 @@ EXPORTS = {
                               "DANet (dilated ResNet width 0.25, output stride 8, position + channel attention) face "
                               "parser, 19 BiSeNet classes, trained on 810 CelebAMask-HQ faces"),
     "parser-anime": ("*-parser_anime_demo/checkpoints/parser-*.pt", "vidanime.parser",
-                     "BiSeNet (width 0.25) anime face parser, 19 BiSeNet classes, trained on the portrait parser's "
-                     "confident predictions on 3,000 shipped anime faces (pseudo-labels)"),
+                     "BiSeNet (width 0.25) anime face parser, 19 BiSeNet classes: the portrait parser fine-tuned on "
+                     "portraits drawn as anime (teacher), then trained on that teacher's confident, flip- and "
+                     "scale-averaged, colour-refined labels of 4,000 shipped anime faces (pseudo-labels)"),
     "ifnet-demo": ("interp/*-ifnet_avg_demo/checkpoints/ifnet-*.pt", "vidanime.interp.ifnet",
                    "small RIFE-style IFNet frame interpolator (M of the fine-tune loss L_fic), trained on triplets "
                    "of the shipped anime and talking-face clips"),
@@ -213,13 +221,20 @@ def main(stages: str, root: str | None, lpips_backbone: str) -> None:
         parser = _latest(rootp, EXPORTS["parser-portrait"][0])
         if parser is None:
             raise click.ClickException("anime_parser: needs the portrait parser first (stage parser)")
-        pseudo = rootp / "anime_pseudo"
+        # (a) the teacher: the portrait parser fine-tuned on portraits drawn as anime (labels warped alongside)
+        _vidanime("parser", "train", "--config", "configs/demo_parser_anime_teacher.yaml", "--set",
+                  f"runs_root={rootp}", "--set", f"init={parser}", *_resume(rootp, "parser_anime_teacher_demo"))
+        teacher = _latest(rootp, ANIME_TEACHER)
+        if teacher is None:
+            raise click.ClickException(f"anime_parser: the teacher run left no checkpoint ({ANIME_TEACHER})")
+        # (b) its confident, flip- and scale-averaged labels on shipped anime faces (never the held-out ones)
+        pseudo = rootp / "anime_pseudo_v2"
         if not (pseudo / "masks").is_dir():
             _vidanime("parser", "pseudo-label", str(REPO.parent / "shared" / "assets" / "anime"), str(pseudo),
-                      "--model", str(parser), "--min-confidence", "0.7", "--feature-confidence", "0.3",
-                      "--min-kept", "0.6", "--limit", "3000")
+                      "--model", str(teacher), *PSEUDO_LABEL_ARGS)
+        # (c) the student, from the teacher, on those labels: the bundled parser-anime
         _vidanime("parser", "train", "--config", "configs/demo_parser_anime.yaml", "--set", f"runs_root={rootp}",
-                  "--set", f"data.root={pseudo}", *_resume(rootp, "parser_anime_demo"))
+                  "--set", f"data.root={pseudo}", "--set", f"init={teacher}", *_resume(rootp, "parser_anime_demo"))
     generator = _latest(rootp, EXPORTS["stylegan2-anime-demo"][0])
     if "facebank" in wanted:
         if generator is None:
@@ -227,9 +242,10 @@ def main(stages: str, root: str | None, lpips_backbone: str) -> None:
         _vidanime("facebank", "build", "--generator", str(generator), "--size", "10000", "--out",
                   str(rootp / "facebank_demo.pt"))
     if "encoders" in wanted:
-        parser = _latest(rootp, EXPORTS["parser-portrait"][0])
+        parser = _latest(rootp, EXPORTS["parser-anime"][0])  # the anime faces' parsing maps
         if generator is None or parser is None:
-            raise click.ClickException("encoders: need the generator and the parser first (stages gan, parser)")
+            raise click.ClickException("encoders: need the generator and the anime parser first (stages gan, "
+                                       "anime_parser)")
         _vidanime("train", "--config", "configs/demo_styleanime_p2a.yaml", "--generator", str(generator),
                   "--set", f"target.parser={parser}", "--set", f"run_dir={rootp}",
                   "--lpips-backbone", lpips_backbone, *_resume(rootp, "styleanime_demo"))

@@ -73,3 +73,9 @@ def test_resize_is_nearest():
 def test_colorize_same_colour_for_same_name():
     assert np.array_equal(L.palette("celebamask")[13], L.palette("bisenet")[17])  # hair
     assert L.colorize(np.array([[17]]), "bisenet").shape == (1, 1, 3)
+
+
+def test_lr_swap_table_swaps_only_left_right_pairs():
+    t = L.lr_swap_table("bisenet")  # BiSeNet: 2/3 brows, 4/5 eyes, 7/8 ears
+    assert t.tolist() == [0, 1, 3, 2, 5, 4, 6, 8, 7] + list(range(9, 19))
+    assert L.lr_swap_table("celebamask")[4] == 5 and L.lr_swap_table("celebamask")[6] == 7

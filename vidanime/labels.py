@@ -32,6 +32,7 @@ __all__ = [
     "remap_table",
     "one_hot",
     "flip_lr",
+    "lr_swap_table",
     "resize_labels",
     "palette",
     "colorize",
@@ -129,13 +130,21 @@ def one_hot(labels: "torch.Tensor", label_set: str) -> "torch.Tensor":
     return torch.nn.functional.one_hot(labels.long(), n).permute(0, 3, 1, 2).float()
 
 
-def flip_lr(labels, label_set: str):
-    """Mirror a label map horizontally (last axis) and swap left/right classes, so it stays anatomically correct."""
+def lr_swap_table(label_set: str) -> np.ndarray:
+    """(C,) int64 table ``t`` with ``t[id]`` = the id of the mirrored class (l_eye ↔ r_eye, ...; others unchanged).
+
+    Also reorders class *channels* of a mirrored prediction: ``probs.flip(-1)[:, t]``."""
     names = _check_set(label_set)
     table = np.arange(len(names))
     for a, b in _LR_PAIRS:
         ia, ib = names.index(a), names.index(b)
         table[ia], table[ib] = ib, ia
+    return table
+
+
+def flip_lr(labels, label_set: str):
+    """Mirror a label map horizontally (last axis) and swap left/right classes, so it stays anatomically correct."""
+    table = lr_swap_table(label_set)
     if isinstance(labels, np.ndarray):
         return table[labels[..., ::-1].astype(np.int64)].astype(labels.dtype)
     import torch

@@ -68,6 +68,16 @@ def eval_(checkpoint: str, data_root: str | None, mask_labels: str | None, split
         atomic_write_text(json_out, json.dumps(scores.as_dict(names), indent=1))
 
 
+def _parse_scales(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, ...]:
+    try:
+        scales = tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers such as 0.75,1,1.25, got '{value}'") from None
+    if not scales or any(not 0.25 <= v <= 4.0 for v in scales):
+        raise click.BadParameter(f"each scale must be in [0.25, 4], got '{value}'")
+    return scales
+
+
 @cli.command(name="pseudo-label")
 @click.argument("images", type=click.Path(path_type=str))
 @click.argument("out", type=click.Path(path_type=str))
@@ -80,19 +90,30 @@ def eval_(checkpoint: str, data_root: str | None, mask_labels: str | None, split
 @click.option("--min-kept", default=0.8, show_default=True, type=click.FloatRange(0, 1),
               help="Drop images where fewer pixels than this pass.")
 @click.option("--limit", default=0, show_default=True, type=click.IntRange(0), help="Only the first N images (0 = all).")
+@click.option("--tta-scales", default="1", show_default=True, callback=_parse_scales,
+              help="Comma-separated resolutions (× the parser's size) whose predictions are averaged, e.g. 0.75,1,1.25.")
+@click.option("--flip-tta/--no-flip-tta", default=False, show_default=True,
+              help="Also average the mirror image's prediction (left/right classes swapped back).")
+@click.option("--colour-refine", default=0.0, show_default=True, type=click.FloatRange(0, 10),
+              help="For flat-shaded drawings: move hair/skin/clothes/backdrop pixels towards the class whose colour "
+                   "fits, with this weight (0 = off; 0.3 is what the bundled anime parser used).")
 @click.option("--device", type=DEVICE, default="cpu", show_default=True)
 def pseudo_label(images: str, out: str, model: str, min_confidence: float, feature_confidence: float | None,
-                 min_kept: float, limit: int, device: str) -> None:
+                 min_kept: float, limit: int, tta_scales: tuple[float, ...], flip_tta: bool, colour_refine: float,
+                 device: str) -> None:
     """Label a folder of anime faces with a parser; writes OUT/images + OUT/masks for `parser train`."""
     from pipelines.parse import ParsePipeline
     from vidanime.train.parser import resolve_device
 
     pipe = ParsePipeline.from_pretrained(model, device=resolve_device(device))
     s = pipe.pseudo_label(images, out, min_confidence=min_confidence, min_kept_fraction=min_kept, limit=limit,
-                          feature_confidence=feature_confidence)
+                          feature_confidence=feature_confidence, scales=tta_scales, flip=flip_tta,
+                          colour_refine=colour_refine)
+    presence = ", ".join(f"{k} {100 * v:.0f}%" for k, v in s["feature_presence"].items())
     click.echo(f"kept {s['kept']}, dropped {s['dropped']} images; mean confident-pixel fraction "
                f"{s['mean_confident_fraction']:.3f}; masks in {s['label_set']} order under {s['out']} "
-               f"(train with data.root={s['out']}, data.mask_labels={s['label_set']})")
+               f"(train with data.root={s['out']}, data.mask_labels={s['label_set']}); masks holding each feature: "
+               f"{presence}")
 
 
 @cli.command(name="import-bisenet")

@@ -50,3 +50,45 @@ def test_export_names_the_training_parser_by_its_bundled_name():
     assert _bundled_parser_name("/x/training/00003-parser_anime_demo/checkpoints/parser-0001500.pt") == "parser-anime"
     assert _bundled_parser_name("training/00000-parser_demo/checkpoints/parser-0003000.pt") == "parser-portrait"
     assert _bundled_parser_name("/data/my_parser.pt") == "/data/my_parser.pt"
+
+
+def test_recipe_anime_parser_stage_runs_teacher_pseudo_labels_then_student(tmp_path, monkeypatch):
+    """Stage anime_parser: the teacher starts from the portrait parser, its averaged, colour-refined labels go to
+    ROOT/anime_pseudo_v2, the student starts from the teacher on them; the encoders then parse anime faces with the
+    student (not the portrait parser)."""
+    from click.testing import CliRunner
+
+    import pipelines.train_demo as td
+
+    portrait = tmp_path / "00000-parser_demo" / "checkpoints" / "parser-0003000.pt"
+    portrait.parent.mkdir(parents=True)
+    portrait.touch()
+    gen = tmp_path / "00001-stylegan2_demo" / "checkpoints" / "generator-0008000.pt"
+    gen.parent.mkdir(parents=True)
+    gen.touch()
+    calls: list[tuple[str, ...]] = []
+
+    def fake(*args: str) -> None:  # each command "produces" what the next one looks for
+        calls.append(args)
+        if "configs/demo_parser_anime_teacher.yaml" in args:
+            out = tmp_path / "00002-parser_anime_teacher_demo" / "checkpoints" / "parser-0001200.pt"
+        elif "pseudo-label" in args:
+            out = tmp_path / "anime_pseudo_v2" / "masks" / "a.png"
+        elif "configs/demo_parser_anime.yaml" in args:
+            out = tmp_path / "00003-parser_anime_demo" / "checkpoints" / "parser-0000800.pt"
+        else:
+            return
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.touch()
+
+    monkeypatch.setattr(td, "_vidanime", fake)
+    r = CliRunner().invoke(td.main, ["--stages", "anime_parser,encoders", "--root", str(tmp_path)])
+    assert r.exit_code == 0, r.output
+    teacher, pseudo, student, encoders = calls
+    assert f"init={portrait}" in teacher
+    assert pseudo[:2] == ("parser", "pseudo-label") and "--flip-tta" in pseudo and "--colour-refine" in pseudo
+    assert str(tmp_path / "anime_pseudo_v2") in pseudo and pseudo[pseudo.index("--model") + 1].endswith("parser-0001200.pt")
+    assert any(a.startswith("init=") and a.endswith("parser-0001200.pt") for a in student)
+    assert f"data.root={tmp_path / 'anime_pseudo_v2'}" in student
+    assert any(a.startswith("target.parser=") and a.endswith("00003-parser_anime_demo/checkpoints/parser-0000800.pt")
+               for a in encoders)

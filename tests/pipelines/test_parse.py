@@ -194,3 +194,56 @@ def test_pseudo_label_feature_confidence_keeps_only_facial_features(pipe, tmp_pa
     np.testing.assert_array_equal(mask, np.where(features, argmax, 255))
     with pytest.raises(ValueError, match="feature_confidence"):
         pipe.pseudo_label(tmp_path / "anime", tmp_path / "pl3", feature_confidence=2.0)
+
+
+def test_predict_probs_flip_and_scale_tta_match_hand_average(pipe):
+    """flip=True averages p(x) with the mirrored prediction of the mirror image, left/right classes swapped back."""
+    img = np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+    names = L.class_names("bisenet")
+    swap = torch.arange(19)  # by hand: the mirrored prediction's l_/r_ channels trade places
+    for a, b in (("l_eye", "r_eye"), ("l_brow", "r_brow"), ("l_ear", "r_ear")):
+        swap[names.index(a)], swap[names.index(b)] = names.index(b), names.index(a)
+    with torch.no_grad():
+        p = torch.softmax(pipe.model(x), 1)
+        pf = torch.softmax(pipe.model(x.flip(-1)), 1).flip(-1)[:, swap]
+    got = pipe.predict_probs([img], flip=True)
+    torch.testing.assert_close(got, (p + pf) / 2, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(got, p, atol=1e-4)  # the mirror pass changed something
+    # scale 2: parsed at 64 px, probabilities resized back to 32 and averaged with the 32-px pass
+    with torch.no_grad():
+        x2 = torch.nn.functional.interpolate(x, size=(64, 64), mode="bilinear", antialias=True, align_corners=False)
+        p2 = torch.nn.functional.interpolate(torch.softmax(pipe.model(x2), 1), size=(32, 32), mode="bilinear",
+                                             align_corners=False)
+    torch.testing.assert_close(pipe.predict_probs([img], scales=(1.0, 2.0)), (p + p2) / 2, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="scales"):
+        pipe.predict_probs([img], scales=(8.0,))
+
+
+def test_feature_presence_hand_case():
+    from pipelines.parse import feature_presence
+
+    names = L.class_names("bisenet")
+    m = np.zeros((100, 100), np.uint8)
+    m[:50] = names.index("hair")
+    m[50:] = names.index("skin")
+    m[60, 10:30] = names.index("l_eye")  # 20 px = 0.2 %: present
+    m[70, 10:19] = names.index("u_lip")  # 9 px = 0.09 %: below the threshold
+    got = feature_presence(m, "bisenet")
+    assert got == {"eyes": True, "brows": False, "nose": False, "mouth": False, "hair": True, "skin": True}
+    assert feature_presence(m, "bisenet", min_fraction=0.0005)["mouth"] is True
+
+
+def test_pseudo_label_cli_tta_options(tiny_ckpt, tmp_path):
+    from pipelines.cli import main
+
+    (tmp_path / "anime").mkdir()
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(tmp_path / "anime" / "a.jpg")
+    r = CliRunner().invoke(main, ["parser", "pseudo-label", str(tmp_path / "anime"), str(tmp_path / "pl"), "--model",
+                                  str(tiny_ckpt), "--min-confidence", "0", "--min-kept", "0", "--tta-scales", "1,2",
+                                  "--flip-tta"])
+    assert r.exit_code == 0, r.output
+    assert "masks holding each feature: eyes" in r.output and (tmp_path / "pl" / "masks" / "a.png").is_file()
+    r = CliRunner().invoke(main, ["parser", "pseudo-label", str(tmp_path / "anime"), str(tmp_path / "pl2"), "--model",
+                                  str(tiny_ckpt), "--tta-scales", "1,x"])
+    assert r.exit_code != 0 and "comma-separated" in r.output

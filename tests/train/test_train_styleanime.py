@@ -173,3 +173,21 @@ def test_config_errors(assets):
         _config(assets, **{"train.batch": 0})
     with pytest.raises(ConfigError, match="unknown key 'lamda_rec'"):
         _config(assets, **{"loss.lamda_rec": 1.0})
+
+
+def test_init_from_exported_checkpoint_loads_encoders_and_discriminators(assets, tmp_path):
+    """`init:` starts the encoders and, when the file carries them, D1/D2 from an exported StyleAnime (a fine-tune that
+    began with fresh discriminators would first move the encoders by noise)."""
+    cfg = _config(assets, **{"train.batch": 2, "train.sample_every": 100, "train.checkpoint_every": 1,
+                             "loss.lambda_lpips": 0.0})
+    tr = _trainer(cfg)
+    run = RunDir.create(tmp_path, "src", cfg)
+    tr.train(run, iterations=1)
+    exported = run.latest_checkpoint("styleanime")
+    fresh = _trainer(_config(assets, **{"train.seed": 7}))
+    assert not torch.equal(fresh.D1.mlp[0].weight, tr.D1.mlp[0].weight)
+    started = _trainer(_config(assets, **{"train.seed": 7, "init": str(exported)}))
+    for a, b in zip(started.model.encoder.state_dict().values(), tr.model.encoder.state_dict().values()):
+        assert torch.equal(a, b)
+    assert torch.equal(started.D1.mlp[0].weight, tr.D1.mlp[0].weight)
+    assert torch.equal(started.D2.final_linear[1].weight, tr.D2.final_linear[1].weight)

@@ -60,6 +60,7 @@ class ParsingDataConfig:
     scale_jitter: float = 0.1  # random zoom in [1-s, 1+s] and shift up to s/2 of the size (0 = off)
     color_jitter: float = 0.2  # random brightness/contrast/saturation factor in [1-c, 1+c] (0 = off)
     cache: bool = True  # keep decoded, resized pairs in memory (900 faces at 256² ≈ 240 MB)
+    anime_style: float = 0.0  # share of training pairs drawn as anime (vidanime.data.animeize: big eyes, flat colour)
 
 
 # ------------------------------------------------------------------------------------------------------------ reading
@@ -162,6 +163,8 @@ class ParsingDataset:
     def __init__(self, cfg: ParsingDataConfig, label_set: str, ids: Sequence[str] | None = None,
                  augment: bool = False, seed: int = 0):
         L.num_classes(cfg.mask_labels)  # validates the names
+        if not 0.0 <= cfg.anime_style <= 1.0:
+            raise ConfigError(f"data.anime_style must be in [0, 1], got {cfg.anime_style}")
         L.num_classes(label_set)
         self.cfg = cfg
         self.label_set = label_set
@@ -207,6 +210,10 @@ class ParsingDataset:
 
         c = self.cfg
         r = self.rng
+        if c.anime_style > 0 and r.random() < c.anime_style:
+            from .animeize import animeize_pair
+
+            img, mask = animeize_pair(img, mask, self.label_set, r)
         if c.flip and r.random() < 0.5:
             img = np.ascontiguousarray(img[:, ::-1])
             mask = np.ascontiguousarray(flip_mask(mask, self.label_set))
@@ -233,6 +240,7 @@ class ParsingDataset:
         img, mask = self.load(i)
         if self.augment:
             img, mask = self._augment(img, mask)
+        img, mask = (a if a.flags.writeable else a.copy() for a in (img, mask))
         return {
             "image": torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div(255.0),
             "labels": torch.from_numpy(np.ascontiguousarray(mask)).long(),

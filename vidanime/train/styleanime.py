@@ -342,16 +342,27 @@ class StyleAnimeTrainer:
         gen.requires_grad_(False)
 
     def _load_init(self, path: str) -> None:
+        """Start the encoders (and D1/D2, when the file carries them) from a StyleAnime checkpoint or registry name:
+        a fine-tune that begins with untrained discriminators would first push the encoders by noise."""
+        from ..checkpoint import check_state_dict, read_torch_file
         from ..models.styleanime import load_styleanime
+        from ..registry import resolve_path
 
+        path = str(resolve_path(path))
         init = load_styleanime(path)
         if init.config.label_set != self.config.model.label_set or init.n_latent != self.model.n_latent:
             raise ConfigError(f"init {path}: a {init.n_latent}-code / '{init.config.label_set}' model, the config "
                               f"asks for {self.model.n_latent} / '{self.config.model.label_set}'")
-        from ..checkpoint import check_state_dict
-
         check_state_dict(self.model.encoder, init.encoder.state_dict(), source=f"init {path} (encoders)")
-        logger.info("encoders initialised from %s", path)
+        discs = discriminators_from_checkpoint(read_torch_file(path), init, source=f"init {path}")
+        same = lambda a, b: {k: v.shape for k, v in a.state_dict().items()} == {  # noqa: E731
+            k: v.shape for k, v in b.state_dict().items()}
+        if discs is not None and same(discs[0], self.D1) and same(discs[1], self.D2):
+            self.D1.load_state_dict(discs[0].state_dict())
+            self.D2.load_state_dict(discs[1].state_dict())
+            logger.info("encoders, D1 and D2 initialised from %s", path)
+        else:
+            logger.info("encoders initialised from %s (no matching discriminators in it: D1/D2 start fresh)", path)
 
     def _build_warmup(self, wcfg: LatentWarmupConfig) -> LatentWarmup | None:
         """The latent-supervised warm-up (see :mod:`vidanime.train.warmup`), or None when it is off."""
