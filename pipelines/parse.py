@@ -154,8 +154,7 @@ class ParsePipeline:
         for start in range(0, len(images), self.batch_size):
             chunk = [resize_image(im, self.size) for im in images[start : start + self.batch_size]]
             x = torch.from_numpy(np.stack(chunk)).permute(0, 3, 1, 2).float().div(255.0).to(self.device)
-            acc = torch.zeros(0)
-            n = 0
+            passes = []
             for s in scales:
                 side = max(32, int(round(self.size * s / 32)) * 32)
                 xs = x if side == self.size else F.interpolate(x, size=(side, side), mode="bilinear", antialias=True,
@@ -166,9 +165,8 @@ class ParsePipeline:
                         p = p.flip(-1)[:, swap.to(p.device)]
                     if side != self.size:
                         p = F.interpolate(p, size=(self.size, self.size), mode="bilinear", align_corners=False)
-                    acc = p if n == 0 else acc + p
-                    n += 1
-            out.append((acc / n).cpu())
+                    passes.append(p)
+            out.append(torch.stack(passes).mean(0).cpu())
         return torch.cat(out)
 
     def probs_to_labels(self, probs: torch.Tensor, size: tuple[int, int]) -> np.ndarray:

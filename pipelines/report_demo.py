@@ -158,14 +158,14 @@ def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, 
     from vidanime.metrics.structure import structure_kept
     from vidanime.models.face_translator import StyleAnimeFaceTranslator
     from vidanime.checkpoint import read_torch_file
-    from vidanime.models.styleanime import FORMAT, load_styleanime, styleanime_from_checkpoint
+    from vidanime.models.styleanime import FORMAT, styleanime_from_data
     from vidanime.registry import load_model, resolve_path
 
     ckpt_name, parser_name = DEFAULT_MODELS["p2a"]
     ckpt_path = resolve_path(model_path or ckpt_name)
     data = read_torch_file(ckpt_path)
     ours = isinstance(data, dict) and data.get("format") == FORMAT
-    model = (styleanime_from_checkpoint(data) if ours else load_styleanime(ckpt_path)).to(device)
+    model = styleanime_from_data(data, ckpt_path).to(device).eval()
     portrait_parser = load_model(parser_name, device=device, format="vidanime.parser").eval()
     anime_parser = load_model("parser-anime", device=device, format="vidanime.parser").eval()
     # The parser that labelled the anime faces in training (recorded in our checkpoints) labels them for reconstruction.

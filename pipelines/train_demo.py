@@ -166,9 +166,9 @@ def _discriminators_of_run(export: Path) -> dict | None:
         return None
     ckpt = load_checkpoint(train, format=TRAIN_FORMAT)
     cfg = ckpt.get("config") or {}
-    loss, train = cfg.get("loss") or {}, cfg.get("train") or {}
+    loss, opts = cfg.get("loss") or {}, cfg.get("train") or {}
     return discriminator_record(ckpt["state_dict"]["d1"], ckpt["state_dict"]["d2"], loss.get("d1_layers", 4),
-                                train.get("mbstd_group", 4))
+                                opts.get("mbstd_group", 4))
 
 
 def copy_provenance(root: Path, dest: Path) -> list[Path]:

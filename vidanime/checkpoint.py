@@ -120,7 +120,13 @@ def save_checkpoint(
 
 def load_checkpoint(path: str | os.PathLike, *, format: str | None = None, map_location: Any = "cpu") -> dict:
     """Load one of our checkpoints; with ``format`` given, a checkpoint of another format is a :class:`CheckpointError`."""
-    data = read_torch_file(path, map_location=map_location)
+    return check_checkpoint(read_torch_file(path, map_location=map_location), path, format=format)
+
+
+def check_checkpoint(data: Any, path: str | os.PathLike, *, format: str | None = None) -> dict:
+    """``data`` (a file's contents, from :func:`read_torch_file`) if it is one of our checkpoints of ``format`` and of a
+    version this vidanime reads; else a :class:`CheckpointError` naming ``path``.  For callers that read a file once
+    and then decide between our format and an imported one."""
     if not isinstance(data, dict) or "format" not in data or "state_dict" not in data:
         keys = sorted(data)[:8] if isinstance(data, dict) else type(data).__name__
         raise CheckpointError(

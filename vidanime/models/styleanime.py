@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 FORMAT = "vidanime.styleanime"
 
 __all__ = ["FORMAT", "StyleAnimeConfig", "DisentangledEncoders", "StyleAnime", "styleanime_from_checkpoint",
-           "save_styleanime", "load_styleanime"]
+           "styleanime_from_data", "save_styleanime", "load_styleanime"]
 
 
 @dataclass
@@ -306,21 +306,25 @@ def save_styleanime(path: str | os.PathLike, model: StyleAnime, facebank: FaceBa
     return path
 
 
+def styleanime_from_data(data: Any, path: str | os.PathLike) -> StyleAnime:
+    """A :class:`StyleAnime` from a file's contents (:func:`~vidanime.checkpoint.read_torch_file`): our
+    ``vidanime.styleanime`` checkpoint or an official StyleAnime ``.pt`` (detected by its keys); ``path`` names the file
+    in errors.  For callers that also need other entries of the same file, read once."""
+    if isinstance(data, dict) and data.get("format") == FORMAT:
+        from ..checkpoint import check_checkpoint
+
+        return styleanime_from_checkpoint(check_checkpoint(data, path, format=FORMAT))
+    if isinstance(data, dict) and "format" in data:
+        raise CheckpointError(
+            f"{path} is a '{data['format']}' checkpoint, expected '{FORMAT}' or an official StyleAnime .pt"
+        )
+    from ..importers.styleanime_official import styleanime_from_official
+
+    return styleanime_from_official(data, source=str(path))
+
+
 def load_styleanime(path: str | os.PathLike, device: Any = "cpu") -> StyleAnime:
     """Load our ``vidanime.styleanime`` checkpoint, or an official StyleAnime ``.pt`` (detected by its keys)."""
     from ..checkpoint import read_torch_file
 
-    data = read_torch_file(path)
-    if isinstance(data, dict) and data.get("format") == FORMAT:
-        from ..checkpoint import load_checkpoint
-
-        model = styleanime_from_checkpoint(load_checkpoint(path, format=FORMAT))
-    elif isinstance(data, dict) and "format" in data:
-        raise CheckpointError(
-            f"{path} is a '{data['format']}' checkpoint, expected '{FORMAT}' or an official StyleAnime .pt"
-        )
-    else:
-        from ..importers.styleanime_official import styleanime_from_official
-
-        model = styleanime_from_official(data, source=str(path))
-    return model.to(device).eval()
+    return styleanime_from_data(read_torch_file(path), path).to(device).eval()
