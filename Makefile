@@ -7,14 +7,15 @@ VIDEO ?=
 OUT ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench bench-full train-demo clean help
+.PHONY: setup demo test bench bench-full train-demo train-all clean help
 
 help:
 	@echo "make setup      create .venv and install vidanime with pinned dependencies"
 	@echo "make demo       run the main job on the bundled default model (VIDEO=path.mp4 for your own clip)"
 	@echo "make test       run the test suite (CPU, a few minutes)"
 	@echo "make bench      run the benchmarks at small sizes and print tables"
-	@echo "make train-demo retrain the bundled default models (slow: hours on 2 CPU cores)"
+	@echo "make train-demo retrain the bundled default models step by step, as they were made (hours on 2 CPU cores)"
+	@echo "make train-all  train the whole set to a wall-clock budget (BUDGET=150m, SET=train_all_set), then export"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +45,11 @@ bench-full:
 
 train-demo:
 	$(PY) -m pipelines.train_demo
+
+BUDGET ?= 150m
+SET ?= train_all_set
+train-all:
+	$(PY) -m pipelines.cli train-all --budget $(BUDGET) --out $(SET)
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache demo_out

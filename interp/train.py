@@ -7,24 +7,23 @@ Loss (RIFE): L1 of the refined frame + L1 of the teacher frame + ``distill_weigh
 from __future__ import annotations
 
 import logging
-import math
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from vidanime.config import config_from_dict, config_to_dict
+from vidanime.train.harness import Budget, Every, TrainLoop, configure_device, resolve_device, warmup_cosine
 from vidanime.train.run_dir import RunDir
 
 from .data import TripletSet, decode_clip
 from .ifnet import IFNet, IFNetConfig
 from .loaders import IFNET_FORMATS
 from .metrics import psnr, ssim
+from .warp import pad_to_multiple
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +84,7 @@ def evaluate_interpolators(models: dict[str, Any], heldout: TripletSet, limit: i
     sums: dict[str, list[float]] = {}
     n = 0
     for img0, img1, gt in heldout.iter_full(limit):
-        preds = {name: m(img0, img1) for name, m in models.items()}
+        preds = {name: m(img0.to(_device_of(m)), img1.to(_device_of(m))).cpu() for name, m in models.items()}
         preds["average"] = 0.5 * (img0 + img1)
         preds["copy_prev"] = img0
         for name, p in preds.items():
@@ -96,18 +95,24 @@ def evaluate_interpolators(models: dict[str, Any], heldout: TripletSet, limit: i
     return {name: {"psnr": s[0] / n, "ssim": s[1] / n, "triplets": n} for name, s in sums.items()}
 
 
+def _device_of(model: Any) -> torch.device:
+    """Where a model's parameters live (CPU for parameter-free interpolators)."""
+    params = getattr(model, "parameters", None)
+    p = next(iter(params()), None) if callable(params) else None
+    return p.device if p is not None else torch.device("cpu")
+
+
 def _lr_at(step: int, cfg: InterpOptimConfig) -> float:
-    """Linear warm-up over 100 steps, then cosine decay to ``lr_min``."""
-    if step < 100:
-        return cfg.lr * (step + 1) / 100
-    p = min(1.0, (step - 100) / max(1, cfg.steps - 100))
-    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * p))
+    """Linear warm-up over 100 steps, then cosine decay to ``lr_min`` (the harness's one schedule)."""
+    return warmup_cosine(step, cfg.steps, cfg.lr, 100, cfg.lr_min)
 
 
 def train_ifnet(cfg: InterpTrainConfig, resume: str | os.PathLike | None = None,
-                datasets: tuple[TripletSet, TripletSet] | None = None, steps: int | None = None) -> RunDir:
+                datasets: tuple[TripletSet, TripletSet] | None = None, steps: int | None = None,
+                budget: Budget | None = None, device: str = "cpu") -> RunDir:
     """Train IFNet per ``cfg`` in a new run folder under ``cfg.out_dir`` (or continue from a ``train-*.pt``, whose
-    stored config then wins; ``steps`` overrides the total number of steps in both cases)."""
+    stored config then wins; ``steps`` overrides the total number of steps in both cases).  ``budget`` stops the run
+    early (saved, resumable); ``device`` is where the model trains (batches are cropped on the CPU)."""
     from vidanime.checkpoint import load_checkpoint
 
     opt_cfg = cfg.train
@@ -148,15 +153,16 @@ def train_ifnet(cfg: InterpTrainConfig, resume: str | os.PathLike | None = None,
         run.save_checkpoint(step, kind="ifnet", format=IFNET_FORMATS[0], config=cfg.model,
                             state_dict=model.state_dict(), keep=2, **extras)
 
-    model.train()
-    t0, acc = time.perf_counter(), []
-    for step in tqdm(range(start, opt_cfg.steps), desc="interp train", initial=start, total=opt_cfg.steps,
-                     disable=None, leave=False):
+    dev = resolve_device(device)
+    configure_device(dev)
+    model.to(dev)
+    state = {"step": start}
+
+    def train_step() -> dict[str, float]:
+        step = state["step"]
         for g in optim.param_groups:
             g["lr"] = _lr_at(step, opt_cfg)
-        img0, img1, gt = train_set.sample_batch(opt_cfg.batch, cfg.data.crop, rng)
-        from .warp import pad_to_multiple
-
+        img0, img1, gt = (x.to(dev) for x in train_set.sample_batch(opt_cfg.batch, cfg.data.crop, rng))
         (img0, size), (img1, _), (gt, _) = (pad_to_multiple(x, model.stride) for x in (img0, img1, gt))
         out = model.run(img0, img1, gt)
         loss_main = l1(out["merged"][-1], gt)
@@ -164,22 +170,24 @@ def train_ifnet(cfg: InterpTrainConfig, resume: str | os.PathLike | None = None,
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()
-        acc.append([float(loss.detach()), float(loss_main.detach()), float(psnr(out["merged"][-1].detach(), gt).mean())])
-        done = step + 1
-        if done % opt_cfg.log_every == 0 or done == opt_cfg.steps:
-            m = np.mean(acc, 0)
-            row = {"step": done, "loss": m[0], "l1": m[1], "train_psnr": m[2], "lr": optim.param_groups[0]["lr"],
-                   "sec_per_step": (time.perf_counter() - t0) / len(acc)}
-            if done % opt_cfg.ckpt_every == 0 or done == opt_cfg.steps:
-                model.eval()
-                ev = evaluate_interpolators({"ifnet": model}, heldout, opt_cfg.eval_triplets)
-                model.train()
-                row.update({f"heldout_{k}_psnr": v["psnr"] for k, v in ev.items()})
-            run.log_metrics(row)
-            logger.info("step %d loss %.4f train psnr %.2f", done, m[0], m[2])
-            t0, acc = time.perf_counter(), []
-        if done % opt_cfg.ckpt_every == 0 or done == opt_cfg.steps:
-            save(done)
+        state["step"] = step + 1
+        return {"loss": float(loss.detach()), "l1": float(loss_main.detach()),
+                "train_psnr": float(psnr(out["merged"][-1].detach(), gt).mean())}
+
+    def heldout_row(step: int) -> dict[str, float]:
+        if not (step % opt_cfg.ckpt_every == 0 or step == opt_cfg.steps or loop.budget.expired()):
+            return {"lr": optim.param_groups[0]["lr"]}
+        model.eval()
+        ev = evaluate_interpolators({"ifnet": model}, heldout, opt_cfg.eval_triplets)
+        model.train()
+        return {"lr": optim.param_groups[0]["lr"], **{f"heldout_{k}_psnr": v["psnr"] for k, v in ev.items()}}
+
+    model.train()
+    loop = TrainLoop(train_step, start=start, total=opt_cfg.steps, log_every=opt_cfg.log_every, row_fn=heldout_row,
+                     log_fn=run.log_metrics, hooks=[Every(save, steps=opt_cfg.ckpt_every)], budget=budget,
+                     images_per_step=opt_cfg.batch, desc="interp train", device=dev)
+    loop.run()
+    model.cpu()
     model.eval()
     return run
 

@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "finetune": ("finetune", "Fine-tune StyleAnime on one clip (L_lcsc + L_fic + L_base, paper §6.3.3); resumable run folder."),
     "facebank": ("facebank", "Build a FaceBank of generator latent codes for FaceBank aggregation."),
     "image": ("image", "Translate face images (file or folder) with StyleAnime; manga with a reference (image manga)."),
+    "pack-data": ("pack_data", "Pack all training images (anime, portraits + masks, clip frames) into one file for train-all."),
     "parse": ("parse", "Face parsing maps (label PNGs, colour overlays) for images or folders."),
     "parser": ("parser", "Train, evaluate (Table 1 metrics), pseudo-label and import face parsers."),
     "info": ("info", "Show what vidanime reads from a video: streams, fps, frames, rotation, audio."),
@@ -31,7 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("serve", "Start the web app (Gradio, pip install '.[web]'): upload, translate, watch, download; localhost only."),
     "train": ("train", "Train StyleAnime encoders + discriminators on a frozen generator (run folders, resume, torchrun)."),
     "train-gan": ("train_gan", "Train or fine-tune a StyleGAN2 generator (run folders, resume)."),
-    "weights": ("weights", "List bundled models and verify their checksums; import public checkpoints."),
+    "train-all": ("train_all", "Train the whole model set to a wall-clock budget (--budget 9m --device cuda), then export it."),
+    "weights": ("weights", "List, verify and install model sets (train-all output); import public checkpoints."),
 }
 
 

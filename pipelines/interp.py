@@ -107,8 +107,9 @@ class InterpVideoPipeline:
 
 
 def train_pipeline(config: str | os.PathLike, overrides: dict | None = None, resume: str | None = None,
-                   steps: int | None = None) -> Any:
-    """Train IFNet from a YAML config (``resume``: a train checkpoint, a run folder or ``auto``); returns the RunDir."""
+                   steps: int | None = None, budget: Any = None, device: str = "cpu") -> Any:
+    """Train IFNet from a YAML config (``resume``: a train checkpoint, a run folder or ``auto``; ``budget``: a
+    :class:`vidanime.train.harness.Budget`); returns the RunDir."""
     from vidanime.config import load_config
     from vidanime.train.run_dir import resolve_resume
 
@@ -116,7 +117,7 @@ def train_pipeline(config: str | os.PathLike, overrides: dict | None = None, res
 
     cfg = load_config(config, InterpTrainConfig, overrides or None)
     ckpt = resolve_resume(resume, cfg.out_dir, cfg.name) if resume else None
-    return train_ifnet(cfg, resume=ckpt, steps=steps)
+    return train_ifnet(cfg, resume=ckpt, steps=steps, budget=budget, device=device)
 
 
 def eval_pipeline(models: list[str], config: str | os.PathLike, limit: int = 0, overrides: dict | None = None) -> dict:

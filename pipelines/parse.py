@@ -246,7 +246,7 @@ class ParsePipeline:
     def pseudo_label(self, images_dir: str | os.PathLike, out_dir: str | os.PathLike, min_confidence: float = 0.7,
                      min_kept_fraction: float = 0.8, limit: int = 0,
                      feature_confidence: float | None = None, scales: Sequence[float] = (1.0,),
-                     flip: bool = False, colour_refine: float = 0.0) -> dict[str, Any]:
+                     flip: bool = False, colour_refine: float = 0.0, budget: Any = None) -> dict[str, Any]:
         """Label a folder of (anime) faces with this parser for training another: writes ``out/images`` + ``out/masks``.
 
         Pixels whose top class probability is below ``min_confidence`` become 255 (ignored in training and metrics);
@@ -256,7 +256,8 @@ class ParsePipeline:
         images where fewer than ``min_kept_fraction`` of the pixels pass are dropped.  ``scales``/``flip`` average the
         teacher over resolutions and mirror images (:meth:`predict_probs`): steadier, better-calibrated labels;
         ``colour_refine`` > 0 then moves hair / skin / clothes / backdrop pixels towards the class whose colour fits
-        (:func:`vidanime.data.pseudo_labels.colour_refine`, that weight), for flat-shaded drawings.  Masks
+        (:func:`vidanime.data.pseudo_labels.colour_refine`, that weight), for flat-shaded drawings.  A ``budget``
+        (:class:`vidanime.train.harness.Budget`) stops after the batch that spends it, keeping what was written.  Masks
         are in the parser's order; images are stored resized to the parser's size.  Returns counts, the mean kept
         fraction and the share of kept masks holding each facial feature (``feature_presence``).
         """
@@ -285,6 +286,9 @@ class ParsePipeline:
         from tqdm import tqdm
 
         for start in tqdm(range(0, len(files), self.batch_size), desc="pseudo-label", disable=None):
+            if budget is not None and budget.expired() and kept + dropped > 0:
+                logger.info("pseudo-label: budget spent after %d of %d images", kept + dropped, len(files))
+                break
             batch_files = files[start : start + self.batch_size]
             imgs = []
             for f in batch_files:

@@ -30,8 +30,6 @@ iteration count returns at once.  Slow: hours on 2 CPU cores (see README, "Bundl
 """
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import shutil
 import subprocess
@@ -94,81 +92,31 @@ def _resume(root: Path, run_name: str) -> list[str]:
     return ["--resume", "auto"] if _latest(root, f"*-{run_name}/checkpoints/train-*.pt") else []
 
 
-def _bundled_parser_name(path: str) -> str:
-    """The registry name of the parser run a checkpoint path comes from (a path that is no parser run: unchanged)."""
-    from fnmatch import fnmatch
-
-    for name in ("parser-anime", "parser-portrait"):
-        if fnmatch(Path(path).as_posix(), "*" + EXPORTS[name][0]):
-            return name
-    return path
+# Parser runs the encoders' training config may name -> the bundled name recorded in the exported StyleAnime.
+PARSER_NAMES = {"*" + EXPORTS[p][0]: p for p in ("parser-anime", "parser-portrait")}
 
 
 def export(root: Path) -> list[str]:
     """Copy the newest exported checkpoint of each model into vidanime/weights and update registry.json."""
-    from vidanime.checkpoint import sha256_file
-    from vidanime.fileio import atomic_write_text
-    from vidanime.registry import REGISTRY_FILE, WEIGHTS_DIR
+    from vidanime.registry import WEIGHTS_DIR
+    from vidanime.train.export import ExportItem, export_models
 
-    registry = json.loads(REGISTRY_FILE.read_text()) if REGISTRY_FILE.is_file() else {"models": {}}
-    done = []
+    items = []
     for name, (pattern, fmt, description) in EXPORTS.items():
         src = _latest(root, pattern)
         if src is None:
             logger.info("export: no %s yet (%s)", name, pattern)
             continue
-        dst = WEIGHTS_DIR / f"{name}.pt"
-        bank = root / "facebank_demo.pt"
-        if name == "styleanime-p2a" and bank.is_file():
-            # Ship the FaceBank inside the StyleAnime checkpoint; weights and codes stored in fp16 (10 MB, not 21 MB).
-            import torch
-
-            from vidanime.checkpoint import load_checkpoint
-            from vidanime.models.facebank import FaceBank
-            from vidanime.models.styleanime import FORMAT, load_styleanime, save_styleanime
-
-            extras = {k: v for k, v in load_checkpoint(src, format=FORMAT).items()
-                      if k not in ("format", "config", "state_dict", "facebank", "version", "vidanime_version")}
-            # The recorded training config names the parsers (anime faces' labels, warm-up renders' labels) by their
-            # bundled names, not by paths under the runs root, so the fine-tune's L_base finds them on any machine.
-            tcfg = extras.get("train_config") or {}
-            for section in ("target", "warmup", "consistency"):
-                sec = tcfg.get(section) or {}
-                if sec.get("parser"):
-                    sec["parser"] = _bundled_parser_name(sec["parser"])
-            fb = FaceBank.load(bank)
-            fb = FaceBank(fb.codes.to(torch.float16), dataclasses.replace(fb.config, dtype="float16"))
-            extras["inference"] = dict(INFERENCE[name])
-            if "discriminators" not in extras:  # exports from before D1/D2 were saved: take them from the run
-                extras["discriminators"] = _discriminators_of_run(src)
-            save_styleanime(dst, load_styleanime(src), facebank=fb, dtype="float16", **extras)
-        else:
-            shutil.copyfile(src, dst)
         step = src.stem.rsplit("-", 1)[-1].lstrip("0") or "0"
-        registry["models"][name] = {"file": dst.name, "sha256": sha256_file(dst), "format": fmt,
-                                    "description": f"{description} (step {step}; from {src.relative_to(root)})"}
-        done.append(name)
-    atomic_write_text(REGISTRY_FILE, json.dumps(registry, indent=2) + "\n")
+        styleanime = fmt == "vidanime.styleanime"
+        items.append(ExportItem(
+            name, src, fmt, f"{description} (step {step}; from {src.relative_to(root)})",
+            facebank=root / "facebank_demo.pt" if styleanime else None,
+            inference=INFERENCE.get(name) if styleanime else None,
+            parser_names=PARSER_NAMES if styleanime else None))
+    export_models(items, WEIGHTS_DIR)
     copy_provenance(root, PROVENANCE)
-    return done
-
-
-def _discriminators_of_run(export: Path) -> dict | None:
-    """D1/D2 of the training checkpoint at the same step as an exported StyleAnime (same run folder), in the layout
-    :meth:`vidanime.train.styleanime.StyleAnimeTrainer.discriminator_state` writes; None when there is none."""
-    from vidanime.checkpoint import load_checkpoint
-    from vidanime.train.styleanime import TRAIN_FORMAT, discriminator_record
-
-    step = export.stem.rsplit("-", 1)[-1]
-    train = export.parent / f"train-{step}.pt"
-    if not train.is_file():
-        logger.info("export: no training checkpoint %s, so no discriminators for the fine-tune's L_base", train)
-        return None
-    ckpt = load_checkpoint(train, format=TRAIN_FORMAT)
-    cfg = ckpt.get("config") or {}
-    loss, opts = cfg.get("loss") or {}, cfg.get("train") or {}
-    return discriminator_record(ckpt["state_dict"]["d1"], ckpt["state_dict"]["d2"], loss.get("d1_layers", 4),
-                                opts.get("mbstd_group", 4))
+    return [item.name for item in items]
 
 
 def copy_provenance(root: Path, dest: Path) -> list[Path]:

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 from vidanime.config import apply_overrides, config_from_dict, config_to_dict, load_config
 from vidanime.errors import CheckpointError, ConfigError
 from vidanime.train.gan import TRAIN_FORMAT, GANTrainer, TrainGANConfig, build_dataset
+from vidanime.train.harness import Budget
 from vidanime.train.run_dir import RunDir, find_latest_run, resolve_resume
 
 logger = logging.getLogger(__name__)
@@ -68,8 +69,10 @@ class TrainGANPipeline:
         if self.config.init_from and resume is None and not Path(self.config.init_from).is_file():
             raise ConfigError(f"{self.source}: init_from '{self.config.init_from}' does not exist")
 
-    def __call__(self, run_dir: str | os.PathLike | None = None, resume: str | os.PathLike | None = None) -> TrainGANResult:
-        """Train up to ``config.train.iterations``; ``resume`` is a checkpoint, a run folder or ``"auto"``."""
+    def __call__(self, run_dir: str | os.PathLike | None = None, resume: str | os.PathLike | None = None,
+                 budget: Budget | None = None) -> TrainGANResult:
+        """Train up to ``config.train.iterations`` or until the wall-clock ``budget`` is spent (then saved);
+        ``resume`` is a checkpoint, a run folder or ``"auto"``."""
         cfg = self.config
         root = Path(run_dir if run_dir is not None else cfg.run_dir)
         ckpt_path = self._resume_path(resume, root)
@@ -98,7 +101,7 @@ class TrainGANPipeline:
             if cfg.init_from:
                 trainer.init_from(cfg.init_from)
 
-        rows = trainer.train(run)
+        rows = trainer.train(run, budget=budget)
         return TrainGANResult(
             run_dir=run.path,
             step=trainer.step,

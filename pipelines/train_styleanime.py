@@ -20,6 +20,7 @@ from vidanime.checkpoint import load_checkpoint
 from vidanime.config import apply_overrides, config_from_dict, load_config
 from vidanime.data.domains import DomainDataset
 from vidanime.errors import ConfigError
+from vidanime.train.harness import Budget, configure_device
 from vidanime.train.run_dir import RunDir, resolve_resume
 from vidanime.train.styleanime import (TRAIN_FORMAT, StyleAnimeTrainer, TrainStyleAnimeConfig, resolve_device,
                                        setup_distributed)
@@ -35,9 +36,11 @@ def load_train_config(path: str | os.PathLike, overrides: Mapping[str, Any] | No
 
 
 def train_styleanime(config: TrainStyleAnimeConfig | None, resume: str | os.PathLike | None = None,
-                     overrides: Mapping[str, Any] | None = None, run_root: str | os.PathLike | None = None) -> RunDir | None:
+                     overrides: Mapping[str, Any] | None = None, run_root: str | os.PathLike | None = None,
+                     budget: Budget | None = None) -> RunDir | None:
     """Train (or resume) StyleAnime encoders; returns the run folder on rank 0 (None on other ranks).
 
+    ``budget`` stops the run when the wall clock runs out (saved and exported first; resumable).
     ``config`` may be None when ``resume`` names a checkpoint or run folder (its stored config is used).
     """
     import torch.distributed as dist
@@ -56,9 +59,11 @@ def train_styleanime(config: TrainStyleAnimeConfig | None, resume: str | os.Path
         raise ConfigError("train needs --config, or --resume with a run folder / checkpoint")
     t = config.train
     info = setup_distributed(t.device)
+    previous_threads = torch.get_num_threads()
     if t.threads > 0:
-        torch.set_num_threads(t.threads)
+        torch.set_num_threads(t.threads)  # restored when training ends (train-all runs stages in one process)
     device = resolve_device(t.device, info)
+    configure_device(device)
     size, labels = int(config.model.image_size), config.model.label_set
     target = DomainDataset(config.target, labels, size, device=device, name="target")
     source = DomainDataset(config.source, labels, size, device=device, name="source")
@@ -76,8 +81,9 @@ def train_styleanime(config: TrainStyleAnimeConfig | None, resume: str | os.Path
         logger.info("training %s: %d target / %d source images, %d process(es), batch %d each, device %s",
                     config.name, len(target), len(source), info.world, t.batch, device)
     try:
-        trainer.train(run)
+        trainer.train(run, budget=budget)
     finally:
+        torch.set_num_threads(previous_threads)
         if info.world > 1 and started_pg and dist.is_initialized():
             dist.destroy_process_group()
     return run

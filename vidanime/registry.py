@@ -117,3 +117,37 @@ def load_model(name_or_path: str | os.PathLike, device: Any = "cpu", format: str
     model = _builder(ckpt["format"])(ckpt)
     logger.debug("loaded %s (%s) from %s", type(model).__name__, ckpt["format"], path)
     return model.to(device).eval()
+
+
+def install_set(src: str | os.PathLike, force: bool = False, dest: Path | None = None) -> list[str]:
+    """Copy a model set (a folder with ``registry.json`` + files, as ``vidanime train-all --out`` writes) into the
+    package's weights folder and merge its registry entries.  Every file's sha256 is checked before anything is
+    copied; an existing file that differs is replaced only with ``force``.  Returns the installed names."""
+    import shutil
+
+    from .fileio import atomic_path, atomic_write_text
+
+    src = Path(src)
+    dest = Path(dest) if dest is not None else WEIGHTS_DIR
+    incoming = _read_registry(src / "registry.json")
+    if not incoming:
+        raise CheckpointError(f"{src} holds no registry.json with models (expected the output folder of train-all)")
+    for e in incoming.values():
+        f = src / e.file
+        if not f.is_file():
+            raise CheckpointError(f"{src}: model '{e.name}' lists {e.file}, which is missing")
+        if sha256_file(f) != e.sha256:
+            raise CheckpointError(f"{src}: checksum mismatch for '{e.name}' ({e.file}); the set is damaged")
+        target = dest / e.file
+        if target.is_file() and not force and sha256_file(target) != e.sha256:
+            raise CheckpointError(f"{target} exists and differs from the set's '{e.name}'; pass --force to replace it")
+    reg_file = dest / "registry.json"
+    registry = json.loads(reg_file.read_text()) if reg_file.is_file() else {"models": {}}
+    for e in incoming.values():
+        with atomic_path(dest / e.file) as tmp:
+            shutil.copyfile(src / e.file, tmp)
+        registry["models"][e.name] = {"file": e.file, "sha256": e.sha256, "format": e.format,
+                                      "description": e.description}
+    atomic_write_text(reg_file, json.dumps(registry, indent=2) + "\n")
+    return sorted(incoming)
+

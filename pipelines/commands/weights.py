@@ -1,4 +1,4 @@
-"""`vidanime weights`: list bundled models, verify their checksums, import public checkpoints."""
+"""`vidanime weights`: list bundled models, verify their checksums, install a trained set, import public checkpoints."""
 from __future__ import annotations
 
 import click
@@ -34,6 +34,18 @@ def verify() -> None:
         click.echo(f"{e.name}: {'ok' if e.name not in bad else 'FAILED'}")
     if bad:
         raise click.ClickException(f"checksum check failed for: {', '.join(bad)}")
+
+
+@cli.command()
+@click.argument("set_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--force", is_flag=True, help="Replace bundled files that differ from the set's.")
+def install(set_dir: str, force: bool) -> None:
+    """Install the model set in SET_DIR (the --out folder of `vidanime train-all`) as the bundled models, after
+    checking every file's sha256."""
+    from vidanime.registry import install_set
+
+    names = install_set(set_dir, force=force)
+    click.echo(f"installed {len(names)} model(s): {', '.join(names)}")
 
 
 # kind -> (module, function converting a public file into our format: f(src, dst) -> Path, what it reads)

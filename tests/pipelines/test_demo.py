@@ -45,11 +45,15 @@ def test_report_holds_out_the_parsers_and_encoders_split(assets):
 def test_export_names_the_training_parser_by_its_bundled_name():
     """The exported StyleAnime records which bundled parser labelled its anime faces (the fine-tune's L_base and the
     report parse the same way); a path that is no demo parser run is kept as it is."""
-    from pipelines.train_demo import _bundled_parser_name
+    from pipelines.train_demo import PARSER_NAMES
+    from vidanime.train.export import rename_parsers
 
-    assert _bundled_parser_name("/x/training/00003-parser_anime_demo/checkpoints/parser-0001500.pt") == "parser-anime"
-    assert _bundled_parser_name("training/00000-parser_demo/checkpoints/parser-0003000.pt") == "parser-portrait"
-    assert _bundled_parser_name("/data/my_parser.pt") == "/data/my_parser.pt"
+    cfg = {"target": {"parser": "/x/training/00003-parser_anime_demo/checkpoints/parser-0001500.pt"},
+           "warmup": {"parser": "training/00000-parser_demo/checkpoints/parser-0003000.pt"},
+           "consistency": {"parser": "/data/my_parser.pt"}, "source": {}}
+    rename_parsers(cfg, PARSER_NAMES)
+    assert cfg == {"target": {"parser": "parser-anime"}, "warmup": {"parser": "parser-portrait"},
+                   "consistency": {"parser": "/data/my_parser.pt"}, "source": {}}
 
 
 def test_recipe_anime_parser_stage_runs_teacher_pseudo_labels_then_student(tmp_path, monkeypatch):

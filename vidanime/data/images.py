@@ -107,6 +107,7 @@ class ImageFolderDataset(torch.utils.data.Dataset):
         self.files: list[Path] = paths
         self.bad: list[Path] = []
         self._cache: list[torch.Tensor] | None = None
+        self._stack: torch.Tensor | None = None  # (N, 3, S, S) uint8 on an accelerator, after .to(device)
         if preload:
             self._preload()
 
@@ -163,10 +164,27 @@ class ImageFolderDataset(torch.utils.data.Dataset):
             x = x.flip(-1)
         return x
 
+    def to(self, device: torch.device | str) -> "ImageFolderDataset":
+        """Keep the preloaded images as one uint8 tensor on ``device`` (e.g. a GPU), so :meth:`sample_batch` gathers
+        batches there without a host copy; CPU is a no-op.  Needs ``preload``."""
+        device = torch.device(device)
+        if device.type == "cpu":
+            self._stack = None
+            return self
+        if self._cache is None:
+            raise ValueError("ImageFolderDataset.to(device) needs preload=True")
+        self._stack = torch.stack(self._cache).to(device)
+        return self
+
     def sample_batch(self, batch_size: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """A random batch (B, 3, S, S) in [-1, 1], indices drawn with replacement, flips drawn from ``generator``."""
+        """A random batch (B, 3, S, S) in [-1, 1], indices drawn with replacement, flips drawn from ``generator``
+        (on the device given to :meth:`to`, else on the CPU; the same draws either way)."""
         idx = torch.randint(len(self), (batch_size,), generator=generator)
         flips = torch.rand(batch_size, generator=generator) < 0.5
+        if self._stack is not None:
+            dev = self._stack.device
+            batch = self.to_float(self._stack[idx.to(dev)])
+            return torch.where(flips.to(dev)[:, None, None, None], batch.flip(-1), batch) if self.hflip else batch
         batch = torch.stack([self.get_uint8(int(i)) for i in idx])
         batch = self.to_float(batch)
         if self.hflip:

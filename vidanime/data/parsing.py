@@ -61,6 +61,7 @@ class ParsingDataConfig:
     color_jitter: float = 0.2  # random brightness/contrast/saturation factor in [1-c, 1+c] (0 = off)
     cache: bool = True  # keep decoded, resized pairs in memory (900 faces at 256² ≈ 240 MB)
     anime_style: float = 0.0  # share of training pairs drawn as anime (vidanime.data.animeize: big eyes, flat colour)
+    limit: int = 0  # use only the first N sorted ids before the split (0 = all): smoke passes and tests
 
 
 # ------------------------------------------------------------------------------------------------------------ reading

@@ -24,9 +24,7 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +37,7 @@ import torch.nn.functional as F
 from ..config import config_to_dict
 from ..errors import CheckpointError, ConfigError, MediaError
 from ..video.faces import FaceConfig
+from .harness import Budget, Every, RunningMean, TrainLoop
 from .run_dir import RunDir
 
 logger = logging.getLogger(__name__)
@@ -357,8 +356,7 @@ class ClipFinetuner:
         self.rng = torch.Generator().manual_seed(t.seed)
         self.base_sampler = ShardedSampler(len(base), t.base_batch, seed=t.seed) if base is not None else None
         self.step = 0
-        self._accum: dict[str, float] = {}
-        self._accum_n = 0
+        self.meter = RunningMean()  # metric sums since the last log row (checkpointed: resumed rows are exact)
 
     # -- one iteration ---------------------------------------------------------------------------------------------
     def _train_mode(self) -> None:
@@ -452,7 +450,7 @@ class ClipFinetuner:
             "train_step": self.step,
             "rng": {"triplets": self.rng.get_state(), "torch_cpu": torch.get_rng_state()},
             "base_sampler": self.base_sampler.state_dict() if self.base_sampler is not None else None,
-            "metrics_accum": {"sums": dict(self._accum), "count": self._accum_n},
+            "metrics_accum": self.meter.state_dict(),
         }
 
     def load_state_dict(self, ckpt: Mapping[str, Any], source: str = "checkpoint") -> None:
@@ -472,9 +470,7 @@ class ClipFinetuner:
         torch.set_rng_state(ckpt["rng"]["torch_cpu"])
         if self.base_sampler is not None and ckpt.get("base_sampler"):
             self.base_sampler.load_state_dict(ckpt["base_sampler"])
-        acc = ckpt.get("metrics_accum") or {}
-        self._accum = {k: float(v) for k, v in (acc.get("sums") or {}).items()}
-        self._accum_n = int(acc.get("count", 0))
+        self.meter.load_state_dict(ckpt.get("metrics_accum"))
 
     def export(self, path: str | os.PathLike) -> Path:
         """The fine-tuned model as a ``vidanime.styleanime`` checkpoint (what ``translate --checkpoint`` loads)."""
@@ -493,44 +489,15 @@ class ClipFinetuner:
 
     # -- the loop --------------------------------------------------------------------------------------------------
     def train(self, run: RunDir | None = None, iterations: int | None = None,
-              callback: Callable[[int, dict[str, float]], None] | None = None) -> list[dict[str, Any]]:
-        """Run until ``iterations`` (default ``config.train.iterations``); log every ``log_every`` steps, save every
-        ``checkpoint_every`` and at the end.  Returns the logged rows."""
-        from tqdm.auto import tqdm
-
+              callback: Callable[[int, dict[str, float]], None] | None = None,
+              budget: Budget | None = None) -> list[dict[str, Any]]:
+        """Run until ``iterations`` (default ``config.train.iterations``) or the wall-clock ``budget``; log every
+        ``log_every`` steps, save every ``checkpoint_every`` and at the end.  Returns the logged rows."""
         t = self.config.train
         total = t.iterations if iterations is None else iterations
-        rows: list[dict[str, Any]] = []
-        if self.step >= total:
-            logger.info("nothing to do: already at step %d of %d", self.step, total)
-            return rows
-        bar = tqdm(total=total, initial=self.step, desc="finetune", unit="it", disable=not t.progress, leave=False)
-        t0, since = time.perf_counter(), 0
-        try:
-            while self.step < total:
-                metrics = self.train_step()
-                for k, v in metrics.items():
-                    self._accum[k] = self._accum.get(k, 0.0) + v
-                self._accum_n += 1
-                since += 1
-                bar.update(1)
-                if callback is not None:
-                    callback(self.step, metrics)
-                if not math.isfinite(metrics["loss"]):
-                    raise FloatingPointError(f"fine-tune diverged at step {self.step}: {metrics}")
-                last = self.step == total
-                if self.step % t.log_every == 0 or last:
-                    n = max(self._accum_n, 1)
-                    row: dict[str, Any] = {"step": self.step, **{k: v / n for k, v in sorted(self._accum.items())}}
-                    row["it_per_s"] = since / max(time.perf_counter() - t0, 1e-9)
-                    self._accum, self._accum_n = {}, 0
-                    t0, since = time.perf_counter(), 0
-                    rows.append(row)
-                    if run is not None:
-                        run.log_metrics(row)
-                    bar.set_postfix(loss=f"{row['loss']:.4f}", lcsc=f"{row['lcsc']:.4f}")
-                if run is not None and (self.step % t.checkpoint_every == 0 or last):
-                    self.save(run)
-        finally:
-            bar.close()
-        return rows
+        hooks = [Every(lambda s: self.save(run), steps=t.checkpoint_every)] if run is not None else []
+        loop = TrainLoop(self.train_step, start=self.step, total=total, log_every=t.log_every,
+                         log_fn=run.log_metrics if run is not None else None, hooks=hooks, budget=budget,
+                         finite_keys=("loss",), desc="finetune", progress=t.progress, device=self.device,
+                         on_step=callback, meter=self.meter)
+        return loop.run().rows

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -30,6 +28,7 @@ from ..losses.gan import d_logistic_loss, g_nonsaturating_loss, path_length_pena
 from ..models.ops import UPFIRDN2D_IMPLS, get_upfirdn2d_impl, set_upfirdn2d_impl
 from ..models.stylegan2 import Discriminator, Generator, StyleGAN2Config, save_generator
 from .augment import POLICIES, DiffAugment
+from .harness import Budget, Every, RunningMean, TrainLoop, configure_device, threads
 from .run_dir import RunDir
 
 logger = logging.getLogger(__name__)
@@ -224,6 +223,9 @@ class GANTrainer:
         self.device = torch.device(t.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError(f"train.device = '{t.device}' but CUDA is not available; use --device cpu")
+        configure_device(self.device)
+        if self.device.type == "cuda" and getattr(dataset, "_cache", None) is not None:
+            dataset.to(self.device)  # the preloaded images live on the GPU: batches are gathered there
         self.dataset = dataset
         torch.manual_seed(t.seed)  # model initialisation and noise injection use the global RNG
         self.G = Generator(config.model).to(self.device)
@@ -239,8 +241,7 @@ class GANTrainer:
         self.step = 0  # completed iterations
         self.mean_path_length = torch.zeros(())
         self.sample_z = torch.randn(t.n_samples, config.model.style_dim, generator=torch.Generator().manual_seed(t.seed + 1))
-        self._accum: dict[str, float] = {}
-        self._accum_n = 0
+        self.meter = RunningMean()  # metric sums since the last log row (checkpointed: resumed rows are exact)
         self._real_stats: tuple[torch.Tensor, torch.Tensor] | None = None
 
     # -- weights from elsewhere ------------------------------------------------------------------------------------
@@ -399,7 +400,7 @@ class GANTrainer:
                 "torch_cpu": torch.get_rng_state(),
                 "torch_cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             },
-            "metrics_accum": {"sums": dict(self._accum), "count": self._accum_n},
+            "metrics_accum": self.meter.state_dict(),
         }
         return {"state_dict": state, **extras}
 
@@ -426,9 +427,7 @@ class GANTrainer:
         torch.set_rng_state(rng["torch_cpu"])
         if self.device.type == "cuda" and rng.get("torch_cuda") is not None:
             torch.cuda.set_rng_state(rng["torch_cuda"], self.device)
-        acc = ckpt.get("metrics_accum") or {}
-        self._accum = {k: float(v) for k, v in (acc.get("sums") or {}).items()}
-        self._accum_n = int(acc.get("count", 0))
+        self.meter.load_state_dict(ckpt.get("metrics_accum"))
 
     def save(self, run: RunDir) -> tuple[Path, Path]:
         """Write the training checkpoint and the exported G_ema generator checkpoint for the current step."""
@@ -444,72 +443,42 @@ class GANTrainer:
         return train_path, gen_path
 
     # -- the loop --------------------------------------------------------------------------------------------------
-    def _log(self, run: RunDir | None, seconds: float, images: int) -> dict[str, Any]:
-        row: dict[str, Any] = {"step": self.step, "kimg": round(self.step * self.config.train.batch / 1000, 4)}
-        n = max(self._accum_n, 1)
-        row.update({k: v / n for k, v in self._accum.items()})
-        row.update(self.sample_stats())
-        row["sec_per_iter"] = seconds / max(images, 1)
-        if run is not None:
-            run.log_metrics(row)
-        self._accum, self._accum_n = {}, 0
-        return row
+    def _row_extras(self, step: int) -> dict[str, Any]:
+        return {"kimg": round(step * self.config.train.batch / 1000, 4), **self.sample_stats()}
 
     def train(
         self,
         run: RunDir | None = None,
         iterations: int | None = None,
         callback: Callable[[int, dict[str, float]], None] | None = None,
+        budget: Budget | None = None,
     ) -> list[dict[str, Any]]:
-        """Run until ``iterations`` (default ``config.train.iterations``) are completed; returns the logged rows.
+        """Run until ``iterations`` (default ``config.train.iterations``) are completed or ``budget`` is spent;
+        returns the logged rows.
 
         With ``run``: metrics rows every ``log_every`` steps, sample grids every ``sample_every``, checkpoints every
-        ``checkpoint_every`` and at the end.
+        ``checkpoint_every`` and at the end (also when the budget stops the run).
         """
-        from tqdm import tqdm
-
         t = self.config.train
         total = t.iterations if iterations is None else iterations
-        rows: list[dict[str, Any]] = []
         if run is not None and self.step == 0:
             run.save_image_grid(self.dataset.sample_batch(min(t.n_samples, 64), torch.Generator().manual_seed(0)),
                                 step=0, prefix="reals")
-        if self.step >= total:
-            logger.info("nothing to do: already at step %d of %d", self.step, total)
-            return rows
+        hooks = []
+        if run is not None:
+            hooks = [Every(lambda s: run.save_image_grid(self.samples(), s), steps=t.sample_every),
+                     Every(lambda s: self.save(run), steps=t.checkpoint_every)]
+        loop = TrainLoop(self.train_step, start=self.step, total=total, log_every=t.log_every, row_fn=self._row_extras,
+                         log_fn=run.log_metrics if run is not None else None, hooks=hooks, budget=budget,
+                         images_per_step=t.batch, finite_keys=("g_loss", "d_loss"), desc="train-gan",
+                         progress=t.progress, device=self.device, on_step=callback, meter=self.meter,
+                         log_at_end=False)
         self.G.train()
         self.D.train()
-        bar = tqdm(total=total, initial=self.step, desc="train-gan", unit="it", disable=not t.progress,
-                   dynamic_ncols=True, leave=False)
-        t0, since = time.perf_counter(), 0
-        previous_impl, previous_threads = get_upfirdn2d_impl(), torch.get_num_threads()
+        previous_impl = get_upfirdn2d_impl()
         set_upfirdn2d_impl(t.upfirdn2d)  # process-wide choices, restored when the loop ends
-        if t.threads:
-            torch.set_num_threads(t.threads)
         try:
-            while self.step < total:
-                metrics = self.train_step()
-                for k, v in metrics.items():
-                    self._accum[k] = self._accum.get(k, 0.0) + v
-                self._accum_n += 1
-                since += 1
-                bar.update(1)
-                if callback is not None:
-                    callback(self.step, metrics)
-                if not math.isfinite(metrics["g_loss"]) or not math.isfinite(metrics["d_loss"]):
-                    raise FloatingPointError(f"training diverged at step {self.step}: losses {metrics}")
-                last = self.step == total
-                if self.step % t.log_every == 0:
-                    row = self._log(run, time.perf_counter() - t0, since)
-                    rows.append(row)
-                    bar.set_postfix(g=f"{row.get('g_loss', 0):.3f}", d=f"{row.get('d_loss', 0):.3f}")
-                    t0, since = time.perf_counter(), 0
-                if run is not None and (self.step % t.sample_every == 0 or last):
-                    run.save_image_grid(self.samples(), self.step)
-                if run is not None and (self.step % t.checkpoint_every == 0 or last):
-                    self.save(run)
+            with threads(t.threads):
+                return loop.run().rows
         finally:
             set_upfirdn2d_impl(previous_impl)
-            torch.set_num_threads(previous_threads)
-            bar.close()
-        return rows

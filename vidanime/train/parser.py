@@ -8,9 +8,7 @@ The held-out ids are stored in every checkpoint (``val_ids``) so ``vidanime pars
 from __future__ import annotations
 
 import logging
-import math
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -23,6 +21,7 @@ from ..data.parsing import IGNORE_INDEX, ParsingDataConfig, ParsingDataset, list
 from ..errors import CheckpointError, ConfigError
 from ..metrics.segmentation import ConfusionMeter, SegmentationScores
 from ..models.parser import PARSER_FORMAT, ParserConfig, build_parser, parser_from_checkpoint
+from .harness import Budget, Every, TrainLoop, configure_device, resolve_device, threads, warmup_cosine
 from .run_dir import RunDir
 
 logger = logging.getLogger(__name__)
@@ -71,21 +70,11 @@ class ParserTrainConfig:
             )
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → cuda when available else cpu; an unavailable cuda request is a :class:`ConfigError`."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device '{name}' requested but CUDA is not available (use 'cpu' or 'auto')")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"unknown device '{name}' (expected auto, cpu, cuda or cuda:N)") from None
-
-
 def heldout_ids(data: ParsingDataConfig) -> tuple[list[str], list[str]]:
     """(train ids, held-out ids) for a data config: ``val_ids_file`` if given, else the seeded split."""
     ids = [p[0] for p in list_pairs(data.root)]
+    if data.limit > 0:
+        ids = ids[: data.limit]
     if data.val_ids_file:
         path = Path(data.val_ids_file)
         if not path.is_file():
@@ -114,10 +103,8 @@ def _batches(ds: ParsingDataset, batch_size: int, seed: int, start_step: int) ->
 
 
 def _lr_at(step: int, opts: ParserTrainOptions) -> float:
-    if step < opts.warmup_steps:
-        return opts.lr * (step + 1) / opts.warmup_steps
-    t = (step - opts.warmup_steps) / max(1, opts.steps - opts.warmup_steps)
-    return opts.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+    """Linear warm-up, then cosine decay to 1 % of the peak (:func:`vidanime.train.harness.warmup_cosine`)."""
+    return warmup_cosine(step, opts.steps, opts.lr, opts.warmup_steps, 0.01 * opts.lr)
 
 
 def parsing_loss(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, aux_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
@@ -149,17 +136,24 @@ def evaluate_parser(model: torch.nn.Module, ds: ParsingDataset, batch_size: int 
 
 
 def train_parser(cfg: ParserTrainConfig, resume: str | os.PathLike | None = None,
-                 run_dir: str | os.PathLike | None = None) -> RunDir:
+                 run_dir: str | os.PathLike | None = None, budget: Budget | None = None) -> RunDir:
     """Train a parser per ``cfg``; ``resume`` = a train checkpoint or run folder to continue; returns the run folder.
 
     ``run_dir`` forces an exact folder (tests); otherwise a new numbered folder is made under ``cfg.runs_root``.
+    ``budget`` (or ``train.time_limit_min``, whichever is shorter) stops the run early, saved and resumable.
     """
+    opts = cfg.train
+    with threads(opts.threads):
+        return _train_parser(cfg, resume, run_dir, budget)
+
+
+def _train_parser(cfg: ParserTrainConfig, resume: str | os.PathLike | None, run_dir: str | os.PathLike | None,
+                  budget: Budget | None) -> RunDir:
     from .run_dir import resolve_resume
 
     opts = cfg.train
-    if opts.threads > 0:
-        torch.set_num_threads(opts.threads)
     device = resolve_device(opts.device)
+    configure_device(device)
     torch.manual_seed(opts.seed)
 
     model = build_parser(cfg.model).to(device)
@@ -218,46 +212,34 @@ def train_parser(cfg: ParserTrainConfig, resume: str | os.PathLike | None = None
                          "val_pixels": s.pixels})
         logger.info("step %d: held-out overall acc %.4f, mIoU %.4f", step, s.overall_accuracy, s.miou)
 
-    from tqdm import tqdm
-
     model.train()
-    t0 = time.perf_counter()
     batches = _batches(train_ds, opts.batch_size, opts.seed, step)
-    bar = tqdm(total=opts.steps, initial=step, desc="parser", disable=None)
-    acc: dict[str, float] = {}
-    stopped_early = False
-    while step < opts.steps:
+
+    def train_step() -> dict[str, float]:
+        nonlocal step
         batch = next(batches)
         for g in optim.param_groups:
             g["lr"] = _lr_at(step, opts)
         loss, parts = parsing_loss(model, batch["image"].to(device), batch["labels"].to(device), opts.aux_weight)
-        if not torch.isfinite(loss):
-            raise RuntimeError(f"parser loss is {float(loss)} at step {step}; lower train.lr")
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()
         step += 1
-        bar.update(1)
-        for k, v in parts.items():
-            acc[k] = acc.get(k, 0.0) + v
-        acc["n"] = acc.get("n", 0.0) + 1
-        if step % opts.log_every == 0 or step == opts.steps:
-            n = acc.pop("n")
-            run.log_metrics({"step": step, "lr": optim.param_groups[0]["lr"], **{k: v / n for k, v in acc.items()},
-                             "sec": time.perf_counter() - t0})
-            acc = {}
-        if opts.eval_every and step % opts.eval_every == 0 and step < opts.steps:
-            evaluate(step, opts.eval_limit)
-        if step % opts.ckpt_every == 0 and step < opts.steps:
-            save(step)
-        if opts.time_limit_min > 0 and time.perf_counter() - t0 > 60 * opts.time_limit_min:
-            logger.info("time limit of %.1f min reached at step %d; saving and stopping", opts.time_limit_min, step)
-            stopped_early = True
-            break
-    bar.close()
-    save(step)
+        return parts
+
+    if opts.time_limit_min > 0:
+        limit = Budget(60 * opts.time_limit_min)
+        budget = limit if budget is None or budget.remaining() > limit.remaining() else budget
+    hooks = [Every(lambda s: evaluate(s, opts.eval_limit) if s < opts.steps else None, steps=opts.eval_every,
+                   at_end=False),  # the full held-out score follows the loop
+             Every(save, steps=opts.ckpt_every)]
+    result = TrainLoop(train_step, start=step, total=opts.steps, log_every=opts.log_every,
+                       row_fn=lambda s: {"lr": optim.param_groups[0]["lr"]}, log_fn=run.log_metrics, hooks=hooks,
+                       budget=budget, images_per_step=opts.batch_size, desc="parser", device=device).run()
+    if result.stopped == "nothing":
+        save(step)
     evaluate(step, 0)
-    if stopped_early:
+    if result.stopped == "budget":
         logger.info("stopped at step %d of %d; continue with --resume %s", step, opts.steps, run.path)
     return run
 

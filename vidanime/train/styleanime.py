@@ -18,10 +18,7 @@ A training checkpoint holds weights, optimizers, step, sampler positions and RNG
 from __future__ import annotations
 
 import logging
-import math
 import os
-import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
@@ -38,6 +35,7 @@ from ..losses.latent import LatentDiscriminator, da_loss_discriminator
 from ..losses.styleanime import StyleAnimeLoss, StyleAnimeLossConfig, adv_loss_discriminator
 from ..models.styleanime import StyleAnime, StyleAnimeConfig, save_styleanime
 from ..models.stylegan2 import Discriminator
+from .harness import Budget, Every, RunningMean, TrainLoop, autocast, configure_device
 from .run_dir import RunDir
 from .refine import StructureLoss
 from .warmup import LatentWarmup, LatentWarmupConfig
@@ -166,7 +164,7 @@ def setup_distributed(device_hint: str = "auto") -> DistInfo:
 
 def resolve_device(device: str, dist_info: DistInfo | None = None) -> torch.device:
     """``auto`` → CUDA if available; under DDP, ``cuda`` means ``cuda:LOCAL_RANK``."""
-    from .parser import resolve_device as resolve_one
+    from .harness import resolve_device as resolve_one
 
     dev = resolve_one(device)
     if dev.type == "cuda" and dev.index is None:
@@ -247,6 +245,28 @@ def _allreduce_grads(module: torch.nn.Module, world: int) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------------ trainer
+class _DistributedMean(RunningMean):
+    """:class:`RunningMean` whose means are taken over all ranks under DDP (one all-reduce per log row)."""
+
+    def __init__(self, dist_info: DistInfo, device: torch.device):
+        super().__init__()
+        self.dist_info, self.device = dist_info, device
+
+    def pop(self) -> dict[str, float]:
+        if self.dist_info.world == 1:
+            return super().pop()
+        import torch.distributed as dist
+
+        keys = sorted(self.sums)
+        vals = torch.tensor([self.sums[k] for k in keys] + [float(self.count)], dtype=torch.float64)
+        vals = vals.to(self.device if self.device.type == "cuda" else torch.device("cpu"))
+        dist.all_reduce(vals)
+        vals = vals.cpu()
+        self.sums, self.count = {}, 0
+        n = max(vals[-1].item(), 1.0)
+        return {k: vals[i].item() / n for i, k in enumerate(keys)}
+
+
 class StyleAnimeTrainer:
     """Holds the model (E_p, E_s, frozen G), D1, D2, optimizers, samplers and step; ``train()`` runs the loop.
 
@@ -262,6 +282,7 @@ class StyleAnimeTrainer:
         self.dist = dist_info or DistInfo()
         t = config.train
         self.device = torch.device(device) if device is not None else resolve_device(t.device, self.dist)
+        configure_device(self.device)
         self.target, self.source = target, source
         for ds, what in ((target, "target"), (source, "source")):
             if ds.size != config.model.image_size or ds.label_set != config.model.label_set:
@@ -310,8 +331,7 @@ class StyleAnimeTrainer:
         self.use_amp = bool(t.amp) and self.device.type == "cuda"
         if t.amp and not self.use_amp:
             logger.warning("train.amp is only used on CUDA; training in float32 on %s", self.device)
-        self._accum: dict[str, float] = {}
-        self._accum_n = 0
+        self.meter = _DistributedMean(self.dist, self.device)  # metric sums since the last row (checkpointed)
 
     # -- weights from elsewhere ------------------------------------------------------------------------------------
     def _load_generator(self, path: str) -> None:
@@ -395,7 +415,7 @@ class StyleAnimeTrainer:
 
     # -- helpers ---------------------------------------------------------------------------------------------------
     def _autocast(self) -> Any:
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.use_amp else nullcontext()
+        return autocast(self.device, self.use_amp)
 
     def _encoders_train(self) -> None:
         self.model.train()
@@ -596,7 +616,7 @@ class StyleAnimeTrainer:
             "samplers": {"target": self.target_sampler.state_dict(), "source": self.source_sampler.state_dict()},
             "rng": {"torch_cpu": torch.get_rng_state(),
                     "torch_cuda": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None},
-            "metrics_accum": {"sums": dict(self._accum), "count": self._accum_n},
+            "metrics_accum": self.meter.state_dict(),
             "world_size": self.dist.world,
         }
 
@@ -623,9 +643,7 @@ class StyleAnimeTrainer:
         torch.set_rng_state(ckpt["rng"]["torch_cpu"])
         if self.device.type == "cuda" and ckpt["rng"].get("torch_cuda") is not None:
             torch.cuda.set_rng_state(ckpt["rng"]["torch_cuda"], self.device)
-        acc = ckpt.get("metrics_accum") or {}
-        self._accum = {k: float(v) for k, v in (acc.get("sums") or {}).items()}
-        self._accum_n = int(acc.get("count", 0))
+        self.meter.load_state_dict(ckpt.get("metrics_accum"))
 
     def discriminator_state(self) -> dict[str, Any]:
         """D1 and D2 as they stand, for the exported model (the per-clip fine-tune's L_base uses them, Eq. 10)."""
@@ -645,80 +663,38 @@ class StyleAnimeTrainer:
         return train_path, model_path
 
     # -- the loop --------------------------------------------------------------------------------------------------
-    def _reduce_accum(self) -> dict[str, float]:
-        """Mean of the accumulated metrics over steps (and over ranks under DDP)."""
-        keys = sorted(self._accum)
-        vals = torch.tensor([self._accum[k] for k in keys] + [float(self._accum_n)], dtype=torch.float64)
-        if self.dist.world > 1:
-            import torch.distributed as dist
+    def _stop_sync(self, out_of_time: bool) -> bool:
+        """Under DDP all ranks stop at the same step: any rank out of time stops them all."""
+        if self.dist.world == 1:
+            return out_of_time
+        import torch.distributed as dist
 
-            dev = self.device if self.device.type == "cuda" else torch.device("cpu")
-            vals = vals.to(dev)
-            dist.all_reduce(vals)
-            vals = vals.cpu()
-        n = max(vals[-1].item(), 1.0)
-        return {k: vals[i].item() / n for i, k in enumerate(keys)}
+        flag = torch.tensor([float(out_of_time)], device=self.device if self.device.type == "cuda" else "cpu")
+        dist.all_reduce(flag)
+        return flag.item() > 0
 
     def train(self, run: RunDir | None = None, iterations: int | None = None,
-              callback: Callable[[int, dict[str, float]], None] | None = None) -> list[dict[str, Any]]:
-        """Run until ``iterations`` (default ``config.train.iterations``) are done; returns the logged rows.
+              callback: Callable[[int, dict[str, float]], None] | None = None,
+              budget: Budget | None = None) -> list[dict[str, Any]]:
+        """Run until ``iterations`` (default ``config.train.iterations``) are done or the wall-clock ``budget`` (or
+        ``train.time_limit_min``, whichever is shorter) is spent; returns the logged rows.
 
         Rank 0 writes metrics rows every ``log_every`` steps, sample grids every ``sample_every`` and checkpoints
-        every ``checkpoint_every`` and at the end (also when ``time_limit_min`` stops the run early).
+        every ``checkpoint_every`` and at the end (also when the budget stops the run early).
         """
-        from tqdm import tqdm
-
         t = self.config.train
         total = t.iterations if iterations is None else iterations
         main = self.dist.is_main
-        rows: list[dict[str, Any]] = []
-        if self.step >= total:
-            logger.info("nothing to do: already at step %d of %d", self.step, total)
-            return rows
-        bar = tqdm(total=total, initial=self.step, desc="train styleanime", unit="it",
-                   disable=not (t.progress and main), dynamic_ncols=True, leave=False)
-        start = t0 = time.perf_counter()
-        since = 0
-        try:
-            while self.step < total:
-                metrics = self.train_step()
-                for k, v in metrics.items():
-                    self._accum[k] = self._accum.get(k, 0.0) + v
-                self._accum_n += 1
-                since += 1
-                bar.update(1)
-                if callback is not None:
-                    callback(self.step, metrics)
-                if not math.isfinite(metrics["loss"]):
-                    raise FloatingPointError(f"training diverged at step {self.step}: {metrics}")
-                out_of_time = t.time_limit_min > 0 and time.perf_counter() - start > 60 * t.time_limit_min
-                if self.dist.world > 1 and t.time_limit_min > 0:  # all ranks must stop at the same step
-                    import torch.distributed as dist
-
-                    flag = torch.tensor([float(out_of_time)],
-                                        device=self.device if self.device.type == "cuda" else "cpu")
-                    dist.all_reduce(flag)
-                    out_of_time = flag.item() > 0
-                last = self.step == total or out_of_time
-                if self.step % t.log_every == 0 or last:
-                    row: dict[str, Any] = {"step": self.step, **self._reduce_accum()}
-                    elapsed = time.perf_counter() - t0
-                    row["it_per_s"] = since / max(elapsed, 1e-9)
-                    if self.device.type == "cuda":
-                        row["peak_mem_gib"] = torch.cuda.max_memory_allocated(self.device) / 2**30
-                    self._accum, self._accum_n = {}, 0
-                    t0, since = time.perf_counter(), 0
-                    rows.append(row)
-                    if main and run is not None:
-                        run.log_metrics(row)
-                    bar.set_postfix(loss=f"{row.get('loss', 0):.3f}", rec=f"{row.get('rec', 0):.3f}")
-                if main and run is not None and (self.step % t.sample_every == 0 or last):
-                    run.save_image_grid(self.sample_grid(), self.step, nrow=6)
-                if main and run is not None and (self.step % t.checkpoint_every == 0 or last):
-                    self.save(run)
-                if out_of_time:
-                    logger.info("time limit of %.1f min reached at step %d of %d", t.time_limit_min, self.step, total)
-                    break
-        finally:
-            bar.close()
-        return rows
+        if t.time_limit_min > 0:
+            limit = Budget(60 * t.time_limit_min)
+            budget = limit if budget is None or budget.remaining() > limit.remaining() else budget
+        hooks = []
+        if main and run is not None:
+            hooks = [Every(lambda s: run.save_image_grid(self.sample_grid(), s, nrow=6), steps=t.sample_every),
+                     Every(lambda s: self.save(run), steps=t.checkpoint_every)]
+        loop = TrainLoop(self.train_step, start=self.step, total=total, log_every=t.log_every,
+                         log_fn=run.log_metrics if main and run is not None else None, hooks=hooks, budget=budget,
+                         images_per_step=t.batch * self.dist.world, finite_keys=("loss",),
+                         stop_sync=self._stop_sync if self.dist.world > 1 else None, desc="train styleanime",
+                         progress=t.progress and main, device=self.device, on_step=callback, meter=self.meter)
+        return loop.run().rows

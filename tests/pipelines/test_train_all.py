@@ -1,0 +1,158 @@
+"""`vidanime train-all`: every stage of the tiny recipe within a 10-second budget, failure isolation, smoke pass."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import pipelines.train_all as TA
+from pipelines.train_all import TrainAllConfig, TrainAllPipeline
+from vidanime.checkpoint import load_checkpoint, sha256_file
+from vidanime.config import config_from_dict
+from vidanime.errors import ConfigError, VidanimeError
+from vidanime.train.harness import Budget
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = REPO / "configs" / "train_all_tiny.yaml"
+STAGES = ["gan", "parser", "anime_pseudo", "anime_parser", "facebank", "encoders", "interp"]
+
+
+def test_tiny_recipe_runs_every_stage_within_budget_and_exports_a_set(assets, tmp_path):
+    out = tmp_path / "set"
+    budget = Budget(10)
+    summary = TrainAllPipeline.from_config_file(TINY)(out, budget=budget, device="cpu", data=assets, smoke=False)
+    took = budget.elapsed()
+    assert took <= 12.0, f"a 10 s budget took {took:.1f} s"
+    stages = {r["name"]: r for r in summary["stages"]}
+    assert list(stages) == STAGES and all(r["status"] == "ok" for r in stages.values()), stages
+    # every stage wrote its output, and the budget split gave each one a share of the 10 s
+    for name, r in stages.items():
+        assert Path(r["output"]).exists(), name
+        assert r["allowance"] is not None and 0 < r["allowance"] <= 10
+    assert (Path(stages["anime_pseudo"]["output"]) / "masks").is_dir()
+    # the exported set: registry.json with the sha256 of each file, StyleAnime with its FaceBank and defaults
+    registry = json.loads((out / "registry.json").read_text())["models"]
+    assert sorted(registry) == ["ifnet-demo", "parser-anime", "parser-portrait", "styleanime-p2a",
+                                "stylegan2-anime-demo"]
+    for name, e in registry.items():
+        assert sha256_file(out / e["file"]) == e["sha256"], name
+    sa = load_checkpoint(out / "styleanime-p2a.pt", format="vidanime.styleanime")
+    assert sa["facebank"] is not None and sa["inference"] == {"alpha": None, "k": 10, "refine": 0}
+    assert sa["train_config"]["target"]["parser"] == "parser-anime"  # recorded by bundled name, not a run path
+    assert json.loads((out / "train-all.json").read_text())["stages"][0]["name"] == "gan"
+    assert "stage encoders" in (out / "train-all.log").read_text()
+
+    # `vidanime weights install` puts the set in a weights folder, checksums checked, differing files need --force
+    from vidanime.registry import install_set
+
+    dest = tmp_path / "weights"
+    dest.mkdir()
+    assert install_set(out, dest=dest) == sorted(registry)
+    assert json.loads((dest / "registry.json").read_text())["models"] == registry
+    (dest / "parser-anime.pt").write_bytes(b"changed")
+    with pytest.raises(VidanimeError, match="--force"):
+        install_set(out, dest=dest)
+    install_set(out, dest=dest, force=True)
+    assert sha256_file(dest / "parser-anime.pt") == registry["parser-anime"]["sha256"]
+
+
+def test_a_failing_stage_keeps_the_other_stages_results(assets, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setitem(TA.STAGE_RUNNERS, "parser", broken)
+    out = tmp_path / "set"
+    summary = TrainAllPipeline.from_config_file(TINY)(out, budget=Budget(6), device="cpu", data=assets, smoke=False)
+    status = {r["name"]: r["status"] for r in summary["stages"]}
+    assert status == {"gan": "ok", "parser": "failed", "anime_pseudo": "skipped", "anime_parser": "skipped",
+                      "facebank": "ok", "encoders": "skipped", "interp": "ok"}
+    assert "disk on fire" in summary["stages"][1]["error"]
+    assert sorted(summary["exported"]) == ["ifnet-demo", "stylegan2-anime-demo"]
+    assert (out / "stylegan2-anime-demo.pt").is_file() and (out / "ifnet-demo.pt").is_file()
+
+
+def test_smoke_failure_stops_before_the_budgeted_run(assets, tmp_path, monkeypatch):
+    real = TA.STAGE_RUNNERS["interp"]
+
+    def broken_on_tiny_data(stage, overrides, root, budget, dev, resume):
+        if root.name == "smoke":
+            raise RuntimeError("bf16 not supported")
+        return real(stage, overrides, root, budget, dev, resume)
+
+    monkeypatch.setitem(TA.STAGE_RUNNERS, "interp", broken_on_tiny_data)
+    out = tmp_path / "set"
+    t0 = time.perf_counter()
+    with pytest.raises(VidanimeError, match="smoke pass failed in stage interp: RuntimeError: bf16"):
+        TrainAllPipeline.from_config_file(TINY)(out, budget=Budget(600), device="cpu", data=assets,
+                                                stages=["gan", "interp"])
+    assert time.perf_counter() - t0 < 60  # fails in seconds, not after the 600-s budget
+    assert not (out / "runs").exists() and (out / "smoke").is_dir()
+    assert [r["status"] for r in json.loads((out / "train-all.json").read_text())["smoke"]] == ["ok", "failed"]
+
+
+def _tiny_dict() -> dict:
+    import yaml
+
+    return yaml.safe_load(TINY.read_text())
+
+
+def test_recipe_validation_names_the_bad_value():
+    d = _tiny_dict()
+    d["stages"][1]["kind"] = "teleport"
+    with pytest.raises(ConfigError, match="kind 'teleport'"):
+        config_from_dict(d, TrainAllConfig)
+    d = _tiny_dict()
+    d["stages"][0]["set"]["init"] = "{encoders}"  # a later stage
+    with pytest.raises(ConfigError, match="uses {encoders}, which is not an earlier stage"):
+        config_from_dict(d, TrainAllConfig)
+    d = _tiny_dict()
+    d["exports"][0]["stage"] = "nope"
+    with pytest.raises(ConfigError, match="unknown stage 'nope'"):
+        config_from_dict(d, TrainAllConfig)
+
+
+def test_the_shipped_recipes_load():
+    for name in ("train_all.yaml", "train_all_gpu.yaml", "train_all_tiny.yaml"):
+        pipe = TrainAllPipeline.from_config_file(REPO / "configs" / name)
+        assert pipe.config.stages and all(s.share > 0 for s in pipe.config.stages if s.enabled), name
+        for s in pipe.config.stages:
+            assert (REPO / s.config).is_file() if s.config else s.kind in ("pseudo", "facebank"), (name, s.name)
+
+
+def _vidanime(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], capture_output=True, text=True, timeout=120,
+                          cwd=REPO)
+
+
+def test_cli_one_line_errors(tmp_path):
+    r = _vidanime("train-all", "--budget", "soon", "--out", str(tmp_path / "o"))
+    assert r.returncode != 0 and "cannot read the duration 'soon'" in r.stderr and "Traceback" not in r.stderr
+    r = _vidanime("train-all", "--config", str(TINY), "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o"))
+    assert r.returncode != 0 and "training data folder not found" in r.stderr and "Traceback" not in r.stderr
+    r = _vidanime("train-all", "--help")
+    assert r.returncode == 0 and "--budget" in r.stdout and "weights install" in r.stdout
+
+
+def test_training_path_imports_without_pyav_decord_or_lpips():
+    """A bare GPU machine has none of them: importing the whole training path must not need them."""
+    code = ("import sys\n"
+            "for m in ('av', 'decord', 'lpips'): sys.modules[m] = None\n"
+            "import pipelines.train_all, pipelines.commands.train_all, pipelines.pack_data, vidanime.data.pack\n"
+            "import pipelines.train_gan, pipelines.train_styleanime, pipelines.parse, pipelines.interp\n"
+            "import vidanime.train.gan, vidanime.train.parser, vidanime.train.styleanime, vidanime.train.export\n"
+            "import interp.train, interp.data, vidanime.models.facebank\n"
+            "from vidanime.train.harness import Budget; print('ok')\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_tiny_recipe_on_cuda(assets, tmp_path):
+    summary = TrainAllPipeline.from_config_file(TINY)(tmp_path / "set", budget=Budget(20), device="cuda",
+                                                      data=assets)
+    assert all(r["status"] == "ok" for r in summary["stages"])
