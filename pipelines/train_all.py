@@ -163,9 +163,9 @@ class TrainAllPipeline:
     # -------------------------------------------------------------------------------------------------------- run
     def __call__(self, out: str | os.PathLike, budget: Budget | None = None, device: str = "auto",
                  data: str | os.PathLike | None = None, stages: list[str] | None = None, smoke: bool = True,
-                 resume: bool = False, export: bool = True) -> dict[str, Any]:
+                 resume: bool = False, export: bool = True, smoke_only: bool = False) -> dict[str, Any]:
         """Smoke pass, then every enabled stage within ``budget``, then the export into ``out``; returns the summary
-        (also written to ``out/train-all.json``)."""
+        (also written to ``out/train-all.json``).  ``smoke_only`` stops after a passing smoke pass."""
         budget = budget or Budget(None)
         out = Path(out).expanduser().resolve()
         dev = resolve_device(device)
@@ -193,6 +193,10 @@ class TrainAllPipeline:
                     self._write_summary(out, summary)
                     raise VidanimeError(f"smoke pass failed in stage {failed[0].name}: {failed[0].error or 'skipped'} "
                                         f"(see {out / 'train-all.log'})")
+                if smoke_only:
+                    summary["seconds"] = budget.elapsed()
+                    self._write_summary(out, summary)
+                    return summary
             keep = budget.seconds * self.config.export_share if budget.seconds is not None else 0.0
             main = budget.part(None if budget.seconds is None else max(0.0, budget.remaining() - keep))
             results = self._run_stages(out / "runs", assets, dev, main, stages, smoke=False, resume=resume)

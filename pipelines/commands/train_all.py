@@ -21,10 +21,11 @@ import click
 @click.option("--stages", default=None, metavar="A,B", help="Run only these stages (others' earlier outputs are reused).")
 @click.option("--smoke/--no-smoke", default=True, show_default=True,
               help="First run every stage for one step on tiny data on the same device (fails fast, in seconds).")
+@click.option("--smoke-only", is_flag=True, help="Only the smoke pass: check the recipe on this device in seconds.")
 @click.option("--resume", is_flag=True, help="Continue each stage's latest run under OUT/runs instead of starting anew.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a recipe value by dotted key.")
 def cli(config_path: str, budget: str | None, device: str, out: str, data: str | None, stages: str | None,
-        smoke: bool, resume: bool, sets: tuple[str, ...]) -> None:
+        smoke: bool, smoke_only: bool, resume: bool, sets: tuple[str, ...]) -> None:
     """Train every model of the bundled set in order (anime StyleGAN2, portrait parser, anime parser, FaceBank,
     StyleAnime encoders, interpolator; the a2p pair in the GPU recipe) within one wall-clock budget, then export
     them with sha256 into OUT, ready for `vidanime weights install OUT`.
@@ -41,8 +42,13 @@ def cli(config_path: str, budget: str | None, device: str, out: str, data: str |
 
     wanted = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
     pipe = TrainAllPipeline.from_config_file(config_path, parse_overrides(sets))
-    summary = pipe(out, budget=Budget.parse(budget), device=device, data=data, stages=wanted, smoke=smoke,
-                   resume=resume)
+    summary = pipe(out, budget=Budget.parse(budget), device=device, data=data, stages=wanted,
+                   smoke=smoke or smoke_only, resume=resume, smoke_only=smoke_only)
+    if smoke_only:
+        for r in summary["smoke"]:
+            click.echo(f"{r['name']:14s} {r['status']:8s} {r['seconds']:7.1f} s  {r['error']}")
+        click.echo(f"smoke pass passed in {summary['seconds']:.0f} s")
+        return
     for r in summary.get("stages", []):
         speed = f", {r['img_per_s']:.1f} img/s" if r.get("img_per_s") else ""
         step = f", step {r['step']}" if r.get("step") is not None else ""

@@ -95,6 +95,14 @@ def test_smoke_failure_stops_before_the_budgeted_run(assets, tmp_path, monkeypat
     assert [r["status"] for r in json.loads((out / "train-all.json").read_text())["smoke"]] == ["ok", "failed"]
 
 
+def test_smoke_only_checks_the_recipe_and_trains_nothing_else(assets, tmp_path):
+    out = tmp_path / "set"
+    summary = TrainAllPipeline.from_config_file(TINY)(out, budget=Budget(600), device="cpu", data=assets,
+                                                      stages=["gan", "facebank"], smoke_only=True)
+    assert [(r["name"], r["status"]) for r in summary["smoke"]] == [("gan", "ok"), ("facebank", "ok")]
+    assert "stages" not in summary and not (out / "runs").exists() and not (out / "registry.json").exists()
+
+
 def _tiny_dict() -> dict:
     import yaml
 

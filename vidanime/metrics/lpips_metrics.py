@@ -29,17 +29,43 @@ from ..errors import CheckpointError, VidanimeError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LPIPS_BACKBONE_ENV", "BACKBONE_FILES", "load_lpips", "lpips_pairs", "lpips_s", "lpips_d", "to_lpips_input"]
+__all__ = ["LPIPS_BACKBONE_ENV", "LPIPS_LIN_ENV", "BACKBONE_FILES", "load_lpips", "lpips_pairs", "lpips_s", "lpips_d", "to_lpips_input"]
 
 LPIPS_BACKBONE_ENV = "VIDANIME_LPIPS_BACKBONE"
 BACKBONE_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth", "squeeze": "squeezenet1_1-b8a52dc0.pth"}
 _SLICE_KEY = re.compile(r"^slice\d+\.(\d+)\.(.+)$")
 
 
-def _lin_weights_path(net: str, version: str) -> Path:
-    import lpips
+LPIPS_LIN_ENV = "VIDANIME_LPIPS_LIN"
 
+
+def _lin_weights_path(net: str, version: str) -> Path:
+    """The lpips package's linear-layer weights, or ``$VIDANIME_LPIPS_LIN`` where the package is not installed."""
+    env = os.environ.get(LPIPS_LIN_ENV)
+    if env:
+        return Path(env)
+    try:
+        import lpips
+    except ImportError:
+        raise VidanimeError(f"LPIPS needs the lpips package's linear weights (weights/v{version}/{net}.pth): "
+                            f"pip install lpips, or set {LPIPS_LIN_ENV} to that file") from None
     return Path(lpips.__file__).resolve().parent / "weights" / f"v{version}" / f"{net}.pth"
+
+
+def _lpips_module(net: str, version: str) -> torch.nn.Module:
+    """``lpips.LPIPS`` with random trunk and lin weights, or, without the package, the same network in pure PyTorch
+    (:class:`vidanime.metrics.lpips_net.AlexLPIPS`; AlexNet v0.1 only)."""
+    try:
+        import lpips
+    except ImportError:
+        if net != "alex" or version != "0.1":
+            raise VidanimeError(f"LPIPS '{net}' v{version} needs the lpips package: pip install lpips") from None
+        from .lpips_net import AlexLPIPS
+
+        return AlexLPIPS()
+    with warnings.catch_warnings():  # torchvision's 'pretrained=False is deprecated' notice
+        warnings.simplefilter("ignore", UserWarning)
+        return lpips.LPIPS(pretrained=False, net=net, version=version, pnet_rand=True, verbose=False)
 
 
 def _backbone_state(raw: Any, target_keys: Sequence[str], source: str) -> dict[str, torch.Tensor]:
@@ -77,8 +103,6 @@ def load_lpips(net: str = "alex", backbone_path: str | os.PathLike | None = None
     ``$VIDANIME_LPIPS_BACKBONE``, or ``"random"`` (tests only).  Call it as ``model(x, y)`` with (B, 3, H, W) in
     [−1, 1] → (B, 1, 1, 1) distances; gradients flow to the inputs (the LPIPS loss uses that).
     """
-    import lpips
-
     from ..checkpoint import check_state_dict, read_torch_file
 
     if net not in BACKBONE_FILES:
@@ -89,9 +113,7 @@ def load_lpips(net: str = "alex", backbone_path: str | os.PathLike | None = None
             f"LPIPS needs the ImageNet weights of its {net} backbone ({BACKBONE_FILES[net]}, torchvision's file), "
             f"which vidanime cannot download: pass its path (--lpips-backbone PATH) or set {LPIPS_BACKBONE_ENV}"
         )
-    with warnings.catch_warnings():  # torchvision's 'pretrained=False is deprecated' notice
-        warnings.simplefilter("ignore", UserWarning)
-        model = lpips.LPIPS(pretrained=False, net=net, version=version, pnet_rand=True, verbose=False)
+    model = _lpips_module(net, version)
     lin_path = _lin_weights_path(net, version)
     lin_sd = read_torch_file(lin_path)
     lin_modules = torch.nn.ModuleDict({name: getattr(model, name) for name in dict(model.named_children())

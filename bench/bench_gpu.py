@@ -1,0 +1,115 @@
+"""Translate's model stages on one device with a trained model set, on 720p frames that need no video decoder.
+
+    python -m bench.bench_gpu [--set OUT_OF_TRAIN_ALL] [--data PACK.pt|DIR] [--frames 64] [--device cuda]
+
+For a bare GPU machine (no PyAV, no detector weights): frames are a clip's frames from the data pack (or the assets
+folder), upscaled to 1280x720; the face box is fixed (the clip's face region), so detection and tracking are not timed
+(``bench.bench_translate`` times them where PyAV and the detector exist).  Timed per face, batched as translate batches
+them: crop + resize, parse (portrait parser), encode (E_p+E_s), FaceBank aggregation, generate, paste back at 720p.
+Models come from ``--set`` (a ``train-all --out`` folder: styleanime-p2a.pt, parser-portrait.pt) or the bundled ones.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench.common import print_table
+
+
+def _frames(data: str | None, n: int) -> list[np.ndarray]:
+    """``n`` RGB uint8 frames (720, 1280, 3) from a talking-face clip's frame folder (pack) or the assets clip."""
+    import cv2
+
+    from interp.data import decode_clip
+    from vidanime.data.pack import default_assets_root
+
+    root = Path(data) if data else default_assets_root()
+    if root.is_file():  # a data pack: unpack once next to it
+        from vidanime.data.pack import materialize
+
+        dest = root.with_suffix("")
+        materialize(root, dest)
+        root = dest
+    clip = decode_clip(root / "video" / "liveportrait_d3.mp4", max_side=0, max_frames=n)
+    return [cv2.resize(f, (1280, 720), interpolation=cv2.INTER_CUBIC) for f in clip]
+
+
+def _clock(fn, sync: bool) -> tuple[float, object]:
+    if sync:
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    out = fn()
+    if sync:
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0, out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--set", default=None, help="train-all output folder (default: the bundled models)")
+    ap.add_argument("--data", default=None, help="data pack or assets folder")
+    ap.add_argument("--frames", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--half", action="store_true", help="float16 model stages on CUDA")
+    args = ap.parse_args(argv)
+
+    import torch.nn.functional as F
+
+    from vidanime.models.facebank import FaceBank
+    from vidanime.registry import load_model
+    from vidanime.video.paste import PasteItem, paste_faces
+
+    dev = torch.device(args.device)
+    sync = dev.type == "cuda"
+    src = (lambda name: str(Path(args.set) / f"{name}.pt")) if args.set else (lambda name: name)
+    model = load_model(src("styleanime-p2a"), device=dev).eval()
+    parser = load_model(src("parser-portrait"), device=dev).eval()
+    bank: FaceBank | None = getattr(model, "facebank", None)
+    frames = _frames(args.data, args.frames)
+    # The clip's face sits in the middle of the 256-px frame: a fixed square box, mapped to the 720p frame.
+    box = 512
+    x0, y0 = (1280 - box) // 2, (720 - box) // 2
+    matrix = np.array([[1.0, 0, -x0], [0, 1.0, -y0]], dtype=np.float32)  # frame -> crop (similarity, scale 1)
+    p, s = parser.config.image_size, model.image_size
+    totals = dict.fromkeys(["crop", "parse", "encode", "facebank", "generate", "paste"], 0.0)
+    n = 0
+    with torch.no_grad():
+        for start in range(0, len(frames), args.batch):
+            chunk = frames[start:start + args.batch]
+            t, crops = _clock(lambda: torch.from_numpy(np.stack([f[y0:y0 + box, x0:x0 + box] for f in chunk]))
+                              .to(dev).permute(0, 3, 1, 2).float().div(255), sync)
+            totals["crop"] += t
+            xp = F.interpolate(crops, size=(p, p), mode="bilinear", antialias=True)
+            t, logits = _clock(lambda: parser(xp), sync)
+            totals["parse"] += t
+            lab = F.interpolate(torch.softmax(logits, 1), size=(s, s), mode="bilinear").argmax(1)
+            xm = F.interpolate(crops, size=(s, s), mode="bilinear", antialias=True) * 2 - 1
+            t, w = _clock(lambda: model.encode(xm, lab), sync)
+            totals["encode"] += t
+            if bank is not None:
+                t, w = _clock(lambda: bank.to(dev).aggregate(w, 0.7, k=10), sync)
+                totals["facebank"] += t
+            t, out = _clock(lambda: model.decode(w), sync)
+            totals["generate"] += t
+            out_u8 = ((F.interpolate(out, size=(box, box), mode="bilinear").clamp(-1, 1) + 1) * 127.5).byte()
+            out_np = out_u8.permute(0, 2, 3, 1).cpu().numpy()
+            t0 = time.perf_counter()
+            for f, o in zip(chunk, out_np):
+                paste_faces(f, [PasteItem(o, matrix, None, 1.0)])
+            totals["paste"] += time.perf_counter() - t0
+            n += len(chunk)
+    name = torch.cuda.get_device_name(dev) if sync else "CPU"
+    rows = [[k, f"{n / v:.1f}" if v > 0 else "-", f"{1000 * v / n:.2f}"] for k, v in totals.items()]
+    rows.append(["sum of model stages", f"{n / sum(totals.values()):.1f}", f"{1000 * sum(totals.values()) / n:.2f}"])
+    print_table(rows, ["stage", "faces/s", "ms/face"],
+                title=f"translate model stages on {name}: {n} frames at 1280x720, one face, batch {args.batch}, "
+                      f"{model.image_size}-px model from {args.set or 'the bundled set'}")
+
+
+if __name__ == "__main__":
+    main()
