@@ -7,12 +7,14 @@ VIDEO ?=
 OUT ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test bench bench-full train-demo train-all clean help
+.PHONY: setup demo test test-fast lint bench bench-full train-demo train-all clean help
 
 help:
 	@echo "make setup      create .venv and install vidanime with pinned dependencies"
 	@echo "make demo       run the main job on the bundled default model (VIDEO=path.mp4 for your own clip)"
 	@echo "make test       run the test suite (CPU, a few minutes)"
+	@echo "make test-fast  the test suite without the tests marked slow or gpu (the edit-test loop)"
+	@echo "make lint       ruff check (settings in pyproject.toml)"
 	@echo "make bench      run the benchmarks at small sizes and print tables"
 	@echo "make train-demo retrain the bundled default models step by step, as they were made (hours on 2 CPU cores)"
 	@echo "make train-all  train the whole set to a wall-clock budget (BUDGET=150m, SET=train_all_set), then export"
@@ -35,6 +37,17 @@ demo:
 test:
 	@$(PY) -m pytest -q --durations=15 $(PYTEST_ARGS) tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: no tests were collected" >&2; exit 1; fi; exit $$rc
+
+# The suite less the tests marked slow (over ~3 s on 2 idle cores) and gpu (need CUDA).  Tests marked assets (they use
+# ../shared/assets, set in tests/conftest.py) stay in: they test the real media, and they skip with a reason when the
+# assets are absent.  PYTEST_ARGS='-m "not slow and not gpu and not assets"' leaves them out too (the last -m wins).
+test-fast:
+	@$(PY) -m pytest -q -m "not slow and not gpu" $(PYTEST_ARGS) tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: no tests were collected" >&2; exit 1; fi; exit $$rc
+
+LINT_PATHS := vidanime interp pipelines tests bench setup.py
+lint:
+	$(PY) -m ruff check $(LINT_PATHS)
 
 bench:
 	$(PY) -m bench.run_all --quick

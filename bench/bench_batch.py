@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copy(clip, src / f"d{i % 2}" / f"clip{i:02d}.mp4")
         for jobs in jobs_list:
             out = Path(tmp) / f"out{jobs}"
-            opts = BatchOptions(jobs=jobs, progress=False, translate=TranslateOptions(progress=False, preset="veryfast"))
+            opts = BatchOptions(jobs=jobs, progress=False,
+                                translate=TranslateOptions(progress=False, preset="veryfast"))
             t0 = time.perf_counter()
             res = BatchPipeline()(src, out, opts)
             wall = time.perf_counter() - t0

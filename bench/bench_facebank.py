@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> None:
     sync = dev.type == "cuda"
     g = torch.Generator().manual_seed(0)
     codes = torch.randn(n_bank, dim, generator=g)
-    w = (codes[torch.randint(0, n_bank, (n_q,), generator=g)][:, None] + 0.3 * torch.randn(n_q, n_latent, dim, generator=g))
+    w = (codes[torch.randint(0, n_bank, (n_q,), generator=g)][:, None]
+         + 0.3 * torch.randn(n_q, n_latent, dim, generator=g))
     w = w.to(dev)
     rows = []
 
@@ -47,8 +48,8 @@ def main(argv: list[str] | None = None) -> None:
     if not args.quick:
         plus = FaceBank(codes[:, None].expand(-1, n_latent, -1).contiguous()).to(dev)
         t_plus = timeit(lambda: plus.anchor(w, k), repeat=1, warmup=1, sync_cuda=sync)
-        rows.append([f"W+ bank ({n_bank}x{n_latent}x{dim})", "batched", n_q, f"{t_plus * 1e3:.0f}", f"{n_q / t_plus:.0f}",
-                     f"{t_plus / t_batch:.1f}"])
+        rows.append([f"W+ bank ({n_bank}x{n_latent}x{dim})", "batched", n_q, f"{t_plus * 1e3:.0f}",
+                     f"{n_q / t_plus:.0f}", f"{t_plus / t_batch:.1f}"])
     print_table(rows, ["bank", "mode", "queries", "time (ms)", "queries/s", "time vs batched W"],
                 title=f"FaceBank kNN (k={k}) + anchor weights on {dev.type}")
 

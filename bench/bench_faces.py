@@ -90,10 +90,11 @@ def bench_rates(assets: Path, step: int) -> None:
     for clip in CLIPS:
         frames = read_frames(assets / "video" / clip, step=step)
         row = [clip, len(frames)]
-        for name, det in dets.items():
+        for det in dets.values():
             row.append(f"{np.mean([len(d) > 0 for d in det.detect(frames)]):.1%}")
         rows.append(row)
-    print_table(rows, ["clip", "frames"] + list(dets), title=f"Detection rate (frames with >= 1 face, every {step}th frame)")
+    print_table(rows, ["clip", "frames"] + list(dets),
+                title=f"Detection rate (frames with >= 1 face, every {step}th frame)")
 
 
 def bench_jitter(assets: Path, n: int | None) -> None:
@@ -175,7 +176,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="fewer frames")
     ap.add_argument("--every", type=int, default=None, help="detection rates on every Nth frame (1 = every frame)")
     ap.add_argument("--only", default="speed,jitter,rates,anime", help="comma-separated parts to run")
-    ap.add_argument("--assets", default=os.environ.get("VIDANIME_ASSETS", str(Path(__file__).resolve().parents[2] / "shared" / "assets")))
+    default_assets = str(Path(__file__).resolve().parents[2] / "shared" / "assets")
+    ap.add_argument("--assets", default=os.environ.get("VIDANIME_ASSETS", default_assets))
     args = ap.parse_args()
     assets = Path(args.assets)
     parts = set(args.only.split(","))

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.common import print_table
+from bench.common import clock, print_table
 
 
 def _frames(data: str | None, n: int) -> list[np.ndarray]:
@@ -36,16 +36,6 @@ def _frames(data: str | None, n: int) -> list[np.ndarray]:
         root = dest
     clip = decode_clip(root / "video" / "liveportrait_d3.mp4", max_side=0, max_frames=n)
     return [cv2.resize(f, (1280, 720), interpolation=cv2.INTER_CUBIC) for f in clip]
-
-
-def _clock(fn, sync: bool) -> tuple[float, object]:
-    if sync:
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    out = fn()
-    if sync:
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0, out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -81,20 +71,20 @@ def main(argv: list[str] | None = None) -> None:
     with torch.no_grad():
         for start in range(0, len(frames), args.batch):
             chunk = frames[start:start + args.batch]
-            t, crops = _clock(lambda: torch.from_numpy(np.stack([f[y0:y0 + box, x0:x0 + box] for f in chunk]))
+            t, crops = clock(lambda: torch.from_numpy(np.stack([f[y0:y0 + box, x0:x0 + box] for f in chunk]))
                               .to(dev).permute(0, 3, 1, 2).float().div(255), sync)
             totals["crop"] += t
             xp = F.interpolate(crops, size=(p, p), mode="bilinear", antialias=True)
-            t, logits = _clock(lambda: parser(xp), sync)
+            t, logits = clock(lambda: parser(xp), sync)
             totals["parse"] += t
             lab = F.interpolate(torch.softmax(logits, 1), size=(s, s), mode="bilinear").argmax(1)
             xm = F.interpolate(crops, size=(s, s), mode="bilinear", antialias=True) * 2 - 1
-            t, w = _clock(lambda: model.encode(xm, lab), sync)
+            t, w = clock(lambda: model.encode(xm, lab), sync)
             totals["encode"] += t
             if bank is not None:
-                t, w = _clock(lambda: bank.to(dev).aggregate(w, 0.7, k=10), sync)
+                t, w = clock(lambda: bank.to(dev).aggregate(w, 0.7, k=10), sync)
                 totals["facebank"] += t
-            t, out = _clock(lambda: model.decode(w), sync)
+            t, out = clock(lambda: model.decode(w), sync)
             totals["generate"] += t
             out_u8 = ((F.interpolate(out, size=(box, box), mode="bilinear").clamp(-1, 1) + 1) * 127.5).byte()
             out_np = out_u8.permute(0, 2, 3, 1).cpu().numpy()

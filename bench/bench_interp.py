@@ -70,7 +70,8 @@ def main() -> None:
     print()
     print_table([[k, f"{v['psnr']:.2f}", f"{v['ssim']:.4f}", v["triplets"]] for k, v in res.items()],
                 ["model", "PSNR (dB)", "SSIM", "triplets"],
-                title=f"Middle-frame quality on held-out triplets ({len(cfg.data.clips)} clips, max side {cfg.data.max_side})")
+                title=f"Middle-frame quality on held-out triplets ({len(cfg.data.clips)} clips, "
+                      f"max side {cfg.data.max_side})")
 
 
 if __name__ == "__main__":

@@ -71,7 +71,8 @@ def main(argv: list[str] | None = None) -> None:
         t = timeit(run, repeat=2 if args.quick else 3, warmup=1)
         rows.append(["warp error + flicker (2 DIS flows)", f"{w}x{h} pair", f"{t * 1e3:.0f}", f"{1 / t:.1f} pairs/s"])
     print_table(rows, ["metric", "size", "time (ms)", "throughput"],
-                title=f"metric costs on {dev.type} ({'quick' if args.quick else 'full'}); peak RSS {peak_rss_mb():.0f} MiB")
+                title=f"metric costs on {dev.type} ({'quick' if args.quick else 'full'}); "
+                      f"peak RSS {peak_rss_mb():.0f} MiB")
 
 
 if __name__ == "__main__":

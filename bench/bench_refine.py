@@ -20,8 +20,14 @@ def _floats(text: str) -> list[float | None]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from pipelines.report_demo import (ASSETS, domain_classifier, heldout_portraits, portrait_scores,
-                                       portrait_translator, translate_portraits)
+    from pipelines.report_demo import (
+        ASSETS,
+        domain_classifier,
+        heldout_portraits,
+        portrait_scores,
+        portrait_translator,
+        translate_portraits,
+    )
     from pipelines.translate import DEFAULT_MODELS, OUTPUT_PARSERS
     from vidanime.registry import load_model
     from vidanime.train.refine import LatentRefiner, RefineConfig

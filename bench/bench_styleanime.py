@@ -60,8 +60,8 @@ def main(argv: list[str] | None = None) -> None:
     params = {n: sum(p.numel() for p in model.get_submodule(n).parameters()) / 1e6
               for n in ("encoder.encoder_1", "encoder.encoder_2", "decoder")}
     print_table(rows, ["device", "dtype", "batch", "E_p+E_s (ms)", "G (ms)", "translate (ms)", "images/s"],
-                title=f"StyleAnime {s} px (E_p {params['encoder.encoder_1']:.1f}M, E_s {params['encoder.encoder_2']:.1f}M, "
-                      f"G {params['decoder']:.1f}M params; {mem})")
+                title=f"StyleAnime {s} px (E_p {params['encoder.encoder_1']:.1f}M, "
+                      f"E_s {params['encoder.encoder_2']:.1f}M, G {params['decoder']:.1f}M params; {mem})")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ def _bench_one(g: Generator, batch: int, device: str, dtype: torch.dtype, repeat
     """Median seconds per synthesis call of ``batch`` W+ codes."""
     w_plus = torch.randn(batch, g.n_latent, g.style_dim, device=device)
     autocast = (
-        torch.autocast("cuda", dtype=dtype) if (device == "cuda" and dtype != torch.float32) else contextlib.nullcontext()
+        torch.autocast("cuda", dtype=dtype) if (device == "cuda" and dtype != torch.float32)
+        else contextlib.nullcontext()
     )
 
     def run() -> None:

@@ -39,7 +39,8 @@ class _RandomImages:
 def bench_config(name: str, steps: int, device: str) -> list:
     from vidanime.models.ops import set_upfirdn2d_impl
 
-    cfg = load_config(CONFIGS / ("demo_stylegan2.yaml" if name == "demo" else f"stylegan2_{name}.yaml"), TrainGANConfig, overrides={"train.device": device})
+    config_file = "demo_stylegan2.yaml" if name == "demo" else f"stylegan2_{name}.yaml"
+    cfg = load_config(CONFIGS / config_file, TrainGANConfig, overrides={"train.device": device})
     trainer = GANTrainer(cfg, _RandomImages(cfg.model.size))  # type: ignore[arg-type]
     set_upfirdn2d_impl(cfg.train.upfirdn2d)
     trainer.train_step()  # warm-up (includes the step-0 R1 pass)

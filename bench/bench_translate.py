@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.common import peak_rss_mb, print_table
+from bench.common import clock, peak_rss_mb, print_table
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = Path(os.environ.get("VIDANIME_ASSETS", REPO.parent / "shared" / "assets"))
@@ -54,16 +54,6 @@ def _models(size: str, device: str):
     return model, parser, FaceBank(codes)
 
 
-def _clock(fn, sync: bool) -> tuple[float, object]:
-    if sync:
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    out = fn()
-    if sync:
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0, out
-
-
 def bench_stages(clip: Path, n_frames: int, size: str, device: str) -> list[list]:
     import torch.nn.functional as F
 
@@ -73,10 +63,10 @@ def bench_stages(clip: Path, n_frames: int, size: str, device: str) -> list[list
 
     sync = device.startswith("cuda")
     model, parser, bank = _models(size, device)
-    t_dec, frames = _clock(lambda: [f.image for f in VideoReader(clip, end=f"{n_frames}f")], False)
+    t_dec, frames = clock(lambda: [f.image for f in VideoReader(clip, end=f"{n_frames}f")], False)
     h, w = frames[0].shape[:2]
     proc = FaceProcessor(FaceConfig(device=device), fps=25.0)
-    t_faces, per_frame = _clock(lambda: list(proc.process(frames)), False)
+    t_faces, per_frame = clock(lambda: list(proc.process(frames)), False)
     faces = [f for ff in per_frame for f in ff.faces]
     if not faces:
         raise SystemExit(f"no face found in the first {n_frames} frames of {clip}")
@@ -84,12 +74,12 @@ def bench_stages(clip: Path, n_frames: int, size: str, device: str) -> list[list
     p, s = parser.config.image_size, model.image_size
     with torch.no_grad():
         xp = F.interpolate(crops, size=(p, p), mode="bilinear", antialias=True)
-        t_parse, logits = _clock(lambda: parser(xp), sync)
+        t_parse, logits = clock(lambda: parser(xp), sync)
         lab = F.interpolate(torch.softmax(logits, 1), size=(s, s), mode="bilinear").argmax(1)
         xm = F.interpolate(crops, size=(s, s), mode="bilinear", antialias=True) * 2 - 1
-        t_enc, wcodes = _clock(lambda: model.encode(xm, lab), sync)
-        t_bank, wagg = _clock(lambda: bank.aggregate(wcodes, 0.7, k=10), sync)
-        t_gen, out = _clock(lambda: model.decode(wagg), sync)
+        t_enc, wcodes = clock(lambda: model.encode(xm, lab), sync)
+        t_bank, wagg = clock(lambda: bank.aggregate(wcodes, 0.7, k=10), sync)
+        t_gen, out = clock(lambda: model.decode(wagg), sync)
     out_crops = F.interpolate(out, size=crops.shape[-2:], mode="bilinear")
     out_u8 = ((out_crops.clamp(-1, 1) + 1) * 127.5).byte().permute(0, 2, 3, 1).cpu().numpy()
     it = iter(range(len(faces)))
@@ -103,7 +93,7 @@ def bench_stages(clip: Path, n_frames: int, size: str, device: str) -> list[list
                 for im in pasted:
                     wr.write(im)
 
-        t_write, _ = _clock(write, False)
+        t_write, _ = clock(write, False)
     n, nf = len(frames), len(faces)
     rows = [
         [size, "decode", f"{w}x{h}", n / t_dec],

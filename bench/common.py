@@ -7,7 +7,7 @@ import resource
 import time
 from typing import Any, Callable, Sequence
 
-__all__ = ["machine_info", "print_table", "timeit", "peak_rss_mb", "cuda_available"]
+__all__ = ["machine_info", "print_table", "timeit", "clock", "peak_rss_mb", "cuda_available"]
 
 
 def _cpu_model() -> str:
@@ -36,6 +36,21 @@ def machine_info() -> str:
         f"{_cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), {gpu}, Python {platform.python_version()}"
     )
+
+
+def clock(fn: Callable[[], Any], sync: bool = False) -> tuple[float, Any]:
+    """(seconds, result) of one call of ``fn()``; ``sync`` waits for queued CUDA work before and after."""
+    if sync:
+        import torch
+
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    out = fn()
+    if sync:
+        import torch
+
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0, out
 
 
 def timeit(fn: Callable[[], Any], repeat: int = 5, warmup: int = 1, sync_cuda: bool = False) -> float:

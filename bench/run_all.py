@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         wanted = {f"bench.bench_{t.strip()}" for t in args.only.split(",") if t.strip()}
         unknown = wanted - set(modules)
         if unknown:
-            print(f"error: no such benchmark: {', '.join(sorted(unknown))} (have: {', '.join(modules)})", file=sys.stderr)
+            print(f"error: no such benchmark: {', '.join(sorted(unknown))} (have: {', '.join(modules)})",
+                  file=sys.stderr)
             return 2
         modules = [m for m in modules if m in wanted]
     print(f"# vidanime benchmarks ({'quick' if quick else 'full'})\nmachine: {machine_info()}\n", flush=True)

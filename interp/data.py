@@ -139,7 +139,8 @@ class TripletSet:
                 else:
                     triplets += [(ci, i, g) for i in range(max(g, cut + g), n - g)]
         if not triplets:
-            raise MediaError(f"no {split} triplets: clips too short for gaps {list(gaps)} and held_out_frac {held_out_frac}")
+            raise MediaError(f"no {split} triplets: clips too short for gaps {list(gaps)} "
+                             f"and held_out_frac {held_out_frac}")
         logger.info("%s triplets: %d from %d clips", split, len(triplets), len(clips))
         return cls(clips, triplets)
 
@@ -170,10 +171,12 @@ class TripletSet:
         return tuple(torch.from_numpy(np.stack(lst)).permute(0, 3, 1, 2).float().div(255) for lst in outs)
 
     def iter_full(self, limit: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Whole-frame triplets (img0, img1, gt), each (1, 3, H, W) in [0, 1]; ``limit`` > 0 spreads that many evenly."""
+        """Whole-frame triplets (img0, img1, gt), each (1, 3, H, W) in [0, 1]; ``limit`` > 0 spreads that many
+        evenly."""
         idx = range(len(self))
         if limit and limit < len(self):
             idx = np.linspace(0, len(self) - 1, limit).round().astype(int)
         for k in idx:
             a, gt, b = self.triplet(int(k))
-            yield tuple(torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1)[None].float().div(255) for im in (a, b, gt))
+            yield tuple(torch.from_numpy(np.ascontiguousarray(im)).permute(2, 0, 1)[None].float().div(255)
+                        for im in (a, b, gt))

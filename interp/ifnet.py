@@ -187,7 +187,8 @@ class IFNet(Interpolator):
         loss_distill = img0.new_zeros(())
         if gt is not None:
             for i in range(3):
-                worse = ((merged[i] - gt).abs().mean(1, True) > (merged_teacher - gt).abs().mean(1, True) + 0.01).float()
+                worse = ((merged[i] - gt).abs().mean(1, True)
+                         > (merged_teacher - gt).abs().mean(1, True) + 0.01).float()
                 err = ((flow_teacher.detach() - flows[i]) ** 2).mean(1, True).clamp_min(1e-12) ** 0.5
                 loss_distill = loss_distill + (err * worse.detach()).mean()
         c0 = self.contextnet(img0, flow[:, :2])

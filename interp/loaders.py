@@ -57,7 +57,8 @@ def ifnet_config_from_state_dict(sd: Mapping[str, torch.Tensor], source: str = "
             ctx=int(sd["contextnet.conv1.conv1.0.weight"].shape[0]),
         )
     except KeyError as exc:
-        raise CheckpointError(f"{source} lacks IFNet key {exc.args[0]!r}; not a RIFE flownet.pkl of this version") from None
+        raise CheckpointError(f"{source} lacks IFNet key {exc.args[0]!r}; "
+                              "not a RIFE flownet.pkl of this version") from None
 
 
 def read_interp_checkpoint(path: str | os.PathLike) -> tuple[str, dict[str, Any], dict[str, Any]]:
@@ -103,7 +104,8 @@ def load_ifnet(path: str | os.PathLike) -> IFNet:
 
 
 def ifnet_from_checkpoint(ckpt: dict[str, Any]) -> IFNet:
-    """Registry builder for format ``vidanime.interp.ifnet``: a frozen, eval-mode IFNet from a loaded checkpoint dict."""
+    """Registry builder for format ``vidanime.interp.ifnet``: a frozen, eval-mode IFNet from a loaded checkpoint
+    dict."""
     from .base import freeze
 
     sd = strip_module_prefix(ckpt["state_dict"])
@@ -125,7 +127,8 @@ def load_animeinterp(path: str | os.PathLike, use_sgm: bool = True, vgg19: str |
 
     layout, sd, model_cfg = read_interp_checkpoint(path)
     if layout != "animeinterp":
-        raise CheckpointError(f"{path} is an {layout} checkpoint, expected an AnimeInterp checkpoint (model_state_dict)")
+        raise CheckpointError(f"{path} is an {layout} checkpoint, "
+                              "expected an AnimeInterp checkpoint (model_state_dict)")
     model = AnimeInterp(rfr_iters=int(model_cfg.get("rfr_iters", rfr_iters)), use_sgm=use_sgm)
     check_state_dict(model.net, sd, source=str(path))
     if vgg19 is not None and model.sgm is not None:

@@ -72,7 +72,8 @@ def softsplat(
         weight = torch.ones_like(src[:, :1])
     else:
         if metric is None or metric.shape != (src.shape[0], 1, *src.shape[-2:]):
-            raise ValueError(f"mode {mode!r} needs a metric of shape (B, 1, H, W), got {None if metric is None else tuple(metric.shape)}")
+            got = None if metric is None else tuple(metric.shape)
+            raise ValueError(f"mode {mode!r} needs a metric of shape (B, 1, H, W), got {got}")
         if mode == "linear":
             weight = metric
         else:  # softmax: subtract the per-image max for stability (the ratio below is unchanged)
@@ -84,7 +85,8 @@ def softsplat(
 
 
 def forward_splat_reference(src: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """Slow reference of :func:`forward_splat` (summation) for (C, H, W) ``src`` and (2, H, W) ``flow``: one loop per pixel."""
+    """Slow reference of :func:`forward_splat` (summation) for (C, H, W) ``src`` and (2, H, W) ``flow``: one loop
+    per pixel."""
     c, h, w = src.shape
     out = np.zeros((c, h, w), dtype=np.float64)
     for y in range(h):

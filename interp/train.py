@@ -166,7 +166,8 @@ def train_ifnet(cfg: InterpTrainConfig, resume: str | os.PathLike | None = None,
         (img0, size), (img1, _), (gt, _) = (pad_to_multiple(x, model.stride) for x in (img0, img1, gt))
         out = model.run(img0, img1, gt)
         loss_main = l1(out["merged"][-1], gt)
-        loss = loss_main + opt_cfg.teacher_weight * l1(out["merged_teacher"], gt) + opt_cfg.distill_weight * out["loss_distill"]
+        loss = (loss_main + opt_cfg.teacher_weight * l1(out["merged_teacher"], gt)
+                + opt_cfg.distill_weight * out["loss_distill"])
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()

@@ -14,7 +14,8 @@ from vidanime.errors import VidanimeError
 __all__ = ["backward_warp", "base_grid", "resize_flow", "pad_to_multiple", "crop_to", "check_frame_pair"]
 
 
-def base_grid(b: int, h: int, w: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def base_grid(b: int, h: int, w: int, device: torch.device | str = "cpu",
+              dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Normalised sampling grid (B, 2, H, W) in [-1, 1] (align_corners=True convention), x first."""
     xs = torch.linspace(-1.0, 1.0, w, device=device, dtype=dtype).view(1, 1, 1, w).expand(b, 1, h, w)
     ys = torch.linspace(-1.0, 1.0, h, device=device, dtype=dtype).view(1, 1, h, 1).expand(b, 1, h, w)
@@ -60,7 +61,8 @@ def crop_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 
 def check_frame_pair(img0: object, img1: object, t: float = 0.5) -> None:
-    """Raise :class:`VidanimeError` unless both frames are float tensors (B, 3, H, W) of the same shape and 0 < t < 1."""
+    """Raise :class:`VidanimeError` unless both frames are float tensors (B, 3, H, W) of the same shape and
+    0 < t < 1."""
     for name, img in (("img0", img0), ("img1", img1)):
         if not isinstance(img, torch.Tensor):
             raise VidanimeError(f"{name} must be a torch.Tensor (B, 3, H, W) in [0, 1], got {type(img).__name__}")

@@ -6,6 +6,7 @@ one-line message and exit status 2; an interrupt exits 130.
 """
 from __future__ import annotations
 
+import errno
 import importlib
 import logging
 import sys
@@ -18,21 +19,27 @@ from vidanime import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "batch": ("batch", "Translate every video in a folder (mirrored outputs, resumable manifest, --jobs/--ray)."),
     "edit": ("edit", "Edit a face crop: new structure from an edited parsing map, appearance mixing, optional PTI."),
-    "eval": ("eval", "Evaluate translations offline: FID/KID/LPIPS-s/-d, parser mIoU, structure/appearance kept, flicker."),
-    "finetune": ("finetune", "Fine-tune StyleAnime on one clip (L_lcsc + L_fic + L_base, paper §6.3.3); resumable run folder."),
+    "eval": ("eval", "Evaluate translations offline: FID/KID/LPIPS-s/-d, parser mIoU, structure/appearance kept, "
+                     "flicker."),
+    "finetune": ("finetune", "Fine-tune StyleAnime on one clip (L_lcsc + L_fic + L_base, paper §6.3.3); "
+                             "resumable run folder."),
     "facebank": ("facebank", "Build a FaceBank of generator latent codes for FaceBank aggregation."),
     "image": ("image", "Translate face images (file or folder) with StyleAnime; manga with a reference (image manga)."),
-    "pack-data": ("pack_data", "Pack all training images (anime, portraits + masks, clip frames) into one file for train-all."),
+    "pack-data": ("pack_data", "Pack all training images (anime, portraits + masks, clip frames) into one file "
+                               "for train-all."),
     "parse": ("parse", "Face parsing maps (label PNGs, colour overlays) for images or folders."),
     "parser": ("parser", "Train, evaluate (Table 1 metrics), pseudo-label and import face parsers."),
     "info": ("info", "Show what vidanime reads from a video: streams, fps, frames, rotation, audio."),
     "interp": ("interp", "Frame interpolation: run two images or --video (double fps), train, eval."),
     "transcode": ("transcode", "Re-encode (and trim) a clip with H.264, keeping timing and audio."),
     "translate": ("translate", "Translate the faces of a video (real to anime or back), keeping timing and audio."),
-    "serve": ("serve", "Start the web app (Gradio, pip install '.[web]'): upload, translate, watch, download; localhost only."),
-    "train": ("train", "Train StyleAnime encoders + discriminators on a frozen generator (run folders, resume, torchrun)."),
+    "serve": ("serve", "Start the web app (Gradio, pip install '.[web]'): upload, translate, watch, download; "
+                       "localhost only."),
+    "train": ("train", "Train StyleAnime encoders + discriminators on a frozen generator (run folders, resume, "
+                       "torchrun)."),
     "train-gan": ("train_gan", "Train or fine-tune a StyleGAN2 generator (run folders, resume)."),
-    "train-all": ("train_all", "Train the whole model set to a wall-clock budget (--budget 9m --device cuda), then export it."),
+    "train-all": ("train_all", "Train the whole model set to a wall-clock budget (--budget 9m --device cuda), "
+                               "then export it."),
     "weights": ("weights", "List, verify and install model sets (train-all output); import public checkpoints."),
 }
 
@@ -121,6 +128,34 @@ def run() -> None:
         logging.getLogger("vidanime").debug("user error", exc_info=True)
         click.echo(f"error: {' '.join(str(exc).split())}", err=True)
         sys.exit(2)
+    except OSError as exc:
+        message = os_error_message(exc)
+        if message is None:
+            raise
+        logging.getLogger("vidanime").debug("system error", exc_info=True)
+        click.echo(f"error: {message}", err=True)
+        sys.exit(1)
+
+
+# errno -> what the user can do about it (PyAV's av.error.OSError and our own writes both raise OSError subclasses)
+_OS_ERRORS = {
+    errno.ENOSPC: "no space left on the device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.EMFILE: "too many open files",
+}
+
+
+def os_error_message(exc: OSError) -> str | None:
+    """A one-line message for the system errors a user can fix (full disk, permissions, read-only file system);
+    None for anything else, which stays a traceback (a bug to report)."""
+    what = _OS_ERRORS.get(exc.errno or -1)
+    if what is None:
+        return None
+    where = exc.filename or getattr(exc, "filename2", None)
+    return what + (f": {where}" if where else "")
 
 
 if __name__ == "__main__":

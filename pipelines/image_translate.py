@@ -92,7 +92,8 @@ class ImageTranslatePipeline:
             self.parser = self.parser.to(self.device).eval()
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | os.PathLike, device: str = "cpu", **kwargs: Any) -> "ImageTranslatePipeline":
+    def from_checkpoint(cls, checkpoint: str | os.PathLike, device: str = "cpu",
+                        **kwargs: Any) -> "ImageTranslatePipeline":
         """Load our ``vidanime.styleanime`` file or an official StyleAnime ``.pt``."""
         from vidanime.models.styleanime import load_styleanime
 
@@ -139,7 +140,8 @@ class ImageTranslatePipeline:
             if not 0.0 <= float(alpha) <= 1.0:
                 raise VidanimeError(f"--alpha {alpha}: expected a number in [0, 1] (1 = no FaceBank)")
             if float(alpha) < 1.0 and self.facebank is None and self.model.facebank is None:
-                raise VidanimeError(f"--alpha {alpha} needs a FaceBank: pass --facebank BANK or use a checkpoint with one")
+                raise VidanimeError(f"--alpha {alpha} needs a FaceBank: "
+                                    "pass --facebank BANK or use a checkpoint with one")
         if parsing is None and self.parser is None:
             raise VidanimeError(
                 "no parsing map given: pass --parsing MAP (a label PNG, or a folder of them) or --parser CKPT"

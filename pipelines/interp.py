@@ -61,7 +61,8 @@ class InterpImagePipeline:
         mid = self.model(ia.to(dev), ib.to(dev), t)
         out = Path(out)
         with atomic_path(out) as tmp:
-            Image.fromarray(_to_uint8(mid)).save(tmp, format=(out.suffix.lstrip(".").upper() or "PNG").replace("JPG", "JPEG"))
+            fmt = (out.suffix.lstrip(".").upper() or "PNG").replace("JPG", "JPEG")
+            Image.fromarray(_to_uint8(mid)).save(tmp, format=fmt)
         return out
 
 
@@ -110,10 +111,9 @@ def train_pipeline(config: str | os.PathLike, overrides: dict | None = None, res
                    steps: int | None = None, budget: Any = None, device: str = "cpu") -> Any:
     """Train IFNet from a YAML config (``resume``: a train checkpoint, a run folder or ``auto``; ``budget``: a
     :class:`vidanime.train.harness.Budget`); returns the RunDir."""
+    from interp.train import InterpTrainConfig, train_ifnet
     from vidanime.config import load_config
     from vidanime.train.run_dir import resolve_resume
-
-    from interp.train import InterpTrainConfig, train_ifnet
 
     cfg = load_config(config, InterpTrainConfig, overrides or None)
     ckpt = resolve_resume(resume, cfg.out_dir, cfg.name) if resume else None
@@ -122,9 +122,8 @@ def train_pipeline(config: str | os.PathLike, overrides: dict | None = None, res
 
 def eval_pipeline(models: list[str], config: str | os.PathLike, limit: int = 0, overrides: dict | None = None) -> dict:
     """PSNR/SSIM of each model (names or paths) and the two baselines on the config's held-out triplets."""
-    from vidanime.config import load_config
-
     from interp.train import InterpTrainConfig, evaluate_interpolators, load_datasets
+    from vidanime.config import load_config
 
     cfg = load_config(config, InterpTrainConfig, overrides or None)
     _, heldout = load_datasets(cfg.data)

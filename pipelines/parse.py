@@ -23,7 +23,8 @@ from vidanime.errors import ConfigError, MediaError, VidanimeError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ParsePipeline", "ParseResult", "smooth_probs", "overlay", "feature_presence", "DOMAIN_MODELS", "FEATURE_GROUPS"]
+__all__ = ["ParsePipeline", "ParseResult", "smooth_probs", "overlay", "feature_presence", "DOMAIN_MODELS",
+           "FEATURE_GROUPS"]
 
 # Registry names of the bundled parsers per domain (``vidanime parse --domain``).
 DOMAIN_MODELS = {"portrait": "parser-portrait", "anime": "parser-anime"}
@@ -94,7 +95,8 @@ class ParseResult:
 class ParsePipeline:
     """Face parser on RGB images of any size: ``pipe(images)`` → :class:`ParseResult`; ``pipe.parse_paths(in, out)``."""
 
-    def __init__(self, model: torch.nn.Module, device: Any = "cpu", batch_size: int = 8, output_labels: str | None = None):
+    def __init__(self, model: torch.nn.Module, device: Any = "cpu", batch_size: int = 8,
+                 output_labels: str | None = None):
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.batch_size = batch_size
@@ -170,7 +172,8 @@ class ParsePipeline:
         return torch.cat(out)
 
     def probs_to_labels(self, probs: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-        """(C, S, S) probabilities → (H, W) uint8 labels in the output order (bilinear resize of probs, then arg-max)."""
+        """(C, S, S) probabilities → (H, W) uint8 labels in the output order (bilinear resize of probs, then
+        arg-max)."""
         if tuple(probs.shape[-2:]) != tuple(size):
             probs = F.interpolate(probs[None], size=size, mode="bilinear", align_corners=False)[0]
         lab = probs.argmax(0).numpy().astype(np.uint8)
@@ -269,7 +272,8 @@ class ParsePipeline:
         if not src.is_dir():
             raise MediaError(f"pseudo-label input folder not found: {src}")
         if not 0.0 <= min_confidence <= 1.0 or not 0.0 <= min_kept_fraction <= 1.0:
-            raise VidanimeError(f"min_confidence and min_kept_fraction must be in [0, 1], got {min_confidence}, {min_kept_fraction}")
+            raise VidanimeError(f"min_confidence and min_kept_fraction must be in [0, 1], "
+                                f"got {min_confidence}, {min_kept_fraction}")
         if feature_confidence is not None and not 0.0 <= feature_confidence <= 1.0:
             raise VidanimeError(f"feature_confidence must be in [0, 1], got {feature_confidence}")
         if colour_refine < 0:
@@ -323,5 +327,6 @@ class ParsePipeline:
                     Image.fromarray(mask).save(tmp, format="PNG")
                 kept += 1
         presence = {k: float(np.mean([p[k] for p in present])) for k in FEATURE_GROUPS} if present else {}
-        return {"kept": kept, "dropped": dropped, "mean_confident_fraction": float(np.mean(fractions)) if fractions else 0.0,
+        return {"kept": kept, "dropped": dropped,
+                "mean_confident_fraction": float(np.mean(fractions)) if fractions else 0.0,
                 "feature_presence": presence, "label_set": self.model_labels, "out": str(out)}

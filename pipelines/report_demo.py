@@ -7,8 +7,8 @@
 * **appearance kept**: colour-histogram distance (EMD on [0, 1] intensities, per RGB channel) of hair / skin / eyes
   between input and output, each in its own parsing (input: hand labels; output: anime parser);
 * both against the naive baseline the issue names: the generator's average face G(w_avg) for every input;
-* **anime-domain score** P(anime) of inputs, outputs and baseline under :class:`vidanime.metrics.domain.DomainClassifier`
-  (fitted on training-side images only);
+* **anime-domain score** P(anime) of inputs, outputs and baseline under
+  :class:`vidanime.metrics.domain.DomainClassifier` (fitted on training-side images only);
 * **reconstruction** of the encoders on held-out anime faces (images the encoders never saw): L2 (MSE on [0, 1]) and
   PSNR, plus structure kept of the reconstruction;
 * **anime parser** agreement with the portrait parser (where its pseudo-labels started: the teacher is the portrait
@@ -43,9 +43,9 @@ ANIME_HELDOUT_START = 9000
 def heldout_portraits(root: Path, val_fraction: float = 0.1, seed: int = 0,
                       limit: int = 0) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Ids, images (N, 256, 256, 3) uint8 and BiSeNet-order masks (N, 256, 256) of the held-out shipped portraits."""
+    from vidanime import labels as L
     from vidanime.data.image_io import read_image_rgb
     from vidanime.data.parsing import list_pairs, read_mask, remap_mask, resize_image, split_ids
-    from vidanime import labels as L
 
     pairs = {sid: (ip, mp) for sid, ip, mp in list_pairs(root)}
     _, held = split_ids(list(pairs), val_fraction, seed)
@@ -152,14 +152,13 @@ def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, 
     (:mod:`vidanime.train.refine`) on each portrait's code, timed (``seconds_per_face``)."""
     import torch
 
-    from vidanime.train.refine import LatentRefiner, RefineConfig
-
     from pipelines.translate import DEFAULT_MODELS
+    from vidanime.checkpoint import read_torch_file
     from vidanime.metrics.structure import structure_kept
     from vidanime.models.face_translator import StyleAnimeFaceTranslator
-    from vidanime.checkpoint import read_torch_file
     from vidanime.models.styleanime import FORMAT, styleanime_from_data
     from vidanime.registry import load_model, resolve_path
+    from vidanime.train.refine import LatentRefiner, RefineConfig
 
     ckpt_name, parser_name = DEFAULT_MODELS["p2a"]
     ckpt_path = resolve_path(model_path or ckpt_name)
@@ -190,9 +189,11 @@ def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, 
     res["structure_miou_baseline"] = structure_kept((g, base_lab) for g in gt).miou
     res["colour_emd_baseline"] = _mean_colour(images, gt, [base] * len(images), [base_lab] * len(images))
     clf = domain_classifier(ids)
-    res["p_anime"] = {"inputs": float(clf.score(list(images)).mean()), "outputs": float(clf.score(list(outputs)).mean()),
+    heldout_anime = anime_images(ASSETS / "anime", ANIME_HELDOUT_START, 200)
+    res["p_anime"] = {"inputs": float(clf.score(list(images)).mean()),
+                      "outputs": float(clf.score(list(outputs)).mean()),
                       "baseline": float(clf.score([base])[0]),
-                      "heldout_anime": float(clf.score(anime_images(ASSETS / "anime", ANIME_HELDOUT_START, 200)).mean())}
+                      "heldout_anime": float(clf.score(heldout_anime).mean())}
 
     # Encoder reconstruction on held-out anime faces (parsing by the parser used in training, as in training).
     anime = np.stack(anime_images(ASSETS / "anime", ANIME_HELDOUT_START, anime_count))
@@ -232,7 +233,8 @@ def to_markdown(r: dict[str, Any]) -> str:
     lines = [
         f"| measure (held-out data) | {r.get('model', 'bundled model')}{how} | baseline: average face G(w_avg) |",
         "|---|---|---|",
-        f"| structure kept: mIoU input labels vs anime parsing of output ({r['portraits']} portraits, higher is better) "
+        f"| structure kept: mIoU input labels vs anime parsing of output ({r['portraits']} portraits, "
+        "higher is better) "
         f"| {100 * r['structure_miou']:.1f} % | {100 * r['structure_miou_baseline']:.1f} % |",
         f"| appearance kept: colour EMD hair / skin / eyes (lower is better) | {c['hair']:.3f} / {c['skin']:.3f} / "
         f"{c['eyes']:.3f} (mean {c['mean']:.3f}) | {cb['hair']:.3f} / {cb['skin']:.3f} / {cb['eyes']:.3f} "
@@ -249,11 +251,13 @@ def to_markdown(r: dict[str, Any]) -> str:
         ]
     rec = r["recon_anime"]
     lines.append("")
-    lpips = f"LPIPS {rec['lpips']:.3f}" if rec.get("lpips") is not None else "LPIPS not measured (no ImageNet AlexNet file)"
-    lines.append(f"Encoder reconstruction of {rec['images']} held-out anime faces at {rec['size']} px: L2 (MSE on [0, 1]) "
-                 f"{rec['mse']:.4f}, PSNR {rec['psnr']:.1f} dB, {lpips}, structure kept {100 * rec['structure_miou']:.1f} % mIoU. "
-                 f"Anime parser vs the portrait parser on the same faces: {100 * r['anime_parser_vs_teacher']['miou']:.1f} % "
-                 "mIoU.")
+    lpips = (f"LPIPS {rec['lpips']:.3f}" if rec.get("lpips") is not None
+             else "LPIPS not measured (no ImageNet AlexNet file)")
+    lines.append(f"Encoder reconstruction of {rec['images']} held-out anime faces at {rec['size']} px: "
+                 f"L2 (MSE on [0, 1]) {rec['mse']:.4f}, PSNR {rec['psnr']:.1f} dB, {lpips}, "
+                 f"structure kept {100 * rec['structure_miou']:.1f} % mIoU. "
+                 f"Anime parser vs the portrait parser on the same faces: "
+                 f"{100 * r['anime_parser_vs_teacher']['miou']:.1f} % mIoU.")
     return "\n".join(lines)
 
 

@@ -1,7 +1,7 @@
 """`vidanime train-all`: train the whole model set to a wall-clock budget, then export it as an installable folder.
 
-The recipe is a table of stages in a YAML file (``configs/train_all.yaml`` for 2 CPU cores, ``configs/train_all_gpu.yaml``
-for one GPU).  Each stage is one job of a known kind, run in this process in order:
+The recipe is a table of stages in a YAML file (``configs/train_all.yaml`` for 2 CPU cores,
+``configs/train_all_gpu.yaml`` for one GPU).  Each stage is one job of a known kind, run in this process in order:
 
 ========== ================================================================ =========================
 kind       what it runs                                                     output ({stage name})
@@ -135,7 +135,8 @@ class TrainAllPipeline:
         self.source = source
 
     @classmethod
-    def from_config_file(cls, path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> "TrainAllPipeline":
+    def from_config_file(cls, path: str | os.PathLike,
+                         overrides: Mapping[str, Any] | None = None) -> "TrainAllPipeline":
         """Load a recipe YAML (a relative path is also looked up in the repository, so it works from any folder)."""
         p = Path(path)
         if not p.is_file() and not p.is_absolute() and (REPO / p).is_file():

@@ -71,8 +71,8 @@ EXPORTS = {
                    "small RIFE-style IFNet frame interpolator (M of the fine-tune loss L_fic), trained on triplets "
                    "of the shipped anime and talking-face clips"),
     "styleanime-p2a": ("*-styleanime_demo/checkpoints/styleanime-*.pt", "vidanime.styleanime",
-                       "64-px StyleAnime portrait-to-anime encoders + the demo anime generator + a 10,000-code FaceBank "
-                       "(fp16 storage)"),
+                       "64-px StyleAnime portrait-to-anime encoders + the demo anime generator "
+                       "+ a 10,000-code FaceBank (fp16 storage)"),
 }
 
 
@@ -144,7 +144,8 @@ def copy_provenance(root: Path, dest: Path) -> list[Path]:
               help="Runs root for the resumable run folders (never in git) "
                    "[default: ~/.cache/vidanime/runs/train-demo, or $VIDANIME_RUNS/train-demo].")
 @click.option("--lpips-backbone", default="random", show_default=True,
-              help="ImageNet AlexNet weights for the LPIPS loss; 'random' (no download possible here) is logged loudly.")
+              help="ImageNet AlexNet weights for the LPIPS loss; "
+                   "'random' (no download possible here) is logged loudly.")
 def main(stages: str, root: str | None, lpips_backbone: str) -> None:
     """Train (or continue training) the bundled default models, then export them into the package."""
     setup_logging(0)

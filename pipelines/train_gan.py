@@ -45,7 +45,8 @@ class TrainGANPipeline:
         self.source = source
 
     @classmethod
-    def from_config_file(cls, path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> "TrainGANPipeline":
+    def from_config_file(cls, path: str | os.PathLike,
+                         overrides: Mapping[str, Any] | None = None) -> "TrainGANPipeline":
         """Load a YAML config (unknown keys and wrong types are :class:`ConfigError`) with dotted-key overrides."""
         return cls(load_config(path, TrainGANConfig, overrides=overrides), source=str(path))
 

@@ -22,8 +22,13 @@ from vidanime.data.domains import DomainDataset
 from vidanime.errors import ConfigError
 from vidanime.train.harness import Budget, configure_device
 from vidanime.train.run_dir import RunDir, resolve_resume
-from vidanime.train.styleanime import (TRAIN_FORMAT, StyleAnimeTrainer, TrainStyleAnimeConfig, resolve_device,
-                                       setup_distributed)
+from vidanime.train.styleanime import (
+    TRAIN_FORMAT,
+    StyleAnimeTrainer,
+    TrainStyleAnimeConfig,
+    resolve_device,
+    setup_distributed,
+)
 
 logger = logging.getLogger(__name__)
 

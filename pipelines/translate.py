@@ -37,7 +37,8 @@ OUTPUT_PARSERS = {"p2a": "parser-anime", "a2p": "parser-portrait"}
 def build_refiner(model: Any, direction: str = "p2a", parser: str | os.PathLike | None = None,
                   device: Any = "cpu", **config: Any) -> Any:
     """A :class:`~vidanime.train.refine.LatentRefiner` for ``model`` with the output-domain parser (a name or path;
-    default :data:`OUTPUT_PARSERS` of ``direction``); ``config``: :class:`~vidanime.train.refine.RefineConfig` fields."""
+    default :data:`OUTPUT_PARSERS` of ``direction``); ``config``: :class:`~vidanime.train.refine.RefineConfig`
+    fields."""
     from vidanime.registry import load_model
     from vidanime.train.refine import LatentRefiner, RefineConfig
 
@@ -215,9 +216,8 @@ class TranslatePipeline:
         import contextlib
         import time
 
-        from vidanime.video.stages import run_stages
-
         from vidanime.fileio import remove_stale_partials
+        from vidanime.video.stages import run_stages
 
         options = options or TranslateOptions()
         self.check_inputs(input, output, options)

@@ -153,8 +153,8 @@ _PIPELINES_LOCK = threading.Lock()
 
 
 def _face_config(config: WebConfig, direction: str):
-    from vidanime.video.faces import FaceConfig
     from vidanime.video.detect import default_detector
+    from vidanime.video.faces import FaceConfig
 
     detector = config.detector or default_detector(direction)
     return FaceConfig(device=config.device, detector=detector, detector_weights=config.detector_weights)

@@ -1,4 +1,8 @@
-"""Shared fixtures: the real media in ../shared/assets (never copied into the repo) and seeded torch."""
+"""Shared fixtures: the real media in ../shared/assets (never copied into the repo) and seeded torch.
+
+Markers (declared in pyproject.toml): ``assets`` is added here to every test that uses the ``assets`` fixture, directly
+or through another fixture; ``gpu`` (needs CUDA) and ``slow`` (over ~3 s on 2 idle cores) are put on the tests
+themselves.  ``make test-fast`` runs ``-m "not slow and not gpu"``."""
 from __future__ import annotations
 
 import os
@@ -8,6 +12,15 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = Path(os.environ.get("VIDANIME_ASSETS", REPO.parent / "shared" / "assets"))
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest's own hook deselects by -m, so that -m sees the marker
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``assets`` every test whose fixture closure holds the ``assets`` fixture (so ``-m "not assets"`` selects
+    the tests that run without ../shared/assets)."""
+    for item in items:
+        if "assets" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.assets)
 
 
 @pytest.fixture(scope="session")

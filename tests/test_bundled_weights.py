@@ -1,4 +1,5 @@
-"""Bundled weights (vidanime/weights): every registry entry exists, matches its sha256, and loads into a working model."""
+"""Bundled weights (vidanime/weights): every registry entry exists, matches its sha256, and loads into a working
+model."""
 import pytest
 import torch
 
@@ -98,7 +99,8 @@ def test_fp16_storage_of_the_bundled_styleanime_costs_nothing():
     if src is None or not src.is_file():
         pytest.skip("the fp32 export named in the registry is not on this machine (runs root of make train-demo)")
     a, b = load_styleanime(resolve_path("styleanime-p2a")), load_styleanime(src)
-    assert any(v.dtype == torch.float16 for v in torch.load(resolve_path("styleanime-p2a"), weights_only=True)["state_dict"].values())
+    stored = torch.load(resolve_path("styleanime-p2a"), weights_only=True)["state_dict"]
+    assert any(v.dtype == torch.float16 for v in stored.values())
     s = a.image_size
     img = torch.rand(4, 3, s, s) * 2 - 1
     lab = torch.randint(0, 19, (4, s // 8, s // 8)).repeat_interleave(8, 1).repeat_interleave(8, 2)

@@ -119,7 +119,8 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: str | os.PathLike, *, format: str | None = None, map_location: Any = "cpu") -> dict:
-    """Load one of our checkpoints; with ``format`` given, a checkpoint of another format is a :class:`CheckpointError`."""
+    """Load one of our checkpoints; with ``format`` given, a checkpoint of another format is a
+    :class:`CheckpointError`."""
     return check_checkpoint(read_torch_file(path, map_location=map_location), path, format=format)
 
 
@@ -143,7 +144,8 @@ def check_checkpoint(data: Any, path: str | os.PathLike, *, format: str | None =
 
 
 def check_state_dict(model: Any, state_dict: Mapping[str, Any], source: str = "checkpoint") -> None:
-    """Load ``state_dict`` strictly into ``model``; on mismatch raise one line naming missing/unexpected/misshaped keys."""
+    """Load ``state_dict`` strictly into ``model``; on mismatch raise one line naming missing/unexpected/misshaped
+    keys."""
     own = model.state_dict()
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]

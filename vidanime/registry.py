@@ -79,7 +79,8 @@ def register_builder(format: str, target: str | Callable[..., Any]) -> None:
 def _builder(format: str) -> Callable[..., Any]:
     target = _BUILDERS.get(format)
     if target is None:
-        raise CheckpointError(f"no model builder for checkpoint format '{format}' (known: {', '.join(sorted(_BUILDERS))})")
+        raise CheckpointError(f"no model builder for checkpoint format '{format}' "
+                              f"(known: {', '.join(sorted(_BUILDERS))})")
     if callable(target):
         return target
     module, _, func = target.partition(":")
@@ -100,7 +101,8 @@ def resolve_path(name_or_path: str | os.PathLike) -> Path:
         return p
     entry = get_entry(str(name_or_path))
     if not entry.path.is_file():
-        raise CheckpointError(f"bundled model '{entry.name}' is listed but its file {entry.path} is missing; reinstall vidanime")
+        raise CheckpointError(f"bundled model '{entry.name}' is listed but its file {entry.path} is missing; "
+                              "reinstall vidanime")
     digest = sha256_file(entry.path)
     if digest != entry.sha256:
         raise CheckpointError(

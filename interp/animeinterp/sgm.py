@@ -172,7 +172,8 @@ class SegmentGuidedMatching(nn.Module):
             )
             if scale < 1:
                 size = (max(8, round(w * scale)), max(8, round(h * scale)))
-                ua, ub = cv2.resize(ua, size, interpolation=cv2.INTER_AREA), cv2.resize(ub, size, interpolation=cv2.INTER_AREA)
+                ua = cv2.resize(ua, size, interpolation=cv2.INTER_AREA)
+                ub = cv2.resize(ub, size, interpolation=cv2.INTER_AREA)
             f01, f10 = self.match_pair(np.ascontiguousarray(ua), np.ascontiguousarray(ub))
             f01s.append(torch.from_numpy(f01))
             f10s.append(torch.from_numpy(f10))

@@ -41,8 +41,8 @@ def cli(ctx, in_dir, out_dir, jobs, threads, ray_address, ray_cpus, retry_failed
     """
     from pipelines.batch import BatchOptions, BatchPipeline
     from pipelines.translate import TranslateOptions
-    from vidanime.video.faces import FaceConfig
     from vidanime.video.detect import default_detector
+    from vidanime.video.faces import FaceConfig
 
     face_cfg = FaceConfig(device=device, detector=detector or default_detector(direction),
                           detector_weights=detector_weights)

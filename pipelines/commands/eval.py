@@ -30,13 +30,15 @@ def cli() -> None:
 
 @cli.command(name="images")
 @click.option("--pred", required=True, type=click.Path(path_type=str), help="Folder of translated outputs.")
-@click.option("--real", default=None, type=click.Path(path_type=str), help="Folder of real target-domain images (FID/KID).")
+@click.option("--real", default=None, type=click.Path(path_type=str),
+              help="Folder of real target-domain images (FID/KID).")
 @click.option("--source", default=None, type=click.Path(path_type=str),
               help="Folder of the inputs, same file names as --pred (LPIPS-s, structure/appearance kept).")
 @click.option("--inception", default=None, type=click.Path(path_type=str),
               help="pt_inception-2015-12-05-6726825d.pth (or $VIDANIME_FID_INCEPTION); FID/KID skipped without it.")
 @click.option("--lpips-backbone", default=None, type=click.Path(path_type=str),
-              help="torchvision ImageNet weights of the LPIPS net (or $VIDANIME_LPIPS_BACKBONE); LPIPS skipped without.")
+              help="torchvision ImageNet weights of the LPIPS net (or $VIDANIME_LPIPS_BACKBONE); "
+                   "LPIPS skipped without.")
 @click.option("--lpips-net", type=click.Choice(["alex", "vgg", "squeeze"]), default="alex", show_default=True)
 @click.option("--source-masks", default=None, type=click.Path(path_type=str), help="Label PNGs of the sources.")
 @click.option("--pred-masks", default=None, type=click.Path(path_type=str), help="Label PNGs of the outputs.")

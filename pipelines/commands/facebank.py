@@ -13,7 +13,8 @@ def cli() -> None:
 
 @cli.command(name="build")
 @click.option("--generator", "-g", required=True, type=click.Path(),
-              help="Generator: a vidanime.stylegan2 or vidanime.styleanime checkpoint, or an official StyleAnime/pSp .pt.")
+              help="Generator: a vidanime.stylegan2 or vidanime.styleanime checkpoint, "
+                   "or an official StyleAnime/pSp .pt.")
 @click.option("--size", "-n", default=50_000, show_default=True, type=int, help="Number of codes.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for z.")
 @click.option("--out", "-o", required=True, type=click.Path(), help="Output bank file (.pt).")

@@ -24,7 +24,8 @@ def cli() -> None:
 @click.option("--parser", default=None, metavar="NAME|PATH",
               help="Face parser used when --parsing is not given [default: the bundled parser of the input domain, "
                    "parser-portrait for p2a].")
-@click.option("--reference", "-r", default=None, type=click.Path(), help="Image giving the appearance codes (style mixing).")
+@click.option("--reference", "-r", default=None, type=click.Path(),
+              help="Image giving the appearance codes (style mixing).")
 @click.option("--style-from", default=None, type=click.Path(),
               help="Image whose appearance codes are mixed with IN's by --mix (appearance editing).")
 @click.option("--mix", default=1.0, show_default=True, type=float,

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import click
 
-from .options import DEVICE
-
 from vidanime.config import parse_overrides
+
+from .options import DEVICE
 
 
 @click.group("interp")
@@ -23,9 +23,8 @@ def cli() -> None:
 @click.option("--device", type=DEVICE, default="cpu", show_default=True)
 def run_cmd(inputs: tuple[str, ...], model: str, video: bool, t: float, max_frames: int, device: str) -> None:
     """Interpolate: A.png B.png OUT.png, or --video IN.mp4 OUT.mp4."""
-    from vidanime.errors import VidanimeError
-
     from pipelines.interp import InterpImagePipeline, InterpVideoPipeline
+    from vidanime.errors import VidanimeError
 
     if video:
         if len(inputs) != 2:

@@ -68,7 +68,8 @@ DEVICE = DeviceType()
 
 DETECTOR_OPTIONS = _stack(
     click.option("--detector", type=click.Choice(DETECTORS), default=None,
-                 help="Face detector (default: mtcnn for p2a, animeparser for a2p: the bundled anime parser, no file needed)."),
+                 help="Face detector (default: mtcnn for p2a, animeparser for a2p: the bundled anime parser, "
+                      "no file needed)."),
     click.option("--detector-weights", default=None, metavar="PATH",
                  help="Weights file for retinaface/yunet/animecascade."),
 )

@@ -17,7 +17,8 @@ from .options import DEVICE
 @click.option("--overlay", is_flag=True, help="Also write <stem>_overlay.png: the image with label colours blended in.")
 @click.option("--device", type=DEVICE, default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1))
-def cli(inp: str, out: str, domain: str, model: str | None, labels: str, overlay: bool, device: str, batch_size: int) -> None:
+def cli(inp: str, out: str, domain: str, model: str | None, labels: str, overlay: bool, device: str,
+        batch_size: int) -> None:
     """Write a label PNG (one class id per pixel) per image of IN (a file or a folder) into OUT.
 
     \b

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import click
 
-from .options import DEVICE
-
 from vidanime.config import parse_overrides
+
+from .options import DEVICE
 
 
 @click.group(name="parser")
 def cli() -> None:
-    """Face parsers (BiSeNet / DANet): train, evaluate as in the paper's Table 1, pseudo-label, import public weights."""
+    """Face parsers (BiSeNet / DANet): train, evaluate as in the paper's Table 1, pseudo-label, import public
+    weights."""
 
 
 @cli.command()
@@ -89,9 +90,11 @@ def _parse_scales(ctx: click.Context, param: click.Parameter, value: str) -> tup
                    "eyes); default: --min-confidence for every class.")
 @click.option("--min-kept", default=0.8, show_default=True, type=click.FloatRange(0, 1),
               help="Drop images where fewer pixels than this pass.")
-@click.option("--limit", default=0, show_default=True, type=click.IntRange(0), help="Only the first N images (0 = all).")
+@click.option("--limit", default=0, show_default=True, type=click.IntRange(0),
+              help="Only the first N images (0 = all).")
 @click.option("--tta-scales", default="1", show_default=True, callback=_parse_scales,
-              help="Comma-separated resolutions (× the parser's size) whose predictions are averaged, e.g. 0.75,1,1.25.")
+              help="Comma-separated resolutions (× the parser's size) whose predictions are averaged, "
+                   "e.g. 0.75,1,1.25.")
 @click.option("--flip-tta/--no-flip-tta", default=False, show_default=True,
               help="Also average the mirror image's prediction (left/right classes swapped back).")
 @click.option("--colour-refine", default=0.0, show_default=True, type=click.FloatRange(0, 10),

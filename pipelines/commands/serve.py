@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .options import DEVICE, DETECTOR_OPTIONS
+from .options import DETECTOR_OPTIONS, DEVICE
 
 
 @click.command(name="serve")
@@ -22,7 +22,8 @@ from .options import DEVICE, DETECTOR_OPTIONS
                    "the identity face model when none is installed).")
 @click.option("--parser", "parser_ckpt", default=None, metavar="NAME|PATH", help="Face parser for the input domain.")
 @DETECTOR_OPTIONS
-@click.option("--device", type=DEVICE, default="cpu", show_default=True, help="cpu, cuda or cuda:N (jobs run one at a time).")
+@click.option("--device", type=DEVICE, default="cpu", show_default=True,
+              help="cpu, cuda or cuda:N (jobs run one at a time).")
 def cli(host, port, max_upload_mb, max_seconds, cleanup_after_min, workdir, checkpoint, parser_ckpt, detector,
         detector_weights, device) -> None:
     """Serve the vidanime web app: upload a video or photo, translate it, watch and download the result."""

@@ -18,11 +18,13 @@ import click
 @click.option("--data", default=None, metavar="PACK.pt|DIR",
               help="Training data: a data pack from `python -m pipelines.pack_data` (unpacked into OUT/data) or an "
                    "assets folder [default: $VIDANIME_ASSETS or ../shared/assets].")
-@click.option("--stages", default=None, metavar="A,B", help="Run only these stages (others' earlier outputs are reused).")
+@click.option("--stages", default=None, metavar="A,B",
+              help="Run only these stages (others' earlier outputs are reused).")
 @click.option("--smoke/--no-smoke", default=True, show_default=True,
               help="First run every stage for one step on tiny data on the same device (fails fast, in seconds).")
 @click.option("--smoke-only", is_flag=True, help="Only the smoke pass: check the recipe on this device in seconds.")
-@click.option("--resume", is_flag=True, help="Continue each stage's latest run under OUT/runs instead of starting anew.")
+@click.option("--resume", is_flag=True,
+              help="Continue each stage's latest run under OUT/runs instead of starting anew.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a recipe value by dotted key.")
 def cli(config_path: str, budget: str | None, device: str, out: str, data: str | None, stages: str | None,
         smoke: bool, smoke_only: bool, resume: bool, sets: tuple[str, ...]) -> None:

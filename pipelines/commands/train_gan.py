@@ -6,7 +6,8 @@ import click
 
 @click.command(name="train-gan", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="YAML config (configs/stylegan2_*.yaml). Optional with --resume PATH: the checkpoint's config is used.")
+              help="YAML config (configs/stylegan2_*.yaml). "
+                   "Optional with --resume PATH: the checkpoint's config is used.")
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
               help="Root folder for numbered run folders NNNNN-<name>/ (default: the config's run_dir, 'runs').")
 @click.option("--resume", default=None, metavar="PATH|auto",
@@ -15,7 +16,8 @@ import click
 @click.option("--iterations", type=int, default=None, help="Total iterations of the run (overrides train.iterations).")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default=None, help="Overrides train.device.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-              help="Override any config value by dotted key, e.g. --set train.lr=0.001 --set data.limit=64 (repeatable).")
+              help="Override any config value by dotted key, e.g. --set train.lr=0.001 --set data.limit=64 "
+                   "(repeatable).")
 def cli(config_path: str | None, run_dir: str | None, resume: str | None, iterations: int | None, device: str | None,
         sets: tuple[str, ...]) -> None:
     """Train or fine-tune a StyleGAN2 generator.

@@ -33,8 +33,8 @@ def cli(input, output, checkpoint, parser_ckpt, direction, alpha, device, fp16, 
     from pathlib import Path
 
     from pipelines.translate import TranslateOptions, TranslatePipeline
-    from vidanime.video.faces import FaceConfig
     from vidanime.video.detect import default_detector
+    from vidanime.video.faces import FaceConfig
 
     face_cfg = FaceConfig(device=device, detector=detector or default_detector(direction),
                           detector_weights=detector_weights)

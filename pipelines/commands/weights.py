@@ -53,7 +53,8 @@ IMPORTERS: dict[str, tuple[str, str, str]] = {
     "rosinality": ("vidanime.importers.rosinality", "convert_rosinality",
                    "rosinality stylegan2-pytorch .pt ({g, d, g_ema, ...} or {g_ema, latent_avg}) → vidanime.stylegan2"),
     "styleanime": ("vidanime.importers.styleanime_official", "import_official_styleanime",
-                   "official StyleAnime .pt (state_dict encoder.encoder_1/2.*, decoder.*, latent_avg) → vidanime.styleanime"),
+                   "official StyleAnime .pt (state_dict encoder.encoder_1/2.*, decoder.*, latent_avg) "
+                   "→ vidanime.styleanime"),
 }
 
 

@@ -8,8 +8,7 @@ import torch
 
 from vidanime.losses.gan import r1_penalty
 from vidanime.losses.latent import LatentDiscriminator, da_loss_discriminator, da_loss_encoder
-from vidanime.losses.styleanime import (StyleAnimeLoss, StyleAnimeLossConfig, adv_loss_discriminator,
-                                        adv_loss_encoder)
+from vidanime.losses.styleanime import StyleAnimeLoss, StyleAnimeLossConfig, adv_loss_discriminator, adv_loss_encoder
 
 LOG2 = math.log(2.0)
 
@@ -85,7 +84,8 @@ def test_total_loss_is_the_weighted_sum_of_eq_10():
     d1, d2r, d2t = torch.randn(2, 1), torch.randn(2, 1), torch.randn(2, 1)
     total, parts = loss(y, y_hat, lab, d1, d2r, d2t)
     assert parts["rec"].item() == pytest.approx(((y - y_hat) ** 2).mean().item(), rel=1e-6)
-    assert parts["cp"].item() == pytest.approx((2 * parts["cp_hair"] + parts["cp_skin"] + parts["cp_eyes"]).item(), rel=1e-5)
+    cp = 2 * parts["cp_hair"] + parts["cp_skin"] + parts["cp_eyes"]
+    assert parts["cp"].item() == pytest.approx(cp.item(), rel=1e-5)
     expected = 2.5 * parts["rec"] + 0.1 * parts["cp"] + 0.1 * da_loss_encoder(d1) + 0.1 * adv_loss_encoder(d2r, d2t)
     assert total.item() == pytest.approx(expected.item(), rel=1e-6)
     assert parts["lpips"].item() == 0.0

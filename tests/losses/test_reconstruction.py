@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from vidanime.errors import CheckpointError, VidanimeError
-from vidanime.metrics.lpips_metrics import load_lpips
 from vidanime.losses.reconstruction import LPIPSLoss, l2_loss
+from vidanime.metrics.lpips_metrics import load_lpips
 
 
 def test_l2_hand_value():

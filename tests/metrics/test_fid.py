@@ -6,8 +6,14 @@ import pytest
 import torch
 
 from vidanime.errors import CheckpointError
-from vidanime.metrics.fid import (FIDInceptionV3, feature_stats, fid_from_features, frechet_distance, kid,
-                                  load_fid_inception)
+from vidanime.metrics.fid import (
+    FIDInceptionV3,
+    feature_stats,
+    fid_from_features,
+    frechet_distance,
+    kid,
+    load_fid_inception,
+)
 
 
 def test_frechet_distance_of_two_gaussians_matches_closed_form():
@@ -100,7 +106,8 @@ def test_loader_reads_public_layout_and_features_are_deterministic(tmp_path):
     path, sd = _public_layout_checkpoint(tmp_path)
     model = load_fid_inception(path)
     own = model.state_dict()
-    for k in ("Conv2d_1a_3x3.conv.weight", "Mixed_7c.branch_pool.conv.weight", "fc.weight", "Mixed_6e.branch7x7dbl_5.bn.running_var"):
+    for k in ("Conv2d_1a_3x3.conv.weight", "Mixed_7c.branch_pool.conv.weight", "fc.weight",
+              "Mixed_6e.branch7x7dbl_5.bn.running_var"):
         assert torch.equal(own[k], sd[k])
     x = torch.rand(1, 3, 80, 80)
     with torch.no_grad():

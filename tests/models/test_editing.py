@@ -7,8 +7,16 @@ import torch
 
 from tests.pipelines.app_helpers import face_labels, tiny_styleanime
 from vidanime.errors import VidanimeError
-from vidanime.models.editing import (changed_region, edit_latents, edit_locality, feather, lpips_map, mix_styles,
-                                     pti_tune, render)
+from vidanime.models.editing import (
+    changed_region,
+    edit_latents,
+    edit_locality,
+    feather,
+    lpips_map,
+    mix_styles,
+    pti_tune,
+    render,
+)
 
 
 def test_mix_styles_touches_only_appearance_codes():

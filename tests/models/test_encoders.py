@@ -28,7 +28,8 @@ def test_paper_size_parameter_counts_and_first_convs():
     # coarse heads read 16x16 (4 stride-2 convs), medium 32x32 (5), fine 64x64 (6)
     assert [len(h.convs) // 2 for h in e_p.styles] == [4] * 3 + [5] * 7
     assert [len(h.convs) // 2 for h in e_s.styles] == [6] * 4
-    assert tuple(e_p.latlayer1.weight.shape) == (512, 256, 1, 1) and tuple(e_p.latlayer2.weight.shape) == (512, 128, 1, 1)
+    assert tuple(e_p.latlayer1.weight.shape) == (512, 256, 1, 1)
+    assert tuple(e_p.latlayer2.weight.shape) == (512, 128, 1, 1)
 
 
 def test_split_levels_scale_with_generator_size():

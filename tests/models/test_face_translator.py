@@ -3,12 +3,12 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import REPO
 from vidanime.config import load_config
 from vidanime.errors import VidanimeError
 from vidanime.models.face_translator import IdentityFaceTranslator, StyleAnimeFaceTranslator
 from vidanime.models.parser import ParserConfig, build_parser
 from vidanime.models.styleanime import StyleAnime, StyleAnimeConfig
-from tests.conftest import REPO
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,8 @@ from vidanime.models.styleanime import StyleAnime, StyleAnimeConfig, load_stylea
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
-def official_encoder_keys(in_units=(3, 4, 14, 3), widths=(64, 128, 256, 512), n_styles=10, head_convs=(4,) * 3 + (5,) * 7):
+def official_encoder_keys(in_units=(3, 4, 14, 3), widths=(64, 128, 256, 512), n_styles=10,
+                          head_convs=(4,) * 3 + (5,) * 7):
     """pSp GradualStyleEncoder key names, written out from the published layout (not from our modules)."""
     bn = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
     keys = {"input_layer.0.weight", "input_layer.2.weight", *(f"input_layer.1.{b}" for b in bn)}

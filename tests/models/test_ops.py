@@ -109,6 +109,7 @@ def test_fused_leaky_relu_hand_values():
     want = torch.tensor([[-0.5 * 0.2 * s, 1.0 * s], [3.0 * s, -2.0 * 0.2 * s]]).reshape(1, 2, 1, 2)
     torch.testing.assert_close(out, want)
     # 2-D input (EqualLinear with activation): bias along dim 1
-    torch.testing.assert_close(fused_leaky_relu(torch.tensor([[-1.0, 1.0]]), torch.zeros(2)), torch.tensor([[-0.2 * s, s]]))
+    torch.testing.assert_close(fused_leaky_relu(torch.tensor([[-1.0, 1.0]]), torch.zeros(2)),
+                               torch.tensor([[-0.2 * s, s]]))
     module = ops.FusedLeakyReLU(3)
     assert [n for n, _ in module.named_parameters()] == ["bias"]

@@ -203,6 +203,7 @@ def test_label_order_remaps_round_trip():
 
 
 # ---------------------------------------------------------------------------------------------------- overfitting
+@pytest.mark.slow
 def test_tiny_parser_overfits_eight_faces(assets):
     """8 real faces at 96 px: a tiny BiSeNet reaches > 95 % pixel accuracy (eval mode) on them; the loss falls."""
     from vidanime.data.parsing import ParsingDataConfig, ParsingDataset, list_pairs

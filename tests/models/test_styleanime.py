@@ -29,7 +29,8 @@ def tiny_model(**overrides) -> StyleAnime:
 
 def inputs(batch: int = 2, n_classes: int = 19, size: int = 32, seed: int = 1):
     g = torch.Generator().manual_seed(seed)
-    return torch.rand(batch, 3, size, size, generator=g) * 2 - 1, torch.randint(0, n_classes, (batch, size, size), generator=g)
+    return (torch.rand(batch, 3, size, size, generator=g) * 2 - 1,
+            torch.randint(0, n_classes, (batch, size, size), generator=g))
 
 
 def test_tiny_config_keeps_the_paper_structure():

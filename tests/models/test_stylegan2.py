@@ -1,4 +1,5 @@
-"""StyleGAN2 generator/discriminator: config rules, determinism, truncation, mixing, save/load, a seeded output slice."""
+"""StyleGAN2 generator/discriminator: config rules, determinism, truncation, mixing, save/load, a seeded output
+slice."""
 from __future__ import annotations
 
 import pytest
@@ -116,7 +117,8 @@ def test_fast_upfirdn2d_path_matches_reference(g):
         ref, ref_d = g.synthesis(w_plus), disc(torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
         ops.set_upfirdn2d_impl("fast")
         try:
-            fast, fast_d = g.synthesis(w_plus), disc(torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
+            fast = g.synthesis(w_plus)
+            fast_d = disc(torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0)))
         finally:
             ops.set_upfirdn2d_impl("reference")
     torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)

@@ -97,6 +97,7 @@ def test_video_a2p_end_to_end_with_anime_cascade(tmp_path, ckpts, assets):
         TranslatePipeline.from_pretrained(ckpts["p2a"], ckpts["parser"], direction="a2p", face_config=face_cfg)
     r = CliRunner().invoke(translate_cli, [str(src), str(tmp_path / "cli.mp4"), "--direction", "a2p", "--checkpoint",
                                            str(ckpts["a2p"]), "--parser", str(ckpts["parser"]), "--detector",
-                                           "animecascade", "--detector-weights", str(xml), "--preset", "ultrafast", "--no-progress"])
+                                           "animecascade", "--detector-weights", str(xml), "--preset", "ultrafast",
+                                           "--no-progress"])
     assert r.exit_code == 0, r.output
     assert "10 frames" in r.output and "in 1 tracks" in r.output

@@ -13,8 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.batch import (MANIFEST_NAME, BatchOptions, BatchPipeline, BatchTask, PipelineSpec, _Job, _worker_run,
-                             discover_videos, plan_outputs)
+from pipelines.batch import (
+    MANIFEST_NAME,
+    BatchOptions,
+    BatchPipeline,
+    BatchTask,
+    PipelineSpec,
+    _Job,
+    _worker_run,
+    discover_videos,
+    plan_outputs,
+)
 from pipelines.translate import TranslateOptions, TranslatePipeline
 from vidanime.errors import CheckpointError, ConfigError, MediaError
 from vidanime.video.io import VideoReader
@@ -232,6 +241,7 @@ def test_bad_file_recorded_others_finish_rerun_skips_and_retries(tmp_path, media
     assert len(_frames(out / "a.mp4")) == 8 and [r["status"] for r in _rows(out)][-2:] == ["done", "done"]
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_partial_outputs(tmp_path, media):
     src = _folder(tmp_path / "in", media, {"a.mp4": "noface", "b.mp4": "noface", "c.mp4": "noface"})
     out, marker = tmp_path / "out", tmp_path / "stalled"
@@ -264,6 +274,7 @@ def test_killed_run_resumes_without_partial_outputs(tmp_path, media):
                                                                                        ("c.mp4", "done")]
 
 
+@pytest.mark.slow
 def test_two_jobs_and_a_dying_worker(tmp_path, media):
     src = _folder(tmp_path / "in", media, {"a.mp4": "face", "b.mp4": "noface", "bad.mp4": "bad",
                                            "crash.mp4": "noface"})
@@ -340,6 +351,7 @@ def test_cli_exit_status_and_summary(tmp_path, media, monkeypatch):
     assert r.exit_code == 0 and "0 done, 0 failed, 1 already done" in r.output
 
 
+@pytest.mark.slow
 def test_ray_local_cluster(tmp_path, media):
     ray = pytest.importorskip("ray", reason="Ray is optional: pip install .[ray]")
     src = _folder(tmp_path / "in", media, {"a.mp4": "face", "bad.mp4": "bad"})

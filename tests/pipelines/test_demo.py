@@ -2,9 +2,12 @@
 import subprocess
 import sys
 
+import pytest
+
 from vidanime.video.io import VideoReader
 
 
+@pytest.mark.slow
 def test_demo_short_range(tmp_path):
     """`make demo` as CI can afford it: 6 frames and a 2-iteration per-clip fine-tune of the bundled model."""
     from pipelines.demo import bundled_model_installed
@@ -36,7 +39,8 @@ def test_report_holds_out_the_parsers_and_encoders_split(assets):
     assert ids == split_ids(all_ids, 0.1, 0)[1] and len(ids) == 90
     assert images.shape == (90, 256, 256, 3) and masks.max() < 19
     # the encoders' source set (configs/demo_styleanime_p2a.yaml: holdout 0.1, seed 0) excludes them
-    cfg = DomainDataConfig(root=str(assets / "faces"), layout="pairs", mask_labels="celebamask", holdout=0.1, limit=None)
+    cfg = DomainDataConfig(root=str(assets / "faces"), layout="pairs", mask_labels="celebamask", holdout=0.1,
+                           limit=None)
     train = DomainDataset(cfg, "bisenet", 32, name="source")
     assert len(train.ids) == 810 and not set(train.ids) & set(ids)
     assert np.isin(np.unique(masks), np.arange(19)).all()
@@ -91,7 +95,8 @@ def test_recipe_anime_parser_stage_runs_teacher_pseudo_labels_then_student(tmp_p
     teacher, pseudo, student, encoders = calls
     assert f"init={portrait}" in teacher
     assert pseudo[:2] == ("parser", "pseudo-label") and "--flip-tta" in pseudo and "--colour-refine" in pseudo
-    assert str(tmp_path / "anime_pseudo_v2") in pseudo and pseudo[pseudo.index("--model") + 1].endswith("parser-0001200.pt")
+    assert str(tmp_path / "anime_pseudo_v2") in pseudo
+    assert pseudo[pseudo.index("--model") + 1].endswith("parser-0001200.pt")
     assert any(a.startswith("init=") and a.endswith("parser-0001200.pt") for a in student)
     assert f"data.root={tmp_path / 'anime_pseudo_v2'}" in student
     assert any(a.startswith("target.parser=") and a.endswith("00003-parser_anime_demo/checkpoints/parser-0000800.pt")

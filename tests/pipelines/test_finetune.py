@@ -12,6 +12,10 @@ import torch
 
 from tests.conftest import REPO
 
+# The module fixtures (demo clip, tiny models, a 20-step fine-tune) took 7.5 s of set-up on 2 idle cores in CI, and
+# the tests run fine-tunes and face passes of their own: the whole module is slow.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread_for_module_fixtures():
@@ -117,8 +121,9 @@ def test_resume_continues_the_run(setup, finetuned, tmp_path):
 
 
 def test_clip_shorter_than_three_frames_is_one_line_error(setup, tmp_path):
-    import av
     from fractions import Fraction
+
+    import av
 
     from pipelines.finetune import FinetunePipeline
     from vidanime.errors import MediaError

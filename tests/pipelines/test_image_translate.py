@@ -16,6 +16,7 @@ from vidanime.errors import MediaError, VidanimeError
 from vidanime.models.facebank import FaceBank
 from vidanime.models.styleanime import StyleAnime, save_styleanime
 
+
 @pytest.fixture(scope="module")
 def model(tiny_styleanime) -> StyleAnime:
     return tiny_styleanime
@@ -101,8 +102,8 @@ def test_bad_inputs_are_one_line_errors(tmp_path, model):
 
 
 def test_cli_translate(tmp_path, model):
-    from vidanime.checkpoint import save_checkpoint
     from pipelines.commands.image import cli
+    from vidanime.checkpoint import save_checkpoint
 
     ckpt = save_styleanime(tmp_path / "sa.pt", model)
     img, lab = _write_pair(tmp_path, "a", 0)

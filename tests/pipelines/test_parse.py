@@ -73,7 +73,8 @@ def test_overlay_keeps_background_and_blends_foreground():
     lab = np.array([[0, L.BISENET.index("hair")], [0, 0]], np.uint8)
     out = overlay(img, lab, "bisenet", alpha=0.5)
     np.testing.assert_array_equal(out[0, 0], [100, 100, 100])
-    np.testing.assert_array_equal(out[0, 1], ((100 + L.palette("bisenet")[lab[0, 1]].astype(float)) / 2 + 0.5).astype(np.uint8))
+    blend = (100 + L.palette("bisenet")[lab[0, 1]].astype(float)) / 2 + 0.5
+    np.testing.assert_array_equal(out[0, 1], blend.astype(np.uint8))
 
 
 def _bad_and_good_images(folder):
@@ -185,7 +186,8 @@ def test_pseudo_label_feature_confidence_keeps_only_facial_features(pipe, tmp_pa
     from vidanime import labels as L
 
     (tmp_path / "anime").mkdir()
-    Image.fromarray(np.random.default_rng(5).integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(tmp_path / "anime" / "a.jpg")
+    noise = np.random.default_rng(5).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "anime" / "a.jpg")
     pipe.pseudo_label(tmp_path / "anime", tmp_path / "pl", min_confidence=1.0, min_kept_fraction=0.0,
                       feature_confidence=0.0)
     mask = np.array(Image.open(tmp_path / "pl" / "masks" / "a.png"))
@@ -238,7 +240,8 @@ def test_pseudo_label_cli_tta_options(tiny_ckpt, tmp_path):
     from pipelines.cli import main
 
     (tmp_path / "anime").mkdir()
-    Image.fromarray(np.random.default_rng(1).integers(0, 256, (48, 48, 3), dtype=np.uint8)).save(tmp_path / "anime" / "a.jpg")
+    noise = np.random.default_rng(1).integers(0, 256, (48, 48, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "anime" / "a.jpg")
     r = CliRunner().invoke(main, ["parser", "pseudo-label", str(tmp_path / "anime"), str(tmp_path / "pl"), "--model",
                                   str(tiny_ckpt), "--min-confidence", "0", "--min-kept", "0", "--tta-scales", "1,2",
                                   "--flip-tta"])

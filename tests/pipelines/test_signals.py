@@ -20,6 +20,7 @@ def _partials(folder: Path) -> list[Path]:
     return sorted(folder.glob(".*.partial*"))
 
 
+@pytest.mark.slow
 def test_sigterm_removes_the_temporary_output(assets, tmp_path):
     clip = assets / "video" / "liveportrait_d3.mp4"
     out = tmp_path / "out.mp4"
@@ -93,8 +94,9 @@ def test_bad_preset_is_refused_before_any_work(tmp_path):
 
 def test_empty_range_names_the_problem_without_none(tmp_path):
     """`--end 0` (no --start): the message says the range is empty, and never 'start=None'."""
-    from pipelines.cli import main
     from click.testing import CliRunner
+
+    from pipelines.cli import main
     from vidanime.data.demo_clip import make_demo_clip
 
     clip = make_demo_clip(tmp_path / "c.mp4", seconds=0.5, size=64)

@@ -22,6 +22,7 @@ TINY = REPO / "configs" / "train_all_tiny.yaml"
 STAGES = ["gan", "parser", "anime_pseudo", "anime_parser", "facebank", "encoders", "interp"]
 
 
+@pytest.mark.slow
 def test_tiny_recipe_runs_every_stage_within_budget_and_exports_a_set(assets, tmp_path):
     out = tmp_path / "set"
     budget = Budget(10)
@@ -61,6 +62,7 @@ def test_tiny_recipe_runs_every_stage_within_budget_and_exports_a_set(assets, tm
     assert sha256_file(dest / "parser-anime.pt") == registry["parser-anime"]["sha256"]
 
 
+@pytest.mark.slow
 def test_a_failing_stage_keeps_the_other_stages_results(assets, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
@@ -159,6 +161,7 @@ def test_training_path_imports_without_pyav_decord_or_lpips():
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr[-2000:]
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_tiny_recipe_on_cuda(assets, tmp_path):
     summary = TrainAllPipeline.from_config_file(TINY)(tmp_path / "set", budget=Budget(20), device="cuda",

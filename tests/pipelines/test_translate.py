@@ -48,8 +48,9 @@ def test_crop_mode_and_range(demo_clip, tmp_path):
 
 
 def test_no_face_clip_passes_through(tmp_path):
-    import av
     from fractions import Fraction
+
+    import av
 
     src = tmp_path / "noface.mp4"
     with av.open(str(src), "w") as c:
@@ -80,6 +81,7 @@ def test_bad_inputs_are_one_line_errors(demo_clip, tmp_path):
     assert not (tmp_path / "o2.mp4").exists()
 
 
+@pytest.mark.slow
 def test_cli_translate_and_report(demo_clip, tmp_path):
     import subprocess
     import sys

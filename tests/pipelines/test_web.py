@@ -12,14 +12,12 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from tests.pipelines.app_helpers import (face_labels, save_model, save_parser, tiny_parser, tiny_styleanime,
-                                         write_labels)
+from tests.pipelines.app_helpers import face_labels, save_model, save_parser, tiny_parser, tiny_styleanime, write_labels
 from vidanime.errors import CheckpointError, ConfigError, MediaError
 
 gr = pytest.importorskip("gradio")
 
-from pipelines.web import (IDENTITY_NOTE, WebConfig, build_app, cleanup_jobs, translate_image,  # noqa: E402
-                           translate_video)
+from pipelines.web import IDENTITY_NOTE, WebConfig, build_app, cleanup_jobs, translate_image, translate_video  # noqa: E402
 
 CHROMIUM = os.environ.get("VIDANIME_CHROMIUM", "/usr/bin/chromium")
 
@@ -79,8 +77,9 @@ def test_identity_fallback_is_said_in_the_page(tmp_path, assets):
 
 
 def _no_face_clip(path, n=6, size=64):
-    import av
     from fractions import Fraction
+
+    import av
 
     with av.open(str(path), "w") as c:
         s = c.add_stream("libx264", rate=10)

@@ -7,8 +7,17 @@ from tests.conftest import REPO
 from vidanime.config import load_config
 from vidanime.errors import ConfigError
 from vidanime.models.styleanime import StyleAnime, StyleAnimeConfig
-from vidanime.train.finetune import (BaseLossConfig, ClipFinetuner, ClipTriplets, FinetuneConfig, FinetuneOptions,
-                                     TrackFrames, base_data_config, fic_loss, lcsc_loss)
+from vidanime.train.finetune import (
+    BaseLossConfig,
+    ClipFinetuner,
+    ClipTriplets,
+    FinetuneConfig,
+    FinetuneOptions,
+    TrackFrames,
+    base_data_config,
+    fic_loss,
+    lcsc_loss,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +59,7 @@ def _synthetic_triplets(frames=(0, 1, 2, 3, 5, 6, 7), s=40, m=32, seed=0):
     rng = np.random.default_rng(seed)
     base = rng.integers(0, 256, (s, s, 3)).astype(np.float32)
     tr = TrackFrames(3)
-    for i, f in enumerate(frames):
+    for f in frames:
         tr.frames.append(f)
         tr.matrices.append(np.eye(2, 3))
         tr.crops.append(np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8))

@@ -7,8 +7,17 @@ import pytest
 import torch
 
 from vidanime.errors import ConfigError
-from vidanime.train.harness import (Budget, Every, RunningMean, TrainLoop, check_finite, parse_duration,
-                                    resolve_device, threads, warmup_cosine)
+from vidanime.train.harness import (
+    Budget,
+    Every,
+    RunningMean,
+    TrainLoop,
+    check_finite,
+    parse_duration,
+    resolve_device,
+    threads,
+    warmup_cosine,
+)
 
 
 class FakeClock:

@@ -39,6 +39,7 @@ def tiny(assets: Path, **overrides) -> TrainGANConfig:
     return load_config(TINY, TrainGANConfig, overrides=over)
 
 
+@pytest.mark.slow
 def test_training_lowers_generator_loss_and_samples_are_diverse(assets):
     """200 steps (batch 4) on the first 64 shipped anime faces, seed 0.
 
@@ -173,8 +174,9 @@ def test_shipped_configs_load():
 
 def test_cli_trains_and_resumes(assets, tmp_path):
     runner = CliRunner()
-    args = ["--config", str(TINY), "--run-dir", str(tmp_path), "--iterations", "2", "--set", f"data.path={assets / 'anime'}",
-            "--set", "data.limit=8", "--set", "train.batch=2", "--set", "train.log_every=1", "--set", "train.progress=false"]
+    args = ["--config", str(TINY), "--run-dir", str(tmp_path), "--iterations", "2",
+            "--set", f"data.path={assets / 'anime'}", "--set", "data.limit=8", "--set", "train.batch=2",
+            "--set", "train.log_every=1", "--set", "train.progress=false"]
     res = runner.invoke(cli, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     run = RunDir(tmp_path / "00000-stylegan2_tiny")

@@ -37,6 +37,7 @@ def _trainer(cfg: TrainStyleAnimeConfig, dist_info: DistInfo | None = None) -> S
                              dist_info=dist_info, device="cpu")
 
 
+@pytest.mark.slow
 def test_reconstruction_loss_falls(assets):
     cfg = _config(assets, **{"loss.lambda_lpips": 0.0, "loss.lambda_da": 0.0, "loss.lambda_adv": 0.0,
                              "train.batch": 2})
@@ -126,6 +127,7 @@ def _ddp_worker(rank: int, port: int, faces: str, out: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_ddp_two_gloo_processes_match_one_process_on_the_concatenated_batch(assets, tmp_path):
     import torch.multiprocessing as mp
 

@@ -58,6 +58,7 @@ def test_synthetic_batch_is_the_generator_render_of_its_codes_with_the_mix(asset
     assert b.labels.shape == (6, 32, 32) and int(b.labels.max()) < 19
 
 
+@pytest.mark.slow
 def test_warmup_lowers_the_code_regression_loss_and_touches_only_the_encoders(assets):
     tr = _trainer(assets, **{"warmup.iterations": 100})
     held = tr.warmup.sample(16)
@@ -87,6 +88,7 @@ def test_warmup_without_a_parser_is_a_config_error(assets):
         _trainer(assets, **{"warmup.iterations": 5, "warmup.parser": ""})
 
 
+@pytest.mark.slow
 def test_translation_consistency_terms_fall_on_the_source_batch(assets):
     """consistency: (an addition to the paper) structure CE and L_cp of the source translation; with only those two
     terms on, both fall within 60 steps on the tiny model."""

@@ -6,8 +6,16 @@ import pytest
 
 from vidanime.errors import ConfigError, VidanimeError
 from vidanime.video.align import (
-    FFHQ_TEMPLATE_512, apply_affine, estimate_similarity, invert_affine, template, transform_jitter, umeyama,
-    unwarp_face, valid_mask, warp_face,
+    FFHQ_TEMPLATE_512,
+    apply_affine,
+    estimate_similarity,
+    invert_affine,
+    template,
+    transform_jitter,
+    umeyama,
+    unwarp_face,
+    valid_mask,
+    warp_face,
 )
 from vidanime.video.paste import ellipse_mask, psnr
 

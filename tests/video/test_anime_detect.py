@@ -15,7 +15,8 @@ def _tiny_detector(**kw):
 def _face_map(p=64, eyes_on_skin=True):
     """Hand-built BiSeNet map: a skin square with two eyes and a mouth (or the eyes off the skin)."""
     lab = np.zeros((p, p), np.uint8)
-    skin, (le, re, mouth) = L.class_ids("bisenet", "skin")[0], [L.class_ids("bisenet", n)[0] for n in ("l_eye", "r_eye", "mouth")]
+    skin = L.class_ids("bisenet", "skin")[0]
+    le, re, mouth = [L.class_ids("bisenet", n)[0] for n in ("l_eye", "r_eye", "mouth")]
     lab[16:48, 16:48] = skin
     ey = 26 if eyes_on_skin else 4
     lab[ey : ey + 4, 22:28] = le

@@ -11,11 +11,21 @@ import torch
 from vidanime.errors import CheckpointError, ConfigError, MediaError
 from vidanime.models.retinaface import RetinaFace, decode, decode_landmarks, load_retinaface, prior_boxes
 from vidanime.video.detect import (
-    ANIME_BOX_LANDMARKS, Detection, FaceDetector, create_detector, landmarks_from_parsing,
+    ANIME_BOX_LANDMARKS,
+    Detection,
+    FaceDetector,
+    create_detector,
+    landmarks_from_parsing,
 )
 
 from .face_helpers import (
-    SINGLE_FACE_CLIPS, cached, read_frames, retinaface_path, spread_frames, video, yunet_path,
+    SINGLE_FACE_CLIPS,
+    cached,
+    read_frames,
+    retinaface_path,
+    spread_frames,
+    video,
+    yunet_path,
 )
 
 

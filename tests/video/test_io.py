@@ -98,7 +98,7 @@ def test_identity_transcode_psnr_at_crf18(assets, tmp_path):
     assert worst > 35, worst
 
 
-# -- synthetic clips: VFR, rotation, 10-bit / odd sizes, seeking, containers ---------------------------------------------
+# -- synthetic clips: VFR, rotation, 10-bit / odd sizes, seeking, containers -------------------------------------------
 def test_vfr_timestamps_survive(tmp_path):
     tb = Fraction(1, 1000)
     pts = [0, 40, 80, 200, 240, 400, 433, 466, 700, 740]
@@ -152,7 +152,8 @@ def test_ten_bit_odd_size(tmp_path, even):
     got = _decode(src)
     assert got[0].image.shape == (25, 33, 3) and got[0].image.dtype == np.uint8
     assert [frame_number(f.image) for f in got] == list(range(5))
-    # Luma is stored at full size: close.  Colour is 4:2:0, so the grey blocks' sharp edges bleed; compare it below them.
+    # Luma is stored at full size: close.  Colour is 4:2:0, so the grey blocks' sharp edges bleed; compare it below
+    # them.
     assert psnr(luma(got[3].image), luma(pattern(3, 25, 33))) > 40
     assert psnr(got[3].image[16:], pattern(3, 25, 33)[16:]) > 33
     out = tmp_path / f"odd_{even}.mp4"
@@ -267,7 +268,8 @@ def test_cli_bad_input_and_output_paths(tmp_path, assets, monkeypatch, capsys):
     digest = hashlib.sha256(src.read_bytes()).hexdigest()
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    for out, msg in [(src, "is the input"), (blocker / "out.mp4", "cannot write"), (tmp_path / "o.xyz", "cannot write")]:
+    for out, msg in [(src, "is the input"), (blocker / "out.mp4", "cannot write"),
+                     (tmp_path / "o.xyz", "cannot write")]:
         code, err = run("transcode", str(src), str(out))
         assert code == 2 and msg in err and len(err.strip().splitlines()) == 1, err
     assert hashlib.sha256(src.read_bytes()).hexdigest() == digest

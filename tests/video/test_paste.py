@@ -8,7 +8,14 @@ from vidanime.errors import ConfigError, MediaError
 from vidanime.labels import class_ids
 from vidanime.video.align import estimate_similarity, template, unwarp_face, warp_face
 from vidanime.video.paste import (
-    PasteItem, edge_fade, ellipse_mask, fade_weight, parsing_mask, paste_face, paste_faces, psnr,
+    PasteItem,
+    edge_fade,
+    ellipse_mask,
+    fade_weight,
+    parsing_mask,
+    paste_face,
+    paste_faces,
+    psnr,
 )
 
 from .face_helpers import D0_FRAME0_LANDMARKS, cached, read_frames

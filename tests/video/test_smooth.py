@@ -6,7 +6,13 @@ import pytest
 
 from vidanime.errors import ConfigError
 from vidanime.video.align import estimate_similarity, transform_jitter
-from vidanime.video.smooth import OneEuroFilter, SmoothConfig, local_poly_smooth, savgol_smooth_sequence, smooth_sequence
+from vidanime.video.smooth import (
+    OneEuroFilter,
+    SmoothConfig,
+    local_poly_smooth,
+    savgol_smooth_sequence,
+    smooth_sequence,
+)
 
 from .face_helpers import cached, read_frames, video, yunet_path
 

@@ -60,7 +60,8 @@ def _region(mask: np.ndarray, ids: list[int]) -> np.ndarray:
     return np.isin(mask, ids)
 
 
-def _geometry(img: np.ndarray, mask: np.ndarray, label_set: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _geometry(img: np.ndarray, mask: np.ndarray, label_set: str,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Magnify the eyes, shrink the nose and mouth (one warp each, applied in turn)."""
     names = L.class_names(label_set)
     size = img.shape[0]
@@ -191,6 +192,7 @@ def animeize_pair(img: np.ndarray, mask: np.ndarray, label_set: str,
                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """(S, S, 3) uint8 photo + (S, S) uint8 mask → an anime-styled photo and its (warped) mask; see the module doc."""
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8 or mask.shape != img.shape[:2]:
-        raise ValueError(f"expected an (S, S, 3) uint8 image and an (S, S) mask, got {img.shape} {img.dtype} / {mask.shape}")
+        raise ValueError(f"expected an (S, S, 3) uint8 image and an (S, S) mask, "
+                         f"got {img.shape} {img.dtype} / {mask.shape}")
     img, mask = _geometry(np.ascontiguousarray(img), np.ascontiguousarray(mask), label_set, rng)
     return _appearance(img, mask, label_set, rng), mask

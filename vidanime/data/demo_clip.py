@@ -87,7 +87,8 @@ def make_demo_clip(
             # tone with a soft 2 Hz tremolo, in chunks of 1024 samples (AAC frame size)
             n_samples = int(round(n_frames / fps * audio_rate))
             t = np.arange(n_samples) / audio_rate
-            wave = (0.15 * np.sin(2 * np.pi * tone_hz * t) * (0.75 + 0.25 * np.sin(2 * np.pi * 2 * t))).astype(np.float32)
+            wave = (0.15 * np.sin(2 * np.pi * tone_hz * t)
+                    * (0.75 + 0.25 * np.sin(2 * np.pi * 2 * t))).astype(np.float32)
             stereo = np.stack([wave, wave])
             for start in range(0, n_samples, 1024):
                 chunk = np.ascontiguousarray(stereo[:, start : start + 1024])

@@ -29,7 +29,17 @@ import torch
 
 from .. import labels as L
 from ..errors import ConfigError, MediaError
-from .parsing import IGNORE_INDEX, IMAGE_EXTS, flip_mask, list_pairs, read_image_rgb, read_mask, remap_mask, resize_image, split_ids
+from .parsing import (
+    IGNORE_INDEX,
+    IMAGE_EXTS,
+    flip_mask,
+    list_pairs,
+    read_image_rgb,
+    read_mask,
+    remap_mask,
+    resize_image,
+    split_ids,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +123,8 @@ def composite_celebamask_parts(anno: Path, image_id: str) -> np.ndarray:
         if mask is None:
             mask = np.zeros(arr.shape, dtype=np.uint8)
         if arr.shape != mask.shape:
-            raise MediaError(f"mask part {part} is {arr.shape[1]}x{arr.shape[0]}, other parts are {mask.shape[1]}x{mask.shape[0]}")
+            raise MediaError(f"mask part {part} is {arr.shape[1]}x{arr.shape[0]}, "
+                             f"other parts are {mask.shape[1]}x{mask.shape[0]}")
         mask[arr > 0] = label
         found += 1
     if mask is None:
@@ -182,7 +193,8 @@ class DomainDataset:
                 masks.append(mask)
                 ids.append(sid)
         if not images:
-            raise ConfigError(f"{name}: no usable images in {root}" + (f" ({len(self.skipped)} skipped)" if self.skipped else ""))
+            skipped = f" ({len(self.skipped)} skipped)" if self.skipped else ""
+            raise ConfigError(f"{name}: no usable images in {root}" + skipped)
         self.images = np.stack(images)  # (N, S, S, 3) uint8
         self.masks = np.stack(masks)  # (N, S, S) uint8, model label order
         self.ids = ids
@@ -195,7 +207,8 @@ class DomainDataset:
         logger.warning("skipping: %s", exc)
         self.skipped.append(str(exc))
 
-    def _prepare(self, img: np.ndarray, mask: np.ndarray, src_labels: str, mask_path: Any) -> tuple[np.ndarray, np.ndarray]:
+    def _prepare(self, img: np.ndarray, mask: np.ndarray, src_labels: str,
+                 mask_path: Any) -> tuple[np.ndarray, np.ndarray]:
         img, s = _center_square(img), self.size
         mask = _center_square(mask)
         img = resize_image(img, s)
@@ -282,8 +295,8 @@ class ShardedSampler:
 
     Each step takes the next ``batch · world`` positions of the current shuffle (continuing into the next epoch's
     shuffle when needed) and process ``rank`` keeps its slice ``[rank·batch, (rank+1)·batch)``, so the union over ranks
-    equals one process drawing a batch of ``batch · world``.  Shuffle and flip bits depend only on (seed, epoch), and the
-    state is just (epoch, position): resuming continues bit-exactly, under any world size.
+    equals one process drawing a batch of ``batch · world``.  Shuffle and flip bits depend only on (seed, epoch), and
+    the state is just (epoch, position): resuming continues bit-exactly, under any world size.
     """
 
     def __init__(self, n: int, batch: int, rank: int = 0, world: int = 1, seed: int = 0):

@@ -73,7 +73,8 @@ def read_image_rgb(path: str | os.PathLike, min_side: int = MIN_SIDE, strict: bo
             raise MediaError(f"image {path} has mode '{im.mode}': expected an RGB image (3 channels)")
         arr = to_rgb_uint8(im)
     if min(arr.shape[:2]) < min_side:
-        raise MediaError(f"image {path} is {arr.shape[1]}x{arr.shape[0]} px, too small (need at least {min_side} px a side)")
+        raise MediaError(f"image {path} is {arr.shape[1]}x{arr.shape[0]} px, "
+                         f"too small (need at least {min_side} px a side)")
     return np.ascontiguousarray(arr)
 
 

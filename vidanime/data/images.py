@@ -97,7 +97,8 @@ class ImageFolderDataset(torch.utils.data.Dataset):
             paths = [Path(f) if Path(f).is_absolute() else self.root / f for f in files]
             missing = [p for p in paths if not p.is_file()]
             if missing:
-                raise MediaError(f"image file not found: {missing[0]}" + (f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""))
+                more = f" (+{len(missing) - 1} more)" if len(missing) > 1 else ""
+                raise MediaError(f"image file not found: {missing[0]}" + more)
             if not paths:
                 raise MediaError(f"the file list for {self.root} is empty")
         else:

@@ -76,7 +76,8 @@ def remap_mask(mask: np.ndarray, src: str, dst: str, ignore_index: int = IGNORE_
     bad = (mask >= n) & (mask != ignore_index)
     if bad.any():
         raise MediaError(
-            f"mask holds id {int(mask[bad].max())}, outside the {n} classes of label set '{src}' (and not {ignore_index} = ignore)"
+            f"mask holds id {int(mask[bad].max())}, outside the {n} classes of label set '{src}' "
+            f"(and not {ignore_index} = ignore)"
         )
     out = np.full_like(mask, ignore_index)
     valid = mask != ignore_index
@@ -122,7 +123,8 @@ def list_pairs(root: str | os.PathLike) -> list[tuple[str, Path, Path]]:
     else:
         img_dir, mask_dir = root / "images", root / "masks"
         if not img_dir.is_dir() or not mask_dir.is_dir():
-            raise ConfigError(f"{root}: expected a pairs.csv or the folders images/ and masks/ with matching file stems")
+            raise ConfigError(f"{root}: expected a pairs.csv or the folders images/ and masks/ "
+                              "with matching file stems")
         masks = {p.stem: p for p in mask_dir.iterdir() if p.suffix.lower() == ".png"}
         unmatched = 0
         for p in sorted(img_dir.iterdir()):
@@ -140,7 +142,8 @@ def list_pairs(root: str | os.PathLike) -> list[tuple[str, Path, Path]]:
 
 
 def split_ids(ids: Sequence[str], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    """(train ids, held-out ids): a seeded shuffle of the sorted ids; the first ``round(n·val_fraction)`` are held out."""
+    """(train ids, held-out ids): a seeded shuffle of the sorted ids; the first ``round(n·val_fraction)`` are held
+    out."""
     if not 0.0 <= val_fraction < 1.0:
         raise ConfigError(f"val_fraction must be in [0, 1), got {val_fraction}")
     ids = sorted(ids)

@@ -2,8 +2,8 @@
 
 The file holds ``cp.resnet.*`` (ResNet18), ``cp.arm16/arm32/conv_head16/conv_head32/conv_avg.*``, ``ffm.*``,
 ``conv_out.*``, ``conv_out16.*``, ``conv_out32.*`` — no spatial path — with BatchNorm ``num_batches_tracked`` buffers
-and sometimes a DataParallel ``module.`` prefix.  Its classes are in BiSeNet order (19, :data:`vidanime.labels.BISENET`);
-its inputs were 512² ImageNet-normalised RGB, which our model does internally.
+and sometimes a DataParallel ``module.`` prefix.  Its classes are in BiSeNet order (19,
+:data:`vidanime.labels.BISENET`); its inputs were 512² ImageNet-normalised RGB, which our model does internally.
 """
 from __future__ import annotations
 

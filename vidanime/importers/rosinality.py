@@ -2,8 +2,8 @@
 
 Two layouts are read: a training checkpoint ``{g, d, g_ema, g_optim, d_optim, args}`` and a converted/exported one
 ``{g_ema, latent_avg}``.  The generator comes from ``g_ema`` (the EMA weights; ``g`` is ignored), the discriminator from
-``d`` when present.  The architecture (size, style_dim, n_mlp, channel widths) is inferred from the key names and shapes;
-because our parameter names are rosinality's, the weights then load with a plain strict ``load_state_dict``.
+``d`` when present.  The architecture (size, style_dim, n_mlp, channel widths) is inferred from the key names and
+shapes; because our parameter names are rosinality's, the weights then load with a plain strict ``load_state_dict``.
 The file is read with ``weights_only=True``; the only non-tensor object allowed is ``argparse.Namespace`` (``args``).
 """
 from __future__ import annotations
@@ -48,7 +48,8 @@ def _shape(sd: Mapping[str, Any], key: str, source: str) -> tuple[int, ...]:
     return tuple(value.shape)
 
 
-def infer_config(g_state: Mapping[str, Any], source: str = "g_ema", channel_multiplier: int | None = None) -> StyleGAN2Config:
+def infer_config(g_state: Mapping[str, Any], source: str = "g_ema",
+                 channel_multiplier: int | None = None) -> StyleGAN2Config:
     """Infer a :class:`StyleGAN2Config` from a rosinality generator state dict (keys and shapes only).
 
     size from the number of ``noises.noise_*`` buffers, style_dim and n_mlp from ``style.*.weight``, widths from
@@ -58,7 +59,8 @@ def infer_config(g_state: Mapping[str, Any], source: str = "g_ema", channel_mult
     style_ids = sorted(int(m.group(1)) for k in g_state if (m := re.fullmatch(r"style\.(\d+)\.weight", k)))
     if not style_ids:
         found = sorted(g_state)[:6]
-        raise CheckpointError(f"{source}: no mapping weights 'style.1.weight'…, not a rosinality generator (found {found})")
+        raise CheckpointError(f"{source}: no mapping weights 'style.1.weight'…, "
+                              f"not a rosinality generator (found {found})")
     if style_ids != list(range(1, len(style_ids) + 1)):
         raise CheckpointError(f"{source}: mapping layers style.{style_ids} are not numbered 1…n")
     n_mlp = len(style_ids)
@@ -88,7 +90,8 @@ def infer_config(g_state: Mapping[str, Any], source: str = "g_ema", channel_mult
     else:
         raise CheckpointError(f"{source}: channel widths {widths} match no channel_multiplier of rosinality's table")
     try:
-        return StyleGAN2Config(size=size, style_dim=style_dim, n_mlp=n_mlp, channel_multiplier=cm, channel_max=channel_max)
+        return StyleGAN2Config(size=size, style_dim=style_dim, n_mlp=n_mlp, channel_multiplier=cm,
+                               channel_max=channel_max)
     except ConfigError as exc:
         raise CheckpointError(f"{source}: {exc}") from None
 
@@ -127,7 +130,8 @@ def import_rosinality(
         raise CheckpointError(f"{path}: 'g_ema' is a {type(g_state).__name__}, expected a state dict of tensors")
     args = _namespace_dict(data.get("args"))
     cm_hint = args.get("channel_multiplier") if args else None
-    config = infer_config(g_state, source=f"{path} g_ema", channel_multiplier=cm_hint if isinstance(cm_hint, int) else None)
+    config = infer_config(g_state, source=f"{path} g_ema",
+                          channel_multiplier=cm_hint if isinstance(cm_hint, int) else None)
     if size is not None and config.size != size:
         raise CheckpointError(f"{path} holds a {config.size} px generator, expected {size} px")
 

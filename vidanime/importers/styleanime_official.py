@@ -92,7 +92,8 @@ def infer_generator_config(sd: Mapping[str, torch.Tensor], source: str = "checkp
             widths[2 ** (i // 2 + 3)] = int(sd[f"convs.{i}.conv.weight"].shape[1])
         blur = len(sd["convs.0.conv.blur.kernel"]) if "convs.0.conv.blur.kernel" in sd else 4
     except KeyError as exc:
-        raise CheckpointError(f"{source}: generator weights lack {exc.args[0]!r} (expected rosinality key names)") from None
+        raise CheckpointError(f"{source}: generator weights lack {exc.args[0]!r} "
+                              "(expected rosinality key names)") from None
     size = 2 ** (n_convs // 2 + 2)
     for cm in (2, 1, 4, 8):
         for cmax in sorted({max(512, 256 * cm), max(widths.values())}, reverse=True):
@@ -125,7 +126,8 @@ def infer_encoder_config(sd: Mapping[str, torch.Tensor], source: str = "encoder"
     reduction = depths[0] // int(sd["body.0.res_layer.5.fc1.weight"].shape[0]) if se else 16
     n_styles = _count(sd, r"styles\.(\d+)\.linear\.weight")
     heads = [_count(sd, rf"styles\.{j}\.convs\.(\d+)\.weight") for j in range(n_styles)]
-    config = EncoderConfig(units=tuple(units), widths=tuple(widths), mode="ir_se" if se else "ir", se_reduction=reduction)
+    config = EncoderConfig(units=tuple(units), widths=tuple(widths), mode="ir_se" if se else "ir",
+                           se_reduction=reduction)
     return config, int(sd["input_layer.0.weight"].shape[1]), heads
 
 

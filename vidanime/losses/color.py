@@ -137,5 +137,6 @@ class ColorPreservationLoss(nn.Module):
         self.mode = mode
         self.bins = bins
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(self, pred: torch.Tensor, target: torch.Tensor,
+                labels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         return color_preservation_loss(pred, target, labels, self.label_set, self.weights, self.mode, self.bins)

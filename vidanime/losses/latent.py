@@ -38,7 +38,8 @@ class LatentDiscriminator(nn.Module):
 
 
 def da_loss_encoder(source_logits: torch.Tensor) -> torch.Tensor:
-    """L_da^E (Eq. 6): −E[log D1(cat(E_p(x_p), E_s(x)))] on source codes; log 2 at zero logits, → 0 as D1 says 'real'."""
+    """L_da^E (Eq. 6): −E[log D1(cat(E_p(x_p), E_s(x)))] on source codes; log 2 at zero logits, → 0 as D1 says
+    'real'."""
     return F.softplus(-source_logits).mean()
 
 

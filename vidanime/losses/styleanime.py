@@ -73,7 +73,8 @@ def adv_loss_discriminator(real_logits: torch.Tensor, fake_target_logits: torch.
 class StyleAnimeLoss(nn.Module):
     """Eq. 10 for the encoders, given the images, the target parsing and D1/D2 logits on the fakes.
 
-    LPIPS is only built when λ2 > 0 (it needs the backbone weights, see :func:`vidanime.metrics.lpips_metrics.load_lpips`).
+    LPIPS is only built when λ2 > 0 (it needs the backbone weights, see
+    :func:`vidanime.metrics.lpips_metrics.load_lpips`).
     """
 
     def __init__(self, config: StyleAnimeLossConfig, label_set: str, device: Any = "cpu"):

@@ -114,8 +114,8 @@ def colour_specificity(src_images: Sequence[np.ndarray], src_labels: Sequence[np
     Lab distance input → the other outputs (pairs where the region is missing are left out).  1.0 means the outputs
     ignore the input's colour (as likely from any other input), 0 means each output has exactly its input's colour."""
     classes = REGIONS[region]
-    a = [region_mean_lab(i, l, L.class_ids(src_label_set, *classes)) for i, l in zip(src_images, src_labels)]
-    b = [region_mean_lab(i, l, L.class_ids(out_label_set, *classes)) for i, l in zip(out_images, out_labels)]
+    a = [region_mean_lab(im, lab, L.class_ids(src_label_set, *classes)) for im, lab in zip(src_images, src_labels)]
+    b = [region_mean_lab(im, lab, L.class_ids(out_label_set, *classes)) for im, lab in zip(out_images, out_labels)]
     own, other = [], []
     for i, ai in enumerate(a):
         for j, bj in enumerate(b):

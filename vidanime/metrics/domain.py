@@ -3,8 +3,8 @@
 Needed to check that a translation lands in the anime domain without a pretrained network (none can be downloaded
 here).  Features of a face crop (any size, uint8 RGB, first resized to 64x64): the image at 16x16 (layout and
 colour), a 16-bin saturation histogram and a 16-bin gradient-magnitude histogram (anime: flat colour areas and hard
-lines; photos: smooth shading and texture).  :meth:`DomainClassifier.fit` trains on two sets of images in a second; :meth:`score` gives
-P(anime) in [0, 1] per image.
+lines; photos: smooth shading and texture).  :meth:`DomainClassifier.fit` trains on two sets of images in a second;
+:meth:`score` gives P(anime) in [0, 1] per image.
 """
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ class DomainClassifier:
             steps: int = 300, seed: int = 0) -> "DomainClassifier":
         """Fit on lists of (H, W, 3) uint8 images of each domain (full-batch L-BFGS, L2-regularised, seeded)."""
         if len(anime) < 2 or len(portrait) < 2:
-            raise VidanimeError(f"DomainClassifier.fit needs >= 2 images per domain, got {len(anime)} and {len(portrait)}")
+            raise VidanimeError(f"DomainClassifier.fit needs >= 2 images per domain, "
+                                f"got {len(anime)} and {len(portrait)}")
         x = np.stack([domain_features(im) for im in (*anime, *portrait)])
         y = np.concatenate([np.ones(len(anime)), np.zeros(len(portrait))]).astype(np.float32)
         mean, std = x.mean(0), x.std(0) + 1e-3

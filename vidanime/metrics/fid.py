@@ -21,8 +21,16 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.models.inception import BasicConv2d, Inception3, InceptionA, InceptionAux, InceptionB, InceptionC
-from torchvision.models.inception import InceptionD, InceptionE
+from torchvision.models.inception import (
+    BasicConv2d,
+    Inception3,
+    InceptionA,
+    InceptionAux,
+    InceptionB,
+    InceptionC,
+    InceptionD,
+    InceptionE,
+)
 
 from ..errors import CheckpointError, VidanimeError
 

@@ -29,10 +29,12 @@ from ..errors import CheckpointError, VidanimeError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LPIPS_BACKBONE_ENV", "LPIPS_LIN_ENV", "BACKBONE_FILES", "load_lpips", "lpips_pairs", "lpips_s", "lpips_d", "to_lpips_input"]
+__all__ = ["LPIPS_BACKBONE_ENV", "LPIPS_LIN_ENV", "BACKBONE_FILES", "load_lpips", "lpips_pairs", "lpips_s", "lpips_d",
+           "to_lpips_input"]
 
 LPIPS_BACKBONE_ENV = "VIDANIME_LPIPS_BACKBONE"
-BACKBONE_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth", "squeeze": "squeezenet1_1-b8a52dc0.pth"}
+BACKBONE_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth",
+                  "squeeze": "squeezenet1_1-b8a52dc0.pth"}
 _SLICE_KEY = re.compile(r"^slice\d+\.(\d+)\.(.+)$")
 
 
@@ -69,7 +71,8 @@ def _lpips_module(net: str, version: str) -> torch.nn.Module:
 
 
 def _backbone_state(raw: Any, target_keys: Sequence[str], source: str) -> dict[str, torch.Tensor]:
-    """Map a torchvision (``features.<i>.*``) or LPIPS-layout (``[net.]slice<k>.<i>.*``) state dict onto the backbone."""
+    """Map a torchvision (``features.<i>.*``) or LPIPS-layout (``[net.]slice<k>.<i>.*``) state dict onto the
+    backbone."""
     if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
         raw = raw["state_dict"]
     if not isinstance(raw, dict):

@@ -95,9 +95,10 @@ def format_scores(scores: SegmentationScores, names: Sequence[str]) -> str:
     pct = lambda v: "–" if math.isnan(v) else f"{100 * v:.2f}"  # noqa: E731
     head = "| " + " | ".join(list(names) + ["Overall Acc.", "mIoU"]) + " |"
     sep = "|" + "|".join("---" for _ in range(len(names) + 2)) + "|"
-    row = "| " + " | ".join([pct(v) for v in scores.class_accuracy] + [pct(scores.overall_accuracy), pct(scores.miou)]) + " |"
+    row = ("| " + " | ".join([pct(v) for v in scores.class_accuracy] + [pct(scores.overall_accuracy), pct(scores.miou)])
+           + " |")
     iou = "| " + " | ".join([pct(v) for v in scores.class_iou] + ["", ""]) + " |"
     return "\n".join(
-        ["per-class pixel accuracy (%), overall accuracy (%) over all pixels, mIoU (%) averaged over classes:", head, sep,
-         row, "", "per-class IoU (%):", head, sep, iou]
+        ["per-class pixel accuracy (%), overall accuracy (%) over all pixels, mIoU (%) averaged over classes:",
+         head, sep, row, "", "per-class IoU (%):", head, sep, iou]
     )

@@ -77,7 +77,8 @@ def prepare_frame(image: np.ndarray, max_side: int | None = None, size: tuple[in
 
 
 class FramePair:
-    """Input frames t, t+1 and output frames t, t+1 (same size, uint8 RGB) with lazily computed, shared flow and masks."""
+    """Input frames t, t+1 and output frames t, t+1 (same size, uint8 RGB) with lazily computed, shared flow and
+    masks."""
 
     def __init__(self, in0: np.ndarray, in1: np.ndarray, out0: np.ndarray, out1: np.ndarray):
         shapes = {in0.shape, in1.shape, out0.shape, out1.shape}

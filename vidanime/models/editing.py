@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import VidanimeError
-from .stylegan2 import Generator
 from .styleanime import StyleAnime
+from .stylegan2 import Generator
 
 logger = logging.getLogger(__name__)
 

@@ -53,13 +53,15 @@ class EncoderConfig:
         if len(self.units) != 4 or min(self.units) < 1:
             raise ConfigError(f"encoder.units={list(self.units)}: expected 4 positive unit counts, e.g. [3, 4, 14, 3]")
         if len(self.widths) != 4 or min(self.widths) < 1:
-            raise ConfigError(f"encoder.widths={list(self.widths)}: expected 4 positive widths, e.g. [64, 128, 256, 512]")
+            raise ConfigError(f"encoder.widths={list(self.widths)}: "
+                              "expected 4 positive widths, e.g. [64, 128, 256, 512]")
         if self.mode not in ("ir", "ir_se"):
             raise ConfigError(f"encoder.mode={self.mode!r}: expected 'ir' or 'ir_se'")
 
     @property
     def taps(self) -> tuple[int, int, int]:
-        """Body indices whose outputs feed the FPN (c1, c2, c3): the last unit of blocks 2, 3, 4 (6, 20, 23 for IR-SE50)."""
+        """Body indices whose outputs feed the FPN (c1, c2, c3): the last unit of blocks 2, 3, 4 (6, 20, 23 for
+        IR-SE50)."""
         ends = [sum(self.units[: i + 1]) - 1 for i in range(4)]
         return ends[1], ends[2], ends[3]
 

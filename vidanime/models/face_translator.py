@@ -50,7 +50,8 @@ def labels_at(probs: torch.Tensor, size: int, parser_labels: str, model_labels: 
 @dataclass
 class TranslatedFaces:
     """Result for N crops: ``crops`` (N, S, S, 3) uint8, ``masks`` (N, S, S) float32 in [0, 1], ``parsing``
-    (N, S, S) uint8 labels of the input crops in ``label_set`` (None without a parser), ``latents`` (N, L, D) or None."""
+    (N, S, S) uint8 labels of the input crops in ``label_set`` (None without a parser), ``latents`` (N, L, D) or
+    None."""
 
     crops: np.ndarray
     masks: np.ndarray

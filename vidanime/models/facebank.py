@@ -27,8 +27,8 @@ from ..errors import CheckpointError, VidanimeError
 logger = logging.getLogger(__name__)
 
 __all__ = [
-    "FaceBankConfig", "FaceBank", "knn", "knn_reference", "anchor_weights", "build_facebank", "build_facebank_from_file",
-    "FACEBANK_FORMAT",
+    "FaceBankConfig", "FaceBank", "knn", "knn_reference", "anchor_weights", "build_facebank",
+    "build_facebank_from_file", "FACEBANK_FORMAT",
 ]
 
 FACEBANK_FORMAT = "vidanime.facebank"
@@ -90,7 +90,8 @@ def knn(
         cand_d, cand_i = [], []
         for b0 in range(0, n, bank_chunk):
             chunk = bank[b0 : b0 + bank_chunk]
-            d2 = torch.addmm(bank_sq_norms[None, b0 : b0 + bank_chunk], q, chunk.T, alpha=-2.0)  # + |q|² is rank-neutral
+            # |n|² − 2 q·n: the missing + |q|² is rank-neutral
+            d2 = torch.addmm(bank_sq_norms[None, b0 : b0 + bank_chunk], q, chunk.T, alpha=-2.0)
             dv, di = torch.topk(d2, min(m, d2.shape[1]), dim=1, largest=False)
             cand_d.append(dv)
             cand_i.append(di + b0)
@@ -110,7 +111,8 @@ def anchor_weights(queries: torch.Tensor, neighbours: torch.Tensor, ridge: float
 
     Minimises ||q − Σ β_i n_i||² s.t. Σ β_i = 1, i.e. βᵀGβ with the local Gram matrix G_ij = (q − n_i)·(q − n_j),
     by solving the KKT system [[G + εI, 1], [1ᵀ, 0]] [β; λ] = [0; 1] in float64.  The ridge ε = ridge·trace(G)/k
-    (plus a floor) keeps G invertible for duplicate neighbours or k > D; a query equal to a neighbour gets weight 1 on it.
+    (plus a floor) keeps G invertible for duplicate neighbours or k > D; a query equal to a neighbour gets weight 1
+    on it.
     """
     b, k, _ = neighbours.shape
     diff = (queries[:, None, :] - neighbours).double()  # (B, k, D)
@@ -159,7 +161,8 @@ class FaceBank:
             n_codes=codes.shape[0],
         )
         if config.space != space:
-            raise VidanimeError(f"FaceBank config says space '{config.space}' but codes have shape {tuple(codes.shape)}")
+            raise VidanimeError(f"FaceBank config says space '{config.space}' "
+                                f"but codes have shape {tuple(codes.shape)}")
         self.config = config
         self.codes = codes
         self._flat = codes.float().reshape(codes.shape[0], -1)

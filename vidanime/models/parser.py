@@ -290,7 +290,8 @@ class PositionAttention(nn.Module):
 
 
 class ChannelAttention(nn.Module):
-    """DANet channel attention: channels attend to channels (C×C) via their Gram matrix; residual scaled by ``gamma``."""
+    """DANet channel attention: channels attend to channels (C×C) via their Gram matrix; residual scaled by
+    ``gamma``."""
 
     def __init__(self) -> None:
         super().__init__()

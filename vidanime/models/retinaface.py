@@ -27,7 +27,8 @@ MEAN_BGR = (104.0, 117.0, 123.0)
 
 
 def _conv_bn(inp: int, oup: int, stride: int = 1, leaky: float = 0.0) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(inp, oup, 3, stride, 1, bias=False), nn.BatchNorm2d(oup), nn.LeakyReLU(leaky, inplace=True))
+    return nn.Sequential(nn.Conv2d(inp, oup, 3, stride, 1, bias=False), nn.BatchNorm2d(oup),
+                         nn.LeakyReLU(leaky, inplace=True))
 
 
 def _conv_bn_no_relu(inp: int, oup: int) -> nn.Sequential:
@@ -35,7 +36,8 @@ def _conv_bn_no_relu(inp: int, oup: int) -> nn.Sequential:
 
 
 def _conv_bn1x1(inp: int, oup: int, leaky: float = 0.0) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(inp, oup, 1, 1, 0, bias=False), nn.BatchNorm2d(oup), nn.LeakyReLU(leaky, inplace=True))
+    return nn.Sequential(nn.Conv2d(inp, oup, 1, 1, 0, bias=False), nn.BatchNorm2d(oup),
+                         nn.LeakyReLU(leaky, inplace=True))
 
 
 def _conv_dw(inp: int, oup: int, stride: int, leaky: float = 0.1) -> nn.Sequential:
@@ -132,7 +134,8 @@ class _Body(nn.Module):
 
 
 class RetinaFace(nn.Module):
-    """RetinaFace-MobileNet0.25: (B, 3, H, W) BGR-minus-mean → (loc (B, A, 4), conf (B, A, 2) softmaxed, landm (B, A, 10))."""
+    """RetinaFace-MobileNet0.25: (B, 3, H, W) BGR-minus-mean → (loc (B, A, 4), conf (B, A, 2) softmaxed,
+    landm (B, A, 10))."""
 
     def __init__(self, cfg: dict | None = None) -> None:
         super().__init__()
@@ -157,7 +160,8 @@ class RetinaFace(nn.Module):
 
 
 def prior_boxes(height: int, width: int, cfg: dict | None = None) -> torch.Tensor:
-    """Anchors (A, 4) as (cx, cy, w, h) normalised to [0, 1], in the order the heads emit them (level, row, col, size)."""
+    """Anchors (A, 4) as (cx, cy, w, h) normalised to [0, 1], in the order the heads emit them (level, row, col,
+    size)."""
     cfg = CFG_MNET if cfg is None else cfg
     anchors: list[float] = []
     for step, sizes in zip(cfg["steps"], cfg["min_sizes"]):

@@ -268,7 +268,8 @@ class StyleAnime(nn.Module):
 
 # ---- checkpoints ---------------------------------------------------------------------------------------------------
 def styleanime_from_checkpoint(ckpt: Mapping[str, Any]) -> StyleAnime:
-    """Build a :class:`StyleAnime` from a loaded ``vidanime.styleanime`` checkpoint dict (config, state_dict, facebank)."""
+    """Build a :class:`StyleAnime` from a loaded ``vidanime.styleanime`` checkpoint dict (config, state_dict,
+    facebank)."""
     from ..checkpoint import check_state_dict
     from ..config import config_from_dict
 
@@ -300,7 +301,8 @@ def save_styleanime(path: str | os.PathLike, model: StyleAnime, facebank: FaceBa
         extras["inference"] = dict(model.inference)
     if bank is not None:
         extras["facebank"] = {"config": config_to_dict(bank.config), "state_dict": {"codes": bank.codes.detach().cpu()}}
-    state = {k: (v.half() if dtype == "float16" and v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    state = {k: (v.half() if dtype == "float16" and v.is_floating_point() else v)
+             for k, v in model.state_dict().items()}
     path = save_checkpoint(path, format=FORMAT, config=model.config, state_dict=state, **extras)
     logger.debug("saved StyleAnime (%d px) to %s", model.config.generator.size, path)
     return path

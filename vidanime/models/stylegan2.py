@@ -7,9 +7,10 @@ learning rate, modulated/demodulated grouped convolutions, transposed-conv upsam
 
 Differences from rosinality, all deliberate:
 
-* ``randomize_noise`` defaults to **False**: the fixed ``noises.noise_*`` buffers are used, so the same W+ always gives the
-  same image (re-randomised noise makes video flicker).  Pass ``randomize_noise=True`` for rosinality's behaviour.
-* Widths are ``min(rosinality_table[res], config.channel_max)`` (see :class:`StyleGAN2Config`), so tiny test models exist.
+* ``randomize_noise`` defaults to **False**: the fixed ``noises.noise_*`` buffers are used, so the same W+ always gives
+  the same image (re-randomised noise makes video flicker).  Pass ``randomize_noise=True`` for rosinality's behaviour.
+* Widths are ``min(rosinality_table[res], config.channel_max)`` (see :class:`StyleGAN2Config`), so tiny test models
+  exist.
 * The style-mixing index, when not given, is drawn with ``torch.randint`` (seeded by ``torch.manual_seed``).
 * The generator carries an optional average latent ``latent_avg`` (1, style_dim) (a non-persistent buffer, ``None``
   until set, saved beside the state dict by :func:`save_generator`); ``truncation < 1`` without ``truncation_latent``
@@ -89,7 +90,8 @@ class StyleGAN2Config:
         if not self.lr_mlp > 0:
             raise ConfigError(f"StyleGAN2 lr_mlp {self.lr_mlp!r}: expected a positive number")
         if len(self.blur_kernel) < 2:
-            raise ConfigError(f"StyleGAN2 blur_kernel {self.blur_kernel!r}: expected at least 2 taps, e.g. (1, 3, 3, 1)")
+            raise ConfigError(f"StyleGAN2 blur_kernel {self.blur_kernel!r}: "
+                              "expected at least 2 taps, e.g. (1, 3, 3, 1)")
 
     @property
     def log_size(self) -> int:
@@ -342,7 +344,8 @@ class StyledConv(nn.Module):
 class ToRGB(nn.Module):
     """Modulated 1×1 conv to RGB (no demodulation) + ``bias`` (1, 3, 1, 1), plus the upsampled previous RGB skip."""
 
-    def __init__(self, in_channel: int, style_dim: int, upsample: bool = True, blur_kernel: Sequence[int] = (1, 3, 3, 1)):
+    def __init__(self, in_channel: int, style_dim: int, upsample: bool = True,
+                 blur_kernel: Sequence[int] = (1, 3, 3, 1)):
         super().__init__()
         if upsample:
             self.upsample = Upsample(blur_kernel)
@@ -595,7 +598,8 @@ class ConvLayer(nn.Sequential):
         else:
             stride, padding = 1, kernel_size // 2
         layers.append(
-            EqualConv2d(in_channel, out_channel, kernel_size, padding=padding, stride=stride, bias=bias and not activate)
+            EqualConv2d(in_channel, out_channel, kernel_size, padding=padding, stride=stride,
+                        bias=bias and not activate)
         )
         if activate:
             layers.append(FusedLeakyReLU(out_channel, bias=bias))
@@ -658,7 +662,8 @@ class Discriminator(nn.Module):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if input.ndim != 4 or input.shape[1:] != (3, self.size, self.size):
-            raise ValueError(f"discriminator input of shape {tuple(input.shape)}: expected (B, 3, {self.size}, {self.size})")
+            raise ValueError(f"discriminator input of shape {tuple(input.shape)}: "
+                             f"expected (B, 3, {self.size}, {self.size})")
         out = self.convs(input)
         batch, channel, height, width = out.shape
         group = max(g for g in range(1, min(batch, self.stddev_group) + 1) if batch % g == 0)
@@ -675,7 +680,8 @@ class Discriminator(nn.Module):
 
 
 def generator_from_checkpoint(ckpt: Mapping[str, Any]) -> Generator:
-    """Build a :class:`Generator` from a loaded ``"vidanime.stylegan2"`` checkpoint dict (config, state_dict, latent_avg)."""
+    """Build a :class:`Generator` from a loaded ``"vidanime.stylegan2"`` checkpoint dict (config, state_dict,
+    latent_avg)."""
     from ..checkpoint import check_state_dict
     from ..config import config_from_dict
 

@@ -23,7 +23,8 @@ def _rand(shape: tuple[int, ...], x: torch.Tensor, generator: torch.Generator | 
 
 
 def color(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Random brightness (±0.5), saturation (×[0, 2]) and contrast (×[0.5, 1.5]) per image; x (B, 3, H, W) in [-1, 1]."""
+    """Random brightness (±0.5), saturation (×[0, 2]) and contrast (×[0.5, 1.5]) per image; x (B, 3, H, W) in
+    [-1, 1]."""
     b = x.shape[0]
     x = x + (_rand((b, 1, 1, 1), x, generator) - 0.5)
     mean_c = x.mean(dim=1, keepdim=True)
@@ -89,4 +90,5 @@ class DiffAugment(torch.nn.Module):
         return x
 
     def extra_repr(self) -> str:
-        return f"policy={list(self.policy)}, translation_ratio={self.translation_ratio}, cutout_ratio={self.cutout_ratio}"
+        return (f"policy={list(self.policy)}, translation_ratio={self.translation_ratio}, "
+                f"cutout_ratio={self.cutout_ratio}")

@@ -162,7 +162,8 @@ class ClipTriplets:
     # ---- collection ----------------------------------------------------------------------------------------------
     @classmethod
     def collect(cls, path: str | os.PathLike, translator: Any, face_config: FaceConfig,
-                start: str | float | None = None, end: str | float | None = None, tracks: Sequence[int] | None = None, cache_mb: float = 1024,
+                start: str | float | None = None, end: str | float | None = None,
+                tracks: Sequence[int] | None = None, cache_mb: float = 1024,
                 progress: bool = True, detector: Any = None) -> "ClipTriplets":
         """One face pass over ``path`` (frame range ``start``/``end``): per track, frame indices, matrices and the
         labels ``translator.model_inputs`` feeds the model (a :class:`StyleAnimeFaceTranslator`; it is reset first)."""

@@ -168,7 +168,8 @@ def load_init_weights(path: str | Path, model: StyleGAN2Config) -> dict[str, Any
     if isinstance(raw, dict) and "format" in raw:
         fmt = raw["format"]
         if fmt not in (GENERATOR_FORMAT, TRAIN_FORMAT):
-            raise CheckpointError(f"init_from {path}: a '{fmt}' checkpoint, expected '{GENERATOR_FORMAT}' or '{TRAIN_FORMAT}'")
+            raise CheckpointError(f"init_from {path}: a '{fmt}' checkpoint, "
+                                  f"expected '{GENERATOR_FORMAT}' or '{TRAIN_FORMAT}'")
         stored = raw.get("config") or {}
         stored_model = stored.get("model", {}) if fmt == TRAIN_FORMAT else stored
         _check_same_model(config_from_dict(stored_model, StyleGAN2Config, source=f"{path} config"), model, str(path))
@@ -240,7 +241,8 @@ class GANTrainer:
         self.rng = torch.Generator().manual_seed(t.seed)  # data, z, mixing, augment, path-length directions
         self.step = 0  # completed iterations
         self.mean_path_length = torch.zeros(())
-        self.sample_z = torch.randn(t.n_samples, config.model.style_dim, generator=torch.Generator().manual_seed(t.seed + 1))
+        self.sample_z = torch.randn(t.n_samples, config.model.style_dim,
+                                    generator=torch.Generator().manual_seed(t.seed + 1))
         self.meter = RunningMean()  # metric sums since the last log row (checkpointed: resumed rows are exact)
         self._real_stats: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -371,7 +373,8 @@ class GANTrainer:
         return self._real_stats
 
     def sample_stats(self) -> dict[str, float]:
-        """Quality proxies of the fixed-z G_ema samples: colour-statistics distance to the data, pixel std, diversity."""
+        """Quality proxies of the fixed-z G_ema samples: colour-statistics distance to the data, pixel std,
+        diversity."""
         x = self.samples()
         mean_r, std_r = self.real_stats()
         mean_f, std_f = x.mean(dim=(0, 2, 3)), x.std(dim=(0, 2, 3))

@@ -26,7 +26,8 @@ from .run_dir import RunDir
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ParserTrainOptions", "ParserTrainConfig", "train_parser", "evaluate_parser", "heldout_ids", "resolve_device"]
+__all__ = ["ParserTrainOptions", "ParserTrainConfig", "train_parser", "evaluate_parser", "heldout_ids",
+           "resolve_device"]
 
 
 @dataclass
@@ -63,7 +64,8 @@ class ParserTrainConfig:
 
     def __post_init__(self) -> None:
         if self.train.steps < 1 or self.train.batch_size < 1:
-            raise ConfigError(f"train.steps and train.batch_size must be >= 1, got {self.train.steps}, {self.train.batch_size}")
+            raise ConfigError(f"train.steps and train.batch_size must be >= 1, "
+                              f"got {self.train.steps}, {self.train.batch_size}")
         if self.data.image_size != self.model.image_size:
             raise ConfigError(
                 f"data.image_size ({self.data.image_size}) must equal model.image_size ({self.model.image_size})"
@@ -98,7 +100,8 @@ def _batches(ds: ParsingDataset, batch_size: int, seed: int, start_step: int) ->
         order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
         idx = [order[(k * batch_size + j) % n] for j in range(batch_size)]
         items = [ds[i] for i in idx]
-        yield {"image": torch.stack([it["image"] for it in items]), "labels": torch.stack([it["labels"] for it in items])}
+        yield {"image": torch.stack([it["image"] for it in items]),
+               "labels": torch.stack([it["labels"] for it in items])}
         step += 1
 
 
@@ -107,7 +110,8 @@ def _lr_at(step: int, opts: ParserTrainOptions) -> float:
     return warmup_cosine(step, opts.steps, opts.lr, opts.warmup_steps, 0.01 * opts.lr)
 
 
-def parsing_loss(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, aux_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+def parsing_loss(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                 aux_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
     """Cross-entropy (ignore 255) on the main logits plus ``aux_weight`` × each auxiliary head's."""
     main, aux = model.forward_with_aux(images)
     loss_main = F.cross_entropy(main, labels, ignore_index=IGNORE_INDEX)

@@ -52,7 +52,8 @@ def _run_number(path: Path) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def find_latest_run(root: str | os.PathLike, name: str | None = None, require_checkpoint: str | None = "train") -> Path | None:
+def find_latest_run(root: str | os.PathLike, name: str | None = None,
+                    require_checkpoint: str | None = "train") -> Path | None:
     """The highest-numbered run folder in ``root`` (optionally with this run ``name`` and a checkpoint of that kind)."""
     root = Path(root)
     if not root.is_dir():
@@ -247,8 +248,8 @@ class RunDir:
         found = self.checkpoints(kind)
         return found[-1][1] if found else None
 
-    def save_checkpoint(self, step: int, /, *, kind: str = "train", format: str, config: Any, state_dict: Mapping[str, Any],
-                        keep: int = 0, **extras: Any) -> Path:
+    def save_checkpoint(self, step: int, /, *, kind: str = "train", format: str, config: Any,
+                        state_dict: Mapping[str, Any], keep: int = 0, **extras: Any) -> Path:
         """Save a self-describing checkpoint (see :func:`vidanime.checkpoint.save_checkpoint`) under checkpoints/.
 
         ``keep`` > 0 deletes the oldest checkpoints of this kind beyond the newest ``keep``.
@@ -297,7 +298,8 @@ def resolve_resume(resume: str | os.PathLike, root: str | os.PathLike, name: str
     if p.is_dir():
         ckpt = RunDir(p).latest_checkpoint(kind)
         if ckpt is None:
-            raise CheckpointError(f"--resume {p}: the folder holds no {kind} checkpoint (expected checkpoints/{kind}-*.pt)")
+            raise CheckpointError(f"--resume {p}: the folder holds no {kind} checkpoint "
+                                  f"(expected checkpoints/{kind}-*.pt)")
         return ckpt
     if not p.is_file():
         raise CheckpointError(f"--resume {p}: no such checkpoint file or run folder (or use 'auto')")

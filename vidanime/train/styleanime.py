@@ -36,8 +36,8 @@ from ..losses.styleanime import StyleAnimeLoss, StyleAnimeLossConfig, adv_loss_d
 from ..models.styleanime import StyleAnime, StyleAnimeConfig, save_styleanime
 from ..models.stylegan2 import Discriminator
 from .harness import Budget, Every, RunningMean, TrainLoop, autocast, configure_device
-from .run_dir import RunDir
 from .refine import StructureLoss
+from .run_dir import RunDir
 from .warmup import LatentWarmup, LatentWarmupConfig
 
 logger = logging.getLogger(__name__)

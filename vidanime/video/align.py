@@ -57,7 +57,8 @@ def umeyama(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None)
     src = np.asarray(src, np.float64)
     dst = np.asarray(dst, np.float64)
     if src.shape != dst.shape or src.ndim != 2 or src.shape[1] != 2 or len(src) < 2:
-        raise VidanimeError(f"umeyama: expected two (N>=2, 2) point sets of equal shape, got {src.shape} and {dst.shape}")
+        raise VidanimeError(f"umeyama: expected two (N>=2, 2) point sets of equal shape, "
+                            f"got {src.shape} and {dst.shape}")
     w = np.ones(len(src)) if weights is None else np.asarray(weights, np.float64)
     w = w / w.sum()
     mu_s = (w[:, None] * src).sum(0)
@@ -116,7 +117,8 @@ def warp_face(frame: np.ndarray, m: np.ndarray, size: int = 256, border: str = "
                           borderMode=_border(border), borderValue=0)
 
 
-def unwarp_face(crop: np.ndarray, m: np.ndarray, frame_size: tuple[int, int], interpolation: str = "linear") -> np.ndarray:
+def unwarp_face(crop: np.ndarray, m: np.ndarray, frame_size: tuple[int, int],
+                interpolation: str = "linear") -> np.ndarray:
     """Crop back into frame coordinates, (H, W, C) for ``frame_size`` = (H, W); outside the crop is 0.
 
     Uses ``m`` (frame→crop) with WARP_INVERSE_MAP, so each frame pixel samples the crop exactly at ``m @ p``.

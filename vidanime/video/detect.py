@@ -140,7 +140,8 @@ class FaceDetector:
                 kept = [d for d in dets if d.size >= self.min_face]
                 if len(kept) < len(dets):
                     self.skipped_small += len(dets) - len(kept)
-                    logger.info("frame %d: skipped %d face(s) smaller than %d px", i, len(dets) - len(kept), self.min_face)
+                    logger.info("frame %d: skipped %d face(s) smaller than %d px", i, len(dets) - len(kept),
+                                self.min_face)
                 results[i] = sorted(kept, key=lambda d: -d.score)
         return results
 
@@ -172,12 +173,12 @@ class MTCNNDetector(FaceDetector):
         for k in range(0, len(frames), self.batch_size):
             chunk = np.stack(frames[k:k + self.batch_size])
             boxes, probs, points = self.model.detect(chunk, landmarks=True)
-            for b, p, l in zip(boxes, probs, points):
+            for b, p, pts in zip(boxes, probs, points):
                 if b is None:
                     out.append([])
                     continue
                 out.append([Detection(np.asarray(bb, np.float32), np.asarray(ll, np.float32), float(pp))
-                             for bb, pp, ll in zip(b, p, l)])
+                             for bb, pp, ll in zip(b, p, pts)])
         return out
 
 
@@ -295,7 +296,8 @@ class AnimeCascadeDetector(FaceDetector):
             raise CheckpointError(f"detector 'animecascade': OpenCV cannot load cascade {path} (expected an XML "
                                   f"cascade such as lbpcascade_animeface.xml; {type(exc).__name__})") from None
         if self.model.empty():
-            raise CheckpointError(f"detector 'animecascade': OpenCV cannot load cascade {path} (expected an XML cascade)")
+            raise CheckpointError(f"detector 'animecascade': OpenCV cannot load cascade {path} "
+                                  "(expected an XML cascade)")
         self.landmarker = landmarker
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors

@@ -35,8 +35,9 @@ logger = logging.getLogger(__name__)
 @dataclass
 class FaceConfig:
     """Face pipeline options.  ``detector``: mtcnn|retinaface|yunet|animecascade|animeparser (``detector_weights``
-    for all but mtcnn and animeparser); detection runs on frames downscaled to ``detect_max_side`` px; faces under ``min_face`` px are skipped;
-    crops are ``crop_size``² (FFHQ-style template, ``zoom`` > 1 = tighter), padded by ``border`` outside the frame;
+    for all but mtcnn and animeparser); detection runs on frames downscaled to ``detect_max_side`` px; faces under
+    ``min_face`` px are skipped; crops are ``crop_size``² (FFHQ-style template, ``zoom`` > 1 = tighter), padded by
+    ``border`` outside the frame;
     tracks shorter than ``min_track_frames`` are dropped (false positives); faces fade over ``fade_frames``."""
 
     detector: str = "mtcnn"

@@ -67,7 +67,8 @@ def run_ffmpeg(stream, what: str) -> None:
     import ffmpeg
 
     try:
-        ffmpeg.run(stream, cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True, overwrite_output=True, quiet=True)
+        ffmpeg.run(stream, cmd=ffmpeg_exe(), capture_stdout=True, capture_stderr=True, overwrite_output=True,
+                   quiet=True)
     except ffmpeg.Error as exc:
         lines = [ln for ln in (exc.stderr or b"").decode("utf-8", "replace").splitlines() if ln.strip()]
         raise MediaError(f"ffmpeg failed to {what}: {lines[-1] if lines else exc}") from None

@@ -113,9 +113,10 @@ class FrameSource:
     def _open_decord(self, strict: bool):
         try:
             import decord
-        except ImportError:
+        except ImportError as exc:
             if strict:
-                raise MediaError("backend='decord' but decord is not installed; pip install decord or use 'pyav'")
+                raise MediaError("backend='decord' but decord is not installed; "
+                                 "pip install decord or use 'pyav'") from exc
             log.debug("decord not installed; using PyAV for random access")
             return None
         if self.rotation:

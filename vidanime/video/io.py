@@ -156,7 +156,8 @@ class VideoReader:
         except av.error.EOFError:
             return
         except av.error.FFmpegError as exc:
-            raise MediaError(f"decoding {self.path} failed: {exc.strerror or exc} (truncated or corrupt file?)") from None
+            raise MediaError(f"decoding {self.path} failed: {exc.strerror or exc} "
+                             "(truncated or corrupt file?)") from None
 
     def __iter__(self) -> Iterator[Frame]:
         container, vs = self._open()
@@ -236,7 +237,8 @@ class VideoWriter:
     Without ``pts`` frames are spaced 1/fps.
     Audio: the first audio stream of ``audio_from`` is muxed in (packet copy, or re-encoded when the container cannot
     hold the codec; see :mod:`vidanime.video.audio`), limited to ``audio_range`` (source seconds; taken from ``like``
-    when it is a reader with ``start``/``end``) and shifted with the video.  A source without audio gives a silent output.
+    when it is a reader with ``start``/``end``) and shifted with the video.  A source without audio gives a silent
+    output.
     Size: yuv420p needs even width and height; odd sizes are padded by repeating the last row/column (``even="pad"``,
     default, no pixel lost) or cropped by one (``even="crop"``).  All frames must have the first frame's shape.
     Quality: ``crf`` (0-51, lower is better; 18 is visually lossless) and ``preset`` (ultrafast ... veryslow).
@@ -341,7 +343,10 @@ class VideoWriter:
     def _start(self, height: int, width: int) -> None:
         import av
 
-        w2, h2 = (width + width % 2, height + height % 2) if self.even == "pad" else (width - width % 2, height - height % 2)
+        if self.even == "pad":
+            w2, h2 = width + width % 2, height + height % 2
+        else:
+            w2, h2 = width - width % 2, height - height % 2
         if w2 < 2 or h2 < 2:
             raise MediaError(f"frame size {width}x{height} is too small to encode; expected at least 2x2")
         if (w2, h2) != (width, height):
@@ -361,7 +366,8 @@ class VideoWriter:
             self._add_streams(w2, h2, reencode_audio=True)
             self._container.start_encoding()
         if self._audio is not None:
-            log.info("%s: audio %s (%s)", self.path.name, self._audio.codec, "copied" if self._audio.copy else "re-encoded")
+            log.info("%s: audio %s (%s)", self.path.name, self._audio.codec,
+                     "copied" if self._audio.copy else "re-encoded")
 
     # -- writing -----------------------------------------------------------------------------------------------------
     def _fit(self, image: np.ndarray) -> np.ndarray:

@@ -80,10 +80,11 @@ class VideoInfo:
         """Human-readable lines (what `vidanime info` prints)."""
         rot = f", rotation {self.rotation} deg (stored {self.coded_width}x{self.coded_height})" if self.rotation else ""
         count = f"{self.frame_count} frames" + ("" if self.frame_count_exact else " (estimated)")
+        vfr = ", variable frame rate" if self.variable_frame_rate else ""
         lines = [
             f"file:     {self.path} ({self.container})",
             f"video:    {self.codec} {self.pix_fmt}, {self.width}x{self.height}{rot}",
-            f"timing:   {float(self.fps):.3f} fps ({self.fps}){', variable frame rate' if self.variable_frame_rate else ''},"
+            f"timing:   {float(self.fps):.3f} fps ({self.fps}){vfr},"
             f" time base {self.time_base}, start {self.start_time:.3f} s, duration {self.duration:.3f} s, {count}",
         ]
         if self.audio:

@@ -20,8 +20,8 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["SmoothConfig", "OneEuroFilter", "local_poly_smooth", "savgol_smooth_sequence", "one_euro_sequence", "face_scale",
-           "smooth_sequence"]
+__all__ = ["SmoothConfig", "OneEuroFilter", "local_poly_smooth", "savgol_smooth_sequence", "one_euro_sequence",
+           "face_scale", "smooth_sequence"]
 
 METHODS = ("savgol", "one_euro", "none")
 
@@ -47,7 +47,8 @@ class SmoothConfig:
             raise ConfigError(f"smoothing order={self.order} must be in [0, window) (window={self.window})")
         if self.min_cutoff <= 0 or self.d_cutoff <= 0 or self.beta < 0:
             raise ConfigError(
-                f"one_euro needs min_cutoff > 0, d_cutoff > 0, beta >= 0, got {self.min_cutoff}, {self.d_cutoff}, {self.beta}"
+                f"one_euro needs min_cutoff > 0, d_cutoff > 0, beta >= 0, "
+                f"got {self.min_cutoff}, {self.d_cutoff}, {self.beta}"
             )
         return self
 
