@@ -22,6 +22,7 @@ from vidanime.models.face_translator import FaceTranslator, IdentityFaceTranslat
 from vidanime.video.faces import FaceConfig, FaceProcessor, FrameFaces
 from vidanime.video.io import Frame, VideoReader, VideoWriter
 from vidanime.video.paste import PasteItem, paste_faces
+from vidanime.video.smooth import LatentFilter
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,9 @@ __all__ = ["TranslateOptions", "TranslateResult", "TranslatePipeline", "DEFAULT_
 
 # Bundled registry names per direction: (StyleAnime checkpoint, parser for the input domain).
 DEFAULT_MODELS = {"p2a": ("styleanime-p2a", "parser-portrait"), "a2p": ("styleanime-a2p", "parser-anime")}
+# --temporal: "off" translates each frame alone; "filter" filters each track's W+ codes over time (causal One-Euro).
+TEMPORAL_MODES = ("off", "filter")
+
 # Parser of the output domain, for test-time refinement (--refine): it parses the translation G(w).
 OUTPUT_PARSERS = {"p2a": "parser-anime", "a2p": "parser-portrait"}
 
@@ -146,11 +150,13 @@ class TranslatePipeline:
         refine: int = 0,
         refine_every: int = 8,
         refine_parser: str | os.PathLike | None = None,
+        temporal: str = "off",
     ) -> "TranslatePipeline":
         """Load a StyleAnime checkpoint and a parser (registry names or paths; defaults: the bundled models of
         ``direction``).  With ``allow_identity`` and no bundled model, fall back to the identity face model (logged).
         ``refine`` > 0: test-time refinement of each track's keyframes (every ``refine_every``-th frame) with the
-        output-domain parser ``refine_parser`` (default: :data:`OUTPUT_PARSERS`)."""
+        output-domain parser ``refine_parser`` (default: :data:`OUTPUT_PARSERS`).  ``temporal``: ``filter`` filters
+        each track's codes over time (:class:`~vidanime.video.smooth.LatentFilter`), ``off`` translates frames alone."""
         from vidanime.errors import CheckpointError
         from vidanime.models.face_translator import StyleAnimeFaceTranslator
         from vidanime.models.styleanime import load_styleanime
@@ -158,6 +164,8 @@ class TranslatePipeline:
 
         if direction not in DEFAULT_MODELS:
             raise ConfigError(f"direction='{direction}' is not one of: {', '.join(DEFAULT_MODELS)}")
+        if temporal not in TEMPORAL_MODES:
+            raise ConfigError(f"temporal='{temporal}' is not one of: {', '.join(TEMPORAL_MODES)}")
         default_ckpt, default_parser = DEFAULT_MODELS[direction]
         face_config = face_config or FaceConfig(device=device)
         try:
@@ -175,8 +183,10 @@ class TranslatePipeline:
             raise CheckpointError(f"{ckpt_path} translates {trained_for}, but direction={direction} was asked")
         parser_model = load_model(parser_path, device=device, format="vidanime.parser")
         refiner = build_refiner(model, direction, refine_parser, device) if refine > 0 else None
+        latent_filter = LatentFilter(model.n_structure_codes) if temporal == "filter" else None
         translator = StyleAnimeFaceTranslator(model, parser_model, alpha=alpha, device=device, fp16=fp16,
-                                              refiner=refiner, refine=refine, refine_every=refine_every)
+                                              refiner=refiner, refine=refine, refine_every=refine_every,
+                                              latent_filter=latent_filter)
         return cls(translator, face_config, model_name=str(checkpoint or default_ckpt))
 
     # ------------------------------------------------------------------------------------------------------- checks
@@ -224,7 +234,6 @@ class TranslatePipeline:
         for target in (output, options.preview):  # temporaries a killed earlier run of this output left behind
             if target:
                 remove_stale_partials(target)
-        self.translator.reset()
         t0 = time.perf_counter()
         stats = {"frames_with_faces": 0, "faces": 0, "tracks": set()}
         latents: dict[int, list[np.ndarray]] = {}
@@ -232,6 +241,7 @@ class TranslatePipeline:
 
         with contextlib.ExitStack() as stack:
             reader = stack.enter_context(VideoReader(input, start=options.start, end=options.end))
+            self.translator.reset(fps=float(reader.info.fps))
             processor = FaceProcessor(self.face_config, detector=self._detector, fps=float(reader.info.fps))
             self._detector = processor.detector
             writer_kw = dict(like=reader, audio_from=input, crf=options.crf, preset=options.preset, inputs=(input,))

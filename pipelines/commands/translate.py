@@ -11,6 +11,10 @@ from .options import MODEL_OPTIONS, REFINE_OPTIONS, RENDER_OPTIONS, finetune_opt
 @click.argument("output", type=click.Path(dir_okay=False, path_type=str))
 @MODEL_OPTIONS
 @REFINE_OPTIONS
+@click.option("--temporal", type=click.Choice(["off", "filter"]), default="off", show_default=True,
+              help="filter: steady the video by filtering each face track's W+ codes over time (causal One-Euro, "
+                   "separate cut-offs for structure and appearance codes; an addition to the paper, no extra "
+                   "time). off: every frame alone. For the paper's per-clip fine-tune, see --finetune.")
 @click.option("--start", default=None, help="Start of the range: seconds (12.5, 1:02.5) or a frame ('300f').")
 @click.option("--end", default=None, help="End of the range (exclusive), same forms as --start.")
 @click.option("--preview", default=None, metavar="PATH",
@@ -22,8 +26,8 @@ from .options import MODEL_OPTIONS, REFINE_OPTIONS, RENDER_OPTIONS, finetune_opt
 @finetune_option("this clip")
 @click.option("--finetune-dir", default=None, metavar="DIR",
               help="Run folder of the fine-tune (default: OUTPUT.finetune beside the output; resumed if present).")
-def cli(input, output, checkpoint, parser_ckpt, direction, alpha, device, fp16, refine, refine_every, start, end, faces,
-        crop, preview, crf, preset, detector, detector_weights, batch, report, finetune, finetune_dir,
+def cli(input, output, checkpoint, parser_ckpt, direction, alpha, device, fp16, refine, refine_every, temporal, start,
+        end, faces, crop, preview, crf, preset, detector, detector_weights, batch, report, finetune, finetune_dir,
         no_progress) -> None:
     """Translate the faces in INPUT (a video) and write OUTPUT, keeping timing and audio.
 
@@ -52,7 +56,8 @@ def cli(input, output, checkpoint, parser_ckpt, direction, alpha, device, fp16, 
                                                 progress=not no_progress))
         click.echo(f"fine-tuned on the clip: {checkpoint}")
     pipe = TranslatePipeline.from_pretrained(checkpoint, parser_ckpt, direction=direction, alpha=alpha, device=device,
-                                             fp16=fp16, face_config=face_cfg, refine=refine, refine_every=refine_every)
+                                             fp16=fp16, face_config=face_cfg, refine=refine, refine_every=refine_every,
+                                             temporal=temporal)
     result = pipe(input, output, options)
     click.echo(f"wrote {result.output}: {result.frames} frames, {result.faces} faces in {result.tracks} tracks, "
                f"{result.seconds:.1f} s")

@@ -97,3 +97,21 @@ def test_cli_translate_and_report(demo_clip, tmp_path):
     else:  # no bundled model: a clear one-line refusal, no output file
         assert r.returncode == 2 and r.stderr.strip().startswith("error: unknown model 'styleanime-p2a'"), r.stderr
         assert "Traceback" not in r.stderr and not out.exists()
+
+
+def test_temporal_filter_steadies_the_codes_and_keeps_the_frames(demo_clip, tmp_path):
+    """--temporal filter: the same clip, smoother codes over time (latent roughness), same frame count and timing."""
+    from vidanime.errors import ConfigError
+    from vidanime.registry import available_models
+
+    if "styleanime-p2a" not in {e.name for e in available_models()}:
+        pytest.skip("needs the bundled styleanime-p2a model")
+    rough = {}
+    for mode in ("off", "filter"):
+        pipe = TranslatePipeline.from_pretrained(temporal=mode)
+        res = pipe(demo_clip, tmp_path / f"{mode}.mp4", TranslateOptions(end="12f", progress=False))
+        assert res.frames == 12 and res.faces >= 10
+        rough[mode] = res.latent_roughness
+    assert rough["filter"] < 0.7 * rough["off"], rough
+    with pytest.raises(ConfigError, match="temporal='smooth'"):
+        TranslatePipeline.from_pretrained(temporal="smooth")

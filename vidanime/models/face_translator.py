@@ -65,7 +65,7 @@ class FaceTranslator(Protocol):
 
     def __call__(self, crops: np.ndarray, track_ids: Sequence[int]) -> TranslatedFaces: ...
 
-    def reset(self) -> None: ...
+    def reset(self, fps: float | None = None) -> None: ...
 
 
 def _check_crops(crops: np.ndarray) -> np.ndarray:
@@ -86,7 +86,7 @@ class IdentityFaceTranslator:
         mask = ellipse_mask(s)
         return TranslatedFaces(crops=crops.copy(), masks=np.broadcast_to(mask, (n, s, s)).copy())
 
-    def reset(self) -> None:
+    def reset(self, fps: float | None = None) -> None:
         """No state."""
 
 
@@ -102,6 +102,9 @@ class StyleAnimeFaceTranslator:
     per-track keyframes (a track's first frame, then every ``refine_every``-th).  A keyframe's correction
     Δ = w_refined − w_encoder is carried to the frames after it, eased in (each frame moves the applied correction
     by ``1 / refine_ease`` of the way to the newest keyframe's Δ) so it never jumps; causal, like the rest.
+
+    ``latent_filter`` (a :class:`vidanime.video.smooth.LatentFilter`): each track's final codes are filtered over time
+    (One-Euro, causal) before decoding, to steady the video (``translate --temporal filter``).
     """
 
     def __init__(
@@ -117,6 +120,7 @@ class StyleAnimeFaceTranslator:
         refine: int = 0,
         refine_every: int = 8,
         refine_ease: float = 4.0,
+        latent_filter: Any = None,
     ) -> None:
         self.device = torch.device(device)
         if fp16 and self.device.type != "cuda":
@@ -145,13 +149,17 @@ class StyleAnimeFaceTranslator:
         self._frames: dict[int, int] = {}  # frames seen per track
         self._delta_key: dict[int, torch.Tensor] = {}  # newest keyframe correction per track
         self._delta: dict[int, torch.Tensor] = {}  # correction applied to the last frame per track
+        self.latent_filter = latent_filter  # a vidanime.video.smooth.LatentFilter (or None: codes unfiltered)
 
-    def reset(self) -> None:
-        """Forget the per-track parsing history and refinement corrections (call between clips)."""
+    def reset(self, fps: float | None = None) -> None:
+        """Forget the per-track parsing history, refinement corrections and code filters (call between clips, with
+        the new clip's ``fps`` for the latent filter)."""
         self._history.clear()
         self._frames.clear()
         self._delta_key.clear()
         self._delta.clear()
+        if self.latent_filter is not None:
+            self.latent_filter.reset(fps)
 
     def _refined(self, w: torch.Tensor, xm: torch.Tensor, lab_m: torch.Tensor,
                  track_ids: Sequence[int]) -> torch.Tensor:
@@ -229,6 +237,8 @@ class StyleAnimeFaceTranslator:
             w = self.model.aggregate(self.model.encode(xm, lab_m), self.alpha, k=self.k)
         if self.refine > 0:  # test-time refinement of the keyframes (float32), before the one decode
             w = self._refined(w, xm, lab_m, track_ids)
+        if self.latent_filter is not None:  # causal per-track filtering of the codes over time (--temporal filter)
+            w = self.latent_filter(w, list(track_ids))
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=half):
             out = self.model.decode(w)
         out = F.interpolate(out.float(), size=(s, s), mode="bilinear", antialias=size > s, align_corners=False)

@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 from ..errors import ConfigError
 
 __all__ = ["SmoothConfig", "OneEuroFilter", "local_poly_smooth", "savgol_smooth_sequence", "one_euro_sequence",
-           "face_scale", "smooth_sequence"]
+           "face_scale", "smooth_sequence", "LatentFilterConfig", "LatentFilter"]
 
 METHODS = ("savgol", "one_euro", "none")
 
@@ -88,7 +92,7 @@ def savgol_smooth_sequence(values: np.ndarray, window: int = 9, order: int = 2) 
 class OneEuroFilter:
     """One-Euro filter over arrays (Casiez, Roussel, Vogel, CHI 2012); call with (value, timestamp in seconds)."""
 
-    def __init__(self, min_cutoff: float = 1.0, beta: float = 0.5, d_cutoff: float = 1.0) -> None:
+    def __init__(self, min_cutoff: float | np.ndarray = 1.0, beta: float = 0.5, d_cutoff: float = 1.0) -> None:
         self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
         self.x_prev: np.ndarray | None = None
         self.dx_prev: np.ndarray | None = None
@@ -143,3 +147,75 @@ def face_scale(landmarks: np.ndarray) -> float:
     eye = (lm[:, 0] + lm[:, 1]) / 2
     mouth = (lm[:, 3] + lm[:, 4]) / 2
     return float(max(np.median(np.linalg.norm(mouth - eye, axis=-1)), 1e-3))
+
+
+# ------------------------------------------------------------------------------------------------- latent filtering
+@dataclass
+class LatentFilterConfig:
+    """Temporal filtering of each track's W+ codes at translate time (an addition to the paper): a causal One-Euro
+    filter per code element, with its own minimum cut-off (Hz) for the structure codes (E_p's: pose, mouth, eyes —
+    they must keep moving) and the appearance codes (E_s's: colours — nearly constant over a shot).  ``beta`` (per
+    code unit per second) opens the filter when a code moves fast, so expressions are not frozen."""
+
+    structure_cutoff: float = 2.0
+    appearance_cutoff: float = 0.3
+    beta: float = 0.05
+    d_cutoff: float = 1.0
+
+    def check(self) -> "LatentFilterConfig":
+        if min(self.structure_cutoff, self.appearance_cutoff, self.d_cutoff) <= 0 or self.beta < 0:
+            raise ConfigError(f"latent filter needs cut-offs > 0 and beta >= 0, got {self.structure_cutoff}, "
+                              f"{self.appearance_cutoff}, {self.d_cutoff}, {self.beta}")
+        return self
+
+
+class LatentFilter:
+    """Per-track causal One-Euro filtering of W+ codes (N, L, D): ``filter(codes, track_ids)``.
+
+    The first ``n_structure`` of the L codes use ``structure_cutoff``, the rest ``appearance_cutoff``.  A new track
+    id starts unfiltered (tracks end at scene cuts, so cuts reset the filter); ``reset()`` between clips; ``fps`` is
+    the clip's frame rate (frames are one ``1/fps`` apart within a track).
+    """
+
+    def __init__(self, n_structure: int, config: LatentFilterConfig | None = None, fps: float = 25.0) -> None:
+        self.config = (config or LatentFilterConfig()).check()
+        self.n_structure = int(n_structure)
+        self.fps = float(fps)
+        self._filters: dict[int, OneEuroFilter] = {}
+        self._frames: dict[int, int] = {}
+
+    def reset(self, fps: float | None = None) -> None:
+        self._filters.clear()
+        self._frames.clear()
+        if fps is not None:
+            if fps <= 0:
+                raise ConfigError(f"fps={fps} must be > 0")
+            self.fps = float(fps)
+
+    def _cutoff(self, shape: tuple[int, ...]) -> np.ndarray:
+        cut = np.full(shape, self.config.appearance_cutoff, np.float64)
+        cut[: self.n_structure] = self.config.structure_cutoff
+        return cut
+
+    def __call__(self, codes: torch.Tensor, track_ids: Sequence[int]) -> torch.Tensor:
+        import torch
+
+        if codes.dim() != 3 or len(track_ids) != codes.shape[0]:
+            raise ValueError(f"expected codes (N, L, D) for {len(track_ids)} track ids, got {tuple(codes.shape)}")
+        x = codes.detach().float().cpu().numpy().astype(np.float64)
+        out = np.empty_like(x)
+        for i, tid in enumerate(track_ids):
+            t = int(tid)
+            f = self._filters.get(t)
+            if f is None:
+                c = self.config
+                f = self._filters[t] = OneEuroFilter(self._cutoff(x.shape[1:]), c.beta, c.d_cutoff)
+            n = self._frames.get(t, 0)
+            out[i] = f(x[i], n / self.fps)
+            self._frames[t] = n + 1
+        if len(self._filters) > 64:  # forget tracks not in this batch once many were seen (bounded memory)
+            live = {int(t) for t in track_ids}
+            for store in (self._filters, self._frames):
+                for t in [t for t in store if t not in live]:
+                    del store[t]
+        return torch.from_numpy(out).to(device=codes.device, dtype=codes.dtype)
