@@ -71,8 +71,7 @@ class EditPipeline:
     def from_checkpoint(cls, checkpoint: str | os.PathLike, parser: str | os.PathLike | None = None,
                         device: str = "cpu", **kwargs: Any) -> "EditPipeline":
         """Load a StyleAnime checkpoint (registry name or path; ours or the official .pt) and optionally a parser."""
-        from vidanime.models.styleanime import load_styleanime
-        from vidanime.registry import load_model, resolve_path
+        from vidanime.registry import load_model, load_styleanime, resolve_path
 
         model = load_styleanime(resolve_path(checkpoint), device=device)
         net = load_model(parser, device=device, format="vidanime.parser") if parser is not None else None

@@ -116,7 +116,8 @@ class FinetunePipeline:
         """(StyleAnime, the training config recorded with it or None, its frozen D1/D2 or None): our checkpoint, or
         an official .pt."""
         from vidanime.checkpoint import read_torch_file
-        from vidanime.models.styleanime import FORMAT, load_styleanime, styleanime_from_checkpoint
+        from vidanime.models.styleanime import FORMAT, styleanime_from_checkpoint
+        from vidanime.registry import load_styleanime
         from vidanime.train.styleanime import discriminators_from_checkpoint
 
         data = read_torch_file(path)

@@ -95,7 +95,7 @@ class ImageTranslatePipeline:
     def from_checkpoint(cls, checkpoint: str | os.PathLike, device: str = "cpu",
                         **kwargs: Any) -> "ImageTranslatePipeline":
         """Load our ``vidanime.styleanime`` file or an official StyleAnime ``.pt``."""
-        from vidanime.models.styleanime import load_styleanime
+        from vidanime.registry import load_styleanime
 
         return cls(load_styleanime(checkpoint, device=device), device=device, **kwargs)
 

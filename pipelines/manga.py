@@ -75,8 +75,7 @@ class MangaPipeline:
     def from_checkpoint(cls, checkpoint: str | os.PathLike, parser: str | os.PathLike, device: str = "cpu",
                         **kwargs: Any) -> "MangaPipeline":
         """Load a StyleAnime checkpoint (ours or official) and a ``vidanime.parser`` checkpoint (name or path)."""
-        from vidanime.models.styleanime import load_styleanime
-        from vidanime.registry import load_model
+        from vidanime.registry import load_model, load_styleanime
 
         return cls(load_styleanime(checkpoint, device=device),
                    load_model(parser, device=device, format="vidanime.parser"), device=device, **kwargs)

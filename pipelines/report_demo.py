@@ -156,8 +156,8 @@ def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, 
     from vidanime.checkpoint import read_torch_file
     from vidanime.metrics.structure import structure_kept
     from vidanime.models.face_translator import StyleAnimeFaceTranslator
-    from vidanime.models.styleanime import FORMAT, styleanime_from_data
-    from vidanime.registry import load_model, resolve_path
+    from vidanime.models.styleanime import FORMAT
+    from vidanime.registry import load_model, resolve_path, styleanime_from_data
     from vidanime.train.refine import LatentRefiner, RefineConfig
 
     ckpt_name, parser_name = DEFAULT_MODELS["p2a"]

@@ -394,7 +394,7 @@ def _run_pseudo(stage: StageConfig, overrides: dict, root: Path, budget: Budget,
 
 
 def _run_facebank(stage: StageConfig, overrides: dict, root: Path, budget: Budget, dev: Any, resume: bool):
-    from vidanime.models.facebank import build_facebank_from_file
+    from pipelines.facebank import build_facebank_from_file
 
     opts = dict(overrides)
     if "generator" not in opts:

@@ -3,7 +3,7 @@
 Works the same as one process or under ``torchrun`` (one process per GPU, any number of nodes)::
 
     vidanime train --config configs/styleanime_p2a.yaml
-    torchrun --nproc_per_node 8 -m pipelines.train_styleanime --config configs/styleanime_p2a.yaml
+    torchrun --nproc_per_node 8 -m pipelines.cli train --config configs/styleanime_p2a.yaml
 
 With ``resume`` the run continues in its own folder from its training checkpoint, using the config stored there
 (``overrides`` still apply, e.g. ``train.iterations=200000`` to train longer).
@@ -92,14 +92,3 @@ def train_styleanime(config: TrainStyleAnimeConfig | None, resume: str | os.Path
         if info.world > 1 and started_pg and dist.is_initialized():
             dist.destroy_process_group()
     return run
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point for ``torchrun -m pipelines.train_styleanime`` (same options as ``vidanime train``)."""
-    from pipelines.commands.train import cli
-
-    cli.main(args=argv, prog_name="train_styleanime", standalone_mode=True)
-
-
-if __name__ == "__main__":
-    main()

@@ -159,8 +159,7 @@ class TranslatePipeline:
         each track's codes over time (:class:`~vidanime.video.smooth.LatentFilter`), ``off`` translates frames alone."""
         from vidanime.errors import CheckpointError
         from vidanime.models.face_translator import StyleAnimeFaceTranslator
-        from vidanime.models.styleanime import load_styleanime
-        from vidanime.registry import load_model, resolve_path
+        from vidanime.registry import load_model, load_styleanime, resolve_path
 
         if direction not in DEFAULT_MODELS:
             raise ConfigError(f"direction='{direction}' is not one of: {', '.join(DEFAULT_MODELS)}")

@@ -89,8 +89,7 @@ def test_fp16_storage_of_the_bundled_styleanime_costs_nothing():
     root of `make train-demo` on the machine that trained it, never in git)."""
     import re
 
-    from vidanime.models.styleanime import load_styleanime
-    from vidanime.registry import get_entry, resolve_path
+    from vidanime.registry import get_entry, load_styleanime, resolve_path
     from vidanime.train.run_dir import default_runs_root
 
     _bundled("styleanime-p2a")

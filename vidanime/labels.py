@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import torch
 
 __all__ = [
+    "IGNORE_INDEX",
     "LABEL_SETS",
     "CELEBAMASK",
     "BISENET",
@@ -39,6 +40,8 @@ __all__ = [
     "class_ids",
     "class_names",
 ]
+
+IGNORE_INDEX = 255  # label id of "unknown" pixels in masks: ignored by losses and metrics
 
 CELEBAMASK = (
     "background", "skin", "nose", "eye_g", "l_eye", "r_eye", "l_brow", "r_brow", "l_ear", "r_ear",

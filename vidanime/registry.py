@@ -23,7 +23,8 @@ logger = logging.getLogger(__name__)
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 REGISTRY_FILE = WEIGHTS_DIR / "registry.json"
 
-__all__ = ["ModelEntry", "available_models", "get_entry", "register_builder", "load_model", "verify", "resolve_path"]
+__all__ = ["ModelEntry", "available_models", "get_entry", "register_builder", "load_model", "verify", "resolve_path",
+           "install_set", "load_styleanime", "styleanime_from_data", "load_generator"]
 
 # format name -> "module:function" taking the checkpoint dict (and device) and returning a module.
 _BUILDERS: dict[str, str] = {
@@ -119,6 +120,61 @@ def load_model(name_or_path: str | os.PathLike, device: Any = "cpu", format: str
     model = _builder(ckpt["format"])(ckpt)
     logger.debug("loaded %s (%s) from %s", type(model).__name__, ckpt["format"], path)
     return model.to(device).eval()
+
+
+def styleanime_from_data(data: Any, path: str | os.PathLike) -> Any:
+    """A :class:`~vidanime.models.styleanime.StyleAnime` from a file's contents
+    (:func:`~vidanime.checkpoint.read_torch_file`): our ``vidanime.styleanime`` checkpoint or an official StyleAnime
+    ``.pt`` (detected by its keys); ``path`` names the file in errors.  For callers that also need other entries of the
+    same file, read once.  (Lives here, above models and importers, so neither imports the other.)"""
+    from .checkpoint import check_checkpoint
+    from .models.styleanime import FORMAT, styleanime_from_checkpoint
+
+    if isinstance(data, dict) and data.get("format") == FORMAT:
+        return styleanime_from_checkpoint(check_checkpoint(data, path, format=FORMAT))
+    if isinstance(data, dict) and "format" in data:
+        raise CheckpointError(
+            f"{path} is a '{data['format']}' checkpoint, expected '{FORMAT}' or an official StyleAnime .pt"
+        )
+    from .importers.styleanime_official import styleanime_from_official
+
+    return styleanime_from_official(data, source=str(path))
+
+
+def load_styleanime(name_or_path: str | os.PathLike, device: Any = "cpu") -> Any:
+    """Load our ``vidanime.styleanime`` checkpoint (a bundled name or a path, checksum-verified when bundled), or an
+    official StyleAnime ``.pt`` (detected by its keys), in eval mode on ``device``."""
+    from .checkpoint import read_torch_file
+
+    path = resolve_path(name_or_path)
+    return styleanime_from_data(read_torch_file(path), path).to(device).eval()
+
+
+def load_generator(name_or_path: str | os.PathLike) -> Any:
+    """A StyleGAN2 generator from our stylegan2/styleanime checkpoints (a StyleAnime gives its decoder) or the decoder
+    of an official StyleAnime / pSp file."""
+    from .checkpoint import read_torch_file
+
+    path = resolve_path(name_or_path)
+    data = read_torch_file(path)
+    fmt = data.get("format") if isinstance(data, dict) else None
+    if fmt == "vidanime.stylegan2":
+        from .models.stylegan2 import generator_from_checkpoint
+
+        return generator_from_checkpoint(data)
+    if fmt == "vidanime.styleanime":
+        from .models.styleanime import styleanime_from_checkpoint
+
+        return styleanime_from_checkpoint(data).decoder
+    if fmt is None and isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
+        from .importers.styleanime_official import generator_from_psp
+
+        return generator_from_psp(data, source=str(path))[0]
+    found = f"a '{fmt}' checkpoint" if fmt else "an unknown layout"
+    raise CheckpointError(
+        f"{path} is {found}: expected a vidanime.stylegan2 or vidanime.styleanime checkpoint, "
+        "or an official StyleAnime / pSp .pt"
+    )
 
 
 def install_set(src: str | os.PathLike, force: bool = False, dest: Path | None = None) -> list[str]:

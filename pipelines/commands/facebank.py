@@ -23,7 +23,7 @@ def cli() -> None:
 @click.option("--device", type=DEVICE, default="cpu", show_default=True, help="torch device, e.g. cuda.")
 def build(generator: str, size: int, seed: int, out: str, fp16: bool, batch_size: int, device: str) -> None:
     """Map SIZE seeded z through the generator's mapping network and save the W codes to OUT."""
-    from vidanime.models.facebank import build_facebank_from_file
+    from pipelines.facebank import build_facebank_from_file
 
     bank = build_facebank_from_file(generator, out, n_codes=size, seed=seed, fp16=fp16, batch_size=batch_size,
                                     device=device)

@@ -23,7 +23,7 @@ def cli(config: str | None, resume: str | None, sets: tuple[str, ...], lpips_bac
         generator: str | None, device: str | None, amp: bool, skip_bad: bool) -> None:
     """Train StyleAnime encoders E_p, E_s with D1/D2 on a frozen target-domain generator (paper §4.2).
 
-    Multi-GPU: torchrun --nproc_per_node N -m pipelines.train_styleanime --config ...
+    Multi-GPU: torchrun --nproc_per_node N -m pipelines.cli train --config ...
     """
     from pipelines.train_styleanime import load_train_config, train_styleanime
 

@@ -15,7 +15,8 @@ from vidanime.importers.styleanime_official import (
     styleanime_from_official,
     to_official_layout,
 )
-from vidanime.models.styleanime import StyleAnime, StyleAnimeConfig, load_styleanime
+from vidanime.models.styleanime import StyleAnime, StyleAnimeConfig
+from vidanime.registry import load_styleanime
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

@@ -37,8 +37,7 @@ def test_image_translate_a2p_with_anime_parser(tmp_path, ckpts):
     r = CliRunner().invoke(image_cli, ["translate", str(img), str(out), "-c", str(ckpts["a2p"]), "--parser",
                                        str(ckpts["parser"]), "--direction", "a2p"])
     assert r.exit_code == 0, r.output
-    from vidanime.models.styleanime import load_styleanime
-    from vidanime.registry import load_model
+    from vidanime.registry import load_model, load_styleanime
 
     model, parser = load_styleanime(ckpts["a2p"]), load_model(ckpts["parser"], format="vidanime.parser")
     x = torch.from_numpy(np.array(Image.open(img))).permute(2, 0, 1)[None].float() / 127.5 - 1

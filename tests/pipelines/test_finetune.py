@@ -79,7 +79,7 @@ def _translate(d, clip, checkpoint, name):
 
 
 def test_finetune_lowers_latent_smoothing_loss_and_roughness(setup, finetuned):
-    from vidanime.models.styleanime import load_styleanime
+    from vidanime.registry import load_styleanime
     from vidanime.train.run_dir import RunDir
 
     d, clip = setup
@@ -177,8 +177,7 @@ def test_cli_finetune_and_translate_finetune(setup, tmp_path):
 def test_random_access_matches_cached_crops_and_short_range_error(setup):
     from vidanime.errors import MediaError
     from vidanime.models.face_translator import StyleAnimeFaceTranslator
-    from vidanime.models.styleanime import load_styleanime
-    from vidanime.registry import load_model
+    from vidanime.registry import load_model, load_styleanime
     from vidanime.train.finetune import ClipTriplets
     from vidanime.video.faces import FaceConfig
 

@@ -74,7 +74,7 @@ def test_full_step_updates_all_parts_and_resume_is_bit_exact(assets, tmp_path):
     for (k, a), b in zip(tr.model.state_dict().items(), tr2.model.state_dict().values()):
         assert torch.equal(a, b), k
 
-    from vidanime.models.styleanime import load_styleanime
+    from vidanime.registry import load_styleanime
 
     exported = load_styleanime(run.latest_checkpoint("styleanime"))
     x, p = tr.target.batch([0])

@@ -19,7 +19,6 @@ from __future__ import annotations
 import numpy as np
 
 from .. import labels as L
-from .parsing import IGNORE_INDEX
 
 __all__ = ["animeize_pair", "bulge_map"]
 
@@ -52,7 +51,7 @@ def _warp(img: np.ndarray, mask: np.ndarray, maps: tuple[np.ndarray, np.ndarray]
     mx, my = maps
     img = cv2.remap(img, mx, my, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
     mask = cv2.remap(mask, mx, my, interpolation=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
-                     borderValue=IGNORE_INDEX)
+                     borderValue=L.IGNORE_INDEX)
     return img, mask
 
 
@@ -96,7 +95,7 @@ def _geometry(img: np.ndarray, mask: np.ndarray, label_set: str,
         m = np.array([[z, 0, size / 2 - z * cx], [0, z, size / 2 - z * cy]], dtype=np.float64)
         img = cv2.warpAffine(img, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
         mask = cv2.warpAffine(mask, m, (size, size), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
-                              borderValue=IGNORE_INDEX)
+                              borderValue=L.IGNORE_INDEX)
     return img, mask
 
 
@@ -176,7 +175,7 @@ def _appearance(img: np.ndarray, mask: np.ndarray, label_set: str, rng: np.rando
     edge = np.zeros(mask.shape, dtype=bool)
     edge[:, 1:] |= m[:, 1:] != m[:, :-1]
     edge[1:, :] |= m[1:, :] != m[:-1, :]
-    edge &= mask != IGNORE_INDEX
+    edge &= mask != L.IGNORE_INDEX
     if "nose" in names:  # a drawn nose is a mark, not an outlined shape
         nose = (mask == names.index("nose")).astype(np.uint8)
         edge &= cv2.dilate(nose, np.ones((3, 3), np.uint8)) == 0

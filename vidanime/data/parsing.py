@@ -42,7 +42,7 @@ __all__ = [
     "resize_image",
 ]
 
-IGNORE_INDEX = 255
+IGNORE_INDEX = L.IGNORE_INDEX  # re-exported: defined in vidanime.labels so vidanime.data.animeize can share it
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 

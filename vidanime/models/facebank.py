@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "FaceBankConfig", "FaceBank", "knn", "knn_reference", "anchor_weights", "build_facebank",
-    "build_facebank_from_file", "FACEBANK_FORMAT",
+    "FACEBANK_FORMAT",
 ]
 
 FACEBANK_FORMAT = "vidanime.facebank"
@@ -289,47 +289,3 @@ def build_facebank(
     )
     logger.info("built FaceBank of %d codes (seed %d)", n_codes, seed)
     return FaceBank(torch.cat(codes), config)
-
-
-def _load_generator(path: str | os.PathLike) -> torch.nn.Module:
-    """A generator from our stylegan2/styleanime checkpoints or the decoder of an official StyleAnime / pSp file."""
-    from ..checkpoint import read_torch_file
-
-    data = read_torch_file(path)
-    fmt = data.get("format") if isinstance(data, dict) else None
-    if fmt == "vidanime.stylegan2":
-        from .stylegan2 import generator_from_checkpoint
-
-        return generator_from_checkpoint(data)
-    if fmt == "vidanime.styleanime":
-        from .styleanime import styleanime_from_checkpoint
-
-        return styleanime_from_checkpoint(data).decoder
-    if fmt is None and isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
-        from ..importers.styleanime_official import generator_from_psp
-
-        return generator_from_psp(data, source=str(path))[0]
-    found = f"a '{fmt}' checkpoint" if fmt else "an unknown layout"
-    raise CheckpointError(
-        f"{path} is {found}: expected a vidanime.stylegan2 or vidanime.styleanime checkpoint, "
-        "or an official StyleAnime / pSp .pt"
-    )
-
-
-def build_facebank_from_file(
-    generator: str | os.PathLike,
-    out: str | os.PathLike,
-    n_codes: int = 50_000,
-    seed: int = 0,
-    fp16: bool = False,
-    batch_size: int = 1000,
-    device: str = "cpu",
-) -> FaceBank:
-    """Load a generator checkpoint, build a bank of ``n_codes`` seeded W codes and save it atomically to ``out``."""
-    from ..fileio import check_not_same_file
-
-    check_not_same_file(generator, out)
-    g = _load_generator(generator).to(device).eval()
-    bank = build_facebank(g, n_codes=n_codes, seed=seed, batch_size=batch_size, generator_name=Path(generator).name)
-    bank.save(out, dtype="float16" if fp16 else "float32")
-    return bank

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 FORMAT = "vidanime.styleanime"
 
 __all__ = ["FORMAT", "StyleAnimeConfig", "DisentangledEncoders", "StyleAnime", "styleanime_from_checkpoint",
-           "styleanime_from_data", "save_styleanime", "load_styleanime"]
+           "save_styleanime"]
 
 
 @dataclass
@@ -306,27 +306,3 @@ def save_styleanime(path: str | os.PathLike, model: StyleAnime, facebank: FaceBa
     path = save_checkpoint(path, format=FORMAT, config=model.config, state_dict=state, **extras)
     logger.debug("saved StyleAnime (%d px) to %s", model.config.generator.size, path)
     return path
-
-
-def styleanime_from_data(data: Any, path: str | os.PathLike) -> StyleAnime:
-    """A :class:`StyleAnime` from a file's contents (:func:`~vidanime.checkpoint.read_torch_file`): our
-    ``vidanime.styleanime`` checkpoint or an official StyleAnime ``.pt`` (detected by its keys); ``path`` names the file
-    in errors.  For callers that also need other entries of the same file, read once."""
-    if isinstance(data, dict) and data.get("format") == FORMAT:
-        from ..checkpoint import check_checkpoint
-
-        return styleanime_from_checkpoint(check_checkpoint(data, path, format=FORMAT))
-    if isinstance(data, dict) and "format" in data:
-        raise CheckpointError(
-            f"{path} is a '{data['format']}' checkpoint, expected '{FORMAT}' or an official StyleAnime .pt"
-        )
-    from ..importers.styleanime_official import styleanime_from_official
-
-    return styleanime_from_official(data, source=str(path))
-
-
-def load_styleanime(path: str | os.PathLike, device: Any = "cpu") -> StyleAnime:
-    """Load our ``vidanime.styleanime`` checkpoint, or an official StyleAnime ``.pt`` (detected by its keys)."""
-    from ..checkpoint import read_torch_file
-
-    return styleanime_from_data(read_torch_file(path), path).to(device).eval()

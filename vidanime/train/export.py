@@ -78,7 +78,8 @@ def package_styleanime(src: Path, dst: Path, facebank: Path | None = None, infer
 
     from ..checkpoint import load_checkpoint
     from ..models.facebank import FaceBank
-    from ..models.styleanime import FORMAT, load_styleanime, save_styleanime
+    from ..models.styleanime import FORMAT, save_styleanime
+    from ..registry import load_styleanime
 
     extras = {k: v for k, v in load_checkpoint(src, format=FORMAT).items() if k not in _META_KEYS}
     rename_parsers(extras.get("train_config") or {}, parser_names or {})

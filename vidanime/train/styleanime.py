@@ -365,8 +365,7 @@ class StyleAnimeTrainer:
         """Start the encoders (and D1/D2, when the file carries them) from a StyleAnime checkpoint or registry name:
         a fine-tune that begins with untrained discriminators would first push the encoders by noise."""
         from ..checkpoint import check_state_dict, read_torch_file
-        from ..models.styleanime import styleanime_from_data
-        from ..registry import resolve_path
+        from ..registry import resolve_path, styleanime_from_data
 
         path = str(resolve_path(path))
         data = read_torch_file(path)  # once: the encoders and the discriminators come from the same file

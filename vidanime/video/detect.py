@@ -42,6 +42,7 @@ __all__ = [
     "landmarks_from_parsing",
     "ANIME_BOX_LANDMARKS",
     "check_frames",
+    "box_iou",
 ]
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,18 @@ class Detection:
     def scaled(self, s: float) -> "Detection":
         """The same detection with coordinates multiplied by ``s`` (detection resolution → frame resolution)."""
         return Detection(self.box * s, self.landmarks * s, self.score)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix (N, M) between boxes a (N, 4) and b (M, 4) in (x0, y0, x1, y1)."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(-1)
+    area_a = (a[:, 2:] - a[:, :2]).clip(0).prod(-1)
+    area_b = (b[:, 2:] - b[:, :2]).clip(0).prod(-1)
+    return inter / np.maximum(area_a[:, None] + area_b[None] - inter, 1e-9)
 
 
 def check_frames(frames: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -455,7 +468,6 @@ class AnimeParserDetector(FaceDetector):
         import cv2
         import torch
 
-        from .track import box_iou  # track imports this module
 
         size = self.parser.config.image_size
         out: list[list[Detection]] = []

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import ConfigError
-from .detect import Detection
+from .detect import Detection, box_iou  # box_iou re-exported: it lived here first
 
 __all__ = ["TrackerConfig", "Track", "TrackUpdate", "FaceTrackerState", "SceneCutDetector", "box_iou", "track_all"]
 
@@ -95,18 +95,6 @@ class TrackUpdate:
     started: list[int]
     ended: list[int]
     cut: bool = False
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU matrix (N, M) between boxes a (N, 4) and b (M, 4) in (x0, y0, x1, y1)."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(-1)
-    area_a = (a[:, 2:] - a[:, :2]).clip(0).prod(-1)
-    area_b = (b[:, 2:] - b[:, :2]).clip(0).prod(-1)
-    return inter / np.maximum(area_a[:, None] + area_b[None] - inter, 1e-9)
 
 
 class SceneCutDetector:
