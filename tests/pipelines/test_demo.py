@@ -84,6 +84,8 @@ def test_recipe_anime_parser_stage_runs_teacher_pseudo_labels_then_student(tmp_p
             out = tmp_path / "anime_pseudo_v2" / "masks" / "a.png"
         elif "configs/demo_parser_anime.yaml" in args:
             out = tmp_path / "00003-parser_anime_demo" / "checkpoints" / "parser-0000800.pt"
+        elif "configs/demo_styleanime_p2a.yaml" in args and not any(a.startswith("init=") for a in args):
+            out = tmp_path / "00004-styleanime_demo" / "checkpoints" / "styleanime-0001200.pt"
         else:
             return
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +94,7 @@ def test_recipe_anime_parser_stage_runs_teacher_pseudo_labels_then_student(tmp_p
     monkeypatch.setattr(td, "_vidanime", fake)
     r = CliRunner().invoke(td.main, ["--stages", "anime_parser,encoders", "--root", str(tmp_path)])
     assert r.exit_code == 0, r.output
-    teacher, pseudo, student, encoders = calls
+    teacher, pseudo, student, encoders, continuation = calls
     assert f"init={portrait}" in teacher
     assert pseudo[:2] == ("parser", "pseudo-label") and "--flip-tta" in pseudo and "--colour-refine" in pseudo
     assert str(tmp_path / "anime_pseudo_v2") in pseudo
@@ -101,3 +103,6 @@ def test_recipe_anime_parser_stage_runs_teacher_pseudo_labels_then_student(tmp_p
     assert f"data.root={tmp_path / 'anime_pseudo_v2'}" in student
     assert any(a.startswith("target.parser=") and a.endswith("00003-parser_anime_demo/checkpoints/parser-0000800.pt")
                for a in encoders)
+    # the bundled encoders: a second run from the first one's export, same parser
+    assert "init=" + str(tmp_path / "00004-styleanime_demo" / "checkpoints" / "styleanime-0001200.pt") in continuation
+    assert f"name={td.CONTINUATION}" in continuation and any(a.startswith("target.parser=") for a in continuation)
