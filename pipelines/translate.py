@@ -150,7 +150,7 @@ class TranslatePipeline:
         refine: int = 0,
         refine_every: int = 8,
         refine_parser: str | os.PathLike | None = None,
-        temporal: str = "off",
+        temporal: str = "filter",
     ) -> "TranslatePipeline":
         """Load a StyleAnime checkpoint and a parser (registry names or paths; defaults: the bundled models of
         ``direction``).  With ``allow_identity`` and no bundled model, fall back to the identity face model (logged).

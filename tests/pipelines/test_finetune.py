@@ -74,7 +74,8 @@ def finetuned(setup):
 def _translate(d, clip, checkpoint, name):
     from pipelines.translate import TranslateOptions, TranslatePipeline
 
-    pipe = TranslatePipeline.from_pretrained(checkpoint=checkpoint, parser=str(d / "parser.pt"))
+    # temporal="off": the codes as the model gives them, which is what the fine-tune's L_lcsc measures
+    pipe = TranslatePipeline.from_pretrained(checkpoint=checkpoint, parser=str(d / "parser.pt"), temporal="off")
     return pipe(clip, d / f"{name}.mp4", TranslateOptions(progress=False, report=True, preset="ultrafast"))
 
 

@@ -157,9 +157,11 @@ class LatentFilterConfig:
     they must keep moving) and the appearance codes (E_s's: colours — nearly constant over a shot).  ``beta`` (per
     code unit per second) opens the filter when a code moves fast, so expressions are not frozen."""
 
-    structure_cutoff: float = 2.0
-    appearance_cutoff: float = 0.3
-    beta: float = 0.05
+    # Chosen with bench/bench_temporal.py on the five talking-face clips (README, "Steady video"): 4 Hz / 0.5 Hz / 0.1
+    # keeps the mouth region moving (>= 0.57x the per-frame output's change) where 2 Hz / 0.3 Hz fell to 0.43x.
+    structure_cutoff: float = 4.0
+    appearance_cutoff: float = 0.5
+    beta: float = 0.1
     d_cutoff: float = 1.0
 
     def check(self) -> "LatentFilterConfig":
