@@ -243,9 +243,15 @@ def finetune_for_translate(input: str | os.PathLike, output: str | os.PathLike, 
     out = Path(run_dir) if run_dir is not None else Path(output).with_suffix(".finetune")
     overrides = {**dict(overrides or {}), "train.iterations": iterations, "train.device": device,
                  "train.progress": progress}
+    base_id = _base_identity(input, start, end, checkpoint, parser)
     if out.is_dir() and RunDir(out).latest_checkpoint("finetune") is not None:
-        cfg, resume = FinetunePipeline.resume_config(out, overrides), True
-    else:
+        if _read_base_identity(out) == base_id:
+            cfg, resume = FinetunePipeline.resume_config(out, overrides), True
+        else:  # another clip, range, model or parser (or the bundled model was updated): never reuse it silently
+            moved = _move_aside(out)
+            logger.warning("%s holds a fine-tune of another clip or model: moved it to %s and starting anew", out,
+                           moved)
+    if not (out.is_dir() and RunDir(out).latest_checkpoint("finetune") is not None):
         from vidanime.config import apply_overrides, config_from_dict, config_to_dict
 
         base = FinetuneConfig(input=str(input), start=None if start is None else str(start),
@@ -254,5 +260,42 @@ def finetune_for_translate(input: str | os.PathLike, output: str | os.PathLike, 
         cfg = config_from_dict(apply_overrides(config_to_dict(base), overrides), FinetuneConfig)
         resume = False
     result = FinetunePipeline(cfg)(out, resume=resume)
+    from vidanime.fileio import atomic_write_text
+
+    atomic_write_text(out / BASE_FILE, json.dumps(base_id, indent=1) + "\n")
     logger.info("fine-tuned model kept in %s (reuse: --checkpoint %s)", result.run_dir, result.checkpoint)
     return Path(result.checkpoint)
+
+
+BASE_FILE = "base.json"  # what a translate-time fine-tune was made from, so a later run resumes only the same thing
+
+
+def _base_identity(input: str | os.PathLike, start: Any, end: Any, checkpoint: str, parser: str) -> dict[str, Any]:
+    """The clip (path, size, mtime), range, and the sha256 of the model and parser files a fine-tune starts from."""
+    from vidanime.checkpoint import sha256_file
+    from vidanime.registry import resolve_path
+
+    src = Path(input).resolve()
+    st = src.stat()
+    return {"input": str(src), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+            "start": None if start is None else str(start), "end": None if end is None else str(end),
+            "checkpoint": sha256_file(resolve_path(checkpoint)), "parser": sha256_file(resolve_path(parser))}
+
+
+def _read_base_identity(run_dir: Path) -> dict[str, Any] | None:
+    f = run_dir / BASE_FILE
+    try:
+        return json.loads(f.read_text()) if f.is_file() else None
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _move_aside(run_dir: Path) -> Path:
+    """Rename ``run_dir`` to the first free ``<name>.old``, ``<name>.old2``, … beside it (nothing is deleted)."""
+    n = 1
+    while True:
+        target = run_dir.with_name(f"{run_dir.name}.old{'' if n == 1 else n}")
+        if not target.exists():
+            run_dir.rename(target)
+            return target
+        n += 1

@@ -173,6 +173,33 @@ def test_cli_finetune_and_translate_finetune(setup, tmp_path):
     assert r.exit_code == 0, r.output
     assert video.is_file() and (tmp_path / "tr.finetune" / "styleanime.pt").is_file()
     assert "fine-tuned on the clip" in r.output
+    assert json.loads((tmp_path / "tr.finetune" / "base.json").read_text())["end"] == "6f"
+
+    def again(checkpoint):
+        return CliRunner().invoke(translate_cli, [str(clip), str(video), "--checkpoint", str(checkpoint), "--parser",
+                                                  str(d / "parser.pt"), "--end", "6f", "--finetune", "2",
+                                                  "--no-progress", "--preset", "ultrafast"])
+
+    assert again(d / "tiny.pt").exit_code == 0 and not (tmp_path / "tr.finetune.old").exists()  # same: resumed
+    # another model (e.g. the bundled one was updated): the old fine-tune is moved aside, never reused silently
+    from vidanime.config import load_config
+    from vidanime.models.styleanime import StyleAnime, StyleAnimeConfig, save_styleanime
+    from vidanime.registry import load_styleanime
+
+    torch.manual_seed(1)
+    other = StyleAnime(load_config(REPO / "configs" / "styleanime_tiny.yaml", StyleAnimeConfig))
+    save_styleanime(tmp_path / "other.pt", other, train_config=load_styleanime_config(d / "tiny.pt"))
+    r = again(tmp_path / "other.pt")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "tr.finetune.old" / "styleanime.pt").is_file() and (tmp_path / "tr.finetune").is_dir()
+    assert load_styleanime(tmp_path / "tr.finetune" / "styleanime.pt") is not None
+
+
+def load_styleanime_config(path):
+    """The training config recorded in a StyleAnime checkpoint (the fine-tune's L_base reads its data from it)."""
+    from vidanime.checkpoint import load_checkpoint
+
+    return load_checkpoint(path, format="vidanime.styleanime")["train_config"]
 
 
 def test_random_access_matches_cached_crops_and_short_range_error(setup):
