@@ -9,13 +9,8 @@ import torch
 from vidanime.config import load_config
 from vidanime.errors import CheckpointError, VidanimeError
 from vidanime.models.facebank import FaceBank
-from vidanime.models.styleanime import (
-    StyleAnime,
-    StyleAnimeConfig,
-    load_styleanime,
-    save_styleanime,
-    styleanime_from_checkpoint,
-)
+from vidanime.models.styleanime import StyleAnime, StyleAnimeConfig, save_styleanime, styleanime_from_checkpoint
+from vidanime.registry import load_styleanime
 
 TINY = Path(__file__).resolve().parents[2] / "configs" / "styleanime_tiny.yaml"
 
