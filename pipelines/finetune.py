@@ -116,17 +116,15 @@ class FinetunePipeline:
         """(StyleAnime, the training config recorded with it or None, its frozen D1/D2 or None): our checkpoint, or
         an official .pt."""
         from vidanime.checkpoint import read_torch_file
-        from vidanime.models.styleanime import FORMAT, styleanime_from_checkpoint
-        from vidanime.registry import load_styleanime
+        from vidanime.models.styleanime import FORMAT
+        from vidanime.registry import styleanime_from_data
         from vidanime.train.styleanime import discriminators_from_checkpoint
 
-        data = read_torch_file(path)
-        discs = None
+        data = read_torch_file(path)  # read once: the model, its training config and D1/D2 all come from it
+        model, train_config, discs = styleanime_from_data(data, path), None, None
         if isinstance(data, dict) and data.get("format") == FORMAT:
-            model, train_config = styleanime_from_checkpoint(data), data.get("train_config")
+            train_config = data.get("train_config")
             discs = discriminators_from_checkpoint(data, model, source=str(path))
-        else:
-            model, train_config = load_styleanime(path), None
         del data
         if train_config is None:
             run = RunDir.of_checkpoint(path)

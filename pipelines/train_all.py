@@ -303,8 +303,8 @@ class TrainAllPipeline:
             items.append(ExportItem(e.name, Path(src), fmt, e.description,
                                     facebank=Path(outputs[e.facebank]) if e.facebank in outputs else None,
                                     inference=e.inference or None,
-                                    parser_names={o: s.name for s in self.config.exports for o in
-                                                  ([outputs[s.stage]] if s.stage in outputs else [])}))
+                                    parser_names={outputs[x.stage]: x.name for x in self.config.exports
+                                                  if x.stage in outputs}))
         export_models(items, out, merge=False)
         return [i.name for i in items]
 

@@ -32,7 +32,7 @@ from ..errors import ConfigError
 logger = logging.getLogger(__name__)
 
 __all__ = ["Budget", "Every", "LoopResult", "RunningMean", "TrainLoop", "autocast", "check_finite", "configure_device",
-           "parse_duration", "resolve_device", "threads", "warmup_cosine"]
+           "parse_duration", "resolve_device", "shorter_budget", "threads", "warmup_cosine"]
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(h|m|s)")
 
@@ -95,6 +95,14 @@ class Budget:
 
     def __repr__(self) -> str:
         return f"Budget({self.seconds!r}, remaining={self.remaining():.1f})"
+
+
+def shorter_budget(budget: Budget | None, minutes: float) -> Budget | None:
+    """The shorter of ``budget`` and a ``minutes`` limit starting now (a config's ``time_limit_min``; 0 = none)."""
+    if minutes <= 0:
+        return budget
+    limit = Budget(60 * minutes)
+    return limit if budget is None or budget.remaining() > limit.remaining() else budget
 
 
 # ------------------------------------------------------------------------------------------------------------ device

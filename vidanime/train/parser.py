@@ -21,7 +21,7 @@ from ..data.parsing import IGNORE_INDEX, ParsingDataConfig, ParsingDataset, list
 from ..errors import CheckpointError, ConfigError
 from ..metrics.segmentation import ConfusionMeter, SegmentationScores
 from ..models.parser import PARSER_FORMAT, ParserConfig, build_parser, parser_from_checkpoint
-from .harness import Budget, Every, TrainLoop, configure_device, resolve_device, threads, warmup_cosine
+from .harness import Budget, Every, TrainLoop, configure_device, resolve_device, shorter_budget, threads, warmup_cosine
 from .run_dir import RunDir
 
 logger = logging.getLogger(__name__)
@@ -231,9 +231,7 @@ def _train_parser(cfg: ParserTrainConfig, resume: str | os.PathLike | None, run_
         step += 1
         return parts
 
-    if opts.time_limit_min > 0:
-        limit = Budget(60 * opts.time_limit_min)
-        budget = limit if budget is None or budget.remaining() > limit.remaining() else budget
+    budget = shorter_budget(budget, opts.time_limit_min)
     hooks = [Every(lambda s: evaluate(s, opts.eval_limit) if s < opts.steps else None, steps=opts.eval_every,
                    at_end=False),  # the full held-out score follows the loop
              Every(save, steps=opts.ckpt_every)]

@@ -35,7 +35,7 @@ from ..losses.latent import LatentDiscriminator, da_loss_discriminator
 from ..losses.styleanime import StyleAnimeLoss, StyleAnimeLossConfig, adv_loss_discriminator
 from ..models.styleanime import StyleAnime, StyleAnimeConfig, save_styleanime
 from ..models.stylegan2 import Discriminator
-from .harness import Budget, Every, RunningMean, TrainLoop, autocast, configure_device
+from .harness import Budget, Every, RunningMean, TrainLoop, autocast, configure_device, shorter_budget
 from .refine import StructureLoss
 from .run_dir import RunDir
 from .warmup import LatentWarmup, LatentWarmupConfig
@@ -684,9 +684,7 @@ class StyleAnimeTrainer:
         t = self.config.train
         total = t.iterations if iterations is None else iterations
         main = self.dist.is_main
-        if t.time_limit_min > 0:
-            limit = Budget(60 * t.time_limit_min)
-            budget = limit if budget is None or budget.remaining() > limit.remaining() else budget
+        budget = shorter_budget(budget, t.time_limit_min)
         hooks = []
         if main and run is not None:
             hooks = [Every(lambda s: run.save_image_grid(self.sample_grid(), s, nrow=6), steps=t.sample_every),
