@@ -108,17 +108,20 @@ class PipelineSpec:
     face_config: Any = None
     allow_identity: bool = False
     identity: bool = False
+    temporal: str = "filter"
 
     def check(self) -> "PipelineSpec":
         """Fail early (in the driver, before any worker starts) when the checkpoint or parser cannot be found."""
         from vidanime.registry import resolve_path
 
-        from .translate import DEFAULT_MODELS
+        from .translate import DEFAULT_MODELS, TEMPORAL_MODES
 
         if self.identity:
             return self
         if self.direction not in DEFAULT_MODELS:
             raise ConfigError(f"direction='{self.direction}' is not one of: {', '.join(DEFAULT_MODELS)}")
+        if self.temporal not in TEMPORAL_MODES:
+            raise ConfigError(f"temporal='{self.temporal}' is not one of: {', '.join(TEMPORAL_MODES)}")
         ckpt, parser = DEFAULT_MODELS[self.direction]
         try:
             resolve_path(self.checkpoint or ckpt)
@@ -133,7 +136,7 @@ class PipelineSpec:
             return TranslatePipeline(face_config=self.face_config)
         return TranslatePipeline.from_pretrained(
             self.checkpoint, self.parser, direction=self.direction, alpha=self.alpha, device=self.device,
-            fp16=self.fp16, face_config=self.face_config, allow_identity=self.allow_identity)
+            fp16=self.fp16, face_config=self.face_config, allow_identity=self.allow_identity, temporal=self.temporal)
 
 
 # ----------------------------------------------------------------------------------------------------- discovery
@@ -399,17 +402,20 @@ class BatchPipeline:
     @classmethod
     def from_pretrained(cls, checkpoint: str | os.PathLike | None = None, parser: str | os.PathLike | None = None,
                         direction: str = "p2a", alpha: float | None = None, device: str = "cpu", fp16: bool = False,
-                        face_config: Any = None, allow_identity: bool = False) -> "BatchPipeline":
-        """Same arguments as :meth:`TranslatePipeline.from_pretrained`; the files are checked here, the models are
-        loaded by each worker."""
+                        face_config: Any = None, allow_identity: bool = False,
+                        temporal: str = "filter") -> "BatchPipeline":
+        """Same arguments as :meth:`TranslatePipeline.from_pretrained` (``temporal``: ``filter`` or ``off``, as in
+        ``vidanime translate --temporal``); the files are checked here, the models are loaded by each worker."""
         spec = PipelineSpec(None if checkpoint is None else str(checkpoint), None if parser is None else str(parser),
-                            direction, alpha, device, fp16, face_config, allow_identity)
+                            direction, alpha, device, fp16, face_config, allow_identity, temporal=temporal)
         return cls(spec.check())
 
     # ------------------------------------------------------------------------------------------------- checks
     @staticmethod
     def check_inputs(in_dir: str | os.PathLike, out_dir: str | os.PathLike, options: BatchOptions) -> None:
         """Validate folders and options before any work; raises a one-line error naming the bad value."""
+        from vidanime.fileio import check_output_path
+
         src, dst = Path(in_dir).resolve(), Path(out_dir).resolve()
         if not src.is_dir():
             what = "a file (use `vidanime translate` for one video)" if src.is_file() else "not found"
@@ -436,6 +442,8 @@ class BatchPipeline:
                               "(from a checkout: pip install .[ray])")
         if options.translate.preview:
             raise ConfigError("translate preview is per file; it is not supported in a batch (leave preview unset)")
+        TranslatePipeline.check_options(options.translate)
+        check_output_path(dst, "output folder", folder=True)  # a folder that takes files (not /proc, read-only...)
 
     def plan(self, in_dir: str | os.PathLike, out_dir: str | os.PathLike, options: BatchOptions) -> list[BatchTask]:
         """All tasks of the folder (done or not), in order."""

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from vidanime import labels as label_sets
 from vidanime.errors import MediaError, VidanimeError
-from vidanime.fileio import check_not_same_file
+from vidanime.fileio import check_input_file, check_not_same_file, check_output_path
 from vidanime.models.styleanime import StyleAnime
 
 from .image_translate import IMAGE_SUFFIXES, _to_tensor, _to_uint8, read_labels, read_rgb, write_rgb
@@ -137,20 +137,29 @@ class EditPipeline:
         return result
 
     # ---- files ---------------------------------------------------------------------------------------------------
+    @staticmethod
+    def check_paths(image: str | os.PathLike, parsing: str | os.PathLike, output: str | os.PathLike,
+                    source_parsing: str | os.PathLike | None = None,
+                    style_from: str | os.PathLike | None = None) -> None:
+        """The path checks, which need no model (the CLI runs them before loading one): every input is a regular file,
+        the output an image path other than any input, in a place that accepts new files."""
+        inputs = (image, parsing, *(q for q in (source_parsing, style_from) if q is not None))
+        for p in inputs:
+            check_input_file(p, "file")
+        out = Path(output)
+        if out.suffix.lower() not in IMAGE_SUFFIXES:
+            raise MediaError(f"output {out} has no image suffix: expected one of {', '.join(IMAGE_SUFFIXES)}")
+        for p in inputs:
+            check_not_same_file(p, out)
+        check_output_path(out, "output image")
+
     def check_inputs(self, image: str | os.PathLike, parsing: str | os.PathLike, output: str | os.PathLike,
                      source_parsing: str | os.PathLike | None = None, parsing_labels: str = "bisenet",
                      style_from: str | os.PathLike | None = None, mix: float = 1.0, pti: int = 0,
                      blend: int | None = None) -> None:
         """Validate the arguments before any work; one-line errors naming the bad value."""
         label_sets.num_classes(parsing_labels)
-        for p in (image, parsing, *(q for q in (source_parsing, style_from) if q is not None)):
-            if not Path(p).is_file():
-                raise MediaError(f"file not found: {p}")
-        out = Path(output)
-        if out.suffix.lower() not in IMAGE_SUFFIXES:
-            raise MediaError(f"output {out} has no image suffix: expected one of {', '.join(IMAGE_SUFFIXES)}")
-        for p in (image, parsing, *(q for q in (source_parsing, style_from) if q is not None)):
-            check_not_same_file(p, out)
+        self.check_paths(image, parsing, output, source_parsing, style_from)
         if isinstance(mix, bool) or not isinstance(mix, (int, float)) or not 0.0 <= float(mix) <= 1.0:
             raise VidanimeError(f"--mix {mix}: expected a number in [0, 1] (0 = own appearance, 1 = --style-from's)")
         if style_from is None and float(mix) != 1.0:

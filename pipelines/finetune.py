@@ -138,6 +138,7 @@ class FinetunePipeline:
         import interp
         from vidanime.checkpoint import load_checkpoint
         from vidanime.data.domains import DomainDataset
+        from vidanime.fileio import check_output_path
         from vidanime.losses.styleanime import StyleAnimeLoss
         from vidanime.models.face_translator import StyleAnimeFaceTranslator
         from vidanime.registry import load_model
@@ -164,6 +165,7 @@ class FinetunePipeline:
             if out.exists() and (not out.is_dir() or any(out.iterdir())):
                 raise ConfigError(f"{out} is not empty (an earlier fine-tune?): pass --resume to continue it, "
                                   "or choose another run folder")
+            check_output_path(out, "run folder", folder=True)  # before the model and the face pass
             run = RunDir(out)
 
         t = cfg.train

@@ -23,7 +23,7 @@ import torch
 from vidanime import labels as label_sets
 from vidanime.data.image_io import read_image_rgb, read_label_map, write_rgb
 from vidanime.errors import MediaError, VidanimeError
-from vidanime.fileio import check_not_same_file
+from vidanime.fileio import check_input_file, check_not_same_file
 from vidanime.models.facebank import FaceBank
 from vidanime.models.styleanime import StyleAnime
 
@@ -34,6 +34,33 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 DIRECTIONS = ("p2a", "a2p")
+
+
+def check_image_paths(input: str | os.PathLike, output: str | os.PathLike,
+                      suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> None:
+    """The path checks of the image commands that need no model, so they run before any is loaded: ``input`` is an
+    image file or a folder; a folder goes to an output folder, a file to an image path (or into an existing folder)
+    with an image suffix, and the output's place accepts new files.  One-line MediaError naming the bad path."""
+    from vidanime.fileio import check_output_path
+
+    src, dst = Path(input), Path(output)
+    if not src.exists():
+        raise MediaError(f"input not found: {src}")
+    if src.is_dir():
+        if dst.exists() and not dst.is_dir():
+            raise MediaError(f"input {src} is a folder, so the output must be a folder too; {dst} is a file")
+        check_output_path(dst, "output folder", folder=True)
+        return
+    check_input_file(src, "input")  # a FIFO or device: not "not found", not "not an image file"
+    if src.suffix.lower() not in suffixes:
+        raise MediaError(f"input {src} is not an image file: expected one of {', '.join(suffixes)}")
+    if dst.is_dir():
+        check_output_path(dst, "output folder", folder=True)
+    out = dst / src.name if dst.is_dir() else dst
+    if out.suffix.lower() not in suffixes:
+        raise MediaError(f"output {out} has no image suffix: expected one of {', '.join(suffixes)}")
+    check_not_same_file(src, out)
+    check_output_path(out, "output image")
 
 
 def check_direction(model: StyleAnime, direction: str | None, source: str = "the checkpoint") -> None:
@@ -117,8 +144,7 @@ class ImageTranslatePipeline:
     ) -> list[tuple[Path, Path | None, Path]]:
         """Validate the arguments; return the jobs (image, parsing map or None, output path)."""
         src, dst = Path(input), Path(output)
-        if not src.exists():
-            raise MediaError(f"input not found: {src}")
+        check_image_paths(src, dst, self._suffixes)
         if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
             raise VidanimeError(f"--refine {refine}: expected a whole number of steps >= 0 (0 = off)")
         if refine > 0:
@@ -168,14 +194,9 @@ class ImageTranslatePipeline:
                         raise MediaError(f"no parsing map for {img}: expected {lab}")
                 jobs.append((img, lab, dst / rel))
             return jobs
-        if src.suffix.lower() not in self._suffixes:
-            raise MediaError(f"input {src} is not an image file: expected one of {', '.join(self._suffixes)}")
         if parsing is not None and not Path(parsing).is_file():
             raise MediaError(f"parsing map not found: {parsing} (expected a label PNG for {src.name})")
         out = dst / src.name if dst.is_dir() else dst
-        if out.suffix.lower() not in self._suffixes:
-            raise MediaError(f"output {out} has no image suffix: expected one of {', '.join(self._suffixes)}")
-        check_not_same_file(src, out)
         return [(src, Path(parsing) if parsing is not None else None, out)]
 
     def _load_pair(self, img_path: Path, lab_path: Path | None, parsing_labels: str, resize: bool,
@@ -268,5 +289,5 @@ class ImageTranslatePipeline:
                 written.append(dst)
             bar.update(len(chunk))
         bar.close()
-        log.info("translated %d image(s) into %s", len(written), output)
+        log.debug("translated %d image(s) into %s", len(written), output)
         return written

@@ -19,10 +19,10 @@ import torch
 
 from vidanime.data.manga import MangaConfig, manga_to_rgb
 from vidanime.errors import MediaError, VidanimeError
-from vidanime.fileio import atomic_path, check_not_same_file
+from vidanime.fileio import atomic_path
 from vidanime.models.styleanime import StyleAnime
 
-from .image_translate import IMAGE_SUFFIXES, _to_tensor, _to_uint8, read_rgb, write_rgb
+from .image_translate import IMAGE_SUFFIXES, _to_tensor, _to_uint8, check_image_paths, read_rgb, write_rgb
 
 __all__ = ["MangaPipeline", "MangaResult", "read_any"]
 
@@ -113,8 +113,7 @@ class MangaPipeline:
         if reference is None:
             raise VidanimeError("manga-to-portrait needs --reference IMG (an RGB crop giving the appearance codes)")
         read_rgb(reference)
-        if not src.exists():
-            raise MediaError(f"input not found: {src}")
+        check_image_paths(src, dst)
         if src.is_dir():
             if dst.exists() and not dst.is_dir():
                 raise MediaError(f"input {src} is a folder, so the output must be a folder too; {dst} is a file")
@@ -125,13 +124,7 @@ class MangaPipeline:
             if not images:
                 raise MediaError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found in folder {src}")
             return [(p, dst / p.relative_to(src)) for p in images]
-        if src.suffix.lower() not in IMAGE_SUFFIXES:
-            raise MediaError(f"input {src} is not an image file: expected one of {', '.join(IMAGE_SUFFIXES)}")
-        out = dst / src.name if dst.is_dir() else dst
-        if out.suffix.lower() not in IMAGE_SUFFIXES:
-            raise MediaError(f"output {out} has no image suffix: expected one of {', '.join(IMAGE_SUFFIXES)}")
-        check_not_same_file(src, out)
-        return [(src, out)]
+        return [(src, dst / src.name if dst.is_dir() else dst)]
 
     def __call__(self, input: str | os.PathLike, output: str | os.PathLike, reference: str | os.PathLike | None = None,
                  resize: bool = False, save_parsing: bool = False) -> list[Path]:
@@ -150,5 +143,5 @@ class MangaPipeline:
                 with atomic_path(lab_path) as tmp:
                     Image.fromarray(result.parsing, mode="L").save(tmp, format="PNG")
             written.append(dst)
-        log.info("translated %d manga image(s) into %s", len(written), output)
+        log.debug("translated %d manga image(s) into %s", len(written), output)
         return written

@@ -193,6 +193,26 @@ class ParsePipeline:
         return ParseResult(labels=labels, label_set=self.label_set, probs=full)
 
     # -------------------------------------------------------------------------------------------------------- files
+    @staticmethod
+    def check_paths(inp: str | os.PathLike, out: str | os.PathLike) -> None:
+        """The path checks of :meth:`parse_paths`, which need no model (the CLI runs them before loading one): the
+        input exists (a folder, or a regular file), a folder goes to a folder, and the output's place accepts new
+        files.  One-line MediaError naming the bad path."""
+        from vidanime.fileio import check_input_file, check_not_same_file, check_output_path
+
+        inp, out = Path(inp), Path(out)
+        if not inp.exists():
+            raise MediaError(f"input not found: {inp}")
+        single = out.suffix.lower() == ".png"
+        if inp.is_dir():
+            if single:
+                raise MediaError(f"input {inp} is a folder; the output {out} must be a folder too")
+        else:
+            check_input_file(inp, "image")
+            if single:
+                check_not_same_file(inp, out)
+        check_output_path(out, "output labels" if single else "output folder", folder=not single)
+
     def parse_paths(self, inp: str | os.PathLike, out: str | os.PathLike, overlays: bool = False) -> dict[str, Any]:
         """Parse an image file or every image in a folder; write ``<stem>.png`` labels (+ ``<stem>_overlay.png``).
 
@@ -205,14 +225,11 @@ class ParsePipeline:
         from vidanime.fileio import atomic_path, check_not_same_file
 
         inp, out = Path(inp), Path(out)
-        if not inp.exists():
-            raise MediaError(f"input not found: {inp}")
+        self.check_paths(inp, out)
         if inp.is_dir():
             files = sorted(p for p in inp.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
             if not files:
                 raise MediaError(f"no images ({', '.join(IMAGE_EXTS)}) in folder {inp}")
-            if out.suffix.lower() == ".png":
-                raise MediaError(f"input {inp} is a folder; the output {out} must be a folder too")
             targets = [(f, out / f"{f.stem}.png") for f in files]
         else:
             target = out if out.suffix.lower() == ".png" else out / f"{inp.stem}.png"

@@ -11,8 +11,10 @@ deleted when the next job starts.  Gradio is an optional extra (``pip install '.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -27,7 +29,7 @@ from vidanime.errors import ConfigError, MediaError, VidanimeError
 logger = logging.getLogger(__name__)
 
 __all__ = ["WebConfig", "VideoOutcome", "ImageOutcome", "translate_video", "translate_image", "check_upload",
-           "cleanup_jobs", "build_app", "INSTALL_HINT"]
+           "cleanup_jobs", "build_app", "public_message", "INSTALL_HINT"]
 
 INSTALL_HINT = "the web app needs Gradio: pip install '.[web]'"
 IDENTITY_NOTE = ("No bundled StyleAnime model is installed: faces are detected, aligned and pasted back unchanged "
@@ -121,6 +123,34 @@ def _new_job(config: WebConfig) -> Path:
     return job
 
 
+@contextlib.contextmanager
+def _job_folder(config: WebConfig):
+    """A fresh job folder (see :func:`_new_job`) that is deleted again when the job fails, so a refused or failed
+    job leaves nothing behind."""
+    job = _new_job(config)
+    try:
+        yield job
+    except BaseException:
+        shutil.rmtree(job, ignore_errors=True)
+        raise
+
+
+def public_message(exc: BaseException, config: WebConfig, uploads: tuple[Any, ...] = ()) -> str:
+    """``exc``'s message on one line, as the page shows it: the server's paths (Gradio's upload cache, the job
+    folders, the temporary folder) are cut down to the file's name, so the page names the uploaded file and never
+    says where the server keeps it."""
+    text = " ".join(str(exc).split())
+    for up in sorted((str(u) for u in uploads if u), key=len, reverse=True):
+        for variant in {up, str(Path(up).resolve())}:
+            text = text.replace(variant, Path(up).name)
+    tmp = tempfile.gettempdir()
+    roots = {str(config.root), str(config.root.resolve()), tmp, os.path.realpath(tmp)}
+    for root in sorted((r.rstrip(os.sep) for r in roots if r.rstrip(os.sep)), key=len, reverse=True):
+        text = re.sub(r"(?<![^\s'\"(=])" + re.escape(root) + r"(?:/[^\s'\":;,()]*)?",
+                      lambda m: Path(m.group(0)).name, text)
+    return text
+
+
 def check_upload(path: str | os.PathLike | None, config: WebConfig, kind: str = "video") -> Path:
     """Refuse a missing, oversized, unreadable or (videos) too long upload with a one-line MediaError; → the path."""
     if path is None or str(path) == "":
@@ -188,7 +218,8 @@ def translate_video(video: str | os.PathLike | None, config: WebConfig, *, direc
                     alpha: float | None = None, finetune: int = 0, faces: str = "all", start: str | None = None,
                     end: str | None = None, progress: bool = True) -> VideoOutcome:
     """Translate an uploaded video like ``vidanime translate IN OUT --preview --report [--finetune N]`` into a new
-    job folder; → :class:`VideoOutcome`.  Raises a one-line VidanimeError for bad input (the page shows it)."""
+    job folder (deleted again if the job fails); → :class:`VideoOutcome`.  Raises a one-line VidanimeError for bad
+    input (the page shows it)."""
     from pipelines.translate import DEFAULT_MODELS, TranslateOptions, TranslatePipeline
     from vidanime.fileio import atomic_write_text
 
@@ -201,29 +232,30 @@ def translate_video(video: str | os.PathLike | None, config: WebConfig, *, direc
         raise ConfigError(f"fine-tune iterations {finetune}: expected 0 to {config.max_finetune}")
     start, end = _blank(start), _blank(end)
     options = TranslateOptions(start=start, end=end, faces=faces, preset="veryfast", progress=progress, report=True)
-    job = _new_job(config)
-    out = job / f"{src.stem}_{direction}.mp4"
-    options.preview = str(job / f"{src.stem}_{direction}_preview.mp4")
-    TranslatePipeline.check_inputs(src, out, options)
-    notes: list[str] = []
-    pipe = _video_pipeline(config, direction, alpha)
-    if finetune > 0:
-        from pipelines.finetune import finetune_for_translate
+    with _job_folder(config) as job:
+        out = job / f"{src.stem}_{direction}.mp4"
+        options.preview = str(job / f"{src.stem}_{direction}_preview.mp4")
+        TranslatePipeline.check_inputs(src, out, options)
+        notes: list[str] = []
+        pipe = _video_pipeline(config, direction, alpha)
+        if finetune > 0:
+            from pipelines.finetune import finetune_for_translate
 
-        if pipe.model_name.startswith("identity"):
-            raise ConfigError(f"fine-tuning ({finetune} iterations) needs a StyleAnime checkpoint, and none is "
-                              "installed: start the server with --checkpoint and --parser")
-        default_ckpt, default_parser = DEFAULT_MODELS[direction]
-        tuned = finetune_for_translate(src, out, config.checkpoint or default_ckpt, config.parser or default_parser,
-                                       finetune, face_config=_face_config(config, direction), start=start, end=end,
-                                       device=config.device, run_dir=job / "finetune", progress=progress)
-        pipe = TranslatePipeline.from_pretrained(str(tuned), config.parser or default_parser, direction=direction,
-                                                 alpha=alpha, device=config.device,
-                                                 face_config=_face_config(config, direction))
-        notes.append(f"Fine-tuned on this clip for {finetune} iterations.")
-    result = pipe(src, out, options)
-    report = job / f"{src.stem}_{direction}.report.json"
-    atomic_write_text(report, result.to_json())
+            if pipe.model_name.startswith("identity"):
+                raise ConfigError(f"fine-tuning ({finetune} iterations) needs a StyleAnime checkpoint, and none is "
+                                  "installed: start the server with --checkpoint and --parser")
+            default_ckpt, default_parser = DEFAULT_MODELS[direction]
+            tuned = finetune_for_translate(src, out, config.checkpoint or default_ckpt,
+                                           config.parser or default_parser, finetune,
+                                           face_config=_face_config(config, direction), start=start, end=end,
+                                           device=config.device, run_dir=job / "finetune", progress=progress)
+            pipe = TranslatePipeline.from_pretrained(str(tuned), config.parser or default_parser, direction=direction,
+                                                     alpha=alpha, device=config.device,
+                                                     face_config=_face_config(config, direction))
+            notes.append(f"Fine-tuned on this clip for {finetune} iterations.")
+        result = pipe(src, out, options)
+        report = job / f"{src.stem}_{direction}.report.json"
+        atomic_write_text(report, result.to_json())
     if pipe.model_name.startswith("identity"):
         notes.append(IDENTITY_NOTE)
     notes += [n[0].upper() + n[1:] + "." for n in result.notes]
@@ -283,9 +315,9 @@ def translate_image(image: str | os.PathLike | None, config: WebConfig, *, parsi
             from pipelines.translate import build_refiner
 
             pipe.refiner = build_refiner(pipe.model, direction, device=config.device)
-    job = _new_job(config)
-    out = job / f"{src.stem}_{direction}.png"
-    pipe(src, out, parsing=parsing, reference=reference, alpha=alpha, resize=True, refine=refine)
+    with _job_folder(config) as job:
+        out = job / f"{src.stem}_{direction}.png"
+        pipe(src, out, parsing=parsing, reference=reference, alpha=alpha, resize=True, refine=refine)
     notes = ["Used your parsing map." if parsing is not None else "Parsed by the face parser.",
              "Appearance from the reference image." if reference is not None else "",
              f"Refined for {refine} steps." if refine else ""]
@@ -306,8 +338,8 @@ def _default_refine(config: WebConfig) -> int:
     return int(((data.get("inference") if isinstance(data, dict) else None) or {}).get("refine", 0))
 
 
-def _error_message(exc: VidanimeError) -> str:
-    return "**Error:** " + " ".join(str(exc).split())
+def _error_message(exc: VidanimeError, config: WebConfig, uploads: tuple[Any, ...] = ()) -> str:
+    return "**Error:** " + public_message(exc, config, uploads)
 
 
 def build_app(config: WebConfig):
@@ -328,7 +360,7 @@ def build_app(config: WebConfig):
                                 faces=faces, start=start, end=end)
         except VidanimeError as exc:
             logger.info("video job refused: %s", exc)
-            return None, None, None, None, _error_message(exc)
+            return None, None, None, None, _error_message(exc, config, (video,))
         return o.output, o.preview, o.temporal, o.files, o.message
 
     def run_image(image, parsing, reference, direction, alpha, refine, progress=gr.Progress(track_tqdm=True)):
@@ -337,7 +369,7 @@ def build_app(config: WebConfig):
                                 alpha=float(alpha), refine=int(refine) if reference is None else 0)
         except VidanimeError as exc:
             logger.info("image job refused: %s", exc)
-            return None, None, _error_message(exc)
+            return None, None, _error_message(exc, config, (image, parsing, reference))
         return o.output, o.output, o.message
 
     limits = (f"Uploads up to {config.max_upload_mb:g} MB; videos up to {config.max_seconds:g} s. "

@@ -13,6 +13,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
+import struct
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -22,6 +25,11 @@ from .errors import CheckpointError
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_VERSION = 1
+
+# What torch's weights-only unpickler says when a file is a real pickle that needs a class or a function (pickled code
+# or objects); any other unpickling error means the bytes are no pickle at all.
+_PICKLED_CODE = re.compile(r"GLOBAL [A-Za-z_][\w.]* (was|whose)|call reduce for|create new object|"
+                           r"must be imported to load")
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -55,31 +63,39 @@ def read_torch_file(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
         raise CheckpointError(f"checkpoint path is a folder, expected a file: {path}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes)")
+    not_torch = f"{path} is not a readable torch checkpoint (corrupt, or not a torch file)"
+    pickled = (f"{path} holds pickled objects, which vidanime does not execute (weights_only=True); "
+               "re-save it as plain tensors")
     try:
         with open(path, "rb") as f:
-            head = f.read(2)
-        # torch files are zip archives ("PK") or, from old torch versions, pickles (PROTO opcode 0x80, protocol 2-5):
-        # anything else is no checkpoint at all, not "pickled objects" (torch's own message for random bytes)
-        if head != b"PK" and not (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
+            head = f.read(4)
+        # torch files are zip archives (local header "PK\x03\x04") or, from old torch versions, pickles (PROTO opcode
+        # 0x80, protocol 2-5): anything else is no checkpoint at all, not "pickled objects" (torch's own message for
+        # random bytes)
+        if head != b"PK\x03\x04" and not (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
             raise CheckpointError(f"{path} is not a torch checkpoint (neither a torch zip archive nor a pickle)")
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # old-torch pickles (protocol 5) load fine or fail with the one-line errors below; torch's two-line note
+            # about the protocol is no use to a user
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except CheckpointError:
+        raise
     except PermissionError:
         raise CheckpointError(f"cannot read checkpoint {path}: permission denied") from None
+    except pickle.UnpicklingError as exc:
+        # "Unsupported operand", "String is too long", ...: bytes that only start like a pickle
+        raise CheckpointError(pickled if _PICKLED_CODE.search(str(exc)) else not_torch) from None
     except (zipfile.BadZipFile, EOFError, RuntimeError, OSError) as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if "Weights only load failed" in str(exc):
-            raise CheckpointError(
-                f"{path} holds pickled code, which vidanime does not execute; re-save it as plain tensors"
-            ) from None
+        if "Weights only load failed" in str(exc):  # older torch versions raise the weights-only refusal like this
+            raise CheckpointError(pickled if _PICKLED_CODE.search(str(exc)) else not_torch) from None
         raise CheckpointError(f"cannot read checkpoint {path} (truncated or not a torch file): {msg}") from None
-    except pickle.UnpicklingError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else "unpickling error"
-        if "Weights only load failed" in str(exc):
-            raise CheckpointError(
-                f"{path} holds pickled objects, which vidanime does not execute (weights_only=True); "
-                "re-save it as plain tensors"
-            ) from None
-        raise CheckpointError(f"cannot read checkpoint {path} (not a torch file?): {first}") from None
+    except (IndexError, KeyError, ValueError, TypeError, AttributeError, OverflowError, struct.error) as exc:
+        # the weights-only unpickler fed bytes that are not a pickle (an empty stack, a memo key never stored, text
+        # that is not UTF-8, ...)
+        logger.debug("reading %s failed", path, exc_info=exc)
+        raise CheckpointError(not_torch) from None
 
 
 def save_checkpoint(

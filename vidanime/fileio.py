@@ -6,13 +6,18 @@ new one is whole.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
 __all__ = ["atomic_path", "atomic_write_text", "atomic_write_bytes", "check_not_same_file", "remove_stale_partials",
-           "check_input_file"]
+           "check_input_file", "check_output_path"]
+
+# errno of a folder that cannot hold new files (missing, not a folder, a pseudo file system like /proc): a user error
+# named in one line; a full disk or missing permissions stay OSErrors (the CLI's os_error_message maps them)
+_NOT_A_PLACE = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EINVAL, errno.ENAMETOOLONG}
 
 
 def _umask() -> int:
@@ -28,10 +33,18 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     ``suffix`` keeps an extension on the temporary name (containers like mp4 are chosen from it); by default the
     target's own suffix is kept.
     """
+    from .errors import MediaError
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix if suffix is None else suffix
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{suffix}", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{suffix}", dir=path.parent)
+    except OSError as exc:
+        if exc.errno not in _NOT_A_PLACE:
+            raise
+        raise MediaError(f"cannot write {path}: {exc.strerror or exc} in {path.parent}; expected a writable folder"
+                         ) from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -74,8 +87,48 @@ def check_input_file(path: str | os.PathLike, what: str = "input") -> Path:
         return p
     kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
             else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
-            else "not a regular file")
-    raise MediaError(f"{what} {p} is {kind}; expected a regular file")
+            else None)
+    raise MediaError(f"{what} {p} is " + (f"{kind}, not a regular file" if kind else "not a regular file"))
+
+
+def check_output_path(path: str | os.PathLike, what: str = "output", folder: bool = False) -> Path:
+    """Check, before any work, that ``path`` can be written: a file output must not be an existing folder, device or
+    FIFO (``folder``: a folder output must not be a file), and the nearest existing folder above it must accept new
+    files (probed by creating and deleting a hidden temporary file, since a pseudo file system such as /proc refuses
+    files even to root).  Returns ``path`` as a Path; a one-line :class:`~vidanime.errors.MediaError` otherwise."""
+    import stat
+
+    from .errors import MediaError
+
+    p = Path(path)
+    try:
+        mode = p.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None
+    except OSError as exc:
+        raise MediaError(f"cannot write {what} {p}: {exc.strerror or exc}") from None
+    if mode is not None:
+        if folder and not stat.S_ISDIR(mode):
+            raise MediaError(f"{what} {p} is a file; expected a folder")
+        if not folder and stat.S_ISDIR(mode):
+            raise MediaError(f"{what} path {p} is a folder; expected a file name")
+        if not folder and not stat.S_ISREG(mode):
+            kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or \
+                stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "a special file"
+            raise MediaError(f"{what} {p} is {kind}, not a regular file; expected a file name")
+    place = (p if folder else p.parent).absolute()
+    while not place.exists() and place != place.parent:
+        place = place.parent
+    if not place.is_dir():
+        raise MediaError(f"cannot write {what} {p}: {place} is a file, not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".vidanime-write-check.", dir=place)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise MediaError(f"cannot write {what} {p}: {place} does not accept new files ({exc.strerror or exc}); "
+                         "expected a writable folder") from None
+    return p
 
 
 def check_not_same_file(src: str | os.PathLike, dst: str | os.PathLike) -> None:

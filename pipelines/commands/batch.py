@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .options import MODEL_OPTIONS, RENDER_OPTIONS, finetune_option
+from .options import MODEL_OPTIONS, RENDER_OPTIONS, TEMPORAL_OPTION, finetune_option
 
 
 @click.command(name="batch")
@@ -27,11 +27,12 @@ from .options import MODEL_OPTIONS, RENDER_OPTIONS, finetune_option
               help="Keep each clip's fine-tune run folder (OUT_DIR/<name>.finetune); by default it is deleted once "
                    "the clip is done (it holds full model checkpoints).")
 @MODEL_OPTIONS
+@TEMPORAL_OPTION
 @RENDER_OPTIONS
 @click.pass_context
 def cli(ctx, in_dir, out_dir, jobs, threads, ray_address, ray_cpus, retry_failed, ext, finetune, keep_finetune,
-        checkpoint, parser_ckpt, direction, alpha, device, fp16, faces, crop, crf, preset, detector, detector_weights,
-        batch, no_progress) -> None:
+        checkpoint, parser_ckpt, direction, alpha, device, fp16, temporal, faces, crop, crf, preset, detector,
+        detector_weights, batch, no_progress) -> None:
     """Translate every video under IN_DIR (recursive: mp4 mov mkv webm avi m4v) into OUT_DIR, mirroring the paths.
 
     OUT_DIR/manifest.jsonl records each finished or failed file with a one-line reason; a re-run skips the files
@@ -52,7 +53,7 @@ def cli(ctx, in_dir, out_dir, jobs, threads, ray_address, ray_cpus, retry_failed
         translate=TranslateOptions(faces=faces, crop=crop, crf=crf, preset=preset, batch=batch, progress=False))
     BatchPipeline.check_inputs(in_dir, out_dir, options)
     pipe = BatchPipeline.from_pretrained(checkpoint, parser_ckpt, direction=direction, alpha=alpha, device=device,
-                                         fp16=fp16, face_config=face_cfg)
+                                         fp16=fp16, face_config=face_cfg, temporal=temporal)
     result = pipe(in_dir, out_dir, options)
     for row in result.failed:
         click.echo(f"failed: {row['input']}: {row['reason']}", err=True)

@@ -7,8 +7,8 @@ import click
 
 from vidanime.video.io import X264_PRESETS
 
-__all__ = ["DEVICE", "MODEL_OPTIONS", "REFINE_OPTIONS", "RENDER_OPTIONS", "DETECTOR_OPTIONS", "checkpoint_option",
-           "parser_option", "direction_option", "finetune_option"]
+__all__ = ["DEVICE", "MODEL_OPTIONS", "REFINE_OPTIONS", "RENDER_OPTIONS", "DETECTOR_OPTIONS", "TEMPORAL_OPTION",
+           "checkpoint_option", "parser_option", "direction_option", "finetune_option"]
 
 DETECTORS = ["mtcnn", "retinaface", "yunet", "animecascade", "animeparser"]
 
@@ -84,6 +84,13 @@ MODEL_OPTIONS = _stack(
     click.option("--device", type=DEVICE, default="cpu", show_default=True, help="cpu, cuda or cuda:N."),
     click.option("--fp16", is_flag=True, help="Half precision for the model (CUDA only)."),
 )
+
+# choices: pipelines.translate.TEMPORAL_MODES (not imported here, so that `--help` stays light)
+TEMPORAL_OPTION = click.option(
+    "--temporal", type=click.Choice(["off", "filter"]), default="filter", show_default=True,
+    help="filter: steady the video by filtering each face track's W+ codes over time (causal One-Euro, 4 Hz for "
+         "structure codes so expressions still move, 0.5 Hz for appearance codes; an addition to the paper, no extra "
+         "time). off: every frame alone. For the paper's per-clip fine-tune, see --finetune.")
 
 REFINE_OPTIONS = _stack(
     click.option("--refine", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",

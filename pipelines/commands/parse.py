@@ -29,6 +29,7 @@ def cli(inp: str, out: str, domain: str, model: str | None, labels: str, overlay
     from pipelines.parse import ParsePipeline
     from vidanime.train.parser import resolve_device
 
+    ParsePipeline.check_paths(inp, out)  # before the model is loaded
     pipe = ParsePipeline.for_domain(domain, model=model, device=resolve_device(device), batch_size=batch_size,
                                     output_labels=None if labels == "model" else labels)
     summary = pipe.parse_paths(inp, out, overlays=overlay)

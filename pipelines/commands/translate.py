@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .options import MODEL_OPTIONS, REFINE_OPTIONS, RENDER_OPTIONS, finetune_option
+from .options import MODEL_OPTIONS, REFINE_OPTIONS, RENDER_OPTIONS, TEMPORAL_OPTION, finetune_option
 
 
 @click.command(name="translate")
@@ -11,11 +11,7 @@ from .options import MODEL_OPTIONS, REFINE_OPTIONS, RENDER_OPTIONS, finetune_opt
 @click.argument("output", type=click.Path(dir_okay=False, path_type=str))
 @MODEL_OPTIONS
 @REFINE_OPTIONS
-@click.option("--temporal", type=click.Choice(["off", "filter"]), default="filter", show_default=True,
-              help="filter: steady the video by filtering each face track's W+ codes over time (causal One-Euro, "
-                   "4 Hz for structure codes so expressions still move, 0.5 Hz for appearance codes; an addition to "
-                   "the paper, no extra time). off: every frame alone. For the paper's per-clip fine-tune, see "
-                   "--finetune.")
+@TEMPORAL_OPTION
 @click.option("--start", default=None, help="Start of the range: seconds (12.5, 1:02.5) or a frame ('300f').")
 @click.option("--end", default=None, help="End of the range (exclusive), same forms as --start.")
 @click.option("--preview", default=None, metavar="PATH",

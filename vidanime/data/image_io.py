@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MediaError
+from ..fileio import check_input_file
 
 __all__ = ["MIN_SIDE", "to_rgb_uint8", "read_image_rgb", "read_label_map", "write_rgb", "IMAGE_FORMATS"]
 
@@ -50,8 +51,7 @@ def to_rgb_uint8(img) -> np.ndarray:
 def _open(path: Path, what: str):
     from PIL import Image, UnidentifiedImageError
 
-    if not path.is_file():
-        raise MediaError(f"{what} not found: {path}")
+    check_input_file(path, what)  # missing, or a folder, FIFO or device: each named as such
     try:
         im = Image.open(path)
         im.load()

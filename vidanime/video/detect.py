@@ -43,9 +43,12 @@ __all__ = [
     "ANIME_BOX_LANDMARKS",
     "check_frames",
     "box_iou",
+    "MIN_FRAME_SIDE",
 ]
 
 logger = logging.getLogger(__name__)
+
+MIN_FRAME_SIDE = 8  # smaller frames cannot hold a face any detector finds
 
 
 @dataclass
@@ -92,8 +95,9 @@ def check_frames(frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         f = np.asarray(f)
         if f.ndim != 3 or f.shape[2] != 3 or f.dtype != np.uint8:
             raise MediaError(f"frame {i}: expected an (H, W, 3) uint8 RGB array, got shape {f.shape} dtype {f.dtype}")
-        if f.shape[0] < 8 or f.shape[1] < 8:
-            raise MediaError(f"frame {i}: size {f.shape[1]}x{f.shape[0]} is too small (expected at least 8x8)")
+        if f.shape[0] < MIN_FRAME_SIDE or f.shape[1] < MIN_FRAME_SIDE:
+            raise MediaError(f"frame {i}: size {f.shape[1]}x{f.shape[0]} is too small "
+                             f"(expected at least {MIN_FRAME_SIDE}x{MIN_FRAME_SIDE})")
         out.append(f)
     return out
 

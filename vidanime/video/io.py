@@ -28,7 +28,8 @@ import numpy as np
 from ..errors import MediaError
 from .probe import VideoInfo, normalize_rotation, open_video, probe
 
-__all__ = ["Frame", "VideoReader", "VideoWriter", "parse_position", "probe", "VideoInfo", "X264_PRESETS"]
+__all__ = ["Frame", "VideoReader", "VideoWriter", "parse_position", "probe", "VideoInfo", "X264_PRESETS",
+           "check_video_output", "default_codec"]
 
 # x264's speed presets (checked before any work: a bad one used to fail only when the encoder opened)
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
@@ -148,16 +149,47 @@ class VideoReader:
         self._container = container
         return container, vs
 
-    def _decoded(self, container, vs) -> Iterator:
+    def _decoded(self, container, vs, damage: dict[str, int]) -> Iterator:
+        """The frames of ``vs``, packet by packet: a packet the decoder refuses (corrupt data in the middle of a clip)
+        is skipped and counted in ``damage["undecodable"]``, packets and frames FFmpeg flags as corrupt (decoded with
+        concealment) in ``damage["corrupt"]``; a file that yields no frame at all is a MediaError."""
         import av
 
+        frames = 0
         try:
-            yield from container.decode(vs)
+            for packet in container.demux(vs):
+                try:
+                    decoded = packet.decode()
+                except av.error.EOFError:
+                    return
+                except av.error.InvalidDataError as exc:
+                    damage["undecodable"] += 1
+                    if damage["undecodable"] == 1:
+                        log.debug("%s: packet at pts %s not decodable: %s", self.path, packet.pts, exc)
+                    continue
+                if packet.is_corrupt:
+                    damage["corrupt"] += 1
+                for frame in decoded:
+                    if frame.is_corrupt and not packet.is_corrupt:
+                        damage["corrupt"] += 1
+                    frames += 1
+                    yield frame
         except av.error.EOFError:
             return
         except av.error.FFmpegError as exc:
             raise MediaError(f"decoding {self.path} failed: {exc.strerror or exc} "
                              "(truncated or corrupt file?)") from None
+        if not frames and damage["undecodable"]:
+            raise MediaError(f"decoding {self.path} failed: none of its {damage['undecodable']} damaged packets "
+                             "could be decoded (truncated or corrupt file?)")
+
+    def _warn_damage(self, damage: dict[str, int]) -> None:
+        """One warning line per pass over the clip when the decoder met damaged data."""
+        parts = ([f"{damage['undecodable']} undecodable packet(s) skipped"] if damage["undecodable"] else []) + \
+                ([f"{damage['corrupt']} corrupt packet(s)/frame(s) concealed"] if damage["corrupt"] else [])
+        if parts:
+            log.warning("%s is damaged: %s by the decoder; the output may miss frames or show the damage there",
+                        self.path, " and ".join(parts))
 
     def __iter__(self) -> Iterator[Frame]:
         container, vs = self._open()
@@ -170,9 +202,21 @@ class VideoReader:
             container.seek(target, stream=vs, backward=True, any_frame=False)
             seeked = True
         rot = normalize_rotation(self.info.rotation) if self.apply_rotation else 0
+        damage = {"undecodable": 0, "corrupt": 0}
+        try:
+            yield from self._frames(container, vs, tb, fps, t_first, seeked, rot, damage)
+        except GeneratorExit:  # the caller stopped early: say what it met so far
+            self._warn_damage(damage)
+            raise
+        self._warn_damage(damage)
+        self.close()
+
+    def _frames(self, container, vs, tb: Fraction, fps: float, t_first: float, seeked: bool, rot: int,
+                damage: dict[str, int]) -> Iterator[Frame]:
+        """The frames of the selected range, upright RGB (the body of :meth:`__iter__`)."""
         index = 0
         first_done = False
-        frames = self._decoded(container, vs)
+        frames = self._decoded(container, vs, damage)
         while True:
             frame = next(frames, None)
             if frame is None:
@@ -185,7 +229,8 @@ class VideoReader:
                 # Seek landed after the target (broken index): start over from the beginning.
                 log.debug("seek overshoot in %s (%.3f s > %.3f s); decoding from the start", self.path, rel, self._t0)
                 container.seek(0, stream=vs, backward=True)
-                frames, seeked = self._decoded(container, vs), False
+                frames, seeked = self._decoded(container, vs, damage), False
+                damage.update(undecodable=0, corrupt=0)  # counted again from the start
                 continue
             if rel < self._t0:
                 index += 1
@@ -200,7 +245,6 @@ class VideoReader:
                 img = np.ascontiguousarray(np.rot90(img, k=rot // 90))
             yield Frame(image=img, pts=int(frame.pts), time=t, index=index, time_base=tb)
             index += 1
-        self.close()
 
     def close(self) -> None:
         if self._container is not None:
@@ -216,6 +260,48 @@ class VideoReader:
 
 
 _CONTAINER_OPTIONS = {"mp4": {"movflags": "+faststart"}, "mov": {"movflags": "+faststart"}}
+
+
+def default_codec(path: str | os.PathLike) -> str:
+    """The video codec :class:`VideoWriter` uses for ``path``: VP9 for .webm, else H.264."""
+    return "libvpx-vp9" if Path(path).suffix.lower() == ".webm" else "libx264"
+
+
+def check_video_output(path: str | os.PathLike, what: str = "output video", codec: str | None = None) -> Path:
+    """Check, before any work (models, decoding), that :class:`VideoWriter` can write ``path``: a writable place (see
+    :func:`~vidanime.fileio.check_output_path`) and a container, guessed from the suffix, that holds the codec (probed
+    by opening a few-byte file of that container in a temporary folder, a few ms).  One-line MediaError otherwise."""
+    import tempfile
+
+    import av
+
+    from ..fileio import check_output_path
+
+    p = check_output_path(path, what)
+    codec = codec or default_codec(p)
+    ext = p.suffix.lower().lstrip(".")
+    expected = "expected .mp4, .mkv, .mov or .webm"
+    if not ext:
+        raise MediaError(f"{what} {p} has no suffix to choose a container from; {expected}")
+    with tempfile.TemporaryDirectory(prefix="vidanime-") as tmp:
+        try:
+            container = av.open(os.path.join(tmp, f"probe.{ext}"), mode="w", options=_CONTAINER_OPTIONS.get(ext, {}))
+        except (av.error.FFmpegError, ValueError) as exc:
+            raise MediaError(f"cannot write {what} {p}: {exc} (unknown suffix '.{ext}'?); {expected}") from None
+        try:
+            stream = container.add_stream(codec, rate=25)
+            stream.width = stream.height = 64
+            stream.pix_fmt = "yuv420p"
+            if codec == "libx264":
+                stream.options = {"preset": "ultrafast"}
+            container.start_encoding()
+        except (av.error.FFmpegError, ValueError) as exc:
+            why = exc.strerror if isinstance(exc, av.error.FFmpegError) else exc
+            raise MediaError(f"cannot write {what} {p}: the '.{ext}' container cannot hold {codec} video ({why}); "
+                             f"{expected}") from None
+        finally:
+            container.close()
+    return p
 
 
 def _source_has_audio(path: str | os.PathLike) -> bool:
@@ -281,8 +367,7 @@ class VideoWriter:
         if even not in ("pad", "crop"):
             raise MediaError(f"even={even!r}; expected 'pad' or 'crop'")
         self.crf, self.preset, self.even, self.threads = int(crf), str(preset), even, int(threads)
-        ext = self.path.suffix.lower().lstrip(".")
-        self.codec = codec or ("libvpx-vp9" if ext == "webm" else "libx264")
+        self.codec = codec or default_codec(self.path)
         if self.codec == "libx264" and self.preset not in X264_PRESETS:
             raise MediaError(f"preset={preset!r} is not an x264 preset; expected one of {', '.join(X264_PRESETS)}")
         if self.codec not in av.codecs_available:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import MediaError
+from ..fileio import check_input_file
 
 __all__ = ["AudioInfo", "VideoInfo", "probe", "open_video", "normalize_rotation"]
 
@@ -111,8 +112,7 @@ def _check_path(path: str | os.PathLike) -> Path:
     p = Path(path)
     if not p.exists():
         raise MediaError(f"input video {p} does not exist; expected a path to a video file")
-    if not p.is_file():
-        raise MediaError(f"input video {p} is not a file; expected a path to a video file")
+    check_input_file(p, "input video")  # a folder, FIFO or device is named as such
     if p.stat().st_size == 0:
         raise MediaError(f"input video {p} is empty (0 bytes); expected a video file")
     return p

@@ -1,0 +1,273 @@
+"""Hardening (issue #19 item 6, #18's batch --temporal), through the console-script entry point ``pipelines.cli.run``:
+each bad input is refused with exit status 2 and one ``error:`` line naming the problem (no traceback) before any model
+is loaded; a clip damaged in the middle is translated with one warning line; failed web jobs leave no job folder and
+the page names the upload, not the server's paths."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def vidanime(monkeypatch, capsys):
+    """Run ``vidanime ARGS`` in this process like the console script does; → (exit status, stdout, stderr).  The
+    signal handlers that ``run`` installs are put back afterwards."""
+    from pipelines.cli import run
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGHUP)}
+
+    def call(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        monkeypatch.setattr(sys, "argv", ["vidanime", *map(str, args)])
+        try:
+            run()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    yield call
+    for s, handler in saved.items():
+        signal.signal(s, handler)
+
+
+@pytest.fixture
+def no_models(monkeypatch):
+    """Every way a command loads a model fails the test: the checks under test must come first."""
+    import pipelines.batch
+    import pipelines.edit
+    import pipelines.finetune
+    import pipelines.image_translate
+    import pipelines.manga
+    import pipelines.parse
+    import pipelines.translate
+    import vidanime.registry
+
+    def loaded(*args, **kwargs):
+        raise AssertionError("a model was loaded before the inputs were checked")
+
+    for module, name in ((vidanime.registry, "load_model"), (vidanime.registry, "load_styleanime")):
+        monkeypatch.setattr(module, name, loaded)
+    for cls, name in ((pipelines.translate.TranslatePipeline, "from_pretrained"),
+                      (pipelines.batch.BatchPipeline, "from_pretrained"),
+                      (pipelines.image_translate.ImageTranslatePipeline, "from_checkpoint"),
+                      (pipelines.manga.MangaPipeline, "from_checkpoint"),
+                      (pipelines.edit.EditPipeline, "from_checkpoint"),
+                      (pipelines.parse.ParsePipeline, "for_domain")):
+        monkeypatch.setattr(cls, name, classmethod(loaded))
+    monkeypatch.setattr(pipelines.finetune.FinetunePipeline, "_load_model", staticmethod(loaded))
+
+
+def _one_error_line(code: int, err: str, *says: str) -> str:
+    """Exit status 2 and exactly one non-empty stderr line, ``error: ...``, holding every string of ``says``."""
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2, err
+    assert "Traceback" not in err and len(lines) == 1 and lines[0].startswith("error: "), err
+    for s in says:
+        assert s in lines[0], err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> Path:
+    from vidanime.data.demo_clip import make_demo_clip
+
+    return make_demo_clip(tmp_path_factory.mktemp("clip") / "c.mp4", seconds=0.5, size=64)
+
+
+def _encode(path: Path, size: tuple[int, int], n: int, fmt: str | None = None, codec: str = "libx264",
+            seed: int = 0) -> Path:
+    """``n`` frames of noise, H.264 (a keyframe every 5 frames) or lossless FFV1 (any size), ``size`` = (W, H)."""
+    import av
+
+    rng = np.random.default_rng(seed)
+    w, h = size
+    with av.open(str(path), "w", format=fmt) as c:
+        s = c.add_stream(codec, rate=10)
+        s.width, s.height = w, h
+        s.pix_fmt = "yuv420p" if codec == "libx264" else "yuv444p"
+        if codec == "libx264":
+            s.options = {"g": "5", "preset": "ultrafast"}
+        for i in range(n):
+            f = av.VideoFrame.from_ndarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), format="rgb24")
+            f.pts, f.time_base = i, Fraction(1, 10)
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------------- item 6a
+def test_random_bytes_as_checkpoint_are_not_called_pickled(tmp_path, clip, vidanime):
+    """Bytes that merely start like a torch zip ('PK') or a pickle (0x80 0x02) are not a (readable) torch checkpoint,
+    not 'holds pickled objects' (torch's weights-only message) and never a raw IndexError/KeyError; a real pickle of
+    an object is still called pickled objects."""
+    import torch
+
+    from vidanime.checkpoint import read_torch_file
+    from vidanime.errors import CheckpointError
+
+    rng = np.random.default_rng(0)
+    for i, head in enumerate((b"PK", b"PK\x03\x04", b"\x80\x02", b"\x80\x05") * 25):
+        junk = tmp_path / f"junk{i}.pt"
+        junk.write_bytes(head + rng.integers(0, 256, 3000, dtype=np.uint8).tobytes())
+        with pytest.raises(CheckpointError) as caught:
+            read_torch_file(junk)
+        assert "pickled" not in str(caught.value), (head, str(caught.value))
+    for head in (b"PK", b"\x80\x02"):
+        junk = tmp_path / "junk.pt"
+        junk.write_bytes(head + rng.integers(0, 256, 3000, dtype=np.uint8).tobytes())
+        code, _, err = vidanime("translate", clip, tmp_path / "o.mp4", "--checkpoint", junk, "--no-progress")
+        line = _one_error_line(code, err, "junk.pt", "torch checkpoint")
+        assert "pickled" not in line
+    obj = tmp_path / "obj.pt"
+    torch.save({"obj": torch.nn.Linear(1, 1)}, obj)
+    with pytest.raises(CheckpointError, match="holds pickled objects"):
+        read_torch_file(obj)
+    assert not (tmp_path / "o.mp4").exists()
+
+
+# ------------------------------------------------------------------------------------------------------- item 6b
+def test_fifo_or_device_input_is_not_a_regular_file(tmp_path, vidanime, no_models):
+    fifo_mp4, fifo_png = tmp_path / "pipe.mp4", tmp_path / "pipe.png"
+    os.mkfifo(fifo_mp4)
+    os.mkfifo(fifo_png)
+    cases = [("info", "/dev/null"), ("transcode", "/dev/null", tmp_path / "o.mp4"),
+             ("transcode", fifo_mp4, tmp_path / "o.mp4"), ("translate", fifo_mp4, tmp_path / "o.mp4"),
+             ("image", "translate", fifo_png, tmp_path / "o.png"), ("parse", fifo_png, tmp_path / "o.png")]
+    for args in cases:
+        code, _, err = vidanime(*args)
+        kind = "a device" if "/dev/null" in args else "a FIFO (named pipe)"
+        _one_error_line(code, err, f"is {kind}, not a regular file")
+        assert "not found" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe.mp4", "pipe.png"]
+
+
+# ------------------------------------------------------------------------------------------------------- item 6c
+@pytest.mark.parametrize("container", ["mp4", "ts"])
+def test_clip_damaged_in_the_middle_warns_once(tmp_path, vidanime, container):
+    """Bytes overwritten in the middle third: the frames that decode are written (exit 0) and one warning line counts
+    what the decoder skipped or concealed.  (Before: mp4 failed as a whole, MPEG-TS succeeded without a word.)"""
+    src = _encode(tmp_path / f"clean.{container}", (64, 64), 30, fmt="mpegts" if container == "ts" else None)
+    data = bytearray(src.read_bytes())
+    rng = np.random.default_rng(1)
+    for k in range(int(len(data) * 0.4), int(len(data) * 0.6), 97):
+        data[k] = int(rng.integers(0, 256))
+    bad = tmp_path / f"bad.{container}"
+    bad.write_bytes(bytes(data))
+    out = tmp_path / "out.mp4"
+    code, stdout, err = vidanime("transcode", bad, out)
+    assert code == 0 and "Traceback" not in err, err
+    warnings = [ln for ln in err.replace("\r", "\n").splitlines() if "is damaged" in ln]
+    assert len(warnings) == 1, err
+    assert f"bad.{container} is damaged: " in warnings[0] and "packet(s)" in warnings[0], warnings
+    assert out.is_file() and "wrote" in stdout
+
+
+# ------------------------------------------------------------------------------------------------------- item 6d
+def test_odd_frame_size_is_said_once(tmp_path, vidanime):
+    src = _encode(tmp_path / "odd.mkv", (33, 25), 4, codec="ffv1")
+    code, _, err = vidanime("transcode", src, tmp_path / "o.mp4")
+    assert code == 0, err
+    assert err.count("33x25 is odd; padding to 34x26") == 1, err
+
+
+# ------------------------------------------------------------------------------------------------------- item 6f
+def test_bad_paths_and_sizes_are_refused_before_any_model_loads(tmp_path, clip, vidanime, no_models):
+    """1x1 input, outputs where nothing can be written (/proc), a device or an unknown container as output: one line,
+    exit 2, nothing written, and no model loaded (the loaders fail the test)."""
+    tiny = _encode(tmp_path / "tiny.mp4", (2, 2), 3)
+    face = tmp_path / "face.png"
+    from PIL import Image
+
+    Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(face)
+    labels = tmp_path / "labels.png"
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(labels)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.mp4").write_bytes(clip.read_bytes())
+    before = {p: p.read_bytes() for p in (clip, tiny, face, labels)}
+    cases = [
+        (("translate", tiny, tmp_path / "o.mp4"), "is 2x2 px: too small"),
+        (("translate", clip, "/proc/o.mp4"), "cannot write output video /proc/o.mp4"),
+        (("translate", clip, "/dev/null"), "/dev/null is a device, not a regular file"),
+        (("translate", clip, tmp_path / "o.txt"), "unknown suffix '.txt'"),
+        (("translate", clip, tmp_path / "o.mp4", "--preview", "/proc/p.mp4"), "cannot write preview video"),
+        (("translate", clip, tmp_path / "o.mp4", "--end", "0"), "end='0' is not after the start of the clip"),
+        (("batch", tmp_path / "in", "/proc/out"), "cannot write output folder /proc/out"),
+        (("image", "translate", face, "/proc/o.png"), "cannot write output image /proc/o.png"),
+        (("image", "manga", face, "/proc/o.png", "-r", face), "cannot write output image /proc/o.png"),
+        (("parse", face, "/proc/o.png"), "cannot write output labels /proc/o.png"),
+        (("edit", face, "-p", labels, "/proc/o.png"), "cannot write output image /proc/o.png"),
+        (("finetune", clip, "--out", "/proc/ft"), "cannot write run folder /proc/ft"),
+    ]
+    for args, says in cases:
+        code, _, err = vidanime(*args)
+        _one_error_line(code, err, says)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["face.png", "in", "labels.png", "tiny.mp4"]
+    assert all(p.read_bytes() == b for p, b in before.items())
+
+
+# ------------------------------------------------------------------------------------------------------- item 6g
+def test_failed_web_jobs_leave_no_folder_and_no_server_paths(tmp_path, clip):
+    pytest.importorskip("gradio")
+    from pipelines.web import WebConfig, build_app, translate_video
+    from vidanime.errors import MediaError
+
+    config = WebConfig(workdir=str(tmp_path / "web"))
+    with pytest.raises(MediaError, match="not after the start"):
+        translate_video(clip, config, end="0")
+    upload = tmp_path / "gradio" / "0a1b2c" / "notes.mp4"  # where Gradio keeps an upload
+    upload.parent.mkdir(parents=True)
+    upload.write_text("not a video\n")
+    app = build_app(config)
+    run_video = next(f.fn for f in app.fns.values() if getattr(f.fn, "__name__", "") == "run_video")
+    for video, end in ((upload, ""), (clip, "0")):
+        *outs, msg = run_video(str(video), "p2a", 1.0, 0, "all", "", end)
+        assert outs == [None] * 4 and msg.startswith("**Error:**") and "\n" not in msg, msg
+        assert str(tmp_path) not in msg and "/tmp" not in msg and config.workdir not in msg, msg
+    assert "cannot read notes.mp4:" in run_video(str(upload), "p2a", 1.0, 0, "all", "", "")[-1]
+    assert not list(Path(config.workdir).glob("job-*"))
+
+
+# -------------------------------------------------------------------------------------------- issue 18: batch
+def test_batch_accepts_temporal_like_translate(tmp_path, clip, monkeypatch):
+    from click.testing import CliRunner
+
+    from pipelines.batch import BatchPipeline, PipelineSpec
+    from pipelines.cli import main
+
+    r = CliRunner().invoke(main, ["batch", "--help"])
+    assert r.exit_code == 0 and "--temporal [off|filter]" in r.output and "default: filter" in r.output
+    specs: list[PipelineSpec] = []
+    monkeypatch.setattr(PipelineSpec, "check", lambda self: specs.append(self) or self)
+    monkeypatch.setattr(BatchPipeline, "__call__", _stop)
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.mp4").write_bytes(clip.read_bytes())
+    for extra, want in (([], "filter"), (["--temporal", "off"], "off")):
+        r = CliRunner().invoke(main, ["batch", str(tmp_path / "in"), str(tmp_path / "out"), *extra])
+        assert isinstance(r.exception, _Stop), r.output
+        assert specs[-1].temporal == want
+    r = CliRunner().invoke(main, ["batch", str(tmp_path / "in"), str(tmp_path / "out"), "--temporal", "bogus"])
+    assert r.exit_code == 2 and "'bogus' is not one of 'off', 'filter'" in r.output
+    # and each worker's pipeline is built with it
+    seen = {}
+    monkeypatch.setattr("pipelines.translate.TranslatePipeline.from_pretrained",
+                        classmethod(lambda cls, *a, **k: seen.update(k)))
+    PipelineSpec(temporal="off")()
+    assert seen["temporal"] == "off"
+
+
+class _Stop(Exception):
+    """Raised instead of running the batch: the test only looks at what the command built."""
+
+
+def _stop(self, *args, **kwargs):
+    raise _Stop
