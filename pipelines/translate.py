@@ -41,13 +41,16 @@ OUTPUT_PARSERS = {"p2a": "parser-anime", "a2p": "parser-portrait"}
 def build_refiner(model: Any, direction: str = "p2a", parser: str | os.PathLike | None = None,
                   device: Any = "cpu", **config: Any) -> Any:
     """A :class:`~vidanime.train.refine.LatentRefiner` for ``model`` with the output-domain parser (a name or path;
-    default :data:`OUTPUT_PARSERS` of ``direction``); ``config``: :class:`~vidanime.train.refine.RefineConfig`
-    fields."""
+    default :data:`OUTPUT_PARSERS` of ``direction``) and the discriminators saved with the model (its anime terms;
+    a model without them is refined without those terms, said once); ``config``:
+    :class:`~vidanime.train.refine.RefineConfig` fields."""
     from vidanime.registry import load_model
     from vidanime.train.refine import LatentRefiner, RefineConfig
+    from vidanime.train.styleanime import discriminators_from_checkpoint
 
     out_parser = load_model(parser or OUTPUT_PARSERS[direction], device=device, format="vidanime.parser")
-    return LatentRefiner(model, out_parser, RefineConfig(**config))
+    discs = discriminators_from_checkpoint({"discriminators": getattr(model, "discriminator_state", None)}, model)
+    return LatentRefiner(model, out_parser, RefineConfig(**config), discs)
 
 
 @dataclass
@@ -190,9 +193,31 @@ class TranslatePipeline:
 
     # ------------------------------------------------------------------------------------------------------- checks
     @staticmethod
+    def check_options(options: TranslateOptions) -> None:
+        """Validate the per-run options alone (no paths); raises a one-line error naming the bad value."""
+        from numbers import Integral
+
+        from vidanime.video.io import X264_PRESETS
+
+        if options.faces not in ("all", "largest"):
+            raise ConfigError(f"faces='{options.faces}' is not one of: all, largest")
+        if options.batch < 1 or options.queue < 1:
+            raise ConfigError(f"batch={options.batch} and queue={options.queue} must be >= 1")
+        if isinstance(options.crf, bool) or not isinstance(options.crf, Integral) or not 0 <= options.crf <= 51:
+            raise ConfigError(f"crf={options.crf!r}; expected an integer in 0..51 (18 is visually lossless)")
+        if options.preset not in X264_PRESETS:
+            raise ConfigError(f"preset={options.preset!r} is not an x264 preset; expected one of "
+                              f"{', '.join(X264_PRESETS)}")
+
+    @staticmethod
     def check_inputs(input: str | os.PathLike, output: str | os.PathLike, options: TranslateOptions) -> None:
-        """Validate paths and options before any work; raises a one-line error naming the bad value."""
+        """Validate paths and options before any work (no model is needed, so the CLI calls it before loading any):
+        the input is a readable video of at least 8x8 px with a non-empty ``start``/``end`` range, the output and
+        preview are writable video paths other than the input, the options are sane.  Raises a one-line error naming
+        the bad value."""
         from vidanime.fileio import check_input_file, check_not_same_file
+        from vidanime.video.detect import MIN_FRAME_SIDE
+        from vidanime.video.io import check_video_output
 
         src, dst = Path(input), Path(output)
         check_input_file(src, "input video")
@@ -201,10 +226,14 @@ class TranslatePipeline:
             check_not_same_file(src, options.preview)
             if Path(options.preview).resolve() == dst.resolve():
                 raise MediaError(f"preview path {options.preview} is the output path; choose another name")
-        if options.faces not in ("all", "largest"):
-            raise ConfigError(f"faces='{options.faces}' is not one of: all, largest")
-        if options.batch < 1 or options.queue < 1:
-            raise ConfigError(f"batch={options.batch} and queue={options.queue} must be >= 1")
+        TranslatePipeline.check_options(options)
+        check_video_output(dst, "output video")
+        if options.preview:
+            check_video_output(options.preview, "preview video")
+        info = VideoReader(src, start=options.start, end=options.end).info  # reads the headers, checks the range
+        if min(info.width, info.height) < MIN_FRAME_SIDE:
+            raise MediaError(f"input video {src} is {info.width}x{info.height} px: too small to hold a face "
+                             f"(expected at least {MIN_FRAME_SIDE}x{MIN_FRAME_SIDE})")
 
     # --------------------------------------------------------------------------------------------------------- run
     def _items(self, reader: VideoReader, processor: FaceProcessor) -> Iterator[_Item]:

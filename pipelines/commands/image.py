@@ -42,8 +42,8 @@ def cli() -> None:
                    "images of another size.")
 @click.option("--refine", default=None, type=click.IntRange(min=0), metavar="N",
               help="Test-time refinement: N Adam steps on each W+ code towards IN's layout and hair/skin/eye colours "
-                   "(an addition to the paper; a few seconds per face on CPU) [default: the checkpoint's measured "
-                   "default, see README; 0 = off].")
+                   "and the anime look (an addition to the paper) [default: the checkpoint's measured default, 10 "
+                   "steps for the bundled model, about 1 s per face on 2 CPU cores; 0 = off].")
 @click.option("--refine-parser", default=None, metavar="NAME|PATH",
               help="Output-domain parser of --refine [default: parser-anime for p2a, parser-portrait for a2p].")
 @click.option("--device", type=DEVICE, default="cpu", show_default=True, help="torch device, e.g. cuda.")
@@ -55,10 +55,11 @@ def translate(input: str, output: str, checkpoint: str, parsing: str | None, par
 
     With no option, the bundled model and parser of --direction are used: `vidanime image translate face.jpg out.png`.
     """
-    from pipelines.image_translate import ImageTranslatePipeline
+    from pipelines.image_translate import ImageTranslatePipeline, check_image_paths
     from pipelines.translate import DEFAULT_MODELS, build_refiner
     from vidanime.registry import load_model, resolve_path
 
+    check_image_paths(input, output)  # before any model is loaded
     default_ckpt, default_parser = DEFAULT_MODELS[direction]
     kwargs = {}
     if facebank is not None:
@@ -97,10 +98,12 @@ def translate(input: str, output: str, checkpoint: str, parsing: str | None, par
 def manga(input: str, output: str, reference: str, checkpoint: str, parser: str, tone_sigma: float, median: int,
           save_parsing: bool, resize: bool, device: str) -> None:
     """Translate manga face crops IN (grey line art; a file or a folder) with REFERENCE's appearance into OUT."""
+    from pipelines.image_translate import check_image_paths
     from pipelines.manga import MangaPipeline
     from vidanime.data.manga import MangaConfig
     from vidanime.registry import resolve_path
 
+    check_image_paths(input, output)  # before any model is loaded
     pipe = MangaPipeline.from_checkpoint(resolve_path(checkpoint), parser, device=device,
                                          manga=MangaConfig(tone_sigma=tone_sigma, median=median))
     written = pipe(input, output, reference=reference, resize=resize, save_parsing=save_parsing)

@@ -98,3 +98,57 @@ def test_bad_settings_are_one_line_errors():
         RefineConfig(steps=-1)
     with pytest.raises(VidanimeError, match="lambda_pull"):
         RefineConfig(lambda_pull=-0.1)
+
+
+def _discriminators(model: StyleAnime, seed: int = 3):
+    from vidanime.losses.latent import LatentDiscriminator
+    from vidanime.models.stylegan2 import Discriminator
+
+    torch.manual_seed(seed)
+    gcfg = model.config.generator
+    return LatentDiscriminator(gcfg.n_latent, gcfg.style_dim), Discriminator(gcfg)
+
+
+def test_anime_terms_follow_the_discriminators_and_are_dropped_without_them(model):
+    s = model.image_size
+    torch.manual_seed(2)
+    labels = torch.zeros(2, s, s, dtype=torch.long)
+    image = torch.zeros(2, 3, s, s)
+    with torch.no_grad():
+        w0 = model.encode(image, labels)
+    d1, d2 = _discriminators(model)
+    only_d = RefineConfig(steps=30, lr=0.05, lambda_structure=0, lambda_colour=0, lambda_pull=0.0,
+                          lambda_adv=1.0, lambda_latent=1.0)
+    ref = LatentRefiner(model, ConvParser(2 * s), only_d, (d1, d2))
+    # the D2 term is softplus(-D2) of each image on its own (no minibatch coupling): a hand computation per face
+    with torch.no_grad():
+        terms = ref.losses(w0, w0, image, labels)[1]
+        out = model.decode(w0)
+        expect = torch.nn.functional.softplus(-torch.cat([d2(out[:1]), d2(out[1:])])).mean().item()
+    assert terms["adv"] == pytest.approx(expect, rel=1e-5)
+    assert terms["latent"] == pytest.approx(torch.nn.functional.softplus(-d1(w0)).mean().item(), rel=1e-5)
+    after = ref.losses(ref(w0, image, labels), w0, image, labels)[1]
+    assert after["adv"] < terms["adv"] and after["latent"] < terms["latent"], (terms, after)
+    # a model without saved discriminators refines without those terms (the config's weights set to 0)
+    plain = LatentRefiner(model, ConvParser(2 * s), only_d)
+    assert plain.config.lambda_adv == 0 and plain.config.lambda_latent == 0
+    assert plain.losses(w0, w0, image, labels)[1]["adv"] == 0
+
+
+def test_saved_discriminators_reach_the_refiner_through_the_checkpoint(model, tmp_path, monkeypatch):
+    import vidanime.registry as registry
+    from pipelines.translate import build_refiner
+    from vidanime.models.styleanime import save_styleanime
+
+    d1, d2 = _discriminators(model, seed=4)
+    disc = {"d1": d1.state_dict(), "d2": d2.state_dict(), "d1_layers": 4, "mbstd_group": 4}
+    loaded = registry.load_styleanime(save_styleanime(tmp_path / "m.pt", model, discriminators=disc))
+    again = registry.load_styleanime(save_styleanime(tmp_path / "again.pt", loaded))  # kept when re-saved
+    monkeypatch.setattr(registry, "load_model", lambda *a, **k: ConvParser(2 * model.image_size))
+    for m in (loaded, again):
+        ref = build_refiner(m, "p2a")
+        assert ref.config.lambda_adv > 0 and ref.config.lambda_latent > 0
+        for mine, saved in ((ref.d1, d1), (ref.d2, d2)):
+            assert all(torch.equal(a, b) for a, b in zip(mine.state_dict().values(), saved.state_dict().values()))
+    assert model.discriminator_state is None  # the fixture's model has none: its refiner drops the terms
+    assert build_refiner(model, "p2a").config.lambda_adv == 0

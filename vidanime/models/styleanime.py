@@ -116,6 +116,9 @@ class StyleAnime(nn.Module):
         # Test-time defaults measured for this model and saved with it (``inference`` in the checkpoint): FaceBank
         # ``alpha`` and ``k`` used when a caller passes alpha=None, and ``refine`` steps for still images.
         self.inference: dict[str, Any] = {}
+        # The training's discriminators D1/D2 as saved with the checkpoint (``discriminators``: state dicts, not
+        # submodules), for the per-clip fine-tune's L_base and the refinement's anime terms; None when absent.
+        self.discriminator_state: dict[str, Any] | None = None
 
     # ---- properties ----------------------------------------------------------------------------------------------
     @property
@@ -282,6 +285,7 @@ def styleanime_from_checkpoint(ckpt: Mapping[str, Any]) -> StyleAnime:
     if bank is not None:
         model.facebank = FaceBank.from_checkpoint({"format": "vidanime.facebank", **bank})
     model.inference = dict(ckpt.get("inference") or {})
+    model.discriminator_state = ckpt.get("discriminators") or None
     return model.eval()
 
 
@@ -299,6 +303,8 @@ def save_styleanime(path: str | os.PathLike, model: StyleAnime, facebank: FaceBa
     bank = facebank if facebank is not None else model.facebank
     if model.inference and "inference" not in extras:
         extras["inference"] = dict(model.inference)
+    if model.discriminator_state and "discriminators" not in extras:
+        extras["discriminators"] = model.discriminator_state
     if bank is not None:
         extras["facebank"] = {"config": config_to_dict(bank.config), "state_dict": {"codes": bank.codes.detach().cpu()}}
     state = {k: (v.half() if dtype == "float16" and v.is_floating_point() else v)

@@ -11,7 +11,12 @@ Starting from the encoders' code w₀ (B, n_latent, D), minimise over w
   + λ_c · L_cp(G(w), input, input parsing)                      colour: the paper's histogram-matching guide on hair,
                                                                 skin and eyes, per pixel, so a mixture of wrong
                                                                 colours with the right mean cannot satisfy it;
-  + λ_p · mean(((w − w₀) / σ_W)²)                               pull to the encoders' code (σ_W: spread of W).
+  + λ_p · mean(((w − w₀) / σ_W)²)                               pull to the encoders' code (σ_W: spread of W);
+  + λ_a · softplus(−D2(G(w)))                                   anime look: the model's own image discriminator
+                                                                (shipped in the checkpoint), so the colour and
+                                                                structure terms cannot pull the drawing into a photo;
+  + λ_l · softplus(−D1(w))                                      codes that look like anime codes to the latent
+                                                                discriminator D1 (also shipped).
 
 The parser runs at its own input size (the bundled anime parser labels 64-px faces as mostly hair).  Every sample in
 the batch is refined independently (the per-sample losses are summed).
@@ -19,7 +24,7 @@ the batch is refined independently (the per-sample losses are summed).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -54,11 +59,13 @@ class RefineConfig:
     lambda_structure: float = 1.0
     lambda_colour: float = 1.0
     lambda_pull: float = 0.05
+    lambda_adv: float = 1.0  # image discriminator D2 (needs the checkpoint's discriminators)
+    lambda_latent: float = 0.2  # latent discriminator D1 (idem)
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.lr <= 0:
             raise VidanimeError(f"refine steps / lr = {self.steps} / {self.lr}: expected >= 0 / > 0")
-        for key in ("lambda_structure", "lambda_colour", "lambda_pull"):
+        for key in ("lambda_structure", "lambda_colour", "lambda_pull", "lambda_adv", "lambda_latent"):
             if getattr(self, key) < 0:
                 raise VidanimeError(f"refine {key} = {getattr(self, key)}: expected a number >= 0")
 
@@ -117,10 +124,17 @@ class LatentRefiner:
     ``parser`` maps (B, 3, P, P) RGB in [0, 1] to logits in ``parser.config.label_set`` at ``parser.config.image_size``.
     """
 
-    def __init__(self, model: Any, parser: torch.nn.Module, config: RefineConfig | None = None):
+    def __init__(self, model: Any, parser: torch.nn.Module, config: RefineConfig | None = None,
+                 discriminators: tuple[torch.nn.Module, torch.nn.Module] | None = None):
         self.model = model
         self.config = config or RefineConfig()
         ref = model.latent_avg
+        if discriminators is None and (self.config.lambda_adv > 0 or self.config.lambda_latent > 0):
+            # Checkpoints from before D1/D2 were saved (and official files) have none: refine without those terms.
+            logger.info("no discriminators given: refinement without its anime terms (D1, D2)")
+            self.config = replace(self.config, lambda_adv=0.0, lambda_latent=0.0)
+        self.d1, self.d2 = ((d.eval().requires_grad_(False).to(ref.device) for d in discriminators)
+                            if discriminators is not None else (None, None))
         self.structure_loss = StructureLoss(parser, model.config.label_set, ref.device)
         self.w_std = w_spread(model.decoder).to(ref)
 
@@ -137,8 +151,14 @@ class LatentRefiner:
         else:
             col = zero
         pull = ((w - w0) / self.w_std).pow(2).mean((1, 2))
-        total = (c.lambda_structure * st + c.lambda_colour * col + c.lambda_pull * pull).sum()
-        return total, {"structure": st.mean().item(), "colour": col.mean().item(), "pull": pull.mean().item()}
+        # D2 one image at a time: its minibatch-stddev feature would otherwise couple the faces of a batch.
+        adv = (F.softplus(-torch.cat([self.d2(out[i : i + 1]) for i in range(len(out))])).flatten()
+               if c.lambda_adv > 0 else zero)
+        lat = F.softplus(-self.d1(w)).flatten() if c.lambda_latent > 0 else zero
+        total = (c.lambda_structure * st + c.lambda_colour * col + c.lambda_pull * pull + c.lambda_adv * adv
+                 + c.lambda_latent * lat).sum()
+        return total, {"structure": st.mean().item(), "colour": col.mean().item(), "pull": pull.mean().item(),
+                       "adv": adv.mean().item(), "latent": lat.mean().item()}
 
     def __call__(self, w0: torch.Tensor, image: torch.Tensor, labels: torch.Tensor,
                  steps: int | None = None) -> torch.Tensor:
