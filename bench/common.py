@@ -7,18 +7,9 @@ import resource
 import time
 from typing import Any, Callable, Sequence
 
+from vidanime.train.harness import cpu_model
+
 __all__ = ["machine_info", "print_table", "timeit", "clock", "peak_rss_mb", "cuda_available"]
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def cuda_available() -> bool:
@@ -33,7 +24,7 @@ def machine_info() -> str:
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return (
-        f"{_cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} "
+        f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), {gpu}, Python {platform.python_version()}"
     )
 

@@ -39,7 +39,7 @@ from vidanime.config import load_config
 from vidanime.data.pack import default_assets_root
 from vidanime.errors import ConfigError, VidanimeError
 from vidanime.fileio import atomic_write_text
-from vidanime.train.harness import Budget, resolve_device
+from vidanime.train.harness import Budget, device_name, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -181,9 +181,9 @@ class TrainAllPipeline:
         root_logger.addHandler(handler)
         root_logger.setLevel(min(previous_level or logging.WARNING, logging.INFO))  # the log file gets INFO rows
         try:
-            logger.info("train-all %s: device %s (%s), data %s, budget %s", self.source, dev, _device_name(dev),
+            logger.info("train-all %s: device %s (%s), data %s, budget %s", self.source, dev, device_name(dev),
                         assets, "none" if budget.seconds is None else f"{budget.seconds:.0f} s")
-            summary: dict[str, Any] = {"config": self.source, "device": str(dev), "device_name": _device_name(dev),
+            summary: dict[str, Any] = {"config": self.source, "device": str(dev), "device_name": device_name(dev),
                                        "budget_s": budget.seconds, "data": str(assets)}
             if smoke:
                 smoke_results = self._run_stages(out / "smoke", assets, dev, Budget(self.config.smoke_seconds),
@@ -319,22 +319,6 @@ class _MissingInput(VidanimeError):
 
 def _record_outputs(root: Path, outputs: Mapping[str, str]) -> None:
     atomic_write_text(root / "outputs.json", json.dumps(dict(outputs), indent=2) + "\n")
-
-
-def _device_name(dev: Any) -> str:
-    import platform
-
-    import torch
-
-    if getattr(dev, "type", "cpu") == "cuda":
-        return torch.cuda.get_device_name(dev)
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
-    except OSError:
-        pass
-    return f"{model}, {os.cpu_count()} cores"
 
 
 def _format_of(path: Path) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import time
 from contextlib import contextmanager, nullcontext
@@ -32,7 +33,7 @@ from ..errors import ConfigError
 logger = logging.getLogger(__name__)
 
 __all__ = ["Budget", "Every", "LoopResult", "RunningMean", "TrainLoop", "autocast", "check_finite", "configure_device",
-           "parse_duration", "resolve_device", "shorter_budget", "threads", "warmup_cosine"]
+           "cpu_model", "device_name", "parse_duration", "resolve_device", "shorter_budget", "threads", "warmup_cosine"]
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(h|m|s)")
 
@@ -106,6 +107,28 @@ def shorter_budget(budget: Budget | None, minutes: float) -> Budget | None:
 
 
 # ------------------------------------------------------------------------------------------------------------ device
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (else what :mod:`platform` knows), for logs and benchmark tables."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def device_name(dev: str | torch.device) -> str:
+    """A CUDA device's name, else the CPU's model and core count."""
+    dev = torch.device(dev)
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return f"{cpu_model()}, {os.cpu_count()} cores"
+
+
 def resolve_device(name: str | torch.device) -> torch.device:
     """``auto`` → cuda when available else cpu; an unavailable cuda request is a :class:`ConfigError`."""
     name = str(name)
