@@ -42,8 +42,8 @@ class WebConfig:
     ``cleanup_after_min``: job folders (and Gradio's upload cache) older than this are deleted; ``workdir``: where
     job folders go (default: ``<tmp>/vidanime-web``); ``checkpoint``/``parser``: StyleAnime checkpoint and face parser
     (registry names or paths; default: the bundled models of the chosen direction, else the identity face model for
-    videos); ``detector``/``detector_weights``: face detector for videos (default: mtcnn for p2a, animecascade for
-    a2p); ``max_finetune``: the largest fine-tune offered in the page."""
+    videos); ``detector``/``detector_weights``: face detector for videos (default: mtcnn for p2a, or haar
+    without facenet-pytorch; animeparser for a2p); ``max_finetune``: the largest fine-tune offered in the page."""
 
     max_upload_mb: float = 200.0
     max_seconds: float = 60.0

@@ -10,7 +10,7 @@ from vidanime.video.io import X264_PRESETS
 __all__ = ["DEVICE", "MODEL_OPTIONS", "REFINE_OPTIONS", "RENDER_OPTIONS", "DETECTOR_OPTIONS", "TEMPORAL_OPTION",
            "checkpoint_option", "parser_option", "direction_option", "finetune_option"]
 
-DETECTORS = ["mtcnn", "retinaface", "yunet", "animecascade", "animeparser"]
+DETECTORS = ["mtcnn", "retinaface", "yunet", "animecascade", "animeparser", "haar"]  # vidanime.video.detect.DETECTORS
 
 
 def _stack(*decorators: Callable) -> Callable:
@@ -68,10 +68,11 @@ DEVICE = DeviceType()
 
 DETECTOR_OPTIONS = _stack(
     click.option("--detector", type=click.Choice(DETECTORS), default=None,
-                 help="Face detector (default: mtcnn for p2a, animeparser for a2p: the bundled anime parser, "
+                 help="Face detector (default: mtcnn for p2a, or haar when facenet-pytorch is missing: OpenCV's "
+                      "cascade + the bundled portrait parser; animeparser for a2p: the bundled anime parser; "
                       "no file needed)."),
     click.option("--detector-weights", default=None, metavar="PATH",
-                 help="Weights file for retinaface/yunet/animecascade."),
+                 help="Weights file for retinaface/yunet/animecascade (parser checkpoint for animeparser/haar)."),
 )
 
 MODEL_OPTIONS = _stack(

@@ -11,6 +11,9 @@ Backends (``create_detector(name, weights=...)``):
   over an anime parser's map) or, without one, from fixed positions inside the box (:data:`ANIME_BOX_LANDMARKS`).
 * ``animeparser`` — anime faces located by the bundled anime parser over sliding windows (no outside file);
   landmarks from the same parse (eye and mouth centroids).
+* ``haar`` — real faces with no extra package or outside file: OpenCV's Haar cascade (inside the opencv-python wheel)
+  for boxes, the bundled portrait parser on a crop around each box for landmarks and a face check.  The default when
+  facenet-pytorch (MTCNN) is not installed (:func:`default_detector`).
 
 Landmark order everywhere: image-left eye, image-right eye, nose, image-left mouth corner, image-right mouth corner,
 in pixel coordinates (x, y) of the input frame.  Frames are (H, W, 3) uint8 RGB.  Faces smaller than ``min_face``
@@ -36,7 +39,9 @@ __all__ = [
     "YuNetDetector",
     "AnimeCascadeDetector",
     "AnimeParserDetector",
+    "HaarDetector",
     "create_detector",
+    "mtcnn_available",
     "default_detector",
     "DETECTORS",
     "landmarks_from_parsing",
@@ -177,9 +182,7 @@ class MTCNNDetector(FaceDetector):
         try:
             from facenet_pytorch import MTCNN
         except ImportError as exc:  # a setup problem, say how to fix it
-            raise ConfigError(
-                "detector 'mtcnn' needs facenet-pytorch: pip install --no-deps facenet-pytorch==2.6.0"
-            ) from exc
+            raise ConfigError(f"detector 'mtcnn' needs facenet-pytorch: {MTCNN_FIX} (or use --detector haar)") from exc
         self.batch_size = batch_size
         self.model = MTCNN(keep_all=True, device=device, min_face_size=20, post_process=False)
 
@@ -359,19 +362,24 @@ def _two_eyes(labels: np.ndarray, eye_ids: list[int]) -> list[np.ndarray] | None
     return [pa, pb]
 
 
-def landmarks_from_parsing(labels: np.ndarray, label_set: str = "bisenet") -> np.ndarray | None:
-    """Five landmarks (5, 2) from a parsing map (H, W) of ints: eye centroids, nose centroid, mouth corners.
+def landmarks_from_parsing(labels: np.ndarray, label_set: str = "bisenet",
+                           nose: str = "centroid") -> np.ndarray | None:
+    """Five landmarks (5, 2) from a parsing map (H, W) of ints: eye centroids, nose, mouth corners.
 
     The eyes are the two largest eye blobs whatever their left/right label (else the two classes' centroids); the
-    mouth corners are the left- and right-most points of the mouth region (mouth + lips) at its mean height;
-    the nose falls back to the point below the eye midpoint when the map has no nose.  ``None`` when an eye or the
-    mouth is missing.  Works for any label set with ``l_eye``/``r_eye``/``mouth`` (BiSeNet, Danbooru, CelebAMask).
+    mouth corners are the left- and right-most points of the mouth region (mouth + lips) at its mean height.
+    ``nose="centroid"``: the nose region's centroid; ``"tip"``: its lower end (height: 80th percentile of the nose
+    pixels' rows; x: mean of its lowest 30 %), where MTCNN, RetinaFace and YuNet put the nose on real faces.  The nose
+    falls back to the point below the eye midpoint when the map has no nose.  ``None`` when an eye or the mouth is
+    missing.  Works for any label set with ``l_eye``/``r_eye``/``mouth`` (BiSeNet, Danbooru, CelebAMask).
     """
     from ..labels import LABEL_SETS, class_ids
 
     names = LABEL_SETS[label_set] if label_set in LABEL_SETS else None
     if names is None:
         raise ConfigError(f"unknown label set '{label_set}' (expected one of: {', '.join(LABEL_SETS)})")
+    if nose not in ("centroid", "tip"):
+        raise ConfigError(f"nose='{nose}': expected 'centroid' or 'tip'")
 
     def centroid(ids: list[int]) -> np.ndarray | None:
         ys, xs = np.nonzero(np.isin(labels, ids))
@@ -388,11 +396,16 @@ def landmarks_from_parsing(labels: np.ndarray, label_set: str = "bisenet") -> np
     my = ys.mean()
     left = np.array([xs.min(), my], np.float32)
     right = np.array([xs.max(), my], np.float32)
-    nose = centroid(class_ids(label_set, "nose"))
-    if nose is None:
+    nys, nxs = np.nonzero(np.isin(labels, class_ids(label_set, "nose")))
+    if len(nxs) == 0:
         mid = (eyes[0] + eyes[1]) / 2
-        nose = mid + (np.array([(left[0] + right[0]) / 2, my]) - mid) * 0.55
-    return np.stack([eyes[0], eyes[1], nose, left, right]).astype(np.float32)
+        nose_pt = mid + (np.array([(left[0] + right[0]) / 2, my]) - mid) * 0.55
+    elif nose == "tip":
+        low = nys >= np.quantile(nys, 0.7)
+        nose_pt = np.array([nxs[low].mean(), np.quantile(nys, 0.8)], np.float32)
+    else:
+        nose_pt = np.array([nxs.mean(), nys.mean()], np.float32)
+    return np.stack([eyes[0], eyes[1], nose_pt, left, right]).astype(np.float32)
 
 
 class AnimeParserDetector(FaceDetector):
@@ -501,23 +514,207 @@ class AnimeParserDetector(FaceDetector):
         return out
 
 
+class HaarDetector(FaceDetector):
+    """Real faces without an extra package or outside file: OpenCV's Haar cascade (inside the opencv-python wheel)
+    gives boxes, the bundled portrait parser gives landmarks and checks that each box holds a face.
+
+    Each cascade box is cut as a square ``crop_scale`` x its side around its centre (the framing of the parser's
+    CelebAMask-HQ training faces), resized to the parser's size P, and parsed; the crops of all boxes of a batch of
+    frames go through the parser together, ``batch`` at a time.  Landmarks come from :func:`landmarks_from_parsing`
+    (nose: the tip).  A box is kept only when the parse holds two eyes and a mouth, the eye midpoint lies in the box,
+    the eye distance is 0.15-0.8 of the box side and the mouth sits below the eyes: this cuts most of the cascade's
+    false positives.  Eye pixels are those where the two eye classes together reach ``eye_threshold`` (eyes behind
+    glasses or half shut rarely win the parser's argmax); faces with both eyes shut are still rejected (the tracker
+    bridges short gaps).  Score: the parser's mean confidence over the face classes.
+
+    ``weights``: a portrait parser (checkpoint path or bundled name; default ``parser-portrait``); ``cascade``: a file
+    name under ``cv2.data.haarcascades`` or a path (default ``haarcascade_frontalface_alt2.xml``, which found more
+    faces than ``..._default.xml`` on the talking clips with fewer false boxes).
+    """
+
+    name = "haar"
+    CASCADE = "haarcascade_frontalface_alt2.xml"
+    FACE_CLASSES = AnimeParserDetector.FACE_CLASSES
+
+    def __init__(self, weights: str | os.PathLike | None = None, device: str = "cpu", cascade: str | None = None,
+                 crop_scale: float = 1.5, scale_factor: float = 1.15, min_neighbors: int = 5,
+                 eye_threshold: float = 0.2, batch: int = 16, parser: Any = None, **kw) -> None:
+        kw.setdefault("score_threshold", 0.5)
+        super().__init__(**kw)
+        import cv2
+
+        from ..labels import LABEL_SETS, class_ids
+        from ..registry import load_model
+
+        if weights is not None and str(weights).lower().endswith((".xml", ".onnx")):
+            raise ConfigError(f"detector 'haar' takes a portrait parser checkpoint (default: the bundled "
+                              f"parser-portrait), not {weights}")
+        if not 1.0 <= crop_scale <= 3.0:
+            raise ConfigError(f"crop_scale={crop_scale}: expected a crop of 1-3 box sides")
+        if not 0.0 < eye_threshold <= 1.0:
+            raise ConfigError(f"eye_threshold={eye_threshold}: expected a probability in (0, 1]")
+        if not hasattr(cv2, "CascadeClassifier") or not hasattr(cv2, "data"):
+            raise ConfigError(f"detector 'haar' needs cv2.CascadeClassifier and the cascades of the opencv-python "
+                              f"wheel, which OpenCV {cv2.__version__} lacks (expected opencv-python-headless<5)")
+        cascade = cascade or self.CASCADE
+        path = cascade if os.path.isfile(cascade) else os.path.join(cv2.data.haarcascades, cascade)
+        if not os.path.isfile(path):
+            raise CheckpointError(f"detector 'haar': cascade not found: {path}")
+        try:
+            self.cascade = cv2.CascadeClassifier(path)
+        except (cv2.error, SystemError):
+            self.cascade = None
+        if self.cascade is None or self.cascade.empty():
+            raise CheckpointError(f"detector 'haar': OpenCV cannot load cascade {path} (expected an XML cascade)")
+        self.parser = (parser if parser is not None else
+                       load_model(weights or "parser-portrait", device=device, format="vidanime.parser")).eval()
+        self.device = device
+        self.crop_scale = float(crop_scale)
+        self.scale_factor = scale_factor
+        self.min_neighbors = min_neighbors
+        self.eye_threshold = float(eye_threshold)
+        self.batch = int(batch)
+        self.label_set = self.parser.config.label_set
+        names = LABEL_SETS[self.label_set]
+        self._face_ids = class_ids(self.label_set, *[n for n in self.FACE_CLASSES if n in names])
+        self._eye_ids = class_ids(self.label_set, "l_eye", "r_eye")
+
+    def boxes(self, frame: np.ndarray) -> np.ndarray:
+        """Cascade boxes (N, 4) float32 (x0, y0, x1, y1) of one (H, W, 3) uint8 RGB frame, before the face check.
+
+        Faces we would drop anyway (under ``min_face``) are not searched for: the grey image is shrunk until the
+        smallest face kept fills the cascade's window (20 px for the default cascade), which saves most of its time."""
+        import cv2
+
+        gray = cv2.equalizeHist(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY))
+        win = int(max(self.cascade.getOriginalWindowSize()))
+        k = min(1.0, win / max(win, self.min_face * self._scale))
+        if k < 1.0:
+            h, w = gray.shape
+            gray = cv2.resize(gray, (max(1, round(w * k)), max(1, round(h * k))), interpolation=cv2.INTER_AREA)
+        rects = self.cascade.detectMultiScale(gray, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+                                              minSize=(win, win))
+        if not len(rects):
+            return np.zeros((0, 4), np.float32)
+        rects = np.asarray(rects, np.float32).reshape(-1, 4) / k
+        return np.concatenate([rects[:, :2], rects[:, :2] + rects[:, 2:]], 1)
+
+    def _crop(self, frame: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, float, float, float]:
+        """Square crop (P, P, 3) around ``box`` at the parser's size P, with its frame origin (x, y) and side."""
+        import cv2
+
+        size = self.parser.config.image_size
+        side = max(2, round(float(box[2] - box[0]) * self.crop_scale))
+        x0 = round(float(box[0] + box[2]) / 2 - side / 2)
+        y0 = round(float(box[1] + box[3]) / 2 - side / 2)
+        h, w = frame.shape[:2]
+        pad = [max(0, -y0), max(0, y0 + side - h), max(0, -x0), max(0, x0 + side - w)]
+        crop = frame[max(0, y0):min(h, y0 + side), max(0, x0):min(w, x0 + side)]
+        if any(pad):  # the part outside the frame is black, as at the frame border in training crops
+            crop = cv2.copyMakeBorder(crop, *pad, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if side > size else cv2.INTER_LINEAR)
+        return crop, float(x0), float(y0), float(side)
+
+    def _face_in(self, lab: np.ndarray, conf: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, float] | None:
+        """(landmarks (5, 2) in crop pixels, score) when the parse (P, P) of a crop holds a face, else None;
+        ``box`` (4,) is the cascade box in the same crop pixels."""
+        pts = landmarks_from_parsing(lab, self.label_set, nose="tip")
+        if pts is None:
+            return None
+        side = float(box[2] - box[0])
+        mid = (pts[0] + pts[1]) / 2
+        eye_d = float(np.linalg.norm(pts[1] - pts[0]))
+        mouth_y = (pts[3, 1] + pts[4, 1]) / 2
+        if (not (box[0] <= mid[0] <= box[2] and box[1] <= mid[1] <= box[3])
+                or not 0.15 * side <= eye_d <= 0.8 * side or mouth_y <= max(pts[0, 1], pts[1, 1])):
+            return None
+        face = np.isin(lab, self._face_ids)
+        return pts, float(conf[face].mean())
+
+    def _detect_batch(self, frames: list[np.ndarray]) -> list[list[Detection]]:
+        import torch
+
+        size = self.parser.config.image_size
+        jobs: list[tuple[int, np.ndarray, float, float, float]] = []  # (frame index, box, crop x, crop y, crop side)
+        crops: list[np.ndarray] = []
+        for i, f in enumerate(frames):
+            for box in self.boxes(f):
+                crop, x0, y0, side = self._crop(f, box)
+                crops.append(crop)
+                jobs.append((i, box, x0, y0, side))
+        found: list[list[Detection]] = [[] for _ in frames]
+        for k in range(0, len(crops), self.batch):
+            with torch.no_grad():
+                x = torch.from_numpy(np.stack(crops[k:k + self.batch])).to(self.device)
+                prob = torch.softmax(self.parser(x.permute(0, 3, 1, 2).float().div(255.0)).float(), 1)  # (B, C, P, P)
+                conf, lab = prob.max(1)
+                # Eyes behind glasses or half shut rarely win the argmax: a pixel is eye where both eye classes
+                # together pass eye_threshold (labelled with the likelier side).
+                eye_p = prob[:, self._eye_ids]  # (B, 2, P, P)
+                eye_lab = torch.tensor(self._eye_ids, device=prob.device)[eye_p.argmax(1)]
+                lab = torch.where(eye_p.sum(1) > self.eye_threshold, eye_lab, lab)
+            for (i, box, x0, y0, side), lb, cf in zip(jobs[k:k + self.batch], lab.cpu().numpy(), conf.cpu().numpy()):
+                s = side / size  # frame pixels per crop pixel; crop pixel j covers frame x0 + [j, j + 1) * s
+                hit = self._face_in(lb, cf, (box - np.array([x0, y0, x0, y0], np.float32)) / s)
+                if hit is not None:
+                    pts = (hit[0] + 0.5) * s - 0.5 + np.array([x0, y0], np.float32)
+                    found[i].append(Detection(box, pts, hit[1]))
+        out: list[list[Detection]] = []
+        for dets in found:
+            kept: list[Detection] = []
+            for d in sorted(dets, key=lambda d: -d.score):  # nested cascade boxes on one face: keep the best
+                if not kept or box_iou(d.box, np.stack([e.box for e in kept])).max() < 0.3:
+                    kept.append(d)
+            out.append(kept)
+        return out
+
+
 DETECTORS: dict[str, type[FaceDetector]] = {
     "mtcnn": MTCNNDetector,
     "retinaface": RetinaFaceDetector,
     "yunet": YuNetDetector,
     "animecascade": AnimeCascadeDetector,
     "animeparser": AnimeParserDetector,
+    "haar": HaarDetector,
 }
 
 
+MTCNN_FIX = "pip install --no-deps facenet-pytorch==2.6.0"
+
+
+def mtcnn_available() -> bool:
+    """Whether facenet-pytorch's MTCNN imports (a plain ``pip install vidanime`` lacks it: see the README)."""
+    try:
+        from facenet_pytorch import MTCNN  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+_warned_fallback = False
+
+
 def default_detector(direction: str) -> str:
-    """The detector used when none is named: MTCNN for real faces (p2a), the bundled anime parser for anime (a2p)."""
-    return "mtcnn" if direction == "p2a" else "animeparser"
+    """The detector used when none is named: MTCNN for real faces (p2a), the bundled anime parser for anime (a2p).
+
+    Without facenet-pytorch, real faces fall back to ``haar`` (OpenCV's cascade + the bundled portrait parser), with
+    one warning per process naming the fix."""
+    global _warned_fallback
+
+    if direction != "p2a":
+        return "animeparser"
+    if mtcnn_available():
+        return "mtcnn"
+    if not _warned_fallback:
+        logger.warning("facenet-pytorch is not installed: detecting faces with 'haar' (OpenCV cascade + bundled "
+                       "portrait parser); for the better default detector: %s", MTCNN_FIX)
+        _warned_fallback = True
+    return "haar"
 
 
 def create_detector(name: str = "mtcnn", weights: str | os.PathLike | None = None, **kw) -> FaceDetector:
-    """Build a detector by name; ``weights`` is required for every backend but ``mtcnn`` (which must not get one)
-    and ``animeparser`` (default: the bundled anime parser)."""
+    """Build a detector by name; ``weights`` is required for every backend but ``mtcnn`` (which must not get one),
+    ``animeparser`` (default: the bundled anime parser) and ``haar`` (default: the bundled portrait parser)."""
     if name not in DETECTORS:
         raise ConfigError(f"unknown face detector '{name}' (expected one of: {', '.join(DETECTORS)})")
     if name == "mtcnn":

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .align import BORDERS, estimate_similarity, valid_mask, warp_face
-from .detect import FaceDetector, check_frames, create_detector
+from .detect import DETECTORS, FaceDetector, check_frames, create_detector, default_detector
 from .paste import fade_weight
 from .smooth import OneEuroFilter, SmoothConfig, face_scale, local_poly_smooth
 from .track import FaceTrackerState, SceneCutDetector, Track, TrackerConfig
@@ -34,13 +34,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class FaceConfig:
-    """Face pipeline options.  ``detector``: mtcnn|retinaface|yunet|animecascade|animeparser (``detector_weights``
-    for all but mtcnn and animeparser); detection runs on frames downscaled to ``detect_max_side`` px; faces under
-    ``min_face`` px are skipped; crops are ``crop_size``² (FFHQ-style template, ``zoom`` > 1 = tighter), padded by
-    ``border`` outside the frame;
-    tracks shorter than ``min_track_frames`` are dropped (false positives); faces fade over ``fade_frames``."""
+    """Face pipeline options.  ``detector``: mtcnn|retinaface|yunet|animecascade|animeparser|haar
+    (``detector_weights`` for all but mtcnn, animeparser and haar; None: :func:`~vidanime.video.detect.default_detector`
+    for real faces, i.e. mtcnn, or haar when facenet-pytorch is missing); detection runs on frames downscaled to
+    ``detect_max_side`` px; faces under ``min_face`` px are skipped; crops are ``crop_size``² (FFHQ-style template,
+    ``zoom`` > 1 = tighter), padded by ``border`` outside the frame; tracks shorter than ``min_track_frames`` are
+    dropped (false positives); faces fade over ``fade_frames``."""
 
-    detector: str = "mtcnn"
+    detector: str | None = None
     detector_weights: str | None = None
     score_threshold: float | None = None  # None: the detector's own default (0.9 for the face detectors)
     min_face: int = 32
@@ -56,6 +57,8 @@ class FaceConfig:
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
 
     def check(self) -> "FaceConfig":
+        if self.detector is not None and self.detector not in DETECTORS:
+            raise ConfigError(f"unknown face detector '{self.detector}' (expected one of: {', '.join(DETECTORS)})")
         if self.crop_size < 16:
             raise ConfigError(f"crop_size={self.crop_size} is too small (expected >= 16)")
         if self.border not in BORDERS:
@@ -107,11 +110,13 @@ class FaceProcessor:
             raise ConfigError(f"fps={fps} must be > 0")
         self.fps = fps
         c = self.cfg
-        kw = {"device": c.device} if c.detector in ("mtcnn", "retinaface", "animeparser") else {}
-        if c.score_threshold is not None:
-            kw["score_threshold"] = c.score_threshold
-        self.detector = detector or create_detector(c.detector, c.detector_weights, min_face=c.min_face,
-                                                    max_side=c.detect_max_side, **kw)
+        if detector is None:
+            name = c.detector or default_detector("p2a")
+            kw = {"device": c.device} if name in ("mtcnn", "retinaface", "animeparser", "haar") else {}
+            if c.score_threshold is not None:
+                kw["score_threshold"] = c.score_threshold
+            detector = create_detector(name, c.detector_weights, min_face=c.min_face, max_side=c.detect_max_side, **kw)
+        self.detector = detector
         self.latency = max(c.smooth.lookahead, c.min_track_frames - 1, c.fade_frames + c.tracker.max_misses + 1)
 
     def process(self, frames: Iterable[np.ndarray]) -> Iterator[FrameFaces]:
