@@ -1,0 +1,160 @@
+"""Refinement distillation of a StyleAnime checkpoint (an addition to the paper; :mod:`vidanime.train.distill`).
+
+``python -m pipelines.distill_refine --out RUN_DIR [--model styleanime-p2a] [--refine 25] [--steps 600]``:
+
+1. the training-side CelebAMask-HQ portraits (the 810 the parsers train on; the 90 they hold out are left out) go
+   through the translate path's inputs (portrait parser at its own size, labels at the model size), their encoder
+   codes are refined for ``--refine`` steps with the bundled anime parser and the checkpoint's discriminators, and the
+   codes are cached in ``RUN_DIR/targets.pt`` (reused when the model, portraits and steps match);
+2. E_p/E_s are fine-tuned to predict the refined codes; ``RUN_DIR/metrics.jsonl`` and ``RUN_DIR/config.yaml`` record
+   it and ``RUN_DIR/checkpoints/styleanime-<steps>.pt`` is the result (same generator, FaceBank, discriminators and
+   test-time defaults as the input checkpoint).
+
+Several processes can share the refinement (one core each): ``--offset A --limit N --steps 0`` per part, then the
+full run with ``--parts DIR ...`` takes their codes.  Measure the result with ``python -m pipelines.report_demo
+--model RUN_DIR/checkpoints/styleanime-<steps>.pt``.  Needs ../shared/assets.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import click
+import numpy as np
+import yaml
+
+from vidanime.log import setup_logging
+
+logger = logging.getLogger("vidanime.distill_refine")
+
+
+def training_portraits(root: Path, val_fraction: float = 0.1, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    """Ids and images (N, 256, 256, 3) uint8 of the shipped portraits the demo parsers and encoders train on."""
+    from vidanime.data.image_io import read_image_rgb
+    from vidanime.data.parsing import list_pairs, resize_image, split_ids
+
+    pairs = {sid: ip for sid, ip, _ in list_pairs(root)}
+    train, _ = split_ids(list(pairs), val_fraction, seed)
+    return train, np.stack([resize_image(read_image_rgb(pairs[sid]), 256) for sid in train])
+
+
+def _from_parts(parts: list[Path], key: dict) -> tuple[Any, Any] | None:
+    """Codes from other runs' ``targets.pt`` that tile portraits [offset, offset + portraits) of this run in order
+    (same model and refinement steps), else None."""
+    import torch
+
+    loaded = [torch.load(Path(p) / "targets.pt", weights_only=True) for p in parts]
+    loaded.sort(key=lambda c: c["key"].get("offset", 0))
+    at = key["offset"]
+    for c in loaded:
+        k = c["key"]
+        if k["model_sha256"] != key["model_sha256"] or k["refine"] != key["refine"] or k.get("offset", 0) != at:
+            return None
+        at += k["portraits"]
+    if at != key["offset"] + key["portraits"]:
+        return None
+    return torch.cat([c["w0"] for c in loaded]), torch.cat([c["targets"] for c in loaded])
+
+
+def run(out: Path, model_name: str, refine: int, steps: int, lr: float, lambda_image: float, limit: int,
+        offset: int = 0, parts: list[Path] | None = None) -> Path:
+    import torch
+    from tqdm import tqdm
+
+    from pipelines.report_demo import ASSETS, portrait_translator
+    from pipelines.translate import DEFAULT_MODELS, build_refiner
+    from vidanime.checkpoint import read_torch_file, sha256_file
+    from vidanime.fileio import atomic_write_text
+    from vidanime.models.styleanime import save_styleanime
+    from vidanime.registry import resolve_path, styleanime_from_data
+    from vidanime.train.distill import DistillConfig, distill_encoders, refined_targets
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = resolve_path(model_name)
+    data = read_torch_file(path)
+    model = styleanime_from_data(data, path).eval()
+    extras = {k: data[k] for k in ("train_config", "step") if k in data}
+    del data
+    from vidanime.registry import load_model
+
+    portrait_parser = load_model(DEFAULT_MODELS["p2a"][1], format="vidanime.parser").eval()
+    ids, images = training_portraits(ASSETS / "faces")
+    ids, images = ids[offset : offset + limit if limit else None], images[offset : offset + limit if limit else None]
+    translator = portrait_translator(model, portrait_parser)
+    xs, labs = [], []
+    for i in range(0, len(images), 32):
+        x, lab, _ = translator.model_inputs(images[i : i + 32], list(range(i, min(i + 32, len(images)))))
+        xs.append(x)
+        labs.append(lab)
+    x, lab = torch.cat(xs), torch.cat(labs)
+
+    key = {"model_sha256": sha256_file(path), "portraits": len(ids), "first": ids[0], "refine": refine,
+           "offset": offset}
+    cache = out / "targets.pt"
+    cached = torch.load(cache, weights_only=True) if cache.is_file() else None
+    merged = _from_parts(parts, key) if parts else None
+    if cached is not None and cached.get("key") == key:
+        w0, targets = cached["w0"], cached["targets"]
+        logger.info("refined codes of %d portraits from %s", len(targets), cache)
+    elif merged is not None:
+        w0, targets = merged
+        logger.info("refined codes of %d portraits from %s", len(targets), ", ".join(map(str, parts)))
+    else:
+        refiner = build_refiner(model, "p2a")
+        t0 = time.perf_counter()
+        with tqdm(total=len(x), desc=f"refining {len(x)} portraits ({refine} steps)", unit="face") as bar:
+            w0, targets = refined_targets(model, refiner, x, lab, refine, progress=bar.update)
+        logger.info("refined %d portraits in %.0f s", len(x), time.perf_counter() - t0)
+        torch.save({"key": key, "w0": w0, "targets": targets}, cache)
+
+    config = DistillConfig(steps=steps, lr=lr, lambda_image=lambda_image)
+    t0 = time.perf_counter()
+    rows = distill_encoders(model, x, lab, targets, config)
+    secs = time.perf_counter() - t0
+    with torch.no_grad():
+        after = torch.cat([model.encode(x[i : i + 64], lab[i : i + 64]) for i in range(0, len(x), 64)])
+    spread = ((targets - w0).pow(2).mean() / 1).sqrt().item()
+    left = ((targets - after).pow(2).mean()).sqrt().item()
+    logger.info("RMS distance to the refined codes: %.4f before, %.4f after (%.0f s)", spread, left, secs)
+    atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    atomic_write_text(out / "config.yaml", yaml.safe_dump({
+        "name": "distill_refine", "model": str(model_name), "model_sha256": key["model_sha256"],
+        "portraits": {"count": len(ids), "offset": offset}, "refine_steps": refine, "distill": asdict(config),
+        "result": {"seconds": round(secs, 1), "rms_to_refined_before": spread, "rms_to_refined_after": left}},
+        sort_keys=False))
+    dst = save_styleanime(out / "checkpoints" / f"styleanime-{steps:07d}.pt", model, dtype="float16", **extras)
+    logger.info("wrote %s", dst)
+    return dst
+
+
+@click.command()
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run folder (targets cache, result).")
+@click.option("--model", "model_name", default="styleanime-p2a", show_default=True, help="StyleAnime name or path.")
+@click.option("--refine", default=25, show_default=True, type=click.IntRange(min=1), help="Refinement steps.")
+@click.option("--steps", default=600, show_default=True, type=click.IntRange(min=0), help="Distillation steps.")
+@click.option("--lr", default=5e-5, show_default=True, type=float, help="Encoder learning rate.")
+@click.option("--lambda-image", default=1.0, show_default=True, type=float, help="Weight of the image term.")
+@click.option("--limit", default=0, show_default=True, help="Only N training portraits (0 = all).")
+@click.option("--offset", default=0, show_default=True, help="Skip the first N training portraits.")
+@click.option("--parts", multiple=True, type=click.Path(file_okay=False),
+              help="Run folders whose refined codes tile this run's portraits (several processes, one core each).")
+def main(out: str, model_name: str, refine: int, steps: int, lr: float, lambda_image: float, limit: int, offset: int,
+         parts: tuple[str, ...]) -> None:
+    """Distil test-time refinement into the encoders of a StyleAnime checkpoint."""
+    from vidanime.errors import VidanimeError
+
+    setup_logging(0)
+    try:
+        run(Path(out), model_name, refine, steps, lr, lambda_image, limit, offset, [Path(p) for p in parts])
+    except VidanimeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
