@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     from pipelines.translate import DEFAULT_MODELS, OUTPUT_PARSERS
     from vidanime.registry import load_model
     from vidanime.train.refine import LatentRefiner, RefineConfig
-    from vidanime.train.styleanime import discriminators_from_checkpoint
+    from vidanime.train.styleanime import model_discriminators
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=DEFAULT_MODELS["p2a"][0], help="StyleAnime checkpoint (name or path)")
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
 
     model = load_model(args.model, format="vidanime.styleanime")
-    discs = discriminators_from_checkpoint({"discriminators": model.discriminator_state}, model)
+    discs = model_discriminators(model)
     portrait_parser = load_model(DEFAULT_MODELS["p2a"][1], format="vidanime.parser")
     anime_parser = load_model(OUTPUT_PARSERS["p2a"], format="vidanime.parser")
     ids, images, labels = heldout_portraits(ASSETS / "faces", limit=args.limit)

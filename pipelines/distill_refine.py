@@ -71,7 +71,7 @@ def run(out: Path, model_name: str, refine: int, steps: int, lr: float, lambda_i
     from vidanime.checkpoint import read_torch_file, sha256_file
     from vidanime.fileio import atomic_write_text
     from vidanime.models.styleanime import save_styleanime
-    from vidanime.registry import resolve_path, styleanime_from_data
+    from vidanime.registry import load_model, resolve_path, styleanime_from_data
     from vidanime.train.distill import DistillConfig, distill_encoders, refined_targets
 
     out.mkdir(parents=True, exist_ok=True)
@@ -80,8 +80,6 @@ def run(out: Path, model_name: str, refine: int, steps: int, lr: float, lambda_i
     model = styleanime_from_data(data, path).eval()
     extras = {k: data[k] for k in ("train_config", "step") if k in data}
     del data
-    from vidanime.registry import load_model
-
     portrait_parser = load_model(DEFAULT_MODELS["p2a"][1], format="vidanime.parser").eval()
     ids, images = training_portraits(ASSETS / "faces")
     ids, images = ids[offset : offset + limit if limit else None], images[offset : offset + limit if limit else None]
@@ -97,11 +95,10 @@ def run(out: Path, model_name: str, refine: int, steps: int, lr: float, lambda_i
            "offset": offset}
     cache = out / "targets.pt"
     cached = torch.load(cache, weights_only=True) if cache.is_file() else None
-    merged = _from_parts(parts, key) if parts else None
     if cached is not None and cached.get("key") == key:
         w0, targets = cached["w0"], cached["targets"]
         logger.info("refined codes of %d portraits from %s", len(targets), cache)
-    elif merged is not None:
+    elif parts and (merged := _from_parts(parts, key)) is not None:
         w0, targets = merged
         logger.info("refined codes of %d portraits from %s", len(targets), ", ".join(map(str, parts)))
     else:
@@ -118,8 +115,8 @@ def run(out: Path, model_name: str, refine: int, steps: int, lr: float, lambda_i
     secs = time.perf_counter() - t0
     with torch.no_grad():
         after = torch.cat([model.encode(x[i : i + 64], lab[i : i + 64]) for i in range(0, len(x), 64)])
-    spread = ((targets - w0).pow(2).mean() / 1).sqrt().item()
-    left = ((targets - after).pow(2).mean()).sqrt().item()
+    spread = (targets - w0).pow(2).mean().sqrt().item()
+    left = (targets - after).pow(2).mean().sqrt().item()
     logger.info("RMS distance to the refined codes: %.4f before, %.4f after (%.0f s)", spread, left, secs)
     atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     atomic_write_text(out / "config.yaml", yaml.safe_dump({

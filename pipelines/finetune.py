@@ -118,13 +118,13 @@ class FinetunePipeline:
         from vidanime.checkpoint import read_torch_file
         from vidanime.models.styleanime import FORMAT
         from vidanime.registry import styleanime_from_data
-        from vidanime.train.styleanime import discriminators_from_checkpoint
+        from vidanime.train.styleanime import model_discriminators
 
         data = read_torch_file(path)  # read once: the model, its training config and D1/D2 all come from it
         model, train_config, discs = styleanime_from_data(data, path), None, None
         if isinstance(data, dict) and data.get("format") == FORMAT:
             train_config = data.get("train_config")
-            discs = discriminators_from_checkpoint(data, model, source=str(path))
+            discs = model_discriminators(model, source=str(path))  # the model carries the file's D1/D2
         del data
         if train_config is None:
             run = RunDir.of_checkpoint(path)
@@ -244,21 +244,21 @@ def finetune_for_translate(input: str | os.PathLike, output: str | os.PathLike, 
     overrides = {**dict(overrides or {}), "train.iterations": iterations, "train.device": device,
                  "train.progress": progress}
     base_id = _base_identity(input, start, end, checkpoint, parser)
-    if out.is_dir() and RunDir(out).latest_checkpoint("finetune") is not None:
-        if _read_base_identity(out) == base_id:
-            cfg, resume = FinetunePipeline.resume_config(out, overrides), True
-        else:  # another clip, range, model or parser (or the bundled model was updated): never reuse it silently
-            moved = _move_aside(out)
-            logger.warning("%s holds a fine-tune of another clip or model: moved it to %s and starting anew", out,
-                           moved)
-    if not (out.is_dir() and RunDir(out).latest_checkpoint("finetune") is not None):
+    resume = out.is_dir() and RunDir(out).latest_checkpoint("finetune") is not None
+    if resume and _read_base_identity(out) != base_id:
+        # another clip, range, model or parser (or the bundled model was updated): never reuse it silently
+        moved = _move_aside(out)
+        logger.warning("%s holds a fine-tune of another clip or model: moved it to %s and starting anew", out, moved)
+        resume = False
+    if resume:
+        cfg = FinetunePipeline.resume_config(out, overrides)
+    else:
         from vidanime.config import apply_overrides, config_from_dict, config_to_dict
 
         base = FinetuneConfig(input=str(input), start=None if start is None else str(start),
                               end=None if end is None else str(end), checkpoint=str(checkpoint), parser=str(parser),
                               interp=interp, face=face_config or FaceConfig(device=device))
         cfg = config_from_dict(apply_overrides(config_to_dict(base), overrides), FinetuneConfig)
-        resume = False
     result = FinetunePipeline(cfg)(out, resume=resume)
     from vidanime.fileio import atomic_write_text
 

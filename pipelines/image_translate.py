@@ -39,8 +39,9 @@ DIRECTIONS = ("p2a", "a2p")
 def check_image_paths(input: str | os.PathLike, output: str | os.PathLike,
                       suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> None:
     """The path checks of the image commands that need no model, so they run before any is loaded: ``input`` is an
-    image file or a folder; a folder goes to an output folder, a file to an image path (or into an existing folder)
-    with an image suffix, and the output's place accepts new files.  One-line MediaError naming the bad path."""
+    image file or a folder; a folder goes to an output folder other than itself, a file to an image path (or into an
+    existing folder) with an image suffix, and the output's place accepts new files.  One-line MediaError naming the
+    bad path."""
     from vidanime.fileio import check_output_path
 
     src, dst = Path(input), Path(output)
@@ -49,6 +50,8 @@ def check_image_paths(input: str | os.PathLike, output: str | os.PathLike,
     if src.is_dir():
         if dst.exists() and not dst.is_dir():
             raise MediaError(f"input {src} is a folder, so the output must be a folder too; {dst} is a file")
+        if dst.resolve() == src.resolve():
+            raise MediaError(f"output folder {dst} is the input folder; choose another output folder")
         check_output_path(dst, "output folder", folder=True)
         return
     check_input_file(src, "input")  # a FIFO or device: not "not found", not "not an image file"
@@ -174,11 +177,7 @@ class ImageTranslatePipeline:
             )
         if reference is not None:
             read_rgb(reference)
-        if src.is_dir():
-            if dst.exists() and not dst.is_dir():
-                raise MediaError(f"input {src} is a folder, so the output must be a folder too; {dst} is a file")
-            if dst.resolve() == src.resolve():
-                raise MediaError(f"output folder {dst} is the input folder; choose another output folder")
+        if src.is_dir():  # check_image_paths: the output is a folder other than the input
             if parsing is not None and not Path(parsing).is_dir():
                 raise MediaError(f"input {src} is a folder, so --parsing must be a folder of label PNGs; got {parsing}")
             images = self._list(src)

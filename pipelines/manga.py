@@ -114,11 +114,7 @@ class MangaPipeline:
             raise VidanimeError("manga-to-portrait needs --reference IMG (an RGB crop giving the appearance codes)")
         read_rgb(reference)
         check_image_paths(src, dst)
-        if src.is_dir():
-            if dst.exists() and not dst.is_dir():
-                raise MediaError(f"input {src} is a folder, so the output must be a folder too; {dst} is a file")
-            if dst.resolve() == src.resolve():
-                raise MediaError(f"output folder {dst} is the input folder; choose another output folder")
+        if src.is_dir():  # check_image_paths: the output is a folder other than the input
             images = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
                             and not p.name.endswith(".parsing.png"))
             if not images:

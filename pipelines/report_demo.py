@@ -159,7 +159,7 @@ def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, 
     from vidanime.models.styleanime import FORMAT
     from vidanime.registry import load_model, resolve_path, styleanime_from_data
     from vidanime.train.refine import LatentRefiner, RefineConfig
-    from vidanime.train.styleanime import discriminators_from_checkpoint
+    from vidanime.train.styleanime import model_discriminators
 
     ckpt_name, parser_name = DEFAULT_MODELS["p2a"]
     ckpt_path = resolve_path(model_path or ckpt_name)
@@ -173,8 +173,8 @@ def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, 
     del data
     teacher_name = target.get("parser") or parser_name
     teacher_parser = load_model(teacher_name, device=device, format="vidanime.parser").eval()
-    discs = discriminators_from_checkpoint({"discriminators": model.discriminator_state}, model)
-    refiner = LatentRefiner(model, anime_parser, RefineConfig(steps=refine), discs) if refine else None
+    refiner = LatentRefiner(model, anime_parser, RefineConfig(steps=refine), model_discriminators(model)) \
+        if refine else None
     translator = portrait_translator(model, portrait_parser, alpha=alpha, refiner=refiner, device=device)
 
     ids, images, gt = heldout_portraits(ASSETS / "faces", limit=limit)

@@ -46,11 +46,10 @@ def build_refiner(model: Any, direction: str = "p2a", parser: str | os.PathLike 
     :class:`~vidanime.train.refine.RefineConfig` fields."""
     from vidanime.registry import load_model
     from vidanime.train.refine import LatentRefiner, RefineConfig
-    from vidanime.train.styleanime import discriminators_from_checkpoint
+    from vidanime.train.styleanime import model_discriminators
 
     out_parser = load_model(parser or OUTPUT_PARSERS[direction], device=device, format="vidanime.parser")
-    discs = discriminators_from_checkpoint({"discriminators": getattr(model, "discriminator_state", None)}, model)
-    return LatentRefiner(model, out_parser, RefineConfig(**config), discs)
+    return LatentRefiner(model, out_parser, RefineConfig(**config), model_discriminators(model))
 
 
 @dataclass

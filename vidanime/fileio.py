@@ -69,6 +69,14 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def _special_kind(mode: int) -> str | None:
+    """What a non-regular file of ``st_mode`` ``mode`` is, in words (a FIFO, a device, a socket), else None."""
+    import stat
+
+    return ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else None)
+
+
 def check_input_file(path: str | os.PathLike, what: str = "input") -> Path:
     """``path`` as a Path if it is a regular file; else a one-line :class:`~vidanime.errors.MediaError` saying whether
     it is missing or something else (a folder, a FIFO, a device), since a pipe or device cannot be read twice."""
@@ -85,9 +93,7 @@ def check_input_file(path: str | os.PathLike, what: str = "input") -> Path:
         raise MediaError(f"cannot read {what} {p}: {exc.strerror or exc}") from None
     if stat.S_ISREG(mode):
         return p
-    kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
-            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode)
-            else None)
+    kind = "a folder" if stat.S_ISDIR(mode) else _special_kind(mode)
     raise MediaError(f"{what} {p} is " + (f"{kind}, not a regular file" if kind else "not a regular file"))
 
 
@@ -113,8 +119,7 @@ def check_output_path(path: str | os.PathLike, what: str = "output", folder: boo
         if not folder and stat.S_ISDIR(mode):
             raise MediaError(f"{what} path {p} is a folder; expected a file name")
         if not folder and not stat.S_ISREG(mode):
-            kind = "a FIFO (named pipe)" if stat.S_ISFIFO(mode) else "a device" if stat.S_ISCHR(mode) or \
-                stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "a special file"
+            kind = _special_kind(mode) or "a special file"
             raise MediaError(f"{what} {p} is {kind}, not a regular file; expected a file name")
     place = (p if folder else p.parent).absolute()
     while not place.exists() and place != place.parent:

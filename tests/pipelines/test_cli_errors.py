@@ -7,11 +7,12 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from ..video.media import make_clip
 
 
 @pytest.fixture
@@ -82,29 +83,6 @@ def clip(tmp_path_factory) -> Path:
     return make_demo_clip(tmp_path_factory.mktemp("clip") / "c.mp4", seconds=0.5, size=64)
 
 
-def _encode(path: Path, size: tuple[int, int], n: int, fmt: str | None = None, codec: str = "libx264",
-            seed: int = 0) -> Path:
-    """``n`` frames of noise, H.264 (a keyframe every 5 frames) or lossless FFV1 (any size), ``size`` = (W, H)."""
-    import av
-
-    rng = np.random.default_rng(seed)
-    w, h = size
-    with av.open(str(path), "w", format=fmt) as c:
-        s = c.add_stream(codec, rate=10)
-        s.width, s.height = w, h
-        s.pix_fmt = "yuv420p" if codec == "libx264" else "yuv444p"
-        if codec == "libx264":
-            s.options = {"g": "5", "preset": "ultrafast"}
-        for i in range(n):
-            f = av.VideoFrame.from_ndarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8), format="rgb24")
-            f.pts, f.time_base = i, Fraction(1, 10)
-            for p in s.encode(f):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
-
-
 # ------------------------------------------------------------------------------------------------------- item 6a
 def test_random_bytes_as_checkpoint_are_not_called_pickled(tmp_path, clip, vidanime):
     """Bytes that merely start like a torch zip ('PK') or a pickle (0x80 0x02) are not a (readable) torch checkpoint,
@@ -156,7 +134,7 @@ def test_fifo_or_device_input_is_not_a_regular_file(tmp_path, vidanime, no_model
 def test_clip_damaged_in_the_middle_warns_once(tmp_path, vidanime, container):
     """Bytes overwritten in the middle third: the frames that decode are written (exit 0) and one warning line counts
     what the decoder skipped or concealed.  (Before: mp4 failed as a whole, MPEG-TS succeeded without a word.)"""
-    src = _encode(tmp_path / f"clean.{container}", (64, 64), 30, fmt="mpegts" if container == "ts" else None)
+    src = make_clip(tmp_path / f"clean.{container}", 30, (64, 64), fps=10, gop=5)
     data = bytearray(src.read_bytes())
     rng = np.random.default_rng(1)
     for k in range(int(len(data) * 0.4), int(len(data) * 0.6), 97):
@@ -174,7 +152,7 @@ def test_clip_damaged_in_the_middle_warns_once(tmp_path, vidanime, container):
 
 # ------------------------------------------------------------------------------------------------------- item 6d
 def test_odd_frame_size_is_said_once(tmp_path, vidanime):
-    src = _encode(tmp_path / "odd.mkv", (33, 25), 4, codec="ffv1")
+    src = make_clip(tmp_path / "odd.mkv", 4, (33, 25), fps=10, codec="ffv1", pix_fmt="yuv444p")
     code, _, err = vidanime("transcode", src, tmp_path / "o.mp4")
     assert code == 0, err
     assert err.count("33x25 is odd; padding to 34x26") == 1, err
@@ -184,7 +162,7 @@ def test_odd_frame_size_is_said_once(tmp_path, vidanime):
 def test_bad_paths_and_sizes_are_refused_before_any_model_loads(tmp_path, clip, vidanime, no_models):
     """1x1 input, outputs where nothing can be written (/proc), a device or an unknown container as output: one line,
     exit 2, nothing written, and no model loaded (the loaders fail the test)."""
-    tiny = _encode(tmp_path / "tiny.mp4", (2, 2), 3)
+    tiny = make_clip(tmp_path / "tiny.mp4", 3, (2, 2), fps=10)
     face = tmp_path / "face.png"
     from PIL import Image
 

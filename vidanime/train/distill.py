@@ -13,13 +13,13 @@ generator stays frozen.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
 from ..errors import VidanimeError
+from .harness import TrainLoop
 from .refine import w_spread
 
 logger = logging.getLogger(__name__)
@@ -60,10 +60,9 @@ def refined_targets(model: Any, refiner: Any, images: torch.Tensor, labels: torc
 
 
 def distill_encoders(model: Any, images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor,
-                     config: DistillConfig | None = None,
-                     log_every: int = 50) -> list[dict[str, float]]:
-    """Fine-tune ``model.encoder`` in place so that E(images, labels) ≈ ``targets`` (see the module doc); returns the
-    logged rows (step, code, image, loss averaged over ``log_every`` steps)."""
+                     config: DistillConfig | None = None, log_every: int = 50) -> list[dict[str, Any]]:
+    """Fine-tune ``model.encoder`` in place so that E(images, labels) ≈ ``targets`` (see the module doc), in the
+    training harness's loop; returns its logged rows (step, code, image, loss averaged over ``log_every`` steps)."""
     c = config or DistillConfig()
     if not (len(images) == len(labels) == len(targets)) or len(images) == 0:
         raise VidanimeError(f"distill needs as many images, labels and targets (> 0): {len(images)}, {len(labels)}, "
@@ -71,36 +70,31 @@ def distill_encoders(model: Any, images: torch.Tensor, labels: torch.Tensor, tar
     ref = model.latent_avg
     std = w_spread(model.decoder).to(ref)
     gen = torch.Generator().manual_seed(c.seed)
-    model.decoder.requires_grad_(False)
     # eval mode throughout: normalisation statistics stay those of the full training (small batches would move them)
     model.encoder.eval().requires_grad_(True)
     opt = torch.optim.Adam(model.encoder.parameters(), lr=c.lr, betas=(0.9, 0.99))
     with torch.no_grad():
         target_img = torch.cat([model.decode(targets[i : i + 64].to(ref)) for i in range(0, len(targets), 64)]) \
             if c.lambda_image > 0 else None
-    rows: list[dict[str, float]] = []
-    acc = {"code": 0.0, "image": 0.0, "loss": 0.0}
-    n = 0
-    with torch.enable_grad():
-        for step in range(1, c.steps + 1):
-            idx = torch.randint(len(images), (min(c.batch, len(images)),), generator=gen)
-            x, lab, wt = images[idx].to(ref), labels[idx].to(ref.device), targets[idx].to(ref)
+    batch = min(c.batch, len(images))
+
+    def step() -> dict[str, float]:
+        idx = torch.randint(len(images), (batch,), generator=gen)
+        x, lab, wt = images[idx].to(ref), labels[idx].to(ref.device), targets[idx].to(ref)
+        with torch.enable_grad():
             w = model.encode(x, lab)
             code = ((w - wt) / std).pow(2).mean()
             img = (model.decode(w) - target_img[idx].to(ref)).pow(2).mean() if target_img is not None \
                 else code.new_zeros(())
             loss = code + c.lambda_image * img
-            if not math.isfinite(loss.item()):
-                raise VidanimeError(f"distill loss is {loss.item()} at step {step}: lower the learning rate")
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
-            for k, v in (("code", code), ("image", img), ("loss", loss)):
-                acc[k] += float(v.detach())
-            n += 1
-            if step % log_every == 0 or step == c.steps:
-                rows.append({"step": step, **{k: v / n for k, v in acc.items()}})
-                logger.info("distill step %d: %s", step, ", ".join(f"{k} {v / n:.4f}" for k, v in acc.items()))
-                acc, n = {k: 0.0 for k in acc}, 0
-    model.encoder.eval().requires_grad_(False)
-    return rows
+        opt.step()
+        return {"code": code.item(), "image": img.item(), "loss": loss.item()}
+
+    try:
+        result = TrainLoop(step, start=0, total=c.steps, log_every=log_every, images_per_step=batch,
+                           desc="distill", device=ref.device).run()
+    finally:
+        model.encoder.eval().requires_grad_(False)
+    return result.rows

@@ -46,7 +46,7 @@ TRAIN_FORMAT = "vidanime.styleanime.train"
 
 __all__ = ["TRAIN_FORMAT", "TrainOptions", "TrainStyleAnimeConfig", "StyleAnimeTrainer", "DistInfo",
            "setup_distributed", "resolve_device", "ConsistencyConfig", "discriminator_record",
-           "discriminators_from_checkpoint"]
+           "discriminators_from_checkpoint", "model_discriminators"]
 
 
 @dataclass
@@ -196,6 +196,14 @@ def discriminators_from_checkpoint(data: Mapping[str, Any], model: StyleAnime,
     check_state_dict(d1, {k: v.float() for k, v in disc["d1"].items()}, source=f"{source} (D1)")
     check_state_dict(d2, {k: v.float() for k, v in disc["d2"].items()}, source=f"{source} (D2)")
     return d1.eval().requires_grad_(False), d2.eval().requires_grad_(False)
+
+
+def model_discriminators(model: StyleAnime,
+                         source: str = "checkpoint") -> tuple[LatentDiscriminator, Discriminator] | None:
+    """D1 and D2 saved with the checkpoint ``model`` was loaded from (``model.discriminator_state``), frozen and in
+    eval mode; None when it had none."""
+    return discriminators_from_checkpoint({"discriminators": getattr(model, "discriminator_state", None)}, model,
+                                          source=source)
 
 
 def _requires_grad(module: torch.nn.Module, flag: bool) -> None:

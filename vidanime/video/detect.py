@@ -408,6 +408,23 @@ def landmarks_from_parsing(labels: np.ndarray, label_set: str = "bisenet",
     return np.stack([eyes[0], eyes[1], nose_pt, left, right]).astype(np.float32)
 
 
+def _plausible_face(pts: np.ndarray, side: float) -> bool:
+    """Whether five landmarks (5, 2) from a parse look like one face of width ``side``: eye distance 0.15-0.8 of it
+    and the mouth below the eyes (the face checks of the parser-based detectors)."""
+    eye_d = float(np.linalg.norm(pts[1] - pts[0]))
+    mouth_y = (pts[3, 1] + pts[4, 1]) / 2
+    return 0.15 * side <= eye_d <= 0.8 * side and mouth_y > max(pts[0, 1], pts[1, 1])
+
+
+def _greedy_nms(dets: Sequence[Detection], iou: float = 0.3) -> list[Detection]:
+    """Best-scored first, dropping any detection whose box overlaps a kept one by ``iou`` or more."""
+    kept: list[Detection] = []
+    for d in sorted(dets, key=lambda d: -d.score):
+        if not kept or box_iou(d.box, np.stack([e.box for e in kept])).max() < iou:
+            kept.append(d)
+    return kept
+
+
 class AnimeParserDetector(FaceDetector):
     """Anime faces found by an anime face parser: needs no outside file (default: the bundled ``parser-anime``).
 
@@ -474,10 +491,7 @@ class AnimeParserDetector(FaceDetector):
             return None
         ys, xs = np.nonzero(comp == k)
         box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
-        bw = box[2] - box[0]
-        eye_d = float(np.linalg.norm(pts[1] - pts[0]))
-        mouth_y = (pts[3, 1] + pts[4, 1]) / 2
-        if not (0.15 * bw <= eye_d <= 0.8 * bw) or mouth_y <= max(pts[0, 1], pts[1, 1]):
+        if not _plausible_face(pts, float(box[2] - box[0])):
             return None
         return box, pts, float(conf[comp == k].mean())
 
@@ -506,11 +520,7 @@ class AnimeParserDetector(FaceDetector):
                     box, pts, score = hit
                     found.append(Detection(box * k + np.array([x, y, x, y], np.float32),
                                            pts * k + np.array([x, y], np.float32), score))
-            kept: list[Detection] = []
-            for d in sorted(found, key=lambda d: -d.score):  # greedy NMS across windows
-                if not kept or box_iou(d.box, np.stack([e.box for e in kept])).max() < 0.3:
-                    kept.append(d)
-            out.append(kept)
+            out.append(_greedy_nms(found))  # one face seen by several windows
         return out
 
 
@@ -621,12 +631,9 @@ class HaarDetector(FaceDetector):
         pts = landmarks_from_parsing(lab, self.label_set, nose="tip")
         if pts is None:
             return None
-        side = float(box[2] - box[0])
         mid = (pts[0] + pts[1]) / 2
-        eye_d = float(np.linalg.norm(pts[1] - pts[0]))
-        mouth_y = (pts[3, 1] + pts[4, 1]) / 2
         if (not (box[0] <= mid[0] <= box[2] and box[1] <= mid[1] <= box[3])
-                or not 0.15 * side <= eye_d <= 0.8 * side or mouth_y <= max(pts[0, 1], pts[1, 1])):
+                or not _plausible_face(pts, float(box[2] - box[0]))):
             return None
         face = np.isin(lab, self._face_ids)
         return pts, float(conf[face].mean())
@@ -659,14 +666,7 @@ class HaarDetector(FaceDetector):
                 if hit is not None:
                     pts = (hit[0] + 0.5) * s - 0.5 + np.array([x0, y0], np.float32)
                     found[i].append(Detection(box, pts, hit[1]))
-        out: list[list[Detection]] = []
-        for dets in found:
-            kept: list[Detection] = []
-            for d in sorted(dets, key=lambda d: -d.score):  # nested cascade boxes on one face: keep the best
-                if not kept or box_iou(d.box, np.stack([e.box for e in kept])).max() < 0.3:
-                    kept.append(d)
-            out.append(kept)
-        return out
+        return [_greedy_nms(dets) for dets in found]  # nested cascade boxes on one face: keep the best
 
 
 DETECTORS: dict[str, type[FaceDetector]] = {
