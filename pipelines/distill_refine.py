@@ -61,8 +61,52 @@ def _from_parts(parts: list[Path], key: dict) -> tuple[Any, Any] | None:
     return torch.cat([c["w0"] for c in loaded]), torch.cat([c["targets"] for c in loaded])
 
 
+def _anime_targets(out: Path, model: Any, train_config: dict | None, model_sha256: str, count: int,
+                   invert_steps: int) -> tuple[Any, Any, Any, Any, dict]:
+    """The first ``count`` training anime crops at the model size, their labels (the parser that labelled them in
+    training) and their encoder / inverted codes (:mod:`vidanime.train.invert`), cached in ``out/anime_targets.pt``;
+    → (x, labels, w0, w*, cache key)."""
+    import torch
+    from tqdm import tqdm
+
+    from pipelines.report_demo import ANIME_HELDOUT_START, ASSETS, anime_images
+    from pipelines.translate import DEFAULT_MODELS
+    from vidanime.errors import ConfigError
+    from vidanime.models.face_translator import StyleAnimeFaceTranslator
+    from vidanime.registry import load_model
+    from vidanime.train.invert import InvertConfig, inverted_targets
+
+    if count > ANIME_HELDOUT_START:
+        raise ConfigError(f"--anime {count}: at most {ANIME_HELDOUT_START} (the crops from {ANIME_HELDOUT_START} on "
+                          "are the report's held-out anime faces)")
+    parser_name = ((train_config or {}).get("target") or {}).get("parser") or DEFAULT_MODELS["p2a"][1]
+    parser = load_model(parser_name, format="vidanime.parser").eval()
+    translator = StyleAnimeFaceTranslator(model, parser, alpha=None, parsing_smooth=0)
+    images = np.stack(anime_images(ASSETS / "anime", 0, count))
+    xs, labs = [], []
+    for i in range(0, len(images), 32):
+        x, lab, _ = translator.model_inputs(images[i : i + 32], list(range(i, min(i + 32, len(images)))))
+        xs.append(x)
+        labs.append(lab)
+    x, lab = torch.cat(xs), torch.cat(labs)
+    inv = InvertConfig(steps=invert_steps)
+    key = {"model_sha256": model_sha256, "images": count, "parser": str(parser_name), "invert": asdict(inv)}
+    cache = out / "anime_targets.pt"
+    cached = torch.load(cache, weights_only=True) if cache.is_file() else None
+    if cached is not None and cached.get("key") == key:
+        logger.info("inverted codes of %d anime faces from %s", count, cache)
+        return x, lab, cached["w0"], cached["targets"], key
+    t0 = time.perf_counter()
+    with tqdm(total=len(x), desc=f"inverting {len(x)} anime faces ({invert_steps} steps)", unit="face") as bar:
+        w0, targets = inverted_targets(model, x, lab, inv, progress=bar.update)
+    logger.info("inverted %d anime faces in %.0f s", len(x), time.perf_counter() - t0)
+    torch.save({"key": key, "w0": w0, "targets": targets}, cache)
+    return x, lab, w0, targets, key
+
+
 def run(out: Path, model_name: str, refine: int, steps: int, lr: float, lambda_image: float, limit: int,
-        offset: int = 0, parts: list[Path] | None = None) -> Path:
+        offset: int = 0, parts: list[Path] | None = None, anime: int = 0, invert_steps: int = 100,
+        lambda_adv: float = 0.0, blend: float = 1.0) -> Path:
     import torch
     from tqdm import tqdm
 
@@ -72,7 +116,8 @@ def run(out: Path, model_name: str, refine: int, steps: int, lr: float, lambda_i
     from vidanime.fileio import atomic_write_text
     from vidanime.models.styleanime import save_styleanime
     from vidanime.registry import load_model, resolve_path, styleanime_from_data
-    from vidanime.train.distill import DistillConfig, distill_encoders, refined_targets
+    from vidanime.train.distill import DistillConfig, blend_encoders, distill_encoders, refined_targets
+    from vidanime.train.styleanime import model_discriminators
 
     out.mkdir(parents=True, exist_ok=True)
     path = resolve_path(model_name)
@@ -109,20 +154,33 @@ def run(out: Path, model_name: str, refine: int, steps: int, lr: float, lambda_i
         logger.info("refined %d portraits in %.0f s", len(x), time.perf_counter() - t0)
         torch.save({"key": key, "w0": w0, "targets": targets}, cache)
 
-    config = DistillConfig(steps=steps, lr=lr, lambda_image=lambda_image)
+    anime_key = None
+    if anime:
+        xa, laba, wa0, wa, anime_key = _anime_targets(out, model, extras.get("train_config"), key["model_sha256"],
+                                                      anime, invert_steps)
+        x, lab, w0, targets = torch.cat([x, xa]), torch.cat([lab, laba]), torch.cat([w0, wa0]), torch.cat([targets, wa])
+
+    config = DistillConfig(steps=steps, lr=lr, lambda_image=lambda_image, lambda_adv=lambda_adv)
+    start_state = {k: v.clone() for k, v in model.encoder.state_dict().items()} if blend < 1 else None
     t0 = time.perf_counter()
-    rows = distill_encoders(model, x, lab, targets, config)
+    rows = distill_encoders(model, x, lab, targets, config,
+                            discriminators=model_discriminators(model) if lambda_adv > 0 else None)
     secs = time.perf_counter() - t0
+    if start_state is not None:
+        n = blend_encoders(model, start_state, blend)
+        logger.info("encoders blended %.2f of the way from the start to the distilled weights (%d tensors)", blend, n)
     with torch.no_grad():
         after = torch.cat([model.encode(x[i : i + 64], lab[i : i + 64]) for i in range(0, len(x), 64)])
     spread = (targets - w0).pow(2).mean().sqrt().item()
     left = (targets - after).pow(2).mean().sqrt().item()
-    logger.info("RMS distance to the refined codes: %.4f before, %.4f after (%.0f s)", spread, left, secs)
+    logger.info("RMS distance to the target codes: %.4f before, %.4f after (%.0f s)", spread, left, secs)
     atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     atomic_write_text(out / "config.yaml", yaml.safe_dump({
         "name": "distill_refine", "model": str(model_name), "model_sha256": key["model_sha256"],
-        "portraits": {"count": len(ids), "offset": offset}, "refine_steps": refine, "distill": asdict(config),
-        "result": {"seconds": round(secs, 1), "rms_to_refined_before": spread, "rms_to_refined_after": left}},
+        "portraits": {"count": len(ids), "offset": offset}, "refine_steps": refine,
+        "anime": anime_key and {k: anime_key[k] for k in ("images", "invert")}, "distill": asdict(config),
+        "blend": blend,
+        "result": {"seconds": round(secs, 1), "rms_to_targets_before": spread, "rms_to_targets_after": left}},
         sort_keys=False))
     dst = save_styleanime(out / "checkpoints" / f"styleanime-{steps:07d}.pt", model, dtype="float16", **extras)
     logger.info("wrote %s", dst)
@@ -136,18 +194,28 @@ def run(out: Path, model_name: str, refine: int, steps: int, lr: float, lambda_i
 @click.option("--steps", default=600, show_default=True, type=click.IntRange(min=0), help="Distillation steps.")
 @click.option("--lr", default=5e-5, show_default=True, type=float, help="Encoder learning rate.")
 @click.option("--lambda-image", default=1.0, show_default=True, type=float, help="Weight of the image term.")
+@click.option("--lambda-adv", default=0.0, show_default=True, type=click.FloatRange(min=0),
+              help="Weight of the image discriminator D2 on the distilled encoders' drawings (keeps them anime).")
 @click.option("--limit", default=0, show_default=True, help="Only N training portraits (0 = all).")
 @click.option("--offset", default=0, show_default=True, help="Skip the first N training portraits.")
+@click.option("--anime", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Also teach the encoders the W+ inversions of the first N training anime crops (reconstruction).")
+@click.option("--invert-steps", default=100, show_default=True, type=click.IntRange(min=1),
+              help="Adam steps of each anime inversion.")
+@click.option("--blend", default=1.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Keep this fraction of the distillation's change to the encoder weights (1 = all; lower trades "
+                   "keeping the person back for anime look, by weight interpolation with the starting encoders).")
 @click.option("--parts", multiple=True, type=click.Path(file_okay=False),
               help="Run folders whose refined codes tile this run's portraits (several processes, one core each).")
-def main(out: str, model_name: str, refine: int, steps: int, lr: float, lambda_image: float, limit: int, offset: int,
-         parts: tuple[str, ...]) -> None:
+def main(out: str, model_name: str, refine: int, steps: int, lr: float, lambda_image: float, lambda_adv: float,
+         limit: int, offset: int, anime: int, invert_steps: int, blend: float, parts: tuple[str, ...]) -> None:
     """Distil test-time refinement into the encoders of a StyleAnime checkpoint."""
     from vidanime.errors import VidanimeError
 
     setup_logging(0)
     try:
-        run(Path(out), model_name, refine, steps, lr, lambda_image, limit, offset, [Path(p) for p in parts])
+        run(Path(out), model_name, refine, steps, lr, lambda_image, limit, offset, [Path(p) for p in parts], anime,
+            invert_steps, lambda_adv, blend)
     except VidanimeError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
