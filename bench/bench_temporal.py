@@ -1,16 +1,25 @@
 """How steady each --temporal mode makes a translated video, and whether faces still move (issue #18's table).
 
-    python -m bench.bench_temporal [--clips d0,d3,...] [--frames 100] [--modes off,filter]
+    python -m bench.bench_temporal [--clips d0,d3,...] [--frames 100] [--modes off,filter,ft:300,ft:auto+filter]
+    python -m bench.bench_temporal --curve 25,50,100,200,300 [--clips ...]
 
 For each clip and mode: the optical-flow warp error of the output (occlusion-masked, the input's flow) and the input's
 own, the flicker index, the latent roughness of the codes, the mouth-region change of the aligned output crop
 (mean absolute change between consecutive frames in the mouth box of the aligned crop; a mode that froze the face
 would drive it to 0), and frames per second.  The bundled model translates; two passes per mode (pasted with
 ``--report``, then ``--crop`` for the aligned face).
+
+Modes: ``off`` and ``filter`` are ``--temporal``; ``ft:N`` / ``ft:auto`` first fine-tune the model on the clip's
+frames (``translate --finetune N|auto``, one fine-tune per clip and setting, shared by ``ft:N`` and ``ft:N+filter``)
+and translate with ``--temporal off``, ``ft:N+filter`` with ``--temporal filter``; their rows add the iterations run
+and the fine-tune's seconds.  ``--curve`` prints warp error against fine-tune iterations instead (one run per clip,
+resumed from one count to the next, translated with ``--temporal off`` at each), the measurement behind
+``--finetune auto``'s cap.
 """
 from __future__ import annotations
 
 import argparse
+import re
 import tempfile
 from pathlib import Path
 
@@ -38,42 +47,119 @@ def mouth_change(crop_video: Path) -> float:
     return float(np.mean(diffs)) if diffs else float("nan")
 
 
+def _finetune(src: Path, end: str, setting: str, run_dir: Path) -> tuple[str, int, float]:
+    """Fine-tune the bundled model on ``src``'s first frames (``translate --finetune setting``): (checkpoint,
+    iterations run, seconds)."""
+    import time
+
+    from pipelines.finetune import finetune_for_translate
+    from pipelines.translate import DEFAULT_MODELS
+    from vidanime.train.run_dir import RunDir
+
+    ckpt, parser = DEFAULT_MODELS["p2a"]
+    t0 = time.perf_counter()
+    tuned = finetune_for_translate(src, run_dir.with_suffix(".mp4"), ckpt, parser,
+                                   setting if setting == "auto" else int(setting), end=end, run_dir=run_dir,
+                                   progress=False)
+    last = RunDir(run_dir).latest_checkpoint("finetune")  # checkpoints/finetune-<step>.pt
+    steps = int(last.stem.rsplit("-", 1)[1]) if last is not None else 0
+    return str(tuned), steps, time.perf_counter() - t0
+
+
+def _measure(pipe, src: Path, out: Path, end: str, crop: bool = True) -> dict:
+    from pipelines.translate import TranslateOptions
+
+    res = pipe(src, out, TranslateOptions(end=end, progress=False, report=True))
+    row = {"warp": res.temporal["warp_error"]["value"], "input": res.temporal["warp_error"]["input"],
+           "flicker": res.temporal["flicker_index"]["value"], "rough": res.latent_roughness,
+           "fps": res.frames / res.seconds, "mouth": float("nan")}
+    if crop:
+        crop_path = out.with_name(out.stem + "-crop.mp4")
+        pipe(src, crop_path, TranslateOptions(end=end, progress=False, crop=True, faces="largest"))
+        row["mouth"] = mouth_change(crop_path)
+    return row
+
+
+def _curve(args, clips: list[str], tmp: Path) -> None:
+    from pipelines.translate import TranslatePipeline
+    from vidanime.data.pack import default_assets_root
+
+    counts = sorted({int(c) for c in args.curve.split(",")})
+    end = f"{args.frames}f"
+    rows = []
+    for clip in clips:
+        src = default_assets_root() / "video" / f"liveportrait_{clip}.mp4"
+        off = _measure(TranslatePipeline.from_pretrained(temporal="off"), src, tmp / f"{clip}-off.mp4", end,
+                       crop=False)
+        rows.append([clip, "0", f"{off['warp'] / off['input']:.2f}", "1.00", f"{off['rough']:.4f}", "0"])
+        spent = 0.0
+        for n in counts:
+            tuned, steps, secs = _finetune(src, end, str(n), tmp / f"{clip}-curve")
+            spent += secs
+            r = _measure(TranslatePipeline.from_pretrained(tuned, temporal="off"), src, tmp / f"{clip}-{n}.mp4", end,
+                         crop=False)
+            rows.append([clip, str(steps), f"{r['warp'] / r['input']:.2f}", f"{r['warp'] / off['warp']:.2f}",
+                         f"{r['rough']:.4f}", f"{spent:.0f}"])
+    print_table(rows, ["clip", "fine-tune iterations", "warp error ×input", "×per-frame", "latent roughness",
+                       "fine-tune s (face pass included)"],
+                title=f"Warp error against fine-tune iterations ({args.frames} frames per clip, bundled model, "
+                      "--temporal off)")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clips", default=",".join(CLIPS), help="liveportrait clip names (d0, d3, d12, d13, s32)")
     ap.add_argument("--frames", type=int, default=100, help="frames per clip (from the start)")
-    ap.add_argument("--modes", default="off,filter")
+    ap.add_argument("--modes", default="off,filter",
+                    help="comma-separated: off, filter, ft:N, ft:auto, ft:N+filter, ft:auto+filter")
     ap.add_argument("--variants", default="",
                     help="extra filter settings to compare, 'S:A:B' = structure cut-off Hz : appearance cut-off Hz : "
                          "beta, comma-separated (e.g. 1:0.2:0.05,4:0.5:0.1)")
+    ap.add_argument("--curve", default="", help="fine-tune iteration counts for the warp-error curve (e.g. 50,100,300)")
     args = ap.parse_args(argv)
 
-    from pipelines.translate import TranslateOptions, TranslatePipeline
+    from pipelines.translate import TranslatePipeline
     from vidanime.data.pack import default_assets_root
     from vidanime.video.smooth import LatentFilterConfig
 
-    rows = []
-    pipes = {m: TranslatePipeline.from_pretrained(temporal=m) for m in args.modes.split(",")}
+    clips = args.clips.split(",")
+    if args.curve:
+        with tempfile.TemporaryDirectory() as tmp:
+            _curve(args, clips, Path(tmp))
+        return
+    modes = args.modes.split(",")
+    for m in modes:
+        if m not in ("off", "filter") and not re.fullmatch(r"ft:(auto|\d+)(\+filter)?", m):
+            ap.error(f"--modes: unknown mode {m!r}")
+    pipes = {m: TranslatePipeline.from_pretrained(temporal=m) for m in modes if m in ("off", "filter")}
     for v in filter(None, args.variants.split(",")):
         s_cut, a_cut, beta = (float(x) for x in v.split(":"))
         pipe = TranslatePipeline.from_pretrained(temporal="filter")
         pipe.translator.latent_filter.config = LatentFilterConfig(s_cut, a_cut, beta).check()
         pipes[f"filter {v}"] = pipe
+    rows = []
+    end = f"{args.frames}f"
     with tempfile.TemporaryDirectory() as tmp:
-        for clip in args.clips.split(","):
+        for clip in clips:
             src = default_assets_root() / "video" / f"liveportrait_{clip}.mp4"
-            for mode, pipe in pipes.items():
-                end = f"{args.frames}f"
-                res = pipe(src, Path(tmp) / f"{clip}-{mode}.mp4", TranslateOptions(end=end, progress=False,
-                                                                                    report=True))
-                crop = Path(tmp) / f"{clip}-{mode}-crop.mp4"
-                pipe(src, crop, TranslateOptions(end=end, progress=False, crop=True, faces="largest"))
-                we, fl = res.temporal["warp_error"], res.temporal["flicker_index"]
-                rows.append([clip, mode, f"{we['value']:.5f}", f"{we['input']:.5f}", f"{we['value'] / we['input']:.2f}",
-                             f"{fl['value']:.3f}", f"{res.latent_roughness:.4f}", f"{mouth_change(crop):.2f}",
-                             f"{res.frames / res.seconds:.1f}"])
+            tuned: dict[str, tuple[str, int, float]] = {}
+            for mode in [*modes, *(k for k in pipes if k.startswith("filter "))]:
+                ft = ""
+                if mode.startswith("ft:"):
+                    setting, _, filt = mode[3:].partition("+")
+                    if setting not in tuned:
+                        tuned[setting] = _finetune(src, end, setting, Path(tmp) / f"{clip}-ft-{setting}")
+                    ckpt, steps, secs = tuned[setting]
+                    pipe = TranslatePipeline.from_pretrained(ckpt, temporal="filter" if filt else "off")
+                    ft = f"{steps} in {secs:.0f} s"
+                else:
+                    pipe = pipes[mode]
+                r = _measure(pipe, src, Path(tmp) / f"{clip}-{mode.replace(':', '_')}.mp4", end)
+                rows.append([clip, mode, f"{r['warp']:.5f}", f"{r['input']:.5f}", f"{r['warp'] / r['input']:.2f}",
+                             f"{r['flicker']:.3f}", f"{r['rough']:.4f}", f"{r['mouth']:.2f}", f"{r['fps']:.1f}",
+                             ft or "-"])
     print_table(rows, ["clip", "mode", "warp error", "input's", "ratio", "flicker", "latent roughness",
-                       "mouth change", "fps"],
+                       "mouth change", "fps", "fine-tune (iterations, s)"],
                 title=f"--temporal modes on the talking-face clips ({args.frames} frames each, bundled model)")
 
 

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable
 
 from vidanime.errors import CheckpointError, ConfigError, MediaError, VidanimeError
 
+from .finetune import finetune_requested, finetune_settings
 from .translate import TranslateOptions, TranslatePipeline
 
 logger = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ class BatchOptions:
     """Per-batch options.  ``jobs``: local worker processes (1 = in this process); ``threads``: torch threads per
     worker (default: cores // jobs); ``ray``: Ray address, ``auto`` (running cluster) or ``local`` (start one), with
     ``ray_cpus`` CPUs per file task; ``retry_failed``: re-try files the manifest records as failed; ``ext``: output
-    container; ``finetune``: per-clip fine-tune iterations before translating (0 = off; passed to translate);
+    container; ``finetune``: per-clip fine-tune iterations before translating, or ``"auto"`` (0 = off; as translate);
     ``keep_finetune``: keep each file's fine-tune run folder (``<output>.finetune``; deleted once the file is done);
     ``translate``: the options of every file (its ``progress`` bar is turned off; ``preview`` is not allowed)."""
 
@@ -52,7 +53,7 @@ class BatchOptions:
     ray_cpus: float = 1.0
     retry_failed: bool = False
     ext: str = ".mp4"
-    finetune: int = 0
+    finetune: int | str = 0
     keep_finetune: bool = False
     progress: bool = True
     translate: TranslateOptions = field(default_factory=lambda: TranslateOptions(progress=False))
@@ -292,7 +293,7 @@ class _Job:
     """What every file of a batch shares: translate options and the per-clip fine-tune (iterations, keep folder)."""
 
     options: TranslateOptions
-    finetune: int = 0
+    finetune: int | str = 0
     keep_finetune: bool = False
 
 
@@ -306,7 +307,7 @@ def run_file(factory: Callable[[], TranslatePipeline], pipe: TranslatePipeline |
     """One file: with ``job.finetune``, first fine-tune ``factory``'s checkpoint on the clip (run folder
     :func:`finetune_dir`, resumed after a kill, deleted once the file is done unless ``keep_finetune``) and translate
     with the result; else translate with the shared ``pipe``."""
-    if job.finetune <= 0:
+    if not finetune_requested(job.finetune):
         return translate_file(pipe, task, job.options)
     t0 = time.perf_counter()
     try:
@@ -359,7 +360,7 @@ def _worker_run(factory: Callable[[], TranslatePipeline], task: BatchTask, job: 
     if threads is not None and _WORKER.get("threads") != threads:
         _set_threads(threads)
         _WORKER["threads"] = threads
-    if job.finetune <= 0 and ("pipe" not in _WORKER or _WORKER.get("factory") != factory):
+    if not finetune_requested(job.finetune) and ("pipe" not in _WORKER or _WORKER.get("factory") != factory):
         try:
             _WORKER["pipe"], _WORKER["factory"] = factory(), factory
         except VidanimeError as exc:
@@ -435,8 +436,8 @@ class BatchPipeline:
             raise ConfigError(f"ray_cpus={options.ray_cpus}; expected a positive number of CPUs per file")
         if options.ext.lower() not in OUTPUT_EXTENSIONS:
             raise ConfigError(f"ext='{options.ext}' is not one of: {', '.join(OUTPUT_EXTENSIONS)}")
-        if options.finetune < 0:
-            raise ConfigError(f"finetune={options.finetune}; expected iterations >= 0")
+        if options.finetune != 0:
+            finetune_settings(options.finetune)  # N >= 1 or 'auto', else a one-line ConfigError
         if options.ray and importlib.util.find_spec("ray") is None:
             raise ConfigError(f"ray='{options.ray}' needs Ray, which is not installed: pip install 'vidanime[ray]' "
                               "(from a checkout: pip install .[ray])")
@@ -475,7 +476,8 @@ class BatchPipeline:
         tasks = self.plan(in_dir, out_dir, options)
         manifest = Manifest(Path(out_dir) / MANIFEST_NAME)
         result = BatchResult(manifest=str(manifest.path))
-        if options.finetune and not (isinstance(self.factory, PipelineSpec) and not self.factory.identity):
+        tunable = isinstance(self.factory, PipelineSpec) and not self.factory.identity
+        if finetune_requested(options.finetune) and not tunable:
             raise ConfigError(f"finetune={options.finetune} needs a StyleAnime checkpoint to fine-tune "
                               "(BatchPipeline.from_pretrained); the identity face model has none")
         job = _Job(replace(options.translate, progress=False), options.finetune, options.keep_finetune)
@@ -530,7 +532,8 @@ class BatchPipeline:
         if options.threads:
             _set_threads(options.threads)
         try:
-            pipe = self.factory() if job.finetune <= 0 else None  # fine-tune builds a pipeline per file
+            # a fine-tune builds a pipeline per file
+            pipe = None if finetune_requested(job.finetune) else self.factory()
             for task in todo:
                 record(run_file(self.factory, pipe, task, job))
         finally:

@@ -29,7 +29,8 @@ from vidanime.video.faces import FaceConfig
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["FinetuneResult", "FinetunePipeline", "finetune_for_translate"]
+__all__ = ["FINETUNE_AUTO", "FinetuneResult", "FinetunePipeline", "clip_budget", "finetune_for_translate",
+           "finetune_requested", "finetune_settings"]
 
 
 @dataclass
@@ -48,6 +49,16 @@ class FinetuneResult:
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
+
+
+def clip_budget(seconds_per_clip_second: float, clip_seconds: float) -> Any:
+    """The training loop's wall-clock :class:`~vidanime.train.harness.Budget` for a clip of ``clip_seconds``
+    (None when the config sets no time limit; at least 1 s so a clip of unknown rate still trains a little)."""
+    from vidanime.train.harness import Budget
+
+    if seconds_per_clip_second <= 0:
+        return None
+    return Budget(max(1.0, seconds_per_clip_second * clip_seconds))
 
 
 def _eval_subset(n: int, k: int) -> list[int]:
@@ -211,10 +222,12 @@ class FinetunePipeline:
         elif subset:
             before = trainer.evaluate(subset)
             run.log_metrics({"step": 0, **{f"eval_{k}": v for k, v in before.items()}})
-        logger.info("fine-tuning %s on %s: %d triplets in %d track(s), %d iterations, device %s",
-                    ckpt_path.name, Path(cfg.input).name, len(triplets), len(triplets.tracks), t.iterations, device)
+        budget = clip_budget(t.seconds_per_clip_second, triplets.seconds)
+        logger.info("fine-tuning %s on %s: %d triplets in %d track(s), %d iterations%s, device %s",
+                    ckpt_path.name, Path(cfg.input).name, len(triplets), len(triplets.tracks), t.iterations,
+                    "" if budget is None else f" or {budget.seconds:.0f} s", device)
         try:
-            trainer.train(run)
+            trainer.train(run, budget=budget)
             if trainer.step == 0 or not (run.path / EXPORT_NAME).is_file():
                 trainer.save(run)  # 0 iterations: still export the (unchanged) model
             after = trainer.evaluate(subset) if subset else None
@@ -229,20 +242,48 @@ class FinetunePipeline:
         )
 
 
+FINETUNE_AUTO = "auto"
+# `--finetune auto`: at most AUTO_ITERATIONS, and no longer than AUTO_SECONDS_PER_CLIP_SECOND × the clip's duration
+# of training (the face pass and the translation come on top); chosen from bench/bench_temporal.py's curve of warp
+# error against iterations on the talking-face clips (README, "Per-clip fine-tuning")
+AUTO_ITERATIONS = 300
+AUTO_SECONDS_PER_CLIP_SECOND = 10.0
+
+
+def finetune_settings(value: int | str) -> tuple[int, float]:
+    """``--finetune`` value → (iterations, seconds_per_clip_second): ``N`` is N iterations with no time limit,
+    ``"auto"`` is :data:`AUTO_ITERATIONS` within :data:`AUTO_SECONDS_PER_CLIP_SECOND` × the clip's duration."""
+    if isinstance(value, str) and value.strip().lower() == FINETUNE_AUTO:
+        return AUTO_ITERATIONS, AUTO_SECONDS_PER_CLIP_SECOND
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--finetune {value!r}: expected a number of iterations or 'auto'") from None
+    if n < 1:
+        raise ConfigError(f"--finetune {value!r}: expected a number of iterations >= 1 (0 = no fine-tune) or 'auto'")
+    return n, 0.0
+
+
+def finetune_requested(value: int | str | None) -> bool:
+    """True when a ``--finetune`` value asks for a fine-tune (``"auto"`` or N >= 1; 0/None = off)."""
+    if isinstance(value, str):
+        return value.strip().lower() == FINETUNE_AUTO or (value.strip().isdigit() and int(value) > 0)
+    return bool(value) and int(value) > 0
+
+
 def finetune_for_translate(input: str | os.PathLike, output: str | os.PathLike, checkpoint: str, parser: str,
-                           iterations: int, face_config: FaceConfig | None = None, start: str | None = None,
+                           iterations: int | str, face_config: FaceConfig | None = None, start: str | None = None,
                            end: str | None = None, device: str = "cpu", interp: str = "classical",
                            run_dir: str | os.PathLike | None = None, progress: bool = True,
                            overrides: Mapping[str, Any] | None = None) -> Path:
-    """``translate --finetune N``: fine-tune ``checkpoint`` on ``input`` for ``iterations`` into ``run_dir``
-    (default: ``<output>.finetune`` beside the output, resumed when it already holds this clip's fine-tune) and
-    return the exported checkpoint to translate with.  ``overrides`` are extra ``{"dotted.key": value}`` config
-    settings (e.g. ``{"base.limit": 200}``)."""
-    if iterations < 1:
-        raise ConfigError(f"--finetune {iterations}: expected a number of iterations >= 1 (0 = no fine-tune)")
+    """``translate --finetune N|auto``: fine-tune ``checkpoint`` on ``input`` for ``iterations`` (N, or ``"auto"``:
+    see :func:`finetune_settings`) into ``run_dir`` (default: ``<output>.finetune`` beside the output, resumed when
+    it already holds this clip's fine-tune) and return the exported checkpoint to translate with.  ``overrides`` are
+    extra ``{"dotted.key": value}`` config settings (e.g. ``{"base.limit": 200}``)."""
+    steps, per_clip_second = finetune_settings(iterations)
     out = Path(run_dir) if run_dir is not None else Path(output).with_suffix(".finetune")
-    overrides = {**dict(overrides or {}), "train.iterations": iterations, "train.device": device,
-                 "train.progress": progress}
+    overrides = {**dict(overrides or {}), "train.iterations": steps, "train.seconds_per_clip_second": per_clip_second,
+                 "train.device": device, "train.progress": progress}
     base_id = _base_identity(input, start, end, checkpoint, parser)
     resume = out.is_dir() and RunDir(out).latest_checkpoint("finetune") is not None
     if resume and _read_base_identity(out) != base_id:

@@ -15,6 +15,9 @@ from .options import DETECTOR_OPTIONS, DEVICE, checkpoint_option, direction_opti
 @direction_option("Picks the default checkpoint, parser and face detector.")
 @click.option("--iterations", type=click.IntRange(min=0), default=None,
               help="Fine-tune iterations (paper: 5000). With --resume: the new total.")
+@click.option("--seconds-per-clip-second", "per_clip_second", type=click.FloatRange(min=0), default=None,
+              help="Also stop after this many seconds of training per second of clip (0 = no limit, the default; "
+                   "translate --finetune auto uses 10).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate (paper: 1e-4).")
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="Triplets per step (default 4).")
 @click.option("--interp", "interp_name", default=None, metavar="NAME|PATH",
@@ -41,9 +44,9 @@ from .options import DETECTOR_OPTIONS, DEVICE, checkpoint_option, direction_opti
 @click.option("--device", type=DEVICE, default=None, help="auto, cpu, cuda or cuda:N (default auto).")
 @click.option("--seed", type=int, default=None, help="Random seed (default 0).")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
-def cli(input, out, checkpoint, parser_ckpt, direction, iterations, lr, batch, interp_name, start, end, tracks,
-        base_data, base_mask_labels, lpips_backbone, no_base, adversarial, detector, detector_weights, resume, device,
-        seed, no_progress) -> None:
+def cli(input, out, checkpoint, parser_ckpt, direction, iterations, per_clip_second, lr, batch, interp_name, start,
+        end, tracks, base_data, base_mask_labels, lpips_backbone, no_base, adversarial, detector, detector_weights,
+        resume, device, seed, no_progress) -> None:
     """Fine-tune a StyleAnime model on the faces of INPUT (paper §6.3.3: L_base + L_lcsc + L_fic, encoders only).
 
     Then translate with it: vidanime translate INPUT OUT.mp4 --checkpoint RUN_DIR/styleanime.pt
@@ -57,7 +60,8 @@ def cli(input, out, checkpoint, parser_ckpt, direction, iterations, lr, batch, i
     from vidanime.train.finetune import FinetuneConfig
 
     overrides: dict = {}
-    for key, value in (("train.iterations", iterations), ("train.lr", lr), ("train.batch", batch),
+    for key, value in (("train.iterations", iterations), ("train.seconds_per_clip_second", per_clip_second),
+                       ("train.lr", lr), ("train.batch", batch),
                        ("train.device", device), ("train.seed", seed), ("base.data", base_data),
                        ("base.mask_labels", base_mask_labels), ("base.loss.lpips_backbone", lpips_backbone)):
         if value is not None:

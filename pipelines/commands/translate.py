@@ -42,7 +42,7 @@ def cli(input, output, checkpoint, parser_ckpt, direction, alpha, device, fp16, 
     options = TranslateOptions(start=start, end=end, faces=faces, crop=crop, crf=crf, preset=preset, preview=preview,
                                batch=batch, progress=not no_progress, report=report)
     TranslatePipeline.check_inputs(input, output, options)
-    if finetune > 0:
+    if finetune:  # N >= 1 or 'auto'
         from pipelines.finetune import finetune_for_translate
         from pipelines.translate import DEFAULT_MODELS
 

@@ -195,7 +195,7 @@ def test_folder_and_option_errors_are_one_line(tmp_path, media, monkeypatch):
     (tmp_path / "empty").mkdir()
     with pytest.raises(MediaError, match="no videos found"):
         pipe(tmp_path / "empty", tmp_path / "o", _opts())
-    for bad, msg in [(dict(jobs=0), "jobs=0"), (dict(ext=".gif"), "ext='.gif'"), (dict(finetune=-1), "finetune=-1")]:
+    for bad, msg in [(dict(jobs=0), "jobs=0"), (dict(ext=".gif"), "ext='.gif'"), (dict(finetune=-1), "--finetune -1")]:
         with pytest.raises(ConfigError, match=msg):
             pipe(src, tmp_path / "o", _opts(**bad))
     with pytest.raises(ConfigError, match="preview"):

@@ -33,3 +33,17 @@ def test_user_error_is_one_line(tmp_path):
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "modle" in lines[0], r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_option_literals_match_the_library():
+    """options.py copies a few names so that `--help` does not import torch; they must equal the library's."""
+    import click
+
+    from pipelines import finetune, translate
+    from pipelines.commands import options
+    from vidanime.video import detect
+
+    assert options.DETECTORS == list(detect.DETECTORS)
+    assert tuple(options.TEMPORAL_OPTION(click.command()(lambda temporal: None)).params[0].type.choices) == \
+        translate.TEMPORAL_MODES
+    assert options.FINETUNE_AUTO == finetune.FINETUNE_AUTO

@@ -5,6 +5,7 @@ export does, so L_base runs on real target-domain images found through the check
 """
 import json
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -221,3 +222,56 @@ def test_random_access_matches_cached_crops_and_short_range_error(setup):
     direct.close()
     with pytest.raises(MediaError, match="2 frame.*selected range.*at least 3"):
         ClipTriplets.collect(clip, tr, FaceConfig(), start="3f", end="5f", progress=False)
+
+
+def test_finetune_settings_and_auto_values():
+    from pipelines.finetune import (
+        AUTO_ITERATIONS,
+        AUTO_SECONDS_PER_CLIP_SECOND,
+        clip_budget,
+        finetune_requested,
+        finetune_settings,
+    )
+    from vidanime.errors import ConfigError
+
+    assert finetune_settings(7) == (7, 0.0) and finetune_settings("12") == (12, 0.0)
+    assert finetune_settings("auto") == (AUTO_ITERATIONS, AUTO_SECONDS_PER_CLIP_SECOND) == (300, 10.0)
+    for bad in (0, -1, "x", "1.5"):
+        with pytest.raises(ConfigError, match="--finetune"):
+            finetune_settings(bad)
+    assert [finetune_requested(v) for v in (0, None, "0", 3, "3", "auto", "AUTO")] == [False] * 3 + [True] * 4
+    assert clip_budget(0.0, 12.0) is None
+    assert clip_budget(10.0, 2.5).seconds == 25.0 and clip_budget(10.0, 0.0).seconds == 1.0  # unknown rate: 1 s
+
+
+def test_time_limit_per_clip_second_stops_the_fine_tune(setup, tmp_path):
+    """`--finetune auto`'s limit: with far more iterations than time, the loop stops on the clip-length budget."""
+    from pipelines.finetune import FinetunePipeline
+    from vidanime.train.run_dir import RunDir
+
+    d, clip = setup  # 20 frames at 25 fps = 0.8 s: a 2-s training budget at 2.5 s per clip second
+    t0 = time.perf_counter()
+    res = FinetunePipeline(_config(d, clip, iterations=100_000, seconds_per_clip_second=2.5), eval_triplets=0)(
+        tmp_path / "run")
+    assert 1 <= res.steps < 100_000
+    assert time.perf_counter() - t0 < 60  # the face pass + 2 s of training + export, not 100,000 steps
+    assert RunDir(tmp_path / "run").read_config()["train"]["seconds_per_clip_second"] == 2.5
+    assert (tmp_path / "run" / "styleanime.pt").is_file()
+
+
+def test_translate_finetune_auto_and_bad_value(setup, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import pipelines.finetune
+    from pipelines.commands.translate import cli as translate_cli
+
+    d, clip = setup
+    monkeypatch.setattr(pipelines.finetune, "AUTO_ITERATIONS", 2)  # the cap, so that the test stays short
+    base = [str(clip), str(tmp_path / "tr.mp4"), "--checkpoint", str(d / "tiny.pt"), "--parser", str(d / "parser.pt"),
+            "--end", "6f", "--no-progress", "--preset", "ultrafast"]
+    r = CliRunner().invoke(translate_cli, base + ["--finetune", "auto"])
+    assert r.exit_code == 0, r.output
+    cfg = __import__("yaml").safe_load((tmp_path / "tr.finetune" / "config.yaml").read_text())
+    assert cfg["train"]["iterations"] == 2 and cfg["train"]["seconds_per_clip_second"] == 10.0
+    r = CliRunner().invoke(translate_cli, base + ["--finetune", "lots"])
+    assert r.exit_code == 2 and "'lots' is not a number of iterations >= 0 or 'auto'" in r.output

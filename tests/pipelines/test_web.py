@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from tests.pipelines.app_helpers import face_labels, save_model, save_parser, tiny_parser, tiny_styleanime, write_labels
+from tests.video.media import make_clip
 from vidanime.errors import CheckpointError, ConfigError, MediaError
 
 gr = pytest.importorskip("gradio")
@@ -76,25 +77,6 @@ def test_identity_fallback_is_said_in_the_page(tmp_path, assets):
         translate_video(assets / "video" / "liveportrait_d0.mp4", WebConfig(workdir=str(tmp_path)), finetune=10)
 
 
-def _no_face_clip(path, n=6, size=64):
-    from fractions import Fraction
-
-    import av
-
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=10)
-        s.width = s.height = size
-        s.pix_fmt = "yuv420p"
-        for i in range(n):
-            f = av.VideoFrame.from_ndarray(np.full((size, size, 3), 30 * i, np.uint8), format="rgb24")
-            f.pts, f.time_base = i, Fraction(1, 10)
-            for p in s.encode(f):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
-
-
 def test_bad_uploads_are_one_line_errors(config, assets, tmp_path):
     clip = assets / "video" / "liveportrait_d0.mp4"  # 3.12 s, 2.9 MB
     text = tmp_path / "notes.mp4"
@@ -112,7 +94,7 @@ def test_bad_uploads_are_one_line_errors(config, assets, tmp_path):
     with pytest.raises(ConfigError, match="max_seconds=0"):
         WebConfig(max_seconds=0).check()
     # a video without a face is translated (passed through) and the page says so
-    o = translate_video(_no_face_clip(tmp_path / "noface.mp4"), config, progress=False)
+    o = translate_video(make_clip(tmp_path / "noface.mp4", n=6, size=(64, 64), fps=10), config, progress=False)
     assert o.result.faces == 0 and "No face was found" in o.message
 
 
@@ -130,7 +112,8 @@ def test_page_handlers_show_errors_and_keep_serving(config, tmp_path):
     assert outs == [None] * 4 and msg.startswith("**Error:**") and "notes.txt" in msg and "\n" not in msg
     *outs, msg = run_image(str(text), None, None, "p2a", 1.0, 0)
     assert outs == [None, None] and msg.startswith("**Error:**") and "not an image file" in msg
-    *outs, msg = run_video(str(_no_face_clip(tmp_path / "nf.mp4")), "p2a", 1.0, 0, "all", "", "")
+    no_face = make_clip(tmp_path / "nf.mp4", n=6, size=(64, 64), fps=10)
+    *outs, msg = run_video(str(no_face), "p2a", 1.0, 0, "all", "", "")
     assert Path(outs[0]).is_file() and "No face was found" in msg  # the same app keeps serving after errors
     jobs = [f for f in app.fns.values() if f.name in ("run_video", "run_image")]
     assert len(jobs) == 2 and all(f.concurrency_limit == 1 and f.concurrency_id == "device" for f in jobs)

@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections import deque
 from dataclasses import dataclass, field
@@ -56,6 +57,9 @@ class FinetuneOptions:
     λ6 = λ7 = 1)."""
 
     iterations: int = 5000
+    # wall-clock limit of the training loop as a multiple of the clip's duration (0 = none): the loop stops at
+    # `iterations` or after seconds_per_clip_second × clip seconds, whichever comes first (`--finetune auto`: 10)
+    seconds_per_clip_second: float = 0.0
     batch: int = 4  # triplets per step (3·batch clip images)
     base_batch: int = 4  # target-domain images per step for L_base
     lr: float = 1e-4
@@ -116,6 +120,9 @@ class FinetuneConfig:
                               "expected integers >= 0")
         if t.lr <= 0:
             raise ConfigError(f"train.lr = {t.lr}: expected a positive learning rate")
+        if not (math.isfinite(t.seconds_per_clip_second) and t.seconds_per_clip_second >= 0):
+            raise ConfigError(f"train.seconds_per_clip_second = {t.seconds_per_clip_second}: expected a number >= 0 "
+                              "(0 = no time limit)")
         for key in ("lambda_lcsc", "lambda_fic", "lambda_base"):
             if getattr(t, key) < 0:
                 raise ConfigError(f"train.{key} = {getattr(t, key)}: expected a number >= 0")
@@ -140,11 +147,11 @@ class ClipTriplets:
     """Consecutive aligned-crop triplets (i−1, i, i+1) of the tracks of one clip (see the module docstring)."""
 
     def __init__(self, path: str | os.PathLike, tracks: Sequence[TrackFrames], crop_size: int, image_size: int,
-                 border: str = "reflect", n_frames: int = 0):
+                 border: str = "reflect", n_frames: int = 0, fps: float = 0.0):
         self.path = Path(path)
         self.tracks = list(tracks)
         self.crop_size, self.image_size, self.border = int(crop_size), int(image_size), border
-        self.n_frames = n_frames
+        self.n_frames, self.fps = n_frames, float(fps)
         self.centres: list[tuple[int, int]] = [
             (k, t) for k, tr in enumerate(self.tracks) for t in range(1, len(tr.frames) - 1)
             if tr.frames[t - 1] + 1 == tr.frames[t] == tr.frames[t + 1] - 1
@@ -153,6 +160,11 @@ class ClipTriplets:
 
     def __len__(self) -> int:
         return len(self.centres)
+
+    @property
+    def seconds(self) -> float:
+        """Duration of the frames the face pass read (0 when the frame rate is unknown)."""
+        return self.n_frames / self.fps if self.fps > 0 else 0.0
 
     @property
     def cached(self) -> bool:
@@ -177,7 +189,7 @@ class ClipTriplets:
         cache_bytes, caching = 0, cache_mb > 0
         limit = cache_mb * 2**20
         with VideoReader(path, start=start, end=end) as reader:
-            n = len(reader)
+            n, fps = len(reader), float(reader.info.fps)
             if n < 3:
                 raise MediaError(f"{Path(path).name} has {n} frame(s) in the selected range; the fine-tune needs at "
                                  "least 3 consecutive frames (triplets i-1, i, i+1)")
@@ -227,7 +239,7 @@ class ClipTriplets:
                 t.crops = None
         s = face_config.crop_size
         out = cls(path, [found[k] for k in sorted(found)], s, translator.model.image_size, face_config.border,
-                  n_frames=n_read)
+                  n_frames=n_read, fps=fps)
         logger.info("clip %s: %d frames, %d track(s), %d triplets; crops %s", Path(path).name, n_read, len(found),
                     len(out), "in memory" if out.cached else "read by random access")
         return out
