@@ -61,6 +61,19 @@ def _from_parts(parts: list[Path], key: dict) -> tuple[Any, Any] | None:
     return torch.cat([c["w0"] for c in loaded]), torch.cat([c["targets"] for c in loaded])
 
 
+def _model_inputs(translator: Any, images: np.ndarray) -> tuple[Any, Any]:
+    """Model-size images (N, 3, M, M) and labels (N, M, M) of (N, H, W, 3) uint8 ``images`` as ``translator`` feeds
+    its model (32 at a time)."""
+    import torch
+
+    xs, labs = [], []
+    for i in range(0, len(images), 32):
+        x, lab, _ = translator.model_inputs(images[i : i + 32], list(range(i, min(i + 32, len(images)))))
+        xs.append(x)
+        labs.append(lab)
+    return torch.cat(xs), torch.cat(labs)
+
+
 def _anime_targets(out: Path, model: Any, train_config: dict | None, model_sha256: str, count: int,
                    invert_steps: int) -> tuple[Any, Any, Any, Any, dict]:
     """The first ``count`` training anime crops at the model size, their labels (the parser that labelled them in
@@ -83,12 +96,7 @@ def _anime_targets(out: Path, model: Any, train_config: dict | None, model_sha25
     parser = load_model(parser_name, format="vidanime.parser").eval()
     translator = StyleAnimeFaceTranslator(model, parser, alpha=None, parsing_smooth=0)
     images = np.stack(anime_images(ASSETS / "anime", 0, count))
-    xs, labs = [], []
-    for i in range(0, len(images), 32):
-        x, lab, _ = translator.model_inputs(images[i : i + 32], list(range(i, min(i + 32, len(images)))))
-        xs.append(x)
-        labs.append(lab)
-    x, lab = torch.cat(xs), torch.cat(labs)
+    x, lab = _model_inputs(translator, images)
     inv = InvertConfig(steps=invert_steps)
     key = {"model_sha256": model_sha256, "images": count, "parser": str(parser_name), "invert": asdict(inv)}
     cache = out / "anime_targets.pt"
@@ -129,12 +137,7 @@ def run(out: Path, model_name: str, refine: int, steps: int, lr: float, lambda_i
     ids, images = training_portraits(ASSETS / "faces")
     ids, images = ids[offset : offset + limit if limit else None], images[offset : offset + limit if limit else None]
     translator = portrait_translator(model, portrait_parser)
-    xs, labs = [], []
-    for i in range(0, len(images), 32):
-        x, lab, _ = translator.model_inputs(images[i : i + 32], list(range(i, min(i + 32, len(images)))))
-        xs.append(x)
-        labs.append(lab)
-    x, lab = torch.cat(xs), torch.cat(labs)
+    x, lab = _model_inputs(translator, images)
 
     key = {"model_sha256": sha256_file(path), "portraits": len(ids), "first": ids[0], "refine": refine,
            "offset": offset}
