@@ -61,9 +61,8 @@ def _finetune(src: Path, end: str, setting: str, run_dir: Path) -> tuple[str, in
     tuned = finetune_for_translate(src, run_dir.with_suffix(".mp4"), ckpt, parser,
                                    setting if setting == "auto" else int(setting), end=end, run_dir=run_dir,
                                    progress=False)
-    last = RunDir(run_dir).latest_checkpoint("finetune")  # checkpoints/finetune-<step>.pt
-    steps = int(last.stem.rsplit("-", 1)[1]) if last is not None else 0
-    return str(tuned), steps, time.perf_counter() - t0
+    found = RunDir(run_dir).checkpoints("finetune")  # (step, path), oldest first
+    return str(tuned), found[-1][0] if found else 0, time.perf_counter() - t0
 
 
 def _measure(pipe, src: Path, out: Path, end: str, crop: bool = True) -> dict:

@@ -61,6 +61,20 @@ def _from_parts(parts: list[Path], key: dict) -> tuple[Any, Any] | None:
     return torch.cat([c["w0"] for c in loaded]), torch.cat([c["targets"] for c in loaded])
 
 
+def _read_codes(cache: Path, key: dict) -> tuple[Any, Any] | None:
+    """(w0, targets) from a codes cache (``targets.pt`` / ``anime_targets.pt``) written for ``key``, else None."""
+    import torch
+
+    cached = torch.load(cache, weights_only=True) if cache.is_file() else None
+    return (cached["w0"], cached["targets"]) if cached is not None and cached.get("key") == key else None
+
+
+def _write_codes(cache: Path, key: dict, w0: Any, targets: Any) -> None:
+    import torch
+
+    torch.save({"key": key, "w0": w0, "targets": targets}, cache)
+
+
 def _model_inputs(translator: Any, images: np.ndarray) -> tuple[Any, Any]:
     """Model-size images (N, 3, M, M) and labels (N, M, M) of (N, H, W, 3) uint8 ``images`` as ``translator`` feeds
     its model (32 at a time)."""
@@ -79,7 +93,6 @@ def _anime_targets(out: Path, model: Any, train_config: dict | None, model_sha25
     """The first ``count`` training anime crops at the model size, their labels (the parser that labelled them in
     training) and their encoder / inverted codes (:mod:`vidanime.train.invert`), cached in ``out/anime_targets.pt``;
     → (x, labels, w0, w*, cache key)."""
-    import torch
     from tqdm import tqdm
 
     from pipelines.report_demo import ANIME_HELDOUT_START, ASSETS, anime_images
@@ -100,15 +113,14 @@ def _anime_targets(out: Path, model: Any, train_config: dict | None, model_sha25
     inv = InvertConfig(steps=invert_steps)
     key = {"model_sha256": model_sha256, "images": count, "parser": str(parser_name), "invert": asdict(inv)}
     cache = out / "anime_targets.pt"
-    cached = torch.load(cache, weights_only=True) if cache.is_file() else None
-    if cached is not None and cached.get("key") == key:
+    if (cached := _read_codes(cache, key)) is not None:
         logger.info("inverted codes of %d anime faces from %s", count, cache)
-        return x, lab, cached["w0"], cached["targets"], key
+        return x, lab, *cached, key
     t0 = time.perf_counter()
     with tqdm(total=len(x), desc=f"inverting {len(x)} anime faces ({invert_steps} steps)", unit="face") as bar:
         w0, targets = inverted_targets(model, x, lab, inv, progress=bar.update)
     logger.info("inverted %d anime faces in %.0f s", len(x), time.perf_counter() - t0)
-    torch.save({"key": key, "w0": w0, "targets": targets}, cache)
+    _write_codes(cache, key, w0, targets)
     return x, lab, w0, targets, key
 
 
@@ -142,9 +154,8 @@ def run(out: Path, model_name: str, refine: int, steps: int, lr: float, lambda_i
     key = {"model_sha256": sha256_file(path), "portraits": len(ids), "first": ids[0], "refine": refine,
            "offset": offset}
     cache = out / "targets.pt"
-    cached = torch.load(cache, weights_only=True) if cache.is_file() else None
-    if cached is not None and cached.get("key") == key:
-        w0, targets = cached["w0"], cached["targets"]
+    if (cached := _read_codes(cache, key)) is not None:
+        w0, targets = cached
         logger.info("refined codes of %d portraits from %s", len(targets), cache)
     elif parts and (merged := _from_parts(parts, key)) is not None:
         w0, targets = merged
@@ -155,7 +166,7 @@ def run(out: Path, model_name: str, refine: int, steps: int, lr: float, lambda_i
         with tqdm(total=len(x), desc=f"refining {len(x)} portraits ({refine} steps)", unit="face") as bar:
             w0, targets = refined_targets(model, refiner, x, lab, refine, progress=bar.update)
         logger.info("refined %d portraits in %.0f s", len(x), time.perf_counter() - t0)
-        torch.save({"key": key, "w0": w0, "targets": targets}, cache)
+        _write_codes(cache, key, w0, targets)
 
     anime_key = None
     if anime:

@@ -10,12 +10,16 @@ from vidanime.errors import VidanimeError
 from vidanime.train.distill import DistillConfig, distill_encoders
 
 
+def _random_batch(model, n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` random model-size images in [-1, 1] and random 19-class label maps."""
+    s = model.image_size
+    return torch.rand(n, 3, s, s, generator=g) * 2 - 1, torch.randint(0, 19, (n, s, s), generator=g)
+
+
 def test_encoders_move_toward_the_target_codes_and_the_loss_falls(tiny_styleanime):
     model = copy.deepcopy(tiny_styleanime)
-    s = model.image_size
     g = torch.Generator().manual_seed(0)
-    images = torch.rand(6, 3, s, s, generator=g) * 2 - 1
-    labels = torch.randint(0, 19, (6, s, s), generator=g)
+    images, labels = _random_batch(model, 6, g)
     with torch.no_grad():
         w0 = model.encode(images, labels)
         targets = w0 + 0.5 * torch.randn(w0.shape, generator=g) * w0.std()  # codes the encoders do not give
@@ -67,10 +71,7 @@ def test_adversarial_term_raises_d2_on_the_distilled_drawings(tiny_styleanime):
     gcfg = model.config.generator
     torch.manual_seed(3)
     discs = (LatentDiscriminator(gcfg.n_latent, gcfg.style_dim), Discriminator(gcfg))
-    s = model.image_size
-    g = torch.Generator().manual_seed(0)
-    images = torch.rand(8, 3, s, s, generator=g) * 2 - 1
-    labels = torch.randint(0, 19, (8, s, s), generator=g)
+    images, labels = _random_batch(model, 8, torch.Generator().manual_seed(0))
     with torch.no_grad():
         targets = model.encode(images, labels)
         before = discs[1](model.decode(targets)).mean().item()
