@@ -2,7 +2,8 @@
 
 Subcommands live in ``pipelines/commands/<name>.py`` as a click object called ``cli`` and are imported only when
 invoked (so ``vidanime --help`` stays fast without importing torch).  User errors (:class:`VidanimeError`) become a
-one-line message and exit status 2; an interrupt exits 130.
+one-line message and exit status 2; an interrupt exits 130.  The CPU thread policy (:mod:`vidanime.threads`) is set
+before any command imports torch.
 """
 from __future__ import annotations
 
@@ -66,7 +67,11 @@ class LazyGroup(click.Group):
 @click.version_option(__version__, prog_name="vidanime")
 @click.option("-v", "--verbose", count=True, help="More log output (-v debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
-def main(verbose: int, quiet: bool) -> None:
+@click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
+              help="CPU threads for torch and OpenCV [default: OMP_NUM_THREADS if set, else the cores this process "
+                   "may use; batch: cores / --jobs per job]. Idle threads sleep (OMP_WAIT_POLICY=PASSIVE) so "
+                   "vidanime shares the machine with other work without slowing down.")
+def main(verbose: int, quiet: bool, threads: int | None) -> None:
     """vidanime: turn the faces in a video into anime characters (StyleAnime), frame-coherent.
 
     \b
@@ -76,8 +81,11 @@ def main(verbose: int, quiet: bool) -> None:
       vidanime weights list
     """
     from vidanime.log import setup_logging
+    from vidanime.threads import apply_thread_policy
 
     setup_logging(-1 if quiet else verbose)
+    if threads is not None:  # before any command imports torch (commands import it when they run)
+        apply_thread_policy(threads)
 
 
 class _Terminated(KeyboardInterrupt):
@@ -98,7 +106,9 @@ def run() -> None:
     import signal
 
     from vidanime.errors import VidanimeError
+    from vidanime.threads import apply_thread_policy
 
+    apply_thread_policy()  # before torch loads OpenMP: see vidanime/threads.py
     for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
         if sig is not None:
             signal.signal(sig, _raise_terminated)

@@ -115,4 +115,7 @@ def main(video: str | None, out_dir: str, end: str | None, finetune: int, device
 
 
 if __name__ == "__main__":
+    from vidanime.threads import apply_thread_policy
+
+    apply_thread_policy()  # before torch loads OpenMP (vidanime/threads.py)
     main()

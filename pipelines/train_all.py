@@ -40,6 +40,7 @@ from vidanime.data.pack import default_assets_root
 from vidanime.errors import ConfigError, VidanimeError
 from vidanime.fileio import atomic_write_text
 from vidanime.train.harness import Budget, device_name, resolve_device
+from vidanime.train.run_dir import checkpoint_step
 
 logger = logging.getLogger(__name__)
 
@@ -354,7 +355,7 @@ def _run_parser(stage: StageConfig, overrides: dict, root: Path, budget: Budget,
     ckpt = run.latest_checkpoint("parser")
     if ckpt is None:
         raise VidanimeError(f"stage {stage.name} wrote no parser")
-    return ckpt, {"step": int(ckpt.stem.rsplit("-", 1)[-1]), **_speed(run.path)}
+    return ckpt, {"step": checkpoint_step(ckpt), **_speed(run.path)}
 
 
 def _run_pseudo(stage: StageConfig, overrides: dict, root: Path, budget: Budget, dev: Any, resume: bool):
@@ -399,7 +400,7 @@ def _run_styleanime(stage: StageConfig, overrides: dict, root: Path, budget: Bud
     ckpt = run.latest_checkpoint("styleanime") if run is not None else None
     if ckpt is None:
         raise VidanimeError(f"stage {stage.name} wrote no styleanime checkpoint")
-    return ckpt, {"step": int(ckpt.stem.rsplit("-", 1)[-1]), **_speed(run.path)}
+    return ckpt, {"step": checkpoint_step(ckpt), **_speed(run.path)}
 
 
 def _run_interp(stage: StageConfig, overrides: dict, root: Path, budget: Budget, dev: Any, resume: bool):
@@ -413,7 +414,7 @@ def _run_interp(stage: StageConfig, overrides: dict, root: Path, budget: Budget,
     ckpt = export_path(run)
     if ckpt is None:
         raise VidanimeError(f"stage {stage.name} wrote no interpolator")
-    return ckpt, {"step": int(ckpt.stem.rsplit("-", 1)[-1]), **_speed(run.path)}
+    return ckpt, {"step": checkpoint_step(ckpt), **_speed(run.path)}
 
 
 def _has_run(root: Path, name: str) -> bool:

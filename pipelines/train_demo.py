@@ -109,6 +109,7 @@ def export(root: Path) -> list[str]:
     """Copy the newest exported checkpoint of each model into vidanime/weights and update registry.json."""
     from vidanime.registry import WEIGHTS_DIR
     from vidanime.train.export import ExportItem, export_models
+    from vidanime.train.run_dir import checkpoint_step
 
     items = []
     for name, (pattern, fmt, description) in EXPORTS.items():
@@ -116,7 +117,7 @@ def export(root: Path) -> list[str]:
         if src is None:
             logger.info("export: no %s yet (%s)", name, pattern)
             continue
-        step = src.stem.rsplit("-", 1)[-1].lstrip("0") or "0"
+        step = checkpoint_step(src)
         styleanime = fmt == "vidanime.styleanime"
         items.append(ExportItem(
             name, src, fmt, f"{description} (step {step}; from {src.relative_to(root)})",

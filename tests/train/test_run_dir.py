@@ -8,7 +8,7 @@ from PIL import Image
 
 from vidanime.checkpoint import load_checkpoint
 from vidanime.errors import CheckpointError
-from vidanime.train.run_dir import RunDir, find_latest_run, make_image_grid, resolve_resume
+from vidanime.train.run_dir import RunDir, checkpoint_step, find_latest_run, make_image_grid, resolve_resume
 
 
 def test_numbering_and_config(tmp_path):
@@ -47,6 +47,9 @@ def test_checkpoints_latest_prune_and_resume_lookup(tmp_path):
     assert [p.name for p in run.prune_checkpoints("train", keep=2)] == ["train-0000020.pt"]
     assert [s for s, _ in run.checkpoints()] == [100, 300]
     assert RunDir.of_checkpoint(run.latest_checkpoint()).path == run.path
+    assert checkpoint_step(run.checkpoint_path(1234567, "styleanime")) == 1234567
+    with pytest.raises(ValueError, match="my-model.v2.pt"):
+        checkpoint_step(tmp_path / "my-model.v2.pt")
     RunDir.create(tmp_path, "c")  # newer run without checkpoints is skipped by the lookup
     assert find_latest_run(tmp_path, name="c") == run.path
     assert resolve_resume("auto", tmp_path, name="c") == run.latest_checkpoint()

@@ -43,10 +43,15 @@ def discriminators_of_run(export: Path) -> dict | None:
     """D1/D2 of the training checkpoint at the same step as an exported StyleAnime (same run folder), in the layout
     :func:`vidanime.train.styleanime.discriminator_record` writes; None when there is none."""
     from ..checkpoint import load_checkpoint
+    from .run_dir import RunDir, checkpoint_step
     from .styleanime import TRAIN_FORMAT, discriminator_record
 
-    step = export.stem.rsplit("-", 1)[-1]
-    train = export.parent / f"train-{step}.pt"
+    try:
+        step = checkpoint_step(export)
+    except ValueError:
+        logger.info("export: %s is not a run checkpoint, so no discriminators for the fine-tune's L_base", export)
+        return None
+    train = RunDir(export.parent.parent).checkpoint_path(step, "train")
     if not train.is_file():
         logger.info("export: no training checkpoint %s, so no discriminators for the fine-tune's L_base", train)
         return None

@@ -23,7 +23,7 @@ from ..errors import CheckpointError, ConfigError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RunDir", "default_runs_root", "find_latest_run", "make_image_grid", "resolve_resume"]
+__all__ = ["RunDir", "checkpoint_step", "default_runs_root", "find_latest_run", "make_image_grid", "resolve_resume"]
 
 _RUN_RE = re.compile(r"^(\d{5,})-")
 _CKPT_RE = re.compile(r"^(?P<kind>[A-Za-z0-9_]+)-(?P<step>\d+)\.pt$")
@@ -39,6 +39,15 @@ def default_runs_root() -> Path:
         return Path(env).expanduser()
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(cache) / "vidanime" / "runs"
+
+
+def checkpoint_step(path: str | os.PathLike) -> int:
+    """The step of a run checkpoint named ``<kind>-<step>.pt`` (e.g. ``styleanime-0000800.pt`` -> 800); any other
+    name raises :class:`ValueError` naming it."""
+    m = _CKPT_RE.match(Path(path).name)
+    if m is None:
+        raise ValueError(f"{path}: not a run checkpoint name (<kind>-<step>.pt)")
+    return int(m.group("step"))
 
 
 def _safe_name(name: str) -> str:
@@ -240,7 +249,7 @@ class RunDir:
         for p in self.checkpoint_dir.iterdir():
             m = _CKPT_RE.match(p.name)
             if m and m.group("kind") == kind:
-                found.append((int(m.group("step")), p))
+                found.append((checkpoint_step(p), p))
         return sorted(found)
 
     def latest_checkpoint(self, kind: str = "train") -> Path | None:
