@@ -42,8 +42,8 @@ def cli() -> None:
                    "images of another size.")
 @click.option("--refine", default=None, type=click.IntRange(min=0), metavar="N",
               help="Test-time refinement: N Adam steps on each W+ code towards IN's layout and hair/skin/eye colours "
-                   "and the anime look (an addition to the paper) [default: the checkpoint's measured default, 10 "
-                   "steps for the bundled model, about 1 s per face on 2 CPU cores; 0 = off].")
+                   "(an addition to the paper; about 1 s per 10 steps per face on 2 CPU cores) [default: the "
+                   "checkpoint's measured default, 0 (off) for the bundled model].")
 @click.option("--refine-parser", default=None, metavar="NAME|PATH",
               help="Output-domain parser of --refine [default: parser-anime for p2a, parser-portrait for a2p].")
 @click.option("--device", type=DEVICE, default="cpu", show_default=True, help="torch device, e.g. cuda.")

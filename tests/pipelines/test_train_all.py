@@ -127,7 +127,7 @@ def test_recipe_validation_names_the_bad_value():
 
 
 def test_the_shipped_recipes_load():
-    for name in ("train_all.yaml", "train_all_gpu.yaml", "train_all_tiny.yaml"):
+    for name in ("train_all.yaml", "train_all_gpu.yaml", "train_all_tiny.yaml", "train_all_a2p.yaml"):
         pipe = TrainAllPipeline.from_config_file(REPO / "configs" / name)
         assert pipe.config.stages and all(s.share > 0 for s in pipe.config.stages if s.enabled), name
         for s in pipe.config.stages:
