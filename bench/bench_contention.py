@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
         for policy_on in (False, True):
             idle = _measure(kind, policy_on, False, args)
             busy = _measure(kind, policy_on, True, args)
-            ratio = busy["speed"] / idle["speed"] if idle["speed"] == idle["speed"] else float("nan")
+            ratio = busy["speed"] / idle["speed"]  # nan when either timed out
             rows.append([kind, "on" if policy_on else "off (torch defaults)", f"{idle['threads']} / {idle['wait']}",
                          f"{idle['speed']:.2f} {unit}", f"{busy['speed']:.2f} {unit}" + (f" ({busy['note']})"
                                                                                          if "note" in busy else ""),

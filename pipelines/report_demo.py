@@ -148,22 +148,25 @@ def domain_classifier(held_out_ids: Sequence[str]) -> Any:
     return DomainClassifier.fit(anime_images(ASSETS / "anime", 0, 1000, size=128), train_portraits)
 
 
+def at_size(images: np.ndarray | Sequence[np.ndarray], size: int) -> np.ndarray:
+    """(N, size, size, 3) uint8: square uint8 images resized (area) to ``size``, those already at it untouched."""
+    import cv2
+
+    return np.stack([im if im.shape[0] == size else cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA)
+                     for im in images])
+
+
 def anime_look(model: Any, anime_parser: Any, images: np.ndarray, outputs: np.ndarray, base: np.ndarray,
                n_generated: int = 200) -> dict[str, float]:
     """KID in the anime parser's features (lower = more like real anime faces) of the outputs, the inputs, the
     average face, ``n_generated`` seeded samples of the model's generator and 90 other held-out anime faces, each
     against the held-out anime faces 9200-9699 (see :func:`vidanime.metrics.domain.anime_look_kid`); every set is
     first brought to the model's size, so that sharpness does not count, only what is drawn."""
-    import cv2
     import torch
 
-    from vidanime.metrics.domain import anime_look_kid
+    from vidanime.metrics.domain import anime_look_kids
 
     s = int(model.image_size)
-
-    def at_model_size(x: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-        return np.stack([im if im.shape[0] == s else cv2.resize(im, (s, s), interpolation=cv2.INTER_AREA) for im in x])
-
     reference = np.stack(anime_images(ASSETS / "anime", ANIME_HELDOUT_START + 200, 500, size=s))
     g = torch.Generator().manual_seed(0)
     z = torch.randn(n_generated, model.decoder.style_dim, generator=g).to(model.latent_avg)
@@ -171,9 +174,9 @@ def anime_look(model: Any, anime_parser: Any, images: np.ndarray, outputs: np.nd
         samples = torch.cat([model.decoder([z[i : i + 50]])[0] for i in range(0, len(z), 50)]).float()
     samples = ((samples.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
     other = np.stack(anime_images(ASSETS / "anime", ANIME_HELDOUT_START + 700, 90, size=s))
-    return {name: anime_look_kid(anime_parser, at_model_size(x), reference) for name, x in
-            (("outputs", outputs), ("inputs", images), ("baseline", np.stack([base] * len(images))),
-             ("generator", samples), ("heldout_anime", other))}
+    sets = {"outputs": outputs, "inputs": images, "baseline": [base] * len(images), "generator": samples,
+            "heldout_anime": other}
+    return anime_look_kids(anime_parser, {name: at_size(x, s) for name, x in sets.items()}, reference)
 
 
 def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, device: str = "cpu",

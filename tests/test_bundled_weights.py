@@ -148,30 +148,27 @@ def test_bundled_default_looks_more_anime_than_the_encoders_own_codes(assets):
     give blotchy off-manifold drawings: on 32 held-out portraits, the default's outputs are closer to real anime faces
     in the anime parser's features (anime_look_kid) than alpha 1's and than the average face's."""
     _bundled("styleanime-p2a")
-    import cv2
     import numpy as np
 
     from pipelines.report_demo import (
         ANIME_HELDOUT_START,
         anime_images,
+        at_size,
         average_face,
         heldout_portraits,
         portrait_translator,
         translate_portraits,
     )
-    from vidanime.metrics.domain import anime_look_kid
+    from vidanime.metrics.domain import anime_look_kids
 
-    model, anime_parser = load_model("styleanime-p2a"), load_model("parser-anime")
+    model, portrait_parser = load_model("styleanime-p2a"), load_model("parser-portrait")
     assert model.inference["alpha"] == 0.7 and model.inference["refine"] == 0
     _, images, _ = heldout_portraits(assets / "faces", limit=32)
-
-    def small(x):  # compared at the model's size, as the report does
-        return np.stack([cv2.resize(im, (64, 64), interpolation=cv2.INTER_AREA) for im in x])
-
-    reference = np.stack(anime_images(assets / "anime", ANIME_HELDOUT_START + 200, 200, size=64))
-    kid = {}
+    sets = {}
     for name, alpha in (("default", None), ("alpha1", 1.0)):
-        out, _ = translate_portraits(portrait_translator(model, load_model("parser-portrait"), alpha=alpha), images)
-        kid[name] = anime_look_kid(anime_parser, small(out), reference)
-    kid["average_face"] = anime_look_kid(anime_parser, np.stack([average_face(model, 64)] * 32), reference)
+        out, _ = translate_portraits(portrait_translator(model, portrait_parser, alpha=alpha), images)
+        sets[name] = at_size(out, 64)  # compared at the model's size, as the report does
+    sets["average_face"] = np.stack([average_face(model, 64)] * 32)
+    reference = np.stack(anime_images(assets / "anime", ANIME_HELDOUT_START + 200, 200, size=64))
+    kid = anime_look_kids(load_model("parser-anime"), sets, reference)
     assert kid["default"] < kid["average_face"] < kid["alpha1"], kid

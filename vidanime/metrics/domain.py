@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -27,7 +27,7 @@ from ..errors import VidanimeError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["domain_features", "DomainClassifier", "parser_features", "anime_look_kid"]
+__all__ = ["domain_features", "DomainClassifier", "parser_features", "anime_look_kid", "anime_look_kids"]
 
 
 def domain_features(image: np.ndarray) -> np.ndarray:
@@ -135,11 +135,23 @@ def parser_features(parser: torch.nn.Module, images: np.ndarray | Sequence[np.nd
     return torch.cat(rows).numpy()
 
 
+def anime_look_kids(parser: torch.nn.Module, sets: Mapping[str, np.ndarray | Sequence[np.ndarray]],
+                    reference: np.ndarray | Sequence[np.ndarray], n_subsets: int = 50, seed: int = 0
+                    ) -> dict[str, float]:
+    """:func:`anime_look_kid` of each named set of images against one ``reference``, whose features are computed
+    once."""
+    from .fid import kid
+
+    ref = parser_features(parser, reference)
+    res = {}
+    for name, images in sets.items():
+        feats = parser_features(parser, images)
+        res[name] = float(kid(feats, ref, n_subsets=n_subsets, subset_size=min(len(feats), len(ref)), seed=seed)[0])
+    return res
+
+
 def anime_look_kid(parser: torch.nn.Module, images: np.ndarray | Sequence[np.ndarray],
                    reference: np.ndarray | Sequence[np.ndarray], n_subsets: int = 50, seed: int = 0) -> float:
     """KID (unbiased MMD², cubic kernel, :func:`vidanime.metrics.fid.kid`) between ``images`` and ``reference`` (both
     (N, H, W, 3) uint8) in :func:`parser_features` space; 0 = indistinguishable, lower is better."""
-    from .fid import kid
-
-    a, b = parser_features(parser, images), parser_features(parser, reference)
-    return float(kid(a, b, n_subsets=n_subsets, subset_size=min(len(a), len(b)), seed=seed)[0])
+    return anime_look_kids(parser, {"images": images}, reference, n_subsets=n_subsets, seed=seed)["images"]
