@@ -100,18 +100,26 @@ def bench_rates(assets: Path, step: int) -> None:
 def bench_jitter(assets: Path, n: int | None) -> None:
     from vidanime.video.align import estimate_similarity, transform_jitter
     from vidanime.video.detect import create_detector
+    from vidanime.video.motion import face_motion, to_gray
     from vidanime.video.smooth import SmoothConfig, smooth_sequence
 
     frames = read_frames(assets / "video" / "liveportrait_d0.mp4", n=n)
+    grays = [to_gray(f) for f in frames]
     rows = []
     for name, w in backends(assets):
-        lm = np.stack([d[0].landmarks for d in create_detector(name, w).detect(frames)])
+        dets = [d[0] for d in create_detector(name, w).detect(frames)]
+        lm = np.stack([d.landmarks for d in dets])
+        motions = {i: m for i in range(1, len(frames))
+                   if (m := face_motion(grays[i - 1], grays[i], dets[i - 1].box)) is not None}
         raw = transform_jitter([estimate_similarity(x)[0] for x in lm])
-        for cfg in (SmoothConfig("savgol", window=5), SmoothConfig("savgol", window=9),
-                    SmoothConfig("savgol", window=15), SmoothConfig("one_euro", min_cutoff=1.0, beta=0.5),
-                    SmoothConfig("one_euro", min_cutoff=0.5, beta=0.5)):
-            sm = transform_jitter([estimate_similarity(x)[0] for x in smooth_sequence(lm, cfg, fps=25)])
-            label = f"savgol w={cfg.window}" if cfg.method == "savgol" else f"one_euro fc={cfg.min_cutoff} b={cfg.beta}"
+        for cfg in (SmoothConfig("savgol", window=5, order=2), SmoothConfig("savgol", window=9, order=2),
+                    SmoothConfig("savgol", window=15, order=2), SmoothConfig("one_euro", min_cutoff=1.0, beta=0.5),
+                    SmoothConfig("one_euro", min_cutoff=0.5, beta=0.5), SmoothConfig("flow", window=9),
+                    SmoothConfig("flow", window=25)):
+            sm = transform_jitter([estimate_similarity(x)[0]
+                                   for x in smooth_sequence(lm, cfg, fps=25, motions=motions)])
+            label = (f"{cfg.method} w={cfg.window}" if cfg.method != "one_euro"
+                     else f"one_euro fc={cfg.min_cutoff} b={cfg.beta}")
             rows.append([name, label, raw["corner_px"], sm["corner_px"], raw["corner_px"] / sm["corner_px"],
                          raw["rotation_deg"], sm["rotation_deg"], raw["scale_pct"], sm["scale_pct"]])
     print_table(rows, ["detector", "smoothing", "jitter raw (crop px)", "jitter smoothed", "reduction",

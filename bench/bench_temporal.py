@@ -2,6 +2,7 @@
 
     python -m bench.bench_temporal [--clips d0,d3,...] [--frames 100] [--modes off,filter,ft:300,ft:auto+filter]
     python -m bench.bench_temporal --curve 25,50,100,200,300 [--clips ...]
+    python -m bench.bench_temporal --smooth savgol:9:2   # landmark smoothing other than the default (flow:25:0)
 
 For each clip and mode: the optical-flow warp error of the output (occlusion-masked, the input's flow) and the input's
 own, the flicker index, the latent roughness of the codes, the mouth-region change of the aligned output crop
@@ -88,15 +89,15 @@ def _curve(args, clips: list[str], tmp: Path) -> None:
     rows = []
     for clip in clips:
         src = default_assets_root() / "video" / f"liveportrait_{clip}.mp4"
-        off = _measure(TranslatePipeline.from_pretrained(temporal="off"), src, tmp / f"{clip}-off.mp4", end,
-                       crop=False)
+        pipe = TranslatePipeline.from_pretrained(temporal="off", face_config=args.face_config)
+        off = _measure(pipe, src, tmp / f"{clip}-off.mp4", end, crop=False)
         rows.append([clip, "0", f"{off['warp'] / off['input']:.2f}", "1.00", f"{off['rough']:.4f}", "0"])
         spent = 0.0
         for n in counts:
             tuned, steps, secs = _finetune(src, end, str(n), tmp / f"{clip}-curve")
             spent += secs
-            r = _measure(TranslatePipeline.from_pretrained(tuned, temporal="off"), src, tmp / f"{clip}-{n}.mp4", end,
-                         crop=False)
+            pipe = TranslatePipeline.from_pretrained(tuned, temporal="off", face_config=args.face_config)
+            r = _measure(pipe, src, tmp / f"{clip}-{n}.mp4", end, crop=False)
             rows.append([clip, str(steps), f"{r['warp'] / r['input']:.2f}", f"{r['warp'] / off['warp']:.2f}",
                          f"{r['rough']:.4f}", f"{spent:.0f}"])
     print_table(rows, ["clip", "fine-tune iterations", "warp error ×input", "×per-frame", "latent roughness",
@@ -114,13 +115,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--variants", default="",
                     help="extra filter settings to compare, 'S:A:B' = structure cut-off Hz : appearance cut-off Hz : "
                          "beta, comma-separated (e.g. 1:0.2:0.05,4:0.5:0.1)")
+    ap.add_argument("--smooth", default="",
+                    help="landmark smoothing METHOD:WINDOW:ORDER for every mode (default: FaceConfig's, flow:25:0)")
     ap.add_argument("--curve", default="", help="fine-tune iteration counts for the warp-error curve (e.g. 50,100,300)")
     args = ap.parse_args(argv)
 
     from pipelines.translate import TranslatePipeline
     from vidanime.data.pack import default_assets_root
-    from vidanime.video.smooth import LatentFilterConfig
+    from vidanime.video.faces import FaceConfig
+    from vidanime.video.smooth import LatentFilterConfig, SmoothConfig
 
+    args.face_config = None
+    if args.smooth:
+        method, window, order = args.smooth.split(":")
+        args.face_config = FaceConfig(smooth=SmoothConfig(method, window=int(window), order=int(order)))
     clips = args.clips.split(",")
     if args.curve:
         with tempfile.TemporaryDirectory() as tmp:
@@ -130,10 +138,11 @@ def main(argv: list[str] | None = None) -> None:
     for m in modes:
         if m not in ("off", "filter") and not re.fullmatch(r"ft:(auto|\d+)(\+filter)?", m):
             ap.error(f"--modes: unknown mode {m!r}")
-    pipes = {m: TranslatePipeline.from_pretrained(temporal=m) for m in modes if m in ("off", "filter")}
+    pipes = {m: TranslatePipeline.from_pretrained(temporal=m, face_config=args.face_config) for m in modes
+             if m in ("off", "filter")}
     for v in filter(None, args.variants.split(",")):
         s_cut, a_cut, beta = (float(x) for x in v.split(":"))
-        pipe = TranslatePipeline.from_pretrained(temporal="filter")
+        pipe = TranslatePipeline.from_pretrained(temporal="filter", face_config=args.face_config)
         pipe.translator.latent_filter.config = LatentFilterConfig(s_cut, a_cut, beta).check()
         pipes[f"filter {v}"] = pipe
     rows = []
@@ -149,7 +158,8 @@ def main(argv: list[str] | None = None) -> None:
                     if setting not in tuned:
                         tuned[setting] = _finetune(src, end, setting, Path(tmp) / f"{clip}-ft-{setting}")
                     ckpt, steps, secs = tuned[setting]
-                    pipe = TranslatePipeline.from_pretrained(ckpt, temporal="filter" if filt else "off")
+                    pipe = TranslatePipeline.from_pretrained(ckpt, temporal="filter" if filt else "off",
+                                                             face_config=args.face_config)
                     ft = f"{steps} in {secs:.0f} s"
                 else:
                     pipe = pipes[mode]
@@ -159,7 +169,8 @@ def main(argv: list[str] | None = None) -> None:
                              ft or "-"])
     print_table(rows, ["clip", "mode", "warp error", "input's", "ratio", "flicker", "latent roughness",
                        "mouth change", "fps", "fine-tune (iterations, s)"],
-                title=f"--temporal modes on the talking-face clips ({args.frames} frames each, bundled model)")
+                title=f"--temporal modes on the talking-face clips ({args.frames} frames each, bundled model, landmark "
+                      f"smoothing {args.smooth or 'default'})")
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ def _d0_landmarks(assets):
     return cached("d0-yunet-landmarks", run)
 
 
-@pytest.mark.parametrize("cfg,min_ratio", [(SmoothConfig("savgol", window=9), 1.5),
+@pytest.mark.parametrize("cfg,min_ratio", [(SmoothConfig("savgol", window=9, order=2), 1.5),
                                            (SmoothConfig("one_euro", min_cutoff=0.5, beta=0.5), 1.5)])
 def test_crop_jitter_falls_on_a_static_head_clip(assets, cfg, min_ratio):
     lm = _d0_landmarks(assets)

@@ -6,8 +6,8 @@ frame→crop similarity matrix and its inverse, and a fade weight for paste-back
 empty list.
 
 Streaming and latency: output for frame t is produced once frame t + ``latency`` has been tracked, where
-``latency = max(smoothing look-ahead, min_track_frames - 1, fade_frames + max_misses + 1)`` frames (10 with the
-defaults: 0.4 s at 25 fps) — the look-ahead is what lets the centred smoothing window, the gap interpolation and the
+``latency = max(smoothing look-ahead, min_track_frames - 1, fade_frames + max_misses + 1)`` frames (12 with the
+defaults: 0.48 s at 25 fps) — the look-ahead is what lets the centred smoothing window, the gap interpolation and the
 fade-out see the near future.  Detection runs in batches of ``detect_batch`` frames, so at most
 ``latency + detect_batch`` frames are held in memory.
 """
@@ -23,8 +23,9 @@ import numpy as np
 from ..errors import ConfigError
 from .align import BORDERS, estimate_similarity, valid_mask, warp_face
 from .detect import DETECTORS, FaceDetector, check_frames, create_detector, default_detector
+from .motion import face_motion, to_gray
 from .paste import fade_weight
-from .smooth import OneEuroFilter, SmoothConfig, face_scale, local_poly_smooth
+from .smooth import OneEuroFilter, SmoothConfig, face_scale, local_poly_smooth, motion_compensated_smooth
 from .track import FaceTrackerState, SceneCutDetector, Track, TrackerConfig
 
 __all__ = ["FaceConfig", "AlignedFace", "FrameFaces", "FaceProcessor"]
@@ -126,15 +127,23 @@ class FaceProcessor:
         pending: deque[tuple[int, np.ndarray, bool]] = deque()
         filters: dict[int, OneEuroFilter] = {}
         scales: dict[int, float] = {}
+        motions: dict[int, dict[int, np.ndarray]] = {}  # track → frame i → similarity (2, 3), frame i-1 → i
         batch: list[np.ndarray] = []
         index = 0
+        prev_gray: np.ndarray | None = None
+        use_motion = self.cfg.smooth.method == "flow"
 
         def flush(final: bool) -> Iterator[FrameFaces]:
-            nonlocal index
+            nonlocal index, prev_gray
             if batch:
                 for frame, dets in zip(batch, self.detector.detect(batch)):
                     cut = cuts(frame) and index > 0
                     tracker.update(index, dets, cut=cut)
+                    if use_motion:
+                        gray = to_gray(frame)
+                        if prev_gray is not None and not cut:
+                            self._track_motion(tracker, index, prev_gray, gray, motions)
+                        prev_gray = gray
                     pending.append((index, frame, cut))
                     index += 1
                 batch.clear()
@@ -142,7 +151,7 @@ class FaceProcessor:
                 tracker.end_all(at_cut=True)  # stream end: no fade-out
             while pending and (final or len(pending) > self.latency):
                 i, frame, cut = pending.popleft()
-                yield FrameFaces(i, frame, self._faces_at(i, frame, tracker, filters, scales), cut)
+                yield FrameFaces(i, frame, self._faces_at(i, frame, tracker, filters, scales, motions), cut)
 
         for frame in frames:
             batch.append(check_frames([frame])[0])
@@ -153,11 +162,30 @@ class FaceProcessor:
             logger.info("skipped %d face detection(s) smaller than %d px", self.detector.skipped_small,
                         self.cfg.min_face)
 
-    def _smoothed(self, track: Track, t: int, filters: dict, scales: dict) -> np.ndarray:
+    @staticmethod
+    def _track_motion(tracker: FaceTrackerState, i: int, prev_gray: np.ndarray, gray: np.ndarray,
+                      motions: dict[int, dict[int, np.ndarray]]) -> None:
+        """Each live track's face motion from frame i-1 to i, measured in its latest box up to frame i-1."""
+        for tid, track in tracker.tracks.items():
+            if track.ended:
+                continue
+            before = [f for f in track.obs if f < i]
+            if not before:
+                continue
+            m = face_motion(prev_gray, gray, track.obs[max(before)][1])
+            if m is not None:
+                motions.setdefault(tid, {})[i] = m
+
+    def _smoothed(self, track: Track, t: int, filters: dict, scales: dict,
+                  motions: dict[int, dict[int, np.ndarray]] | None = None) -> np.ndarray:
         sc = self.cfg.smooth
         raw = track.obs[t][0]
         if sc.method == "none":
             return raw
+        if sc.method == "flow":  # neighbours' landmarks moved into frame t by the face's tracked motion, then fitted
+            h = sc.window // 2
+            near = {f: track.obs[f][0] for f in range(t - h, t + h + 1) if f in track.obs}
+            return motion_compensated_smooth(near, (motions or {}).get(track.track_id, {}), t, sc.window, sc.order)
         if sc.method == "savgol":
             h = sc.window // 2
             frames = [f for f in range(t - h, t + h + 1) if f in track.obs]
@@ -170,13 +198,13 @@ class FaceProcessor:
         return filters[tid](raw / scales[tid], t / self.fps) * scales[tid]
 
     def _faces_at(self, t: int, frame: np.ndarray, tracker: FaceTrackerState, filters: dict,
-                  scales: dict) -> list[AlignedFace]:
+                  scales: dict, motions: dict[int, dict[int, np.ndarray]]) -> list[AlignedFace]:
         c = self.cfg
         out: list[AlignedFace] = []
         for tid, track in tracker.tracks.items():
             if t not in track.obs or track.count < c.min_track_frames:
                 continue
-            lm = self._smoothed(track, t, filters, scales)
+            lm = self._smoothed(track, t, filters, scales, motions)
             m, inv = estimate_similarity(lm, c.crop_size, c.zoom)
             until_end = track.last - t if track.ended else None
             w = fade_weight(t - track.start, until_end, c.fade_frames, fade_in=not track.starts_at_cut,
@@ -193,7 +221,11 @@ class FaceProcessor:
                 del tracker.tracks[tid]
                 filters.pop(tid, None)
                 scales.pop(tid, None)
+                motions.pop(tid, None)
             else:
                 for f in [f for f in tr.obs if f < horizon and f < tr.last - 2]:
                     del tr.obs[f]
+                chain = motions.get(tid, {})
+                for f in [f for f in chain if f < horizon]:
+                    del chain[f]
         return out
