@@ -1,10 +1,12 @@
 """Benchmark: face detection + tracking + smoothing + alignment fps at 720p on CPU, detection rates, crop jitter.
 
-    python -m bench.bench_faces [--quick] [--every N] [--only speed,jitter,rates,anime] [--assets ../shared/assets]
+    python -m bench.bench_faces [--quick] [--every N] [--only speed,jitter,rates,anime,follow]
+                                [--assets ../shared/assets]
 
 Prints markdown tables (machine line first).  Speed uses liveportrait_s32.mp4 (1280x720); detection rates use the
 single-face clips (every 3rd frame, every 9th with --quick, ``--every 1`` for all); jitter uses liveportrait_d0.mp4
-(static head); anime detectors are scored on held-out anime faces pasted onto backgrounds and run on the anime clip.
+(static head); anime detectors are scored on held-out anime faces pasted onto backgrounds and run on the anime clip;
+``follow`` runs MTCNN on every k-th frame with the faces following their tracked motion between.
 """
 from __future__ import annotations
 
@@ -80,6 +82,37 @@ def bench_speed(assets: Path, n: int) -> None:
     print_table(rows, ["detector", "frame", "detect max side", "frames", "detect fps", "detect+track+smooth+align fps",
                        "track+smooth+align ms/face", "frames with a face"],
                 title="Face detection + alignment speed at 720p (CPU)")
+
+
+def bench_follow(assets: Path, n: int | None, every: tuple[int, ...] = (1, 2, 3, 4)) -> None:
+    """MTCNN on every k-th frame, faces following their tracked motion between: speed at 720p (first 40 frames of
+    liveportrait_s32), share of frames with a face on the single-face clips (first ``n`` frames, all when None)."""
+    from vidanime.video.align import estimate_similarity, transform_jitter
+    from vidanime.video.detect import create_detector
+    from vidanime.video.faces import FaceConfig, FaceProcessor
+
+    speed_frames = read_frames(assets / "video" / "liveportrait_s32.mp4", n=40)
+    clips = {c: read_frames(assets / "video" / c, n=n) for c in CLIPS}
+    det = create_detector("mtcnn", None)
+    det.detect(speed_frames[:2])  # warm-up
+    rows = []
+    for k in every:
+        proc = FaceProcessor(FaceConfig(detect_every=k), detector=det)
+        t0 = time.perf_counter()
+        list(proc.process(speed_frames))
+        fps = len(speed_frames) / (time.perf_counter() - t0)
+        with_face = total = 0
+        for c, frames in clips.items():
+            outs = list(FaceProcessor(FaceConfig(detect_every=k), detector=det).process(frames))
+            with_face += sum(len(o.faces) > 0 for o in outs)
+            total += len(outs)
+            if c == "liveportrait_d0.mp4":
+                jitter = transform_jitter([estimate_similarity(o.faces[0].landmarks)[0] for o in outs if o.faces])
+        rows.append([k, f"{fps:.1f}", f"{proc.detected_frames}/{len(speed_frames)}", f"{with_face / total:.1%}",
+                     total, f"{jitter['corner_px']:.2f}"])
+    print_table(rows, ["detect every", "faces fps (720p, detect+track+smooth+align)", "frames detected",
+                       "frames with a face (5 clips)", "frames", "d0 crop jitter (px)"],
+                title="MTCNN on every k-th frame, faces following their motion between (default smoothing)")
 
 
 def bench_rates(assets: Path, step: int) -> None:
@@ -183,7 +216,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer frames")
     ap.add_argument("--every", type=int, default=None, help="detection rates on every Nth frame (1 = every frame)")
-    ap.add_argument("--only", default="speed,jitter,rates,anime", help="comma-separated parts to run")
+    ap.add_argument("--only", default="speed,jitter,rates,anime,follow", help="comma-separated parts to run")
     default_assets = str(Path(__file__).resolve().parents[2] / "shared" / "assets")
     ap.add_argument("--assets", default=os.environ.get("VIDANIME_ASSETS", default_assets))
     args = ap.parse_args()
@@ -193,6 +226,8 @@ def main() -> None:
         bench_speed(assets, 10 if args.quick else 40)
     if "jitter" in parts:
         bench_jitter(assets, 40 if args.quick else None)
+    if "follow" in parts:
+        bench_follow(assets, 40 if args.quick else None)
     if "rates" in parts:
         bench_rates(assets, args.every or (9 if args.quick else 3))
     if "anime" in parts:

@@ -117,6 +117,8 @@ def main(argv: list[str] | None = None) -> None:
                          "beta, comma-separated (e.g. 1:0.2:0.05,4:0.5:0.1)")
     ap.add_argument("--smooth", default="",
                     help="landmark smoothing METHOD:WINDOW:ORDER for every mode (default: FaceConfig's, flow:25:0)")
+    ap.add_argument("--detect-every", type=int, default=0,
+                    help="run the face detector on every k-th frame only (default: FaceConfig's)")
     ap.add_argument("--curve", default="", help="fine-tune iteration counts for the warp-error curve (e.g. 50,100,300)")
     args = ap.parse_args(argv)
 
@@ -126,9 +128,13 @@ def main(argv: list[str] | None = None) -> None:
     from vidanime.video.smooth import LatentFilterConfig, SmoothConfig
 
     args.face_config = None
+    if args.smooth or args.detect_every:
+        args.face_config = FaceConfig()
     if args.smooth:
         method, window, order = args.smooth.split(":")
-        args.face_config = FaceConfig(smooth=SmoothConfig(method, window=int(window), order=int(order)))
+        args.face_config.smooth = SmoothConfig(method, window=int(window), order=int(order))
+    if args.detect_every:
+        args.face_config.detect_every = args.detect_every
     clips = args.clips.split(",")
     if args.curve:
         with tempfile.TemporaryDirectory() as tmp:
@@ -170,7 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     print_table(rows, ["clip", "mode", "warp error", "input's", "ratio", "flicker", "latent roughness",
                        "mouth change", "fps", "fine-tune (iterations, s)"],
                 title=f"--temporal modes on the talking-face clips ({args.frames} frames each, bundled model, landmark "
-                      f"smoothing {args.smooth or 'default'})")
+                      f"smoothing {args.smooth or 'default'}, detect every {args.detect_every or 'default'})")
 
 
 if __name__ == "__main__":

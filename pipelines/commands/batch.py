@@ -32,7 +32,7 @@ from .options import MODEL_OPTIONS, RENDER_OPTIONS, TEMPORAL_OPTION, finetune_op
 @click.pass_context
 def cli(ctx, in_dir, out_dir, jobs, threads, ray_address, ray_cpus, retry_failed, ext, finetune, keep_finetune,
         checkpoint, parser_ckpt, direction, alpha, device, fp16, temporal, faces, crop, crf, preset, detector,
-        detector_weights, batch, no_progress) -> None:
+        detector_weights, detect_every, batch, no_progress) -> None:
     """Translate every video under IN_DIR (recursive: mp4 mov mkv webm avi m4v) into OUT_DIR, mirroring the paths.
 
     OUT_DIR/manifest.jsonl records each finished or failed file with a one-line reason; a re-run skips the files
@@ -46,7 +46,7 @@ def cli(ctx, in_dir, out_dir, jobs, threads, ray_address, ray_cpus, retry_failed
     from vidanime.video.faces import FaceConfig
 
     face_cfg = FaceConfig(device=device, detector=detector or default_detector(direction),
-                          detector_weights=detector_weights)
+                          detector_weights=detector_weights, detect_every=detect_every)
     options = BatchOptions(
         jobs=jobs, threads=threads, ray=ray_address, ray_cpus=ray_cpus, retry_failed=retry_failed, ext=f".{ext}",
         finetune=finetune, keep_finetune=keep_finetune, progress=not no_progress,

@@ -133,6 +133,10 @@ RENDER_OPTIONS = _stack(
     click.option("--preset", type=click.Choice(X264_PRESETS), default="medium", show_default=True,
                  metavar="PRESET", help="x264 speed preset (ultrafast ... veryslow)."),
     DETECTOR_OPTIONS,
+    click.option("--detect-every", type=click.IntRange(min=1), default=3, show_default=True, metavar="K",
+                 help="Run the face detector on every K-th frame; between, faces follow their tracked motion (a lost "
+                      "face or a scene cut is detected at once). 1: detect on every frame (new faces appear "
+                      "without delay)."),
     click.option("--batch", type=click.IntRange(min=1), default=8, show_default=True, help="Faces per model call."),
     click.option("--no-progress", is_flag=True, help="Hide the progress bar."),
 )

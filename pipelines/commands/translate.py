@@ -24,8 +24,8 @@ from .options import MODEL_OPTIONS, REFINE_OPTIONS, RENDER_OPTIONS, TEMPORAL_OPT
 @click.option("--finetune-dir", default=None, metavar="DIR",
               help="Run folder of the fine-tune (default: OUTPUT.finetune beside the output; resumed if present).")
 def cli(input, output, checkpoint, parser_ckpt, direction, alpha, device, fp16, refine, refine_every, temporal, start,
-        end, faces, crop, preview, crf, preset, detector, detector_weights, batch, report, finetune, finetune_dir,
-        no_progress) -> None:
+        end, faces, crop, preview, crf, preset, detector, detector_weights, detect_every, batch, report, finetune,
+        finetune_dir, no_progress) -> None:
     """Translate the faces in INPUT (a video) and write OUTPUT, keeping timing and audio.
 
     Every face of every frame is detected, tracked, aligned, translated and pasted back; frames without a face pass
@@ -38,7 +38,7 @@ def cli(input, output, checkpoint, parser_ckpt, direction, alpha, device, fp16, 
     from vidanime.video.faces import FaceConfig
 
     face_cfg = FaceConfig(device=device, detector=detector or default_detector(direction),
-                          detector_weights=detector_weights)
+                          detector_weights=detector_weights, detect_every=detect_every)
     options = TranslateOptions(start=start, end=end, faces=faces, crop=crop, crf=crf, preset=preset, preview=preview,
                                batch=batch, progress=not no_progress, report=report)
     TranslatePipeline.check_inputs(input, output, options)

@@ -19,7 +19,8 @@ def _det(x, y, s=80.0):
 
 
 class _Script(FaceDetector):
-    """Detections by frame number: ``plan[i]`` = list of (x, y) face positions."""
+    """Detections by frame number: ``plan[i]`` = list of (x, y) face positions (frames counted as the detector sees
+    them, so the tests using it detect on every frame: ``detect_every=1``)."""
 
     name = "script"
 
@@ -60,7 +61,7 @@ def test_latency_is_bounded_and_every_frame_comes_out_in_order():
 
 def test_no_face_frames_pass_through_and_faces_fade_in_and_out():
     plan = {i: [(100 + i, 60)] for i in range(10, 30)}  # a face visible on frames 10-29 of 40
-    cfg = FaceConfig(fade_frames=4, min_track_frames=3)
+    cfg = FaceConfig(fade_frames=4, min_track_frames=3, detect_every=1)
     outs = list(FaceProcessor(cfg, detector=_Script(plan)).process(_frames(40)))
     assert [len(o.faces) for o in outs] == [0] * 10 + [1] * 20 + [0] * 10
     w = [o.faces[0].weight for o in outs[10:30]]
@@ -73,14 +74,14 @@ def test_no_face_frames_pass_through_and_faces_fade_in_and_out():
 
 def test_faces_present_from_the_first_to_the_last_frame_do_not_fade():
     plan = {i: [(100, 60)] for i in range(12)}
-    outs = list(FaceProcessor(FaceConfig(), detector=_Script(plan)).process(_frames(12)))
+    outs = list(FaceProcessor(FaceConfig(detect_every=1), detector=_Script(plan)).process(_frames(12)))
     assert [o.faces[0].weight for o in outs] == [1.0] * 12
 
 
 def test_gaps_are_filled_and_one_frame_false_positives_dropped():
     plan = {i: [(100, 60)] for i in range(20) if i not in (7, 8)}
     plan[3] = plan[3] + [(230, 150)]  # a false positive seen once
-    outs = list(FaceProcessor(FaceConfig(), detector=_Script(plan)).process(_frames(20)))
+    outs = list(FaceProcessor(FaceConfig(detect_every=1), detector=_Script(plan)).process(_frames(20)))
     assert [len(o.faces) for o in outs] == [1] * 20
     assert outs[7].faces[0].interpolated and outs[8].faces[0].interpolated and not outs[9].faces[0].interpolated
     assert {o.faces[0].track_id for o in outs} == {0}
@@ -88,7 +89,7 @@ def test_gaps_are_filled_and_one_frame_false_positives_dropped():
 
 def test_several_faces_each_get_a_crop_and_matrices():
     plan = {i: [(20, 40), (200, 100)] for i in range(8)}
-    outs = list(FaceProcessor(FaceConfig(crop_size=64), detector=_Script(plan)).process(_frames(8)))
+    outs = list(FaceProcessor(FaceConfig(crop_size=64, detect_every=1), detector=_Script(plan)).process(_frames(8)))
     for o in outs:
         assert sorted(f.track_id for f in o.faces) == [0, 1]
         for f in o.faces:

@@ -108,3 +108,63 @@ def test_flow_smoothing_steadies_real_crops_and_stays_on_the_face(assets):
         err = np.mean([np.abs(o.faces[0].landmarks - o.faces[0].raw_landmarks).mean() for o in outs])
         assert err < 3.0, f"{name}: landmarks {err:.2f} px from the detections"
     assert jitter["flow"] < 0.6 * jitter["savgol"], jitter
+
+
+class _Truth:
+    """Detector stand-in that reads the frame number from pixel (0, 0) and returns the true face there; it counts
+    the frames it is shown."""
+
+    skipped_small = 0
+
+    def __init__(self, truth_lm, truth_box):
+        self.lm, self.box, self.seen = truth_lm, truth_box, []
+
+    def detect(self, frames):
+        from vidanime.video.detect import Detection
+
+        out = []
+        for f in frames:
+            t = int(f[0, 0, 0])
+            self.seen.append(t)
+            out.append([Detection(self.box[t], self.lm[t], 0.99)])
+        return out
+
+
+def _sliding_face_clip(n=24, flat_at=None):
+    """A textured frame sliding (+2.5, +1.25) px per frame; the 'face' is a 120-px box in it with template landmarks."""
+    import cv2
+
+    img = _texture(seed=3)
+    lm0 = template(256) * 120 / 256 + [100, 60]
+    frames, lms, boxes = [], [], []
+    for t in range(n):
+        shift = np.array([2.5 * t, 1.25 * t])
+        f = cv2.warpAffine(img, _similarity(0, 1, *shift), (320, 240), flags=cv2.INTER_CUBIC,
+                           borderMode=cv2.BORDER_REFLECT)
+        if t == flat_at:
+            f[:] = 128
+        f[0, 0] = t
+        frames.append(f)
+        lms.append(lm0 + shift)
+        boxes.append(np.array([100, 60, 220, 180]) + np.tile(shift, 2))
+    return frames, np.stack(lms), np.stack(boxes)
+
+
+def test_detect_every_k_follows_faces_between_detections():
+    frames, lms, boxes = _sliding_face_clip()
+    det = _Truth(lms, boxes)
+    proc = FaceProcessor(FaceConfig(detect_every=3, smooth=SmoothConfig("none"), detect_batch=5), detector=det)
+    outs = list(proc.process(frames))
+    assert sorted(det.seen) == list(range(0, 24, 3)) and proc.detected_frames == 8
+    assert all(len(o.faces) == 1 for o in outs)
+    err = [np.abs(o.faces[0].raw_landmarks - lms[o.index]).max() for o in outs]
+    assert max(err) < 0.3, err  # px: the followed faces are where the detector would have put them
+
+
+def test_detect_every_k_detects_where_the_motion_is_lost():
+    frames, lms, boxes = _sliding_face_clip(flat_at=4)  # frame 4 has no texture to follow
+    det = _Truth(lms, boxes)
+    list(FaceProcessor(FaceConfig(detect_every=3, smooth=SmoothConfig("none")), detector=det).process(frames))
+    assert 4 in det.seen and 5 in det.seen  # 4: motion 3 -> 4 lost; 5: nothing to follow from the flat frame 4
+    with pytest.raises(ConfigError, match="detect_every"):
+        FaceConfig(detect_every=0).check()

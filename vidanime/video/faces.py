@@ -21,8 +21,8 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from ..errors import ConfigError
-from .align import BORDERS, estimate_similarity, valid_mask, warp_face
-from .detect import DETECTORS, FaceDetector, check_frames, create_detector, default_detector
+from .align import BORDERS, apply_affine, estimate_similarity, valid_mask, warp_face
+from .detect import DETECTORS, Detection, FaceDetector, check_frames, create_detector, default_detector
 from .motion import face_motion, to_gray
 from .paste import fade_weight
 from .smooth import OneEuroFilter, SmoothConfig, face_scale, local_poly_smooth, motion_compensated_smooth
@@ -40,7 +40,9 @@ class FaceConfig:
     for real faces, i.e. mtcnn, or haar when facenet-pytorch is missing); detection runs on frames downscaled to
     ``detect_max_side`` px; faces under ``min_face`` px are skipped; crops are ``crop_size``² (FFHQ-style template,
     ``zoom`` > 1 = tighter), padded by ``border`` outside the frame; tracks shorter than ``min_track_frames`` are
-    dropped (false positives); faces fade over ``fade_frames``."""
+    dropped (false positives); faces fade over ``fade_frames``.  ``detect_every`` = k > 1 runs the detector on every
+    k-th frame only: between them each face follows its tracked motion (:mod:`vidanime.video.motion`), and a frame
+    where a face's motion is lost, or a scene cut, is detected after all."""
 
     detector: str | None = None
     detector_weights: str | None = None
@@ -48,6 +50,7 @@ class FaceConfig:
     min_face: int = 32
     detect_max_side: int = 640
     detect_batch: int = 8
+    detect_every: int = 3
     device: str = "cpu"
     crop_size: int = 256
     zoom: float = 1.0
@@ -64,10 +67,10 @@ class FaceConfig:
             raise ConfigError(f"crop_size={self.crop_size} is too small (expected >= 16)")
         if self.border not in BORDERS:
             raise ConfigError(f"border='{self.border}' is not one of {', '.join(BORDERS)}")
-        if self.fade_frames < 0 or self.min_track_frames < 1 or self.detect_batch < 1:
+        if self.fade_frames < 0 or self.min_track_frames < 1 or self.detect_batch < 1 or self.detect_every < 1:
             raise ConfigError(
-                f"expected fade_frames >= 0, min_track_frames >= 1, detect_batch >= 1, got "
-                f"{self.fade_frames}, {self.min_track_frames}, {self.detect_batch}"
+                f"expected fade_frames >= 0, min_track_frames >= 1, detect_batch >= 1, detect_every >= 1, got "
+                f"{self.fade_frames}, {self.min_track_frames}, {self.detect_batch}, {self.detect_every}"
             )
         self.smooth.check()
         self.tracker.check()
@@ -121,7 +124,8 @@ class FaceProcessor:
         self.latency = max(c.smooth.lookahead, c.min_track_frames - 1, c.fade_frames + c.tracker.max_misses + 1)
 
     def process(self, frames: Iterable[np.ndarray]) -> Iterator[FrameFaces]:
-        """Yield one :class:`FrameFaces` per input frame, in order, ``latency`` frames behind the input."""
+        """Yield one :class:`FrameFaces` per input frame, in order, ``latency`` frames behind the input; afterwards
+        ``detected_frames`` counts the frames the detector saw."""
         tracker = FaceTrackerState(self.cfg.tracker)
         cuts = SceneCutDetector(self.cfg.tracker.cut_threshold)
         pending: deque[tuple[int, np.ndarray, bool]] = deque()
@@ -131,19 +135,31 @@ class FaceProcessor:
         batch: list[np.ndarray] = []
         index = 0
         prev_gray: np.ndarray | None = None
-        use_motion = self.cfg.smooth.method == "flow"
+        every = self.cfg.detect_every
+        use_motion = self.cfg.smooth.method == "flow" or every > 1
+        self.detected_frames = 0
 
         def flush(final: bool) -> Iterator[FrameFaces]:
             nonlocal index, prev_gray
             if batch:
-                for frame, dets in zip(batch, self.detector.detect(batch)):
+                # The detector sees every frame, or every `every`-th (batched); faces follow their motion in between.
+                keyed = [j for j in range(len(batch)) if (index + j) % every == 0]
+                found = dict(zip(keyed, self.detector.detect([batch[j] for j in keyed]))) if keyed else {}
+                self.detected_frames += len(keyed)
+                for j, frame in enumerate(batch):
                     cut = cuts(frame) and index > 0
-                    tracker.update(index, dets, cut=cut)
                     if use_motion:
                         gray = to_gray(frame)
                         if prev_gray is not None and not cut:
                             self._track_motion(tracker, index, prev_gray, gray, motions)
                         prev_gray = gray
+                    dets = found.get(j)
+                    if dets is None:
+                        dets = None if cut else self._followed(tracker, index, motions)
+                        if dets is None:  # a scene cut, or a face whose motion was lost: detect after all
+                            dets = self.detector.detect([frame])[0]
+                            self.detected_frames += 1
+                    tracker.update(index, dets, cut=cut)
                     pending.append((index, frame, cut))
                     index += 1
                 batch.clear()
@@ -161,6 +177,24 @@ class FaceProcessor:
         if self.detector.skipped_small:
             logger.info("skipped %d face detection(s) smaller than %d px", self.detector.skipped_small,
                         self.cfg.min_face)
+
+    @staticmethod
+    def _followed(tracker: FaceTrackerState, i: int,
+                  motions: dict[int, dict[int, np.ndarray]]) -> list[Detection] | None:
+        """Frame i's faces without the detector: each track seen at frame i-1 moved by its motion i-1 → i; None when
+        a track's motion is missing (the caller detects)."""
+        dets = []
+        for tid, track in tracker.tracks.items():
+            if track.ended or track.last != i - 1:
+                continue
+            m = motions.get(tid, {}).get(i)
+            if m is None:
+                return None
+            lm, box, score, _ = track.obs[i - 1]
+            x0, y0, x1, y1 = box
+            corners = apply_affine(m, np.array([[x0, y0], [x1, y0], [x0, y1], [x1, y1]]))
+            dets.append(Detection(np.concatenate([corners.min(0), corners.max(0)]), apply_affine(m, lm), score))
+        return dets
 
     @staticmethod
     def _track_motion(tracker: FaceTrackerState, i: int, prev_gray: np.ndarray, gray: np.ndarray,
