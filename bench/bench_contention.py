@@ -5,7 +5,7 @@
 Each measurement runs in a fresh process so that OpenMP starts with the environment under test:
 
 * policy **on**: what the CLI does (:func:`vidanime.threads.apply_thread_policy` before torch loads: threads = the
-  cores this process may use, ``OMP_WAIT_POLICY=PASSIVE``);
+  cores this process may use less those other processes keep busy, ``OMP_WAIT_POLICY=PASSIVE``);
 * policy **off**: PyTorch's defaults (no ``OMP_NUM_THREADS``, OpenMP's default spin-then-sleep wait).
 
 "Contended" runs the measurement while a *contender* process trains a small conv net with PyTorch's defaults (2

@@ -47,3 +47,7 @@ def test_option_literals_match_the_library():
     assert tuple(options.TEMPORAL_OPTION(click.command()(lambda temporal: None)).params[0].type.choices) == \
         translate.TEMPORAL_MODES
     assert options.FINETUNE_AUTO == finetune.FINETUNE_AUTO
+    from vidanime.video.faces import FaceConfig
+
+    render = options.RENDER_OPTIONS(click.command()(lambda **kw: None)).params
+    assert next(p.default for p in render if p.name == "detect_every") == FaceConfig().detect_every
