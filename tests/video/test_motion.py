@@ -155,7 +155,8 @@ def test_detect_every_k_follows_faces_between_detections():
     det = _Truth(lms, boxes)
     proc = FaceProcessor(FaceConfig(detect_every=3, smooth=SmoothConfig("none"), detect_batch=5), detector=det)
     outs = list(proc.process(frames))
-    assert sorted(det.seen) == list(range(0, 24, 3)) and proc.detected_frames == 8
+    # frames 0-2 detected until the new track is confirmed (min_track_frames 3), then every third frame
+    assert sorted(det.seen) == [0, 1, 2, *range(3, 24, 3)] and proc.detected_frames == 10
     assert all(len(o.faces) == 1 for o in outs)
     err = [np.abs(o.faces[0].raw_landmarks - lms[o.index]).max() for o in outs]
     assert max(err) < 0.3, err  # px: the followed faces are where the detector would have put them
@@ -168,3 +169,24 @@ def test_detect_every_k_detects_where_the_motion_is_lost():
     assert 4 in det.seen and 5 in det.seen  # 4: motion 3 -> 4 lost; 5: nothing to follow from the flat frame 4
     with pytest.raises(ConfigError, match="detect_every"):
         FaceConfig(detect_every=0).check()
+
+
+def test_detect_every_k_still_drops_a_one_frame_false_detection():
+    """A false face seen once on a detection frame is not carried along: the next frames are detected until a new
+    track is confirmed (min_track_frames), so it is dropped as with detection on every frame."""
+    from vidanime.video.detect import Detection
+
+    frames, lms, boxes = _sliding_face_clip()
+
+    class _WithFalse(_Truth):
+        def detect(self, frames):
+            out = super().detect(frames)
+            for f, dets in zip(frames, out):
+                if int(f[0, 0, 0]) == 9:
+                    dets.append(Detection([250, 150, 310, 210], template(256) * 60 / 256 + [250, 150], 0.95))
+            return out
+
+    det = _WithFalse(lms, boxes)
+    outs = list(FaceProcessor(FaceConfig(detect_every=3, smooth=SmoothConfig("none")), detector=det).process(frames))
+    assert all(len(o.faces) == 1 for o in outs)
+    assert 10 in det.seen and 11 not in det.seen  # detected while the new track was unconfirmed, then followed

@@ -178,17 +178,17 @@ class FaceProcessor:
             logger.info("skipped %d face detection(s) smaller than %d px", self.detector.skipped_small,
                         self.cfg.min_face)
 
-    @staticmethod
-    def _followed(tracker: FaceTrackerState, i: int,
+    def _followed(self, tracker: FaceTrackerState, i: int,
                   motions: dict[int, dict[int, np.ndarray]]) -> list[Detection] | None:
         """Frame i's faces without the detector: each track seen at frame i-1 moved by its motion i-1 → i; None when
-        a track's motion is missing (the caller detects)."""
+        a track's motion is missing or a track is not yet confirmed (``min_track_frames``: a one-frame false detection
+        must not be carried along into a kept track), and the caller detects."""
         dets = []
         for tid, track in tracker.tracks.items():
             if track.ended or track.last != i - 1:
                 continue
             m = motions.get(tid, {}).get(i)
-            if m is None:
+            if m is None or track.count < self.cfg.min_track_frames:
                 return None
             lm, box, score, _ = track.obs[i - 1]
             x0, y0, x1, y1 = box
