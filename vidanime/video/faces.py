@@ -122,6 +122,7 @@ class FaceProcessor:
             detector = create_detector(name, c.detector_weights, min_face=c.min_face, max_side=c.detect_max_side, **kw)
         self.detector = detector
         self.latency = max(c.smooth.lookahead, c.min_track_frames - 1, c.fade_frames + c.tracker.max_misses + 1)
+        self.detected_frames = 0  # frames the detector saw in the last process() run
 
     def process(self, frames: Iterable[np.ndarray]) -> Iterator[FrameFaces]:
         """Yield one :class:`FrameFaces` per input frame, in order, ``latency`` frames behind the input; afterwards
