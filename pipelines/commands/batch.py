@@ -42,9 +42,10 @@ def cli(ctx, in_dir, out_dir, jobs, threads, ray_address, ray_cpus, retry_failed
     """
     from pipelines.batch import BatchOptions, BatchPipeline
     from pipelines.translate import TranslateOptions
-    from vidanime.video.detect import default_detector
+    from vidanime.video.detect import check_detector, default_detector
     from vidanime.video.faces import FaceConfig
 
+    check_detector(detector, detector_weights)  # before any model loads
     face_cfg = FaceConfig(device=device, detector=detector or default_detector(direction),
                           detector_weights=detector_weights, detect_every=detect_every)
     options = BatchOptions(

@@ -34,9 +34,10 @@ def cli(input, output, checkpoint, parser_ckpt, direction, alpha, device, fp16, 
     from pathlib import Path
 
     from pipelines.translate import TranslateOptions, TranslatePipeline
-    from vidanime.video.detect import default_detector
+    from vidanime.video.detect import check_detector, default_detector
     from vidanime.video.faces import FaceConfig
 
+    check_detector(detector, detector_weights)  # before any model loads
     face_cfg = FaceConfig(device=device, detector=detector or default_detector(direction),
                           detector_weights=detector_weights, detect_every=detect_every)
     options = TranslateOptions(start=start, end=end, faces=faces, crop=crop, crf=crf, preset=preset, preview=preview,

@@ -193,6 +193,25 @@ def test_bad_paths_and_sizes_are_refused_before_any_model_loads(tmp_path, clip, 
     assert all(p.read_bytes() == b for p, b in before.items())
 
 
+def test_bad_detector_choices_are_refused_before_any_model_loads(tmp_path, clip, vidanime, no_models, monkeypatch):
+    """An explicit --detector mtcnn without facenet-pytorch, a missing weights file, a detector that needs one:
+    one line, exit 2, before any model loads (issue #19: it used to fail only after the models)."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.mp4").write_bytes(clip.read_bytes())
+    monkeypatch.setitem(sys.modules, "facenet_pytorch", None)  # `import facenet_pytorch` raises ImportError
+    cases = [
+        (("translate", clip, tmp_path / "o.mp4", "--detector", "mtcnn"), "needs facenet-pytorch: pip install"),
+        (("batch", tmp_path / "in", tmp_path / "out", "--detector", "mtcnn"), "needs facenet-pytorch"),
+        (("translate", clip, tmp_path / "o.mp4", "--detector", "yunet"), "needs a weights file (--detector-weights"),
+        (("translate", clip, tmp_path / "o.mp4", "--detector", "yunet", "--detector-weights", tmp_path / "no.onnx"),
+         "no.onnx not found"),
+    ]
+    for args, says in cases:
+        code, _, err = vidanime(*args)
+        _one_error_line(code, err, says)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+
+
 # ------------------------------------------------------------------------------------------------------- item 6g
 def test_failed_web_jobs_leave_no_folder_and_no_server_paths(tmp_path, clip):
     pytest.importorskip("gradio")

@@ -143,9 +143,8 @@ def test_default_is_mtcnn_when_installed():
 
 
 def test_translate_command_falls_back_only_when_detector_is_not_given(monkeypatch, tmp_path, capsys):
-    """Through the CLI: no --detector → haar and one warning line on stderr; --detector mtcnn → kept (and refused
-    later, when the detector is built, with the one-line error above).  The pipeline is stopped before any model
-    loads."""
+    """Through the CLI: no --detector → haar and one warning line on stderr; --detector mtcnn → refused at once with
+    the one-line error above, before the pipeline is built.  The pipeline is stopped before any model loads."""
     import pipelines.translate
     from pipelines.cli import run
     from vidanime.data.demo_clip import make_demo_clip
@@ -168,5 +167,6 @@ def test_translate_command_falls_back_only_when_detector_is_not_given(monkeypatc
             run()
         err = capsys.readouterr().err
         fallback = [ln for ln in err.splitlines() if "facenet-pytorch" in ln]
-        assert len(fallback) == (0 if extra else 1), err
-    assert seen == ["haar", "mtcnn"]
+        assert len(fallback) == 1, err
+        assert fallback[0].startswith("error: detector 'mtcnn' needs") if extra else "haar" in fallback[0], err
+    assert seen == ["haar"]  # the mtcnn run never reached the pipeline

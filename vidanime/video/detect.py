@@ -33,6 +33,7 @@ from ..errors import CheckpointError, ConfigError, MediaError
 
 __all__ = [
     "Detection",
+    "check_detector",
     "FaceDetector",
     "MTCNNDetector",
     "RetinaFaceDetector",
@@ -710,6 +711,26 @@ def default_detector(direction: str) -> str:
                        "portrait parser); for the better default detector: %s", MTCNN_FIX)
         _warned_fallback = True
     return "haar"
+
+
+def check_detector(name: str | None, weights: str | os.PathLike | None = None) -> None:
+    """Check a detector choice before any model loads (so that a bad choice fails in a second, not after the models):
+    a known name, mtcnn's package installed and given no weights path, a weights file that exists where one is
+    needed.  ``name=None`` (the default detector) always passes.  Raises :class:`ConfigError` naming the fix."""
+    if name is None:
+        return
+    if name not in DETECTORS:
+        raise ConfigError(f"unknown face detector '{name}' (expected one of: {', '.join(DETECTORS)})")
+    if name == "mtcnn":
+        if weights is not None:
+            raise ConfigError("detector 'mtcnn' takes no weights path (its weights ship inside facenet-pytorch)")
+        if not mtcnn_available():
+            raise ConfigError(f"detector 'mtcnn' needs facenet-pytorch: {MTCNN_FIX} (or use --detector haar)")
+        return
+    if weights is None and name not in ("animeparser", "haar"):
+        raise ConfigError(f"detector '{name}' needs a weights file (--detector-weights PATH)")
+    if weights is not None and not os.path.isfile(weights):
+        raise ConfigError(f"detector weights {weights} not found (or not a file)")
 
 
 def create_detector(name: str = "mtcnn", weights: str | os.PathLike | None = None, **kw) -> FaceDetector:
