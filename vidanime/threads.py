@@ -25,12 +25,17 @@ __all__ = ["THREAD_ENV", "available_cores", "cpu_times", "busy_cores", "default_
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")  # read by OpenMP / MKL when torch loads them
 
 
+def _core_ids() -> set[int]:
+    """Ids of the CPU cores this process may run on (its affinity mask, e.g. under ``taskset`` or a cpuset)."""
+    try:
+        return set(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return set(range(os.cpu_count() or 1))
+
+
 def available_cores() -> int:
     """CPU cores this process may run on (its affinity mask, e.g. under ``taskset`` or a container's cpuset)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, os.cpu_count() or 1)
+    return max(1, len(_core_ids()))
 
 
 def cpu_times(stat_text: str, cores: set[int]) -> dict[int, tuple[int, int]]:
@@ -48,7 +53,7 @@ def cpu_times(stat_text: str, cores: set[int]) -> dict[int, tuple[int, int]]:
 def busy_cores(interval: float = 0.1) -> float:
     """How many of this process's cores other processes keep busy: (busy / total) jiffies summed over those cores,
     sampled over ``interval`` seconds while this process sleeps; 0 where ``/proc/stat`` is unreadable."""
-    cores = set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+    cores = _core_ids()
     try:
         with open("/proc/stat") as f:
             a = cpu_times(f.read(), cores)

@@ -183,7 +183,7 @@ class MTCNNDetector(FaceDetector):
         try:
             from facenet_pytorch import MTCNN
         except ImportError as exc:  # a setup problem, say how to fix it
-            raise ConfigError(f"detector 'mtcnn' needs facenet-pytorch: {MTCNN_FIX} (or use --detector haar)") from exc
+            raise ConfigError(MTCNN_MISSING) from exc
         self.batch_size = batch_size
         self.model = MTCNN(keep_all=True, device=device, min_face_size=20, post_process=False)
 
@@ -681,6 +681,7 @@ DETECTORS: dict[str, type[FaceDetector]] = {
 
 
 MTCNN_FIX = "pip install --no-deps facenet-pytorch==2.6.0"
+MTCNN_MISSING = f"detector 'mtcnn' needs facenet-pytorch: {MTCNN_FIX} (or use --detector haar)"
 
 
 def mtcnn_available() -> bool:
@@ -713,19 +714,24 @@ def default_detector(direction: str) -> str:
     return "haar"
 
 
+def _check_name(name: str, weights: str | os.PathLike | None) -> None:
+    """The checks :func:`check_detector` and :func:`create_detector` share: a known name, no weights for mtcnn."""
+    if name not in DETECTORS:
+        raise ConfigError(f"unknown face detector '{name}' (expected one of: {', '.join(DETECTORS)})")
+    if name == "mtcnn" and weights is not None:
+        raise ConfigError("detector 'mtcnn' takes no weights path (its weights ship inside facenet-pytorch)")
+
+
 def check_detector(name: str | None, weights: str | os.PathLike | None = None) -> None:
     """Check a detector choice before any model loads (so that a bad choice fails in a second, not after the models):
     a known name, mtcnn's package installed and given no weights path, a weights file that exists where one is
     needed.  ``name=None`` (the default detector) always passes.  Raises :class:`ConfigError` naming the fix."""
     if name is None:
         return
-    if name not in DETECTORS:
-        raise ConfigError(f"unknown face detector '{name}' (expected one of: {', '.join(DETECTORS)})")
+    _check_name(name, weights)
     if name == "mtcnn":
-        if weights is not None:
-            raise ConfigError("detector 'mtcnn' takes no weights path (its weights ship inside facenet-pytorch)")
         if not mtcnn_available():
-            raise ConfigError(f"detector 'mtcnn' needs facenet-pytorch: {MTCNN_FIX} (or use --detector haar)")
+            raise ConfigError(MTCNN_MISSING)
         return
     if weights is None and name not in ("animeparser", "haar"):
         raise ConfigError(f"detector '{name}' needs a weights file (--detector-weights PATH)")
@@ -736,10 +742,7 @@ def check_detector(name: str | None, weights: str | os.PathLike | None = None) -
 def create_detector(name: str = "mtcnn", weights: str | os.PathLike | None = None, **kw) -> FaceDetector:
     """Build a detector by name; ``weights`` is required for every backend but ``mtcnn`` (which must not get one),
     ``animeparser`` (default: the bundled anime parser) and ``haar`` (default: the bundled portrait parser)."""
-    if name not in DETECTORS:
-        raise ConfigError(f"unknown face detector '{name}' (expected one of: {', '.join(DETECTORS)})")
+    _check_name(name, weights)
     if name == "mtcnn":
-        if weights is not None:
-            raise ConfigError("detector 'mtcnn' takes no weights path (its weights ship inside facenet-pytorch)")
         return MTCNNDetector(**kw)
     return DETECTORS[name](weights=weights, **kw)

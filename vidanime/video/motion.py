@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["to_gray", "face_motion", "compose", "transport"]
+__all__ = ["to_gray", "face_motion", "compose", "maps_into", "transport"]
 
 MAX_CORNERS = 120
 FB_TOLERANCE = 0.5  # px: forward-backward tracking disagreement allowed for a point to count
@@ -72,18 +72,27 @@ def _inverse(m: np.ndarray) -> np.ndarray:
     return np.linalg.inv(np.vstack([m, [0.0, 0.0, 1.0]]))[:2]
 
 
+def maps_into(motions: dict[int, np.ndarray], t: int, reach: int) -> dict[int, np.ndarray]:
+    """Maps (2, 3) from each frame f within ``reach`` of ``t`` into frame t's pixels, chaining ``motions[i]`` (frame
+    i-1 → i) outward from t in one walk each way; a missing link ends that side (frames beyond it are absent)."""
+    eye = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    out = {t: eye}
+    m = eye
+    for f in range(t - 1, t - reach - 1, -1):  # f → t = motions[f + 1], then f + 1 → t
+        if f + 1 not in motions:
+            break
+        m = compose(motions[f + 1], m)
+        out[f] = m
+    m = eye
+    for f in range(t + 1, t + reach + 1):  # f → t = back through motions[f], then f - 1 → t
+        if f not in motions:
+            break
+        m = compose(_inverse(motions[f]), m)
+        out[f] = m
+    return out
+
+
 def transport(motions: dict[int, np.ndarray], src: int, dst: int) -> np.ndarray | None:
     """Map (2, 3) from frame ``src``'s pixels to frame ``dst``'s, chaining ``motions[i]`` (frame i-1 → i); None when a
     link is missing."""
-    m = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    if dst >= src:
-        for i in range(src + 1, dst + 1):
-            if i not in motions:
-                return None
-            m = compose(m, motions[i])
-    else:
-        for i in range(src, dst, -1):
-            if i not in motions:
-                return None
-            m = compose(m, _inverse(motions[i]))
-    return m
+    return maps_into(motions, dst, abs(src - dst)).get(src)

@@ -137,15 +137,11 @@ def motion_compensated_smooth(landmarks: dict[int, np.ndarray], motions: dict[in
     into frame t by chaining ``motions[i]`` (2, 3 similarity, frame i-1 → i), then fitted by a local polynomial of
     degree ``order`` at t.  Frames whose chain to t has a missing link are left out; ``landmarks[t]`` must exist."""
     from .align import apply_affine
-    from .motion import transport
+    from .motion import maps_into
 
-    h = window // 2
-    times, values = [], []
-    for f in range(t - h, t + h + 1):
-        m = transport(motions, f, t) if f in landmarks else None
-        if m is not None:
-            times.append(f)
-            values.append(apply_affine(m, landmarks[f]))
+    maps = maps_into(motions, t, window // 2)
+    times = sorted(f for f in maps if f in landmarks)
+    values = [apply_affine(maps[f], landmarks[f]) for f in times]
     return local_poly_smooth(np.array(times, np.float64), np.stack(values), t, order)
 
 
