@@ -78,11 +78,12 @@ def load(name_or_path: str | os.PathLike, device: Any = "cpu", kind: str | None 
         path = resolve_path(name_or_path)
     except CheckpointError as exc:
         raise CheckpointError(f"{exc}; interpolators without a file: {', '.join(BUILTIN_NAMES)}") from None
-    layout = kind or read_interp_checkpoint(path)[0]
+    parts = read_interp_checkpoint(path)  # read once; the loaders below check the layout against ``kind``
+    layout = kind or parts[0]
     if layout == "ifnet":
-        model = load_ifnet(path)
+        model = load_ifnet(path, parts)
     elif layout == "rife4":
-        model = load_rife4(path)
+        model = load_rife4(path, parts)
     else:
-        model = load_animeinterp(path, use_sgm=use_sgm, vgg19=vgg19)
+        model = load_animeinterp(path, use_sgm=use_sgm, vgg19=vgg19, parts=parts)
     return _freeze(model.to(device))

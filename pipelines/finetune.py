@@ -126,17 +126,13 @@ class FinetunePipeline:
     def _load_model(path: Path, device: Any) -> tuple[Any, dict | None, tuple[Any, Any] | None]:
         """(StyleAnime, the training config recorded with it or None, its frozen D1/D2 or None): our checkpoint, or
         an official .pt."""
-        from vidanime.checkpoint import read_torch_file
-        from vidanime.models.styleanime import FORMAT
-        from vidanime.registry import styleanime_from_data
+        from vidanime.registry import load
         from vidanime.train.styleanime import model_discriminators
 
-        data = read_torch_file(path)  # read once: the model, its training config and D1/D2 all come from it
-        model, train_config, discs = styleanime_from_data(data, path), None, None
-        if isinstance(data, dict) and data.get("format") == FORMAT:
-            train_config = data.get("train_config")
+        loaded = load(path, expect="styleanime")  # one read: the model, its training config and D1/D2
+        model, train_config, discs = loaded.model, loaded.train_config, None
+        if loaded.ours:
             discs = model_discriminators(model, source=str(path))  # the model carries the file's D1/D2
-        del data
         if train_config is None:
             run = RunDir.of_checkpoint(path)
             if run is not None:

@@ -187,24 +187,19 @@ def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, 
     import torch
 
     from pipelines.translate import DEFAULT_MODELS
-    from vidanime.checkpoint import read_torch_file
     from vidanime.metrics.structure import structure_kept
     from vidanime.models.face_translator import StyleAnimeFaceTranslator
-    from vidanime.models.styleanime import FORMAT
-    from vidanime.registry import load_model, resolve_path, styleanime_from_data
+    from vidanime.registry import load, load_model
     from vidanime.train.refine import LatentRefiner, RefineConfig
     from vidanime.train.styleanime import model_discriminators
 
     ckpt_name, parser_name = DEFAULT_MODELS["p2a"]
-    ckpt_path = resolve_path(model_path or ckpt_name)
-    data = read_torch_file(ckpt_path)
-    ours = isinstance(data, dict) and data.get("format") == FORMAT
-    model = styleanime_from_data(data, ckpt_path).to(device).eval()
+    loaded = load(model_path or ckpt_name, expect="styleanime", device=device)
+    model = loaded.model
     portrait_parser = load_model(parser_name, device=device, format="vidanime.parser").eval()
     anime_parser = load_model("parser-anime", device=device, format="vidanime.parser").eval()
     # The parser that labelled the anime faces in training (recorded in our checkpoints) labels them for reconstruction.
-    target = ((data.get("train_config") if ours else None) or {}).get("target") or {}
-    del data
+    target = (loaded.train_config or {}).get("target") or {}
     teacher_name = target.get("parser") or parser_name
     teacher_parser = load_model(teacher_name, device=device, format="vidanime.parser").eval()
     refiner = LatentRefiner(model, anime_parser, RefineConfig(steps=refine), model_discriminators(model)) \

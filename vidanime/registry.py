@@ -1,21 +1,29 @@
-"""Model registry and ``load_model(name_or_path)`` (whisper-style).
+"""Model registry and the one checkpoint loader, ``load(name_or_path, expect=KIND)`` (whisper-style).
 
 Bundled models are listed in ``vidanime/weights/registry.json`` (name → file, sha256, format, description); their
-files live in the same folder and are checked against the sha256 on load.  A path is loaded directly.  Each checkpoint
-``format`` maps to a builder ``"module:function"`` that turns the loaded checkpoint dict into a ready module; builders
-are imported only when used, so importing the registry stays cheap.
+files live in the same folder and are checked against the sha256 on load.  A path is loaded directly.
+
+:func:`load` reads a file once and returns the model with what the file says about it (:class:`Loaded`: kind, format,
+config, training config, step, inference defaults, the registry entry).  Our checkpoints name their ``format``, which
+maps to a builder ``"module:function"`` inside vidanime (imported only when used, so importing the registry stays
+cheap); public files carry no format and are recognised by their keys through the readers in :data:`_PUBLIC` (official
+StyleAnime, pSp/e4e, rosinality StyleGAN2).  ``expect`` asks for one kind of model (``styleanime``, ``generator``,
+``parser``, ``facebank``): a StyleAnime file gives its generator when a generator is expected; any other mismatch is
+a one-line :class:`CheckpointError`.  Frame interpolators load through :func:`interp.load` (a package above this one),
+or here after ``register_builder``.
 """
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
-from .checkpoint import load_checkpoint, sha256_file
+from .checkpoint import check_checkpoint, read_torch_file, sha256_file
 from .errors import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -23,16 +31,26 @@ logger = logging.getLogger(__name__)
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 REGISTRY_FILE = WEIGHTS_DIR / "registry.json"
 
-__all__ = ["ModelEntry", "available_models", "get_entry", "register_builder", "load_model", "verify", "resolve_path",
-           "install_set", "load_styleanime", "styleanime_from_data", "load_generator"]
+__all__ = ["ModelEntry", "Loaded", "KINDS", "available_models", "get_entry", "register_builder", "load", "load_model",
+           "verify", "resolve_path", "install_set", "load_styleanime", "load_generator"]
 
-# format name -> "module:function" taking the checkpoint dict (and device) and returning a module.
-_BUILDERS: dict[str, str] = {
+#: the kinds of model :func:`load` can be asked for
+KINDS = ("styleanime", "generator", "parser", "facebank", "interp")
+
+# Our formats: format name -> (kind, "module:attribute[.attribute]" taking the checkpoint dict, returning the model).
+_BUILDERS: dict[str, str | Callable[..., Any]] = {
     "vidanime.stylegan2": "vidanime.models.stylegan2:generator_from_checkpoint",
     "vidanime.styleanime": "vidanime.models.styleanime:styleanime_from_checkpoint",
     "vidanime.parser": "vidanime.models.parser:parser_from_checkpoint",
-    "vidanime.interp.ifnet": "interp.loaders:ifnet_from_checkpoint",
+    "vidanime.facebank": "vidanime.models.facebank:FaceBank.from_checkpoint",
 }
+_FORMAT_KINDS: dict[str, str] = {
+    "vidanime.stylegan2": "generator", "vidanime.styleanime": "styleanime", "vidanime.parser": "parser",
+    "vidanime.facebank": "facebank", "vidanime.interp.ifnet": "interp", "vidanime.interp.ifnet_train": "interp",
+    "vidanime.interp.animeinterp": "interp",
+}
+# Top-level entries of our checkpoints that are weights, not metadata (kept out of Loaded.metadata).
+_WEIGHT_KEYS = ("state_dict", "facebank")
 
 
 @dataclass(frozen=True)
@@ -48,6 +66,45 @@ class ModelEntry:
     @property
     def path(self) -> Path:
         return WEIGHTS_DIR / self.file  # module global read at call time (tests point it elsewhere)
+
+
+@dataclass
+class Loaded:
+    """A model and what its file says about it.
+
+    ``kind``: what ``model`` is (one of :data:`KINDS`); ``format``: the file's (ours, e.g. ``vidanime.styleanime``, or
+    a public layout: ``official-styleanime``, ``psp``, ``rosinality``); ``metadata``: the file's other top-level
+    entries (ours: ``config``, ``train_config``, ``step``, ``inference``, ``discriminators``, versions; public files:
+    e.g. ``opts``); ``entry``: the registry entry when loaded by name (description and checksum = provenance)."""
+
+    model: Any
+    kind: str
+    format: str
+    path: Path
+    metadata: dict[str, Any] = field(default_factory=dict)
+    entry: ModelEntry | None = None
+
+    @property
+    def ours(self) -> bool:
+        """True for a vidanime checkpoint (the file names its format), False for an imported public file."""
+        return self.format.startswith("vidanime.")
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The model configuration as stored (ours), else {}."""
+        return dict(self.metadata.get("config") or {}) if self.ours else {}
+
+    @property
+    def train_config(self) -> dict[str, Any] | None:
+        """The training configuration saved with the model (our exports), else None."""
+        tc = self.metadata.get("train_config")
+        return dict(tc) if isinstance(tc, Mapping) else None
+
+    @property
+    def step(self) -> int | None:
+        """The training step the weights come from, when the file says."""
+        s = self.metadata.get("step")
+        return int(s) if isinstance(s, (int, float)) else None
 
 
 def _read_registry(registry_file: Path | None = None) -> dict[str, ModelEntry]:
@@ -72,20 +129,28 @@ def get_entry(name: str) -> ModelEntry:
     return models[name]
 
 
-def register_builder(format: str, target: str | Callable[..., Any]) -> None:
-    """Register how a checkpoint ``format`` becomes a module: a callable or a ``"module:function"`` string."""
-    _BUILDERS[format] = target  # type: ignore[assignment]
+def register_builder(format: str, target: str | Callable[..., Any], kind: str | None = None) -> None:
+    """Register how a checkpoint ``format`` becomes a model (a callable taking the checkpoint dict, or a
+    ``"module:function"`` string) and, optionally, the ``kind`` of model it holds."""
+    _BUILDERS[format] = target
+    if kind is not None:
+        _FORMAT_KINDS[format] = kind
 
 
 def _builder(format: str) -> Callable[..., Any]:
     target = _BUILDERS.get(format)
     if target is None:
+        if _FORMAT_KINDS.get(format) == "interp":
+            raise CheckpointError(f"a '{format}' checkpoint is a frame interpolator: load it with interp.load(PATH)")
         raise CheckpointError(f"no model builder for checkpoint format '{format}' "
                               f"(known: {', '.join(sorted(_BUILDERS))})")
     if callable(target):
         return target
-    module, _, func = target.partition(":")
-    return getattr(importlib.import_module(module), func)
+    module, _, attrs = target.partition(":")
+    obj: Any = importlib.import_module(module)
+    for a in attrs.split("."):
+        obj = getattr(obj, a)
+    return obj
 
 
 def verify(entry: ModelEntry) -> bool:
@@ -93,10 +158,15 @@ def verify(entry: ModelEntry) -> bool:
     return entry.path.is_file() and sha256_file(entry.path) == entry.sha256
 
 
+def _is_path(name_or_path: str | os.PathLike) -> bool:
+    p = Path(name_or_path)
+    return bool(p.suffix) or p.exists() or os.sep in str(name_or_path)
+
+
 def resolve_path(name_or_path: str | os.PathLike) -> Path:
     """The checkpoint file for a registry name (checksum verified) or an existing path."""
     p = Path(name_or_path)
-    if p.suffix or p.exists() or os.sep in str(name_or_path):
+    if _is_path(name_or_path):
         if not p.exists():
             raise CheckpointError(f"checkpoint not found: {p}")
         return p
@@ -113,68 +183,146 @@ def resolve_path(name_or_path: str | os.PathLike) -> Path:
     return entry.path
 
 
-def load_model(name_or_path: str | os.PathLike, device: Any = "cpu", format: str | None = None) -> Any:
-    """Load a bundled model by name or one of our checkpoints by path, built and in eval mode on ``device``."""
-    path = resolve_path(name_or_path)
-    ckpt = load_checkpoint(path, format=format)
-    model = _builder(ckpt["format"])(ckpt)
-    logger.debug("loaded %s (%s) from %s", type(model).__name__, ckpt["format"], path)
-    return model.to(device).eval()
+# ---- public layouts (no "format" key): recognised by their keys ----------------------------------------------------
+def _state_dict_keys(data: Any) -> list[str]:
+    sd = data.get("state_dict") if isinstance(data, Mapping) else None
+    return [str(k) for k in sd] if isinstance(sd, Mapping) else []
 
 
-def styleanime_from_data(data: Any, path: str | os.PathLike) -> Any:
-    """A :class:`~vidanime.models.styleanime.StyleAnime` from a file's contents
-    (:func:`~vidanime.checkpoint.read_torch_file`): our ``vidanime.styleanime`` checkpoint or an official StyleAnime
-    ``.pt`` (detected by its keys); ``path`` names the file in errors.  For callers that also need other entries of the
-    same file, read once.  (Lives here, above models and importers, so neither imports the other.)"""
-    from .checkpoint import check_checkpoint
-    from .models.styleanime import FORMAT, styleanime_from_checkpoint
+def _is_official(data: Any) -> bool:
+    return any(k.startswith("encoder.encoder_1.") for k in _state_dict_keys(data))
 
-    if isinstance(data, dict) and data.get("format") == FORMAT:
-        return styleanime_from_checkpoint(check_checkpoint(data, path, format=FORMAT))
-    if isinstance(data, dict) and "format" in data:
-        raise CheckpointError(
-            f"{path} is a '{data['format']}' checkpoint, expected '{FORMAT}' or an official StyleAnime .pt"
-        )
+
+def _is_psp(data: Any) -> bool:
+    keys = _state_dict_keys(data)
+    return any(k.startswith("encoder.") for k in keys) and any(k.startswith("decoder.") for k in keys)
+
+
+def _is_rosinality(data: Any) -> bool:
+    return isinstance(data, Mapping) and "g_ema" in data
+
+
+def _official(data: Any, source: str) -> Any:
     from .importers.styleanime_official import styleanime_from_official
 
-    return styleanime_from_official(data, source=str(path))
+    return styleanime_from_official(data, source=source)
+
+
+def _psp(data: Any, source: str) -> Any:
+    from .importers.styleanime_official import generator_from_psp
+
+    return generator_from_psp(data, source=source)[0]
+
+
+def _rosinality(data: Any, source: str) -> Any:
+    from .importers.rosinality import rosinality_from_data
+
+    return rosinality_from_data(data, source=source, load_discriminator=False).generator
+
+
+# (format name, kind, test on the file's contents, builder(contents, source)), tried in order.
+_PUBLIC: list[tuple[str, str, Callable[[Any], bool], Callable[[Any, str], Any]]] = [
+    ("official-styleanime", "styleanime", _is_official, _official),
+    ("psp", "generator", _is_psp, _psp),
+    ("rosinality", "generator", _is_rosinality, _rosinality),
+]
+
+# What a file of one kind can give when another is expected.
+_CONVERSIONS: dict[tuple[str, str], Callable[[Any], Any]] = {
+    ("styleanime", "generator"): lambda m: m.decoder,
+}
+_EXPECT_FORMATS = {"styleanime": "'vidanime.styleanime' or an official StyleAnime .pt",
+                   "generator": "a vidanime.stylegan2 or vidanime.styleanime checkpoint, or an official StyleAnime / "
+                                "pSp / rosinality .pt",
+                   "parser": "'vidanime.parser'", "facebank": "'vidanime.facebank'", "interp": "a frame interpolator"}
+
+
+def _describe(data: Any) -> str:
+    if isinstance(data, Mapping) and "format" in data:
+        return f"a '{data['format']}' checkpoint"
+    known = [(fmt, kind) for fmt, kind, test, _ in _PUBLIC if test(data)]
+    if known:
+        return f"a {known[0][0]} file (a {known[0][1]})"
+    if isinstance(data, Mapping):
+        keys = sorted(map(str, data))[:6]
+        return f"an unknown layout (keys {keys})"
+    return f"a {type(data).__name__}, not a checkpoint"
+
+
+def load(name_or_path: str | os.PathLike, expect: str | None = None, device: Any = "cpu",
+         format: str | None = None) -> Loaded:
+    """Load a bundled model by name or any supported checkpoint by path, reading the file once; the model is on
+    ``device`` in eval mode.  ``expect``: the kind wanted (:data:`KINDS`); ``format``: insist on one of our formats.
+
+    Every problem (unknown name, damaged bundled file, foreign or wrong-kind checkpoint) is a one-line
+    :class:`CheckpointError` naming the file and what was expected."""
+    if expect is not None and expect not in KINDS:
+        raise CheckpointError(f"expect={expect!r}: expected one of {', '.join(KINDS)}")
+    path = resolve_path(name_or_path)
+    entry = None if _is_path(name_or_path) else get_entry(str(name_or_path))
+    with _allow_namespaces():  # rosinality files pickle their argparse options
+        data = read_torch_file(path)
+    if isinstance(data, Mapping) and "format" in data:
+        ckpt = check_checkpoint(data, path, format=format)
+        fmt = str(ckpt["format"])
+        kind = _FORMAT_KINDS.get(fmt)
+        if expect is not None and kind is not None and kind != expect and (kind, expect) not in _CONVERSIONS:
+            raise CheckpointError(f"{path} is {_describe(data)}, expected {_EXPECT_FORMATS[expect]}")
+        model = _builder(fmt)(ckpt)
+        kind = kind or expect or "unknown"
+        metadata = {k: v for k, v in ckpt.items() if k not in _WEIGHT_KEYS}
+    else:
+        if format is not None:
+            raise CheckpointError(f"{path} is {_describe(data)}, expected a '{format}' checkpoint")
+        # readers giving the expected kind directly first (an official StyleAnime file is also a pSp file)
+        reader = next((r for r in sorted(_PUBLIC, key=lambda r: r[1] != expect) if r[2](data) and (
+            expect is None or expect == r[1] or (r[1], expect) in _CONVERSIONS)), None)
+        if reader is None:
+            want = _EXPECT_FORMATS[expect] if expect else "a vidanime checkpoint or an official StyleAnime / pSp / " \
+                                                          "rosinality .pt"
+            raise CheckpointError(f"{path} is {_describe(data)}, expected {want}")
+        fmt, kind, _, build = reader
+        model = build(data, str(path))
+        metadata = {k: v for k, v in data.items() if k not in ("state_dict", "g", "d", "g_ema", "g_optim", "d_optim")}
+    if expect is not None and kind != expect:
+        model, kind = _CONVERSIONS[(kind, expect)](model), expect
+    del data
+    if hasattr(model, "eval"):
+        model = model.eval()
+    if hasattr(model, "to"):
+        model = model.to(device)
+    logger.debug("loaded %s (%s, %s) from %s", type(model).__name__, kind, fmt, path)
+    return Loaded(model=model, kind=kind, format=fmt, path=path, metadata=metadata, entry=entry)
+
+
+class _allow_namespaces:
+    """``torch.serialization.safe_globals([argparse.Namespace])`` as a context (a plain attribute container)."""
+
+    def __enter__(self) -> None:
+        import torch
+
+        self._ctx = torch.serialization.safe_globals([argparse.Namespace])
+        self._ctx.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._ctx.__exit__(*exc)
+
+
+def load_model(name_or_path: str | os.PathLike, device: Any = "cpu", format: str | None = None) -> Any:
+    """The model of :func:`load` (a bundled name or a checkpoint path), in eval mode on ``device``."""
+    return load(name_or_path, device=device, format=format).model
 
 
 def load_styleanime(name_or_path: str | os.PathLike, device: Any = "cpu") -> Any:
-    """Load our ``vidanime.styleanime`` checkpoint (a bundled name or a path, checksum-verified when bundled), or an
-    official StyleAnime ``.pt`` (detected by its keys), in eval mode on ``device``."""
-    from .checkpoint import read_torch_file
-
-    path = resolve_path(name_or_path)
-    return styleanime_from_data(read_torch_file(path), path).to(device).eval()
+    """A StyleAnime from our ``vidanime.styleanime`` checkpoint (a bundled name or a path) or an official StyleAnime
+    ``.pt`` (detected by its keys), in eval mode on ``device``: ``load(..., expect="styleanime").model``."""
+    return load(name_or_path, expect="styleanime", device=device).model
 
 
 def load_generator(name_or_path: str | os.PathLike) -> Any:
-    """A StyleGAN2 generator from our stylegan2/styleanime checkpoints (a StyleAnime gives its decoder) or the decoder
-    of an official StyleAnime / pSp file."""
-    from .checkpoint import read_torch_file
-
-    path = resolve_path(name_or_path)
-    data = read_torch_file(path)
-    fmt = data.get("format") if isinstance(data, dict) else None
-    if fmt == "vidanime.stylegan2":
-        from .models.stylegan2 import generator_from_checkpoint
-
-        return generator_from_checkpoint(data)
-    if fmt == "vidanime.styleanime":
-        from .models.styleanime import styleanime_from_checkpoint
-
-        return styleanime_from_checkpoint(data).decoder
-    if fmt is None and isinstance(data, dict) and isinstance(data.get("state_dict"), dict):
-        from .importers.styleanime_official import generator_from_psp
-
-        return generator_from_psp(data, source=str(path))[0]
-    found = f"a '{fmt}' checkpoint" if fmt else "an unknown layout"
-    raise CheckpointError(
-        f"{path} is {found}: expected a vidanime.stylegan2 or vidanime.styleanime checkpoint, "
-        "or an official StyleAnime / pSp .pt"
-    )
+    """A StyleGAN2 generator from our stylegan2/styleanime checkpoints (a StyleAnime gives its decoder) or an official
+    StyleAnime / pSp / rosinality file: ``load(..., expect="generator").model``."""
+    return load(name_or_path, expect="generator").model
 
 
 def install_set(src: str | os.PathLike, force: bool = False, dest: Path | None = None) -> list[str]:

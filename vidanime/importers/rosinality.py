@@ -24,7 +24,7 @@ from ..models.stylegan2 import SIZES, Discriminator, Generator, StyleGAN2Config,
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RosinalityImport", "import_rosinality", "infer_config", "convert_rosinality"]
+__all__ = ["RosinalityImport", "import_rosinality", "rosinality_from_data", "infer_config", "convert_rosinality"]
 
 _LAYOUT_KEYS = ("g", "d", "g_ema", "g_optim", "d_optim", "args", "latent_avg")
 _CM_CANDIDATES = (2, 1, 4, 3) + tuple(range(5, 33))
@@ -119,45 +119,51 @@ def import_rosinality(
     path = Path(path)
     with torch.serialization.safe_globals([argparse.Namespace]):
         data = read_torch_file(path)
+    return rosinality_from_data(data, str(path), size=size, load_discriminator=load_discriminator)
+
+
+def rosinality_from_data(data: Any, source: str = "checkpoint", size: int | None = None,
+                         load_discriminator: bool = True) -> RosinalityImport:
+    """:func:`import_rosinality` on a file's contents already read (``source`` names it in errors)."""
     if not isinstance(data, Mapping) or "g_ema" not in data:
         found = sorted(map(str, data))[:8] if isinstance(data, Mapping) else type(data).__name__
         raise CheckpointError(
-            f"{path} is not a rosinality StyleGAN2 checkpoint: expected keys {{g, d, g_ema, g_optim, d_optim, args}} "
+            f"{source} is not a rosinality StyleGAN2 checkpoint: expected keys {{g, d, g_ema, g_optim, d_optim, args}} "
             f"or {{g_ema, latent_avg}}, found {found}"
         )
     g_state = data["g_ema"]
     if not isinstance(g_state, Mapping):
-        raise CheckpointError(f"{path}: 'g_ema' is a {type(g_state).__name__}, expected a state dict of tensors")
+        raise CheckpointError(f"{source}: 'g_ema' is a {type(g_state).__name__}, expected a state dict of tensors")
     args = _namespace_dict(data.get("args"))
     cm_hint = args.get("channel_multiplier") if args else None
-    config = infer_config(g_state, source=f"{path} g_ema",
+    config = infer_config(g_state, source=f"{source} g_ema",
                           channel_multiplier=cm_hint if isinstance(cm_hint, int) else None)
     if size is not None and config.size != size:
-        raise CheckpointError(f"{path} holds a {config.size} px generator, expected {size} px")
+        raise CheckpointError(f"{source} holds a {config.size} px generator, expected {size} px")
 
     generator = Generator(config)
-    check_state_dict(generator, g_state, source=f"{path} g_ema")
+    check_state_dict(generator, g_state, source=f"{source} g_ema")
 
     latent_avg = data.get("latent_avg")
     if latent_avg is not None:
         try:
             generator.set_latent_avg(latent_avg)
         except ValueError as exc:
-            raise CheckpointError(f"{path}: {exc}") from None
+            raise CheckpointError(f"{source}: {exc}") from None
         latent_avg = generator.latent_avg
 
     discriminator = None
     if load_discriminator and data.get("d") is not None:
         d_state = data["d"]
         if not isinstance(d_state, Mapping):
-            raise CheckpointError(f"{path}: 'd' is a {type(d_state).__name__}, expected a state dict of tensors")
+            raise CheckpointError(f"{source}: 'd' is a {type(d_state).__name__}, expected a state dict of tensors")
         discriminator = Discriminator(config)
-        check_state_dict(discriminator, d_state, source=f"{path} d")
+        check_state_dict(discriminator, d_state, source=f"{source} d")
         discriminator.eval()
 
     logger.info(
         "imported rosinality StyleGAN2 %d px (style_dim %d, n_mlp %d, cm %d) from %s%s",
-        config.size, config.style_dim, config.n_mlp, config.channel_multiplier, path,
+        config.size, config.style_dim, config.n_mlp, config.channel_multiplier, source,
         " with discriminator" if discriminator is not None else "",
     )
     return RosinalityImport(

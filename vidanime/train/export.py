@@ -81,12 +81,12 @@ def package_styleanime(src: Path, dst: Path, facebank: Path | None = None, infer
     glob → name), so the fine-tune finds them on any machine."""
     import torch
 
-    from ..checkpoint import load_checkpoint
     from ..models.facebank import FaceBank
     from ..models.styleanime import FORMAT, save_styleanime
-    from ..registry import load_styleanime
+    from ..registry import load
 
-    extras = {k: v for k, v in load_checkpoint(src, format=FORMAT).items() if k not in _META_KEYS}
+    loaded = load(src, expect="styleanime", format=FORMAT)  # one read: the model and its provenance
+    extras = {k: v for k, v in loaded.metadata.items() if k not in _META_KEYS}
     rename_parsers(extras.get("train_config") or {}, parser_names or {})
     fb = None
     if facebank is not None and Path(facebank).is_file():
@@ -96,7 +96,7 @@ def package_styleanime(src: Path, dst: Path, facebank: Path | None = None, infer
         extras["inference"] = dict(inference)
     if "discriminators" not in extras:  # exports from before D1/D2 were saved: take them from the run
         extras["discriminators"] = discriminators_of_run(src)
-    return save_styleanime(dst, load_styleanime(src), facebank=fb, dtype="float16", **extras)
+    return save_styleanime(dst, loaded.model, facebank=fb, dtype="float16", **extras)
 
 
 def export_models(items: list[ExportItem], dest: str | Path, merge: bool = True) -> dict[str, Any]:

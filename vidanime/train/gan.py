@@ -162,9 +162,12 @@ def load_init_weights(path: str | Path, model: StyleGAN2Config) -> dict[str, Any
     Returns a dict with ``g`` (G state dict), ``g_ema``, ``d`` (or None) and ``latent_avg`` (or None).  The
     architecture stored in the file must equal ``model``; otherwise a :class:`ConfigError` names the differing keys.
     """
+    import argparse
+
     from ..checkpoint import read_torch_file
 
-    raw = read_torch_file(path)
+    with torch.serialization.safe_globals([argparse.Namespace]):  # rosinality files pickle their options
+        raw = read_torch_file(path)  # once: our formats and the rosinality layout are told apart by their keys
     if isinstance(raw, dict) and "format" in raw:
         fmt = raw["format"]
         if fmt not in (GENERATOR_FORMAT, TRAIN_FORMAT):
@@ -178,9 +181,9 @@ def load_init_weights(path: str | Path, model: StyleGAN2Config) -> dict[str, Any
             return {"g": sd, "g_ema": sd, "d": None, "latent_avg": raw.get("latent_avg")}
         sd = raw["state_dict"]
         return {"g": sd["g"], "g_ema": sd["g_ema"], "d": sd["d"], "latent_avg": None}
-    from ..importers.rosinality import import_rosinality  # imported only for rosinality files
+    from ..importers.rosinality import rosinality_from_data  # imported only for rosinality files
 
-    imported = import_rosinality(path)
+    imported = rosinality_from_data(raw, str(path))
     _check_same_model(imported.config, model, str(path))
     g_ema = imported.generator.state_dict()
     g = getattr(imported, "g", None)

@@ -372,17 +372,16 @@ class StyleAnimeTrainer:
     def _load_init(self, path: str) -> None:
         """Start the encoders (and D1/D2, when the file carries them) from a StyleAnime checkpoint or registry name:
         a fine-tune that begins with untrained discriminators would first push the encoders by noise."""
-        from ..checkpoint import check_state_dict, read_torch_file
-        from ..registry import resolve_path, styleanime_from_data
+        from ..checkpoint import check_state_dict
+        from ..registry import load
 
-        path = str(resolve_path(path))
-        data = read_torch_file(path)  # once: the encoders and the discriminators come from the same file
-        init = styleanime_from_data(data, path)
+        loaded = load(path, expect="styleanime")  # once: the encoders and the discriminators come from the same file
+        path, init = str(loaded.path), loaded.model
         if init.config.label_set != self.config.model.label_set or init.n_latent != self.model.n_latent:
             raise ConfigError(f"init {path}: a {init.n_latent}-code / '{init.config.label_set}' model, the config "
                               f"asks for {self.model.n_latent} / '{self.config.model.label_set}'")
         check_state_dict(self.model.encoder, init.encoder.state_dict(), source=f"init {path} (encoders)")
-        discs = discriminators_from_checkpoint(data, init, source=f"init {path}")
+        discs = discriminators_from_checkpoint(loaded.metadata, init, source=f"init {path}")
         same = lambda a, b: {k: v.shape for k, v in a.state_dict().items()} == {  # noqa: E731
             k: v.shape for k, v in b.state_dict().items()}
         if discs is not None and same(discs[0], self.D1) and same(discs[1], self.D2):
