@@ -8,6 +8,12 @@ input's (style mixing, e.g. manga-to-portrait); ``style_from`` + ``mix``: interp
 another image's ((1 − mix)·own + mix·other; mix 1 = ``reference``).  ``alpha`` < 1 applies FaceBank aggregation (the
 model's bank or ``facebank=``).  ``direction`` (p2a | a2p) refuses a checkpoint recorded for the other direction; for
 a2p the generator is a portrait G and the parser an anime parser.  Outputs are written atomically, never over an input.
+
+``faces`` says what an input image is.  ``detect``: any photo — its faces are found, aligned and translated as the video
+path does, and pasted back into the image at its own size (several faces, background kept).  ``aligned``: the image is
+one aligned face crop, translated whole at the model size (what ``--parsing``, ``--reference`` and ``--style-from``
+need).  ``auto`` (the default): ``aligned`` when one of those options is given, else ``detect``, falling back to
+``aligned`` (with a warning naming the file) for an image in which no face is found.
 """
 from __future__ import annotations
 
@@ -27,13 +33,14 @@ from vidanime.fileio import check_input_file, check_not_same_file
 from vidanime.models.facebank import FaceBank
 from vidanime.models.styleanime import StyleAnime
 
-__all__ = ["ImageTranslatePipeline", "IMAGE_SUFFIXES", "DIRECTIONS", "check_direction", "read_rgb", "read_labels",
-           "write_rgb"]
+__all__ = ["ImageTranslatePipeline", "IMAGE_SUFFIXES", "DIRECTIONS", "FACE_MODES", "check_direction", "read_rgb",
+           "read_labels", "write_rgb"]
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 DIRECTIONS = ("p2a", "a2p")
+FACE_MODES = ("auto", "detect", "aligned")  # see the module doc
 
 
 def check_image_paths(input: str | os.PathLike, output: str | os.PathLike,
@@ -113,7 +120,11 @@ class ImageTranslatePipeline:
     progress: bool = True
     direction: str | None = None
     refiner: Any = None  # a vidanime.train.refine.LatentRefiner, needed for refine > 0
+    face_config: Any = None  # a vidanime.video.faces.FaceConfig for faces="detect" (None: its defaults)
     _suffixes: tuple[str, ...] = field(default=IMAGE_SUFFIXES, repr=False)
+    _detector: Any = field(default=None, repr=False)
+    #: outputs of the last call whose faces were found and pasted back (the others: translated as aligned crops)
+    pasted: list[Path] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
         check_direction(self.model, self.direction)
@@ -144,10 +155,12 @@ class ImageTranslatePipeline:
         style_from: str | os.PathLike | None = None,
         mix: float = 1.0,
         refine: int = 0,
+        faces: str = "auto",
     ) -> list[tuple[Path, Path | None, Path]]:
         """Validate the arguments; return the jobs (image, parsing map or None, output path)."""
         src, dst = Path(input), Path(output)
         check_image_paths(src, dst, self._suffixes)
+        self.face_mode(faces, parsing, reference, style_from)
         if isinstance(refine, bool) or not isinstance(refine, int) or refine < 0:
             raise VidanimeError(f"--refine {refine}: expected a whole number of steps >= 0 (0 = off)")
         if refine > 0:
@@ -197,6 +210,49 @@ class ImageTranslatePipeline:
             raise MediaError(f"parsing map not found: {parsing} (expected a label PNG for {src.name})")
         out = dst / src.name if dst.is_dir() else dst
         return [(src, Path(parsing) if parsing is not None else None, out)]
+
+    @staticmethod
+    def face_mode(faces: str, parsing: Any = None, reference: Any = None, style_from: Any = None) -> str:
+        """``detect`` or ``aligned`` for the ``faces`` option (see the module doc); ``auto`` → ``detect`` unless an
+        option that needs aligned crops is given.  ``--faces detect`` with such an option is a one-line error."""
+        if faces not in FACE_MODES:
+            raise VidanimeError(f"--faces {faces!r}: expected one of {', '.join(FACE_MODES)}")
+        given = [name for name, v in (("--parsing", parsing), ("--reference", reference), ("--style-from", style_from))
+                 if v is not None]
+        if faces == "detect" and given:
+            raise VidanimeError(f"{given[0]} works on aligned face crops: use --faces aligned (or auto), not detect")
+        if faces == "auto":
+            return "aligned" if given else "detect"
+        return faces
+
+    def _face_processor(self) -> Any:
+        """A face stage for one still: every face kept from its first frame, no fading, the detector built once."""
+        import dataclasses
+
+        from vidanime.video.detect import default_detector
+        from vidanime.video.faces import FaceConfig, FaceProcessor
+
+        cfg = self.face_config or FaceConfig(device=self.device)
+        cfg = dataclasses.replace(cfg, min_track_frames=1, fade_frames=0, detect_every=1,
+                                  detector=cfg.detector or default_detector(self.direction or "p2a"))
+        proc = FaceProcessor(cfg, detector=self._detector)
+        self._detector = proc.detector
+        return proc
+
+    def _translate_photo(self, image: np.ndarray, alpha: float | None, k: int, refine: int) -> np.ndarray | None:
+        """(H, W, 3) uint8 photo → the same photo with every detected face translated and pasted back, or None when
+        no face is found."""
+        from vidanime.models.face_translator import StyleAnimeFaceTranslator
+        from vidanime.video.paste import PasteItem, paste_faces
+
+        found = next(iter(self._face_processor().process([image]))).faces
+        if not found:
+            return None
+        translator = StyleAnimeFaceTranslator(self.model, self.parser, alpha=alpha, k=k, device=self.device,
+                                              parsing_smooth=0, refiner=self.refiner, refine=refine, refine_every=1,
+                                              refine_ease=1.0, facebank=self.facebank)
+        res = translator(np.stack([f.crop for f in found]), list(range(len(found))))
+        return paste_faces(image, [PasteItem(res.crops[i], f.matrix, res.masks[i], 1.0) for i, f in enumerate(found)])
 
     def _load_pair(self, img_path: Path, lab_path: Path | None, parsing_labels: str, resize: bool,
                    parse: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
@@ -253,14 +309,57 @@ class ImageTranslatePipeline:
         style_from: str | os.PathLike | None = None,
         mix: float = 1.0,
         refine: int = 0,
+        faces: str = "auto",
     ) -> list[Path]:
         """Translate and write every job; returns the written paths.  ``refine`` > 0: that many test-time
-        refinement steps on each W+ code (:class:`vidanime.train.refine.LatentRefiner`, an addition to the paper)."""
+        refinement steps on each W+ code (:class:`vidanime.train.refine.LatentRefiner`, an addition to the paper);
+        ``faces``: what an input is (:data:`FACE_MODES`, module doc)."""
+        jobs = self.check_inputs(input, output, parsing, reference, alpha, parsing_labels, style_from, mix, refine,
+                                 faces)
+        self.pasted = []
+        if self.face_mode(faces, parsing, reference, style_from) == "detect":
+            return self._run_photos(jobs, alpha, k, refine, fallback=faces == "auto")
+        return self._run_aligned(jobs, reference, alpha, parsing_labels, k, resize, style_from, mix, refine)
+
+    def _run_photos(self, jobs: list[tuple[Path, Path | None, Path]], alpha: float | None, k: int, refine: int,
+                    fallback: bool) -> list[Path]:
+        """Photos: faces found, translated and pasted back at the photo's size; an image without a face falls back
+        to the aligned path, resized to the model size (``fallback``), or is a one-line error (a single image) /
+        skipped with a warning (a folder, whose other images go on)."""
+        from tqdm import tqdm
+
+        written, skipped = [], []
+        bar = tqdm(total=len(jobs), desc="translate", unit="img", disable=not self.progress or len(jobs) < 2)
+        for img, lab, dst in jobs:
+            picture = self._translate_photo(read_rgb(img), alpha, k, refine)
+            if picture is not None:
+                write_rgb(dst, picture)
+                written.append(dst)
+                self.pasted.append(dst)
+            elif fallback:
+                log.warning("no face found in %s: translated the whole image as one aligned face crop, at the model "
+                            "size (--faces aligned)", img)
+                written += self._run_aligned([(img, lab, dst)], None, alpha, "bisenet", k, True, None, 1.0, refine)
+            elif len(jobs) == 1:
+                raise MediaError(f"no face found in {img}: nothing to translate (--faces aligned translates the whole "
+                                 "image as one face crop)")
+            else:
+                skipped.append(img)
+            bar.update(1)
+        bar.close()
+        if skipped:
+            log.warning("no face found in %d of %d image(s), not written: %s", len(skipped), len(jobs),
+                        ", ".join(str(p) for p in skipped[:5]) + (" …" if len(skipped) > 5 else ""))
+        return written
+
+    def _run_aligned(self, jobs: list[tuple[Path, Path | None, Path]], reference: str | os.PathLike | None,
+                     alpha: float | None, parsing_labels: str, k: int, resize: bool,
+                     style_from: str | os.PathLike | None, mix: float, refine: int) -> list[Path]:
+        """Aligned face crops, translated whole at the model size in batches."""
         from tqdm import tqdm
 
         from vidanime.models.editing import edit_latents
 
-        jobs = self.check_inputs(input, output, parsing, reference, alpha, parsing_labels, style_from, mix, refine)
         ref = style = None
         if reference is not None:
             ref_img, _ = self._load_pair(Path(reference), None, parsing_labels, resize, parse=False)
@@ -288,5 +387,5 @@ class ImageTranslatePipeline:
                 written.append(dst)
             bar.update(len(chunk))
         bar.close()
-        log.debug("translated %d image(s) into %s", len(written), output)
+        log.debug("translated %d aligned image(s)", len(written))
         return written

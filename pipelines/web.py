@@ -268,10 +268,11 @@ def translate_video(video: str | os.PathLike | None, config: WebConfig, *, direc
 
 def translate_image(image: str | os.PathLike | None, config: WebConfig, *, parsing: str | os.PathLike | None = None,
                     reference: str | os.PathLike | None = None, direction: str = "p2a",
-                    alpha: float | None = None, refine: int | None = None) -> ImageOutcome:
-    """Translate an uploaded face image (resized to the model's size) like ``vidanime image translate --resize``,
-    with an optional edited parsing map (label PNG, BiSeNet order) and a style reference; ``refine``: test-time
-    refinement steps (None = the checkpoint's default; off with a reference); → :class:`ImageOutcome`."""
+                    alpha: float | None = None, refine: int | None = None, faces: str = "auto") -> ImageOutcome:
+    """Translate an uploaded image like ``vidanime image translate``: a photo's faces are found and pasted back
+    (``faces``, see :mod:`pipelines.image_translate`), an aligned crop is resized to the model's size, with an
+    optional edited parsing map (label PNG, BiSeNet order) and a style reference; ``refine``: test-time refinement
+    steps (None = the checkpoint's default; off with a reference); → :class:`ImageOutcome`."""
     from pipelines.image_translate import ImageTranslatePipeline
     from pipelines.translate import DEFAULT_MODELS
     from vidanime.errors import CheckpointError
@@ -317,8 +318,10 @@ def translate_image(image: str | os.PathLike | None, config: WebConfig, *, parsi
             pipe.refiner = build_refiner(pipe.model, direction, device=config.device)
     with _job_folder(config) as job:
         out = job / f"{src.stem}_{direction}.png"
-        pipe(src, out, parsing=parsing, reference=reference, alpha=alpha, resize=True, refine=refine)
-    notes = ["Used your parsing map." if parsing is not None else "Parsed by the face parser.",
+        pipe(src, out, parsing=parsing, reference=reference, alpha=alpha, resize=True, refine=refine, faces=faces)
+        pasted = out in pipe.pasted
+    notes = ["Faces found and pasted back into the picture." if pasted else "Translated as one aligned face crop.",
+             "Used your parsing map." if parsing is not None else "Parsed by the face parser.",
              "Appearance from the reference image." if reference is not None else "",
              f"Refined for {refine} steps." if refine else ""]
     return ImageOutcome(output=str(out), message=" ".join(n for n in ["Done.", *notes] if n))

@@ -1,14 +1,14 @@
-"""`vidanime image translate IN OUT` (aligned face crops, a file or a folder) and `vidanime image manga IN OUT`."""
+"""`vidanime image translate IN OUT` (photos or aligned face crops, a file or a folder) and `vidanime image manga`."""
 from __future__ import annotations
 
 import click
 
-from .options import DEVICE
+from .options import DETECTORS, DEVICE
 
 
 @click.group(name="image")
 def cli() -> None:
-    """Translate still images (aligned face crops) with StyleAnime."""
+    """Translate still images (photos or aligned face crops) with StyleAnime."""
 
 
 @cli.command(name="translate")
@@ -46,22 +46,38 @@ def cli() -> None:
                    "checkpoint's measured default, 0 (off) for the bundled model].")
 @click.option("--refine-parser", default=None, metavar="NAME|PATH",
               help="Output-domain parser of --refine [default: parser-anime for p2a, parser-portrait for a2p].")
+@click.option("--faces", type=click.Choice(["auto", "detect", "aligned"]), default="auto", show_default=True,
+              help="detect: find every face in IN (any photo), translate it and paste it back at IN's size, "
+                   "background kept; aligned: IN is one aligned face crop, translated whole at the model size "
+                   "(needed by --parsing/--reference/--style-from); auto: aligned with those options, else detect, "
+                   "and aligned for an image where no face is found (with a warning).")
+@click.option("--detector", type=click.Choice(DETECTORS), default=None,
+              help="Face detector of --faces detect (default: mtcnn for p2a, or haar when facenet-pytorch is missing; "
+                   "the bundled anime parser for a2p).")
+@click.option("--detector-weights", default=None, metavar="PATH",
+              help="Weights file of --detector (retinaface, yunet, animecascade).")
 @click.option("--device", type=DEVICE, default="cpu", show_default=True, help="torch device, e.g. cuda.")
 def translate(input: str, output: str, checkpoint: str, parsing: str | None, parsing_labels: str, parser: str | None,
               reference: str | None, style_from: str | None, mix: float, direction: str, alpha: float | None,
               facebank: str | None, k: int, resize: bool, refine: int | None, refine_parser: str | None,
-              device: str) -> None:
-    """Translate IN (an RGB image or a folder, mirrored into OUT) with StyleAnime.
+              faces: str, detector: str | None, detector_weights: str | None, device: str) -> None:
+    """Translate IN (a photo, an aligned face crop or a folder of them, mirrored into OUT) with StyleAnime.
 
-    With no option, the bundled model and parser of --direction are used: `vidanime image translate face.jpg out.png`.
+    With no option, the bundled model and parser of --direction are used, and the faces of IN are found and pasted
+    back: `vidanime image translate photo.jpg out.png`.
     """
     from pipelines.image_translate import ImageTranslatePipeline, check_image_paths
     from pipelines.translate import DEFAULT_MODELS, build_refiner
     from vidanime.registry import load_model, resolve_path
+    from vidanime.video.detect import check_detector
+    from vidanime.video.faces import FaceConfig
 
     check_image_paths(input, output)  # before any model is loaded
+    mode = ImageTranslatePipeline.face_mode(faces, parsing, reference, style_from)
+    if mode == "detect":
+        check_detector(detector, detector_weights)
     default_ckpt, default_parser = DEFAULT_MODELS[direction]
-    kwargs = {}
+    kwargs = {"face_config": FaceConfig(detector=detector, detector_weights=detector_weights, device=device)}
     if facebank is not None:
         from vidanime.models.facebank import FaceBank
 
@@ -76,7 +92,7 @@ def translate(input: str, output: str, checkpoint: str, parsing: str | None, par
     if refine > 0:
         pipe.refiner = build_refiner(pipe.model, direction, refine_parser, device)
     written = pipe(input, output, parsing=parsing, reference=reference, alpha=alpha, parsing_labels=parsing_labels,
-                   k=k, resize=resize, style_from=style_from, mix=mix, refine=refine)
+                   k=k, resize=resize, style_from=style_from, mix=mix, refine=refine, faces=faces)
     click.echo(f"wrote {len(written)} image(s) to {output}")
 
 

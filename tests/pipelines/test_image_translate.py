@@ -162,3 +162,67 @@ def test_resize_parses_at_the_parsers_size_not_the_models(tmp_path, model):
     image = torch.from_numpy(small).permute(2, 0, 1)[None].float() / 127.5 - 1
     want = model.translate(image, labels)[0].clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).numpy()
     np.testing.assert_array_equal(np.asarray(Image.open(out[0])), want)
+
+
+# ---- photos: faces found, translated and pasted back (--faces detect / auto) ----------------------------------------
+def _two_face_photo(assets, path: Path) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Two held-in portraits on a 760x420 gradient canvas (a photo the model never sees as a crop); returns the
+    canvas and the portraits' top-left corners."""
+    files = sorted((assets / "faces" / "images").glob("*.jpg"))
+    canvas = np.full((420, 760, 3), 90, np.uint8)
+    canvas[:, :, 2] = np.linspace(40, 200, 760).astype(np.uint8)[None]
+    corners = [(80, 60), (120, 440)]
+    for f, (y, x) in zip((files[3], files[7]), corners):
+        canvas[y : y + 256, x : x + 256] = np.asarray(Image.open(f).convert("RGB").resize((256, 256)))
+    Image.fromarray(canvas).save(path)
+    return canvas, corners
+
+
+@pytest.mark.slow
+def test_photo_faces_are_found_translated_and_pasted_back(tmp_path, assets, caplog):
+    from pipelines.commands.image import translate as translate_cmd
+
+    photo, corners = _two_face_photo(assets, tmp_path / "two.png")
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (200, 300, 3), dtype=np.uint8)).save(noise)
+    r = CliRunner().invoke(translate_cmd, [str(tmp_path / "two.png"), str(tmp_path / "out.png")])  # all defaults
+    assert r.exit_code == 0, r.output
+    got = np.asarray(Image.open(tmp_path / "out.png")).astype(int)
+    assert got.shape == photo.shape  # the photo's own size, not the model's
+    outside = np.ones(photo.shape[:2], bool)  # farther than the paste mask's feathering (~10 px) from both portraits
+    for y, x in corners:
+        outside[y - 12 : y + 268, x - 12 : x + 268] = False
+        centre = (slice(y + 96, y + 192), slice(x + 80, x + 176))  # eyes to mouth of the aligned portrait
+        assert np.abs(got[centre] - photo[centre]).mean() > 20  # both faces drawn anew
+    assert np.abs(got[outside] - photo[outside]).max() <= 1  # the background is the photo's (the mask's tail: 1/255)
+
+    # no face: an error with --faces detect, the whole image as a crop with auto (and a warning naming the file)
+    r = CliRunner().invoke(translate_cmd, [str(noise), str(tmp_path / "n.png"), "--faces", "detect"])
+    assert r.exit_code != 0 and "no face found in" in str(r.exception) and not (tmp_path / "n.png").exists()
+    pipe = ImageTranslatePipeline.from_checkpoint(
+        "styleanime-p2a", parser=__import__("vidanime.registry", fromlist=["x"]).load_model("parser-portrait"),
+        progress=False)
+    with caplog.at_level("WARNING"):
+        out = pipe(noise, tmp_path / "n.png")
+    assert np.asarray(Image.open(out[0])).shape == (64, 64, 3) and pipe.pasted == []
+    assert "no face found in" in caplog.text and "noise.png" in caplog.text
+    # a folder with --faces detect: the photo is written, the faceless image skipped with a warning, the run goes on
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "two.png").write_bytes((tmp_path / "two.png").read_bytes())
+    (folder / "noise.png").write_bytes(noise.read_bytes())
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        written = pipe(folder, tmp_path / "out_dir", faces="detect")
+    assert written == [tmp_path / "out_dir" / "two.png"] and pipe.pasted == written
+    assert "no face found in 1 of 2 image(s)" in caplog.text and not (tmp_path / "out_dir" / "noise.png").exists()
+
+
+def test_face_mode_follows_the_options():
+    mode = ImageTranslatePipeline.face_mode
+    assert mode("auto") == "detect" and mode("aligned") == "aligned" and mode("detect") == "detect"
+    assert mode("auto", parsing="m.png") == "aligned" and mode("auto", style_from="s.png") == "aligned"
+    with pytest.raises(VidanimeError, match="--reference works on aligned face crops: use --faces aligned"):
+        mode("detect", reference="r.png")
+    with pytest.raises(VidanimeError, match="--faces 'photo': expected one of auto, detect, aligned"):
+        mode("photo")

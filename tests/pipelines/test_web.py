@@ -130,14 +130,16 @@ def test_translate_image_matches_the_image_pipeline(config, models, assets, tmp_
     from vidanime.registry import load_model
 
     face = _face_image(assets, tmp_path)
-    o = translate_image(face, config)
-    got = np.array(Image.open(o.output))
-    assert got.shape == (32, 32, 3) and "Parsed by the face parser" in o.message
     net = load_model(models[1], format="vidanime.parser")
     ref = ImageTranslatePipeline.from_checkpoint(models[0], parser=net, parser_labels=config_of(net).label_set,
                                                  progress=False)
-    ref(face, tmp_path / "ref.png", resize=True)
-    np.testing.assert_array_equal(got, np.array(Image.open(tmp_path / "ref.png")))  # same code path, same pixels
+    for faces, shape, note in (("auto", (256, 256, 3), "Faces found and pasted back"),  # auto: a photo's faces
+                               ("aligned", (32, 32, 3), "Translated as one aligned face crop")):
+        o = translate_image(face, config, faces=faces)
+        got = np.array(Image.open(o.output))
+        assert got.shape == shape and "Parsed by the face parser" in o.message and note in o.message
+        ref(face, tmp_path / f"ref_{faces}.png", resize=True, faces=faces)
+        np.testing.assert_array_equal(got, np.array(Image.open(tmp_path / f"ref_{faces}.png")))  # same code path
     # an edited parsing map (label PNG at the image's size) changes the result
     lab = write_labels(tmp_path / "map.png", face_labels(256))
     edited = translate_image(face, config, parsing=lab)
@@ -147,7 +149,7 @@ def test_translate_image_matches_the_image_pipeline(config, models, assets, tmp_
     styled = translate_image(face, config, reference=other)
     assert np.abs(np.array(Image.open(styled.output)).astype(int) - got).mean() > 0.5
     # test-time refinement (the bundled anime parser judges the layout): other pixels, said in the message
-    refined = translate_image(face, config, refine=3)
+    refined = translate_image(face, config, refine=3, faces="aligned")
     assert "Refined for 3 steps" in refined.message
     assert np.abs(np.array(Image.open(refined.output)).astype(int) - got).mean() > 0.5
     with pytest.raises(CheckpointError, match="start the server with --checkpoint"):

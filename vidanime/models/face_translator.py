@@ -104,7 +104,8 @@ class StyleAnimeFaceTranslator:
     by ``1 / refine_ease`` of the way to the newest keyframe's Δ) so it never jumps; causal, like the rest.
 
     ``latent_filter`` (a :class:`vidanime.video.smooth.LatentFilter`): each track's final codes are filtered over time
-    (One-Euro, causal) before decoding, to steady the video (``translate --temporal filter``).
+    (One-Euro, causal) before decoding, to steady the video (``translate --temporal filter``).  ``facebank``: a
+    :class:`~vidanime.models.facebank.FaceBank` used instead of the model's own.
     """
 
     def __init__(
@@ -121,6 +122,7 @@ class StyleAnimeFaceTranslator:
         refine_every: int = 8,
         refine_ease: float = 4.0,
         latent_filter: Any = None,
+        facebank: Any = None,
     ) -> None:
         self.device = torch.device(device)
         if fp16 and self.device.type != "cuda":
@@ -132,6 +134,7 @@ class StyleAnimeFaceTranslator:
             raise VidanimeError(f"alpha={alpha}: expected a number in [0, 1]")
         self.alpha = alpha
         self.k = int(k)
+        self.facebank = facebank  # a FaceBank to use instead of the model's own (None: the model's)
         if parsing_smooth < 0:
             raise VidanimeError(f"parsing_smooth={parsing_smooth}: expected >= 0 frames")
         self.parsing_smooth = int(parsing_smooth)
@@ -234,7 +237,7 @@ class StyleAnimeFaceTranslator:
         size, p = self.model.image_size, probs.shape[-1]
         half = self.dtype == torch.float16
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=half):
-            w = self.model.aggregate(self.model.encode(xm, lab_m), self.alpha, k=self.k)
+            w = self.model.aggregate(self.model.encode(xm, lab_m), self.alpha, k=self.k, facebank=self.facebank)
         if self.refine > 0:  # test-time refinement of the keyframes (float32), before the one decode
             w = self._refined(w, xm, lab_m, track_ids)
         if self.latent_filter is not None:  # causal per-track filtering of the codes over time (--temporal filter)
