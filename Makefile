@@ -36,7 +36,7 @@ setup: $(PY)
 	@$(PY) -c "import torch, torchvision, av, cv2, lpips, facenet_pytorch, vidanime; print('vidanime', vidanime.__version__, '| torch', torch.__version__, '| av', av.__version__, '| opencv', cv2.__version__)"
 
 demo:
-	$(PY) -m pipelines.demo $(if $(VIDEO),--video $(VIDEO),) --out $(OUT)
+	$(PY) -m pipelines.recipes.demo $(if $(VIDEO),--video $(VIDEO),) --out $(OUT)
 
 # pytest exits 5 when no test was collected: treated as a failure.
 test:
@@ -66,7 +66,7 @@ bench-full:
 	$(PY) -m bench.run_all --full
 
 train-demo:
-	$(PY) -m pipelines.train_demo
+	$(PY) -m pipelines.recipes.train_demo
 
 BUDGET ?= 150m
 SET ?= train_all_set

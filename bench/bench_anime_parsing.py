@@ -21,7 +21,7 @@ from bench.common import machine_info, print_table
 
 
 def _anime_crops(limit: int) -> np.ndarray:
-    from pipelines.report_demo import ANIME_HELDOUT_START, ASSETS
+    from pipelines.recipes.report_demo import ANIME_HELDOUT_START, ASSETS
     from vidanime.data.image_io import read_image_rgb
     from vidanime.data.parsing import IMAGE_EXTS, resize_image
 

@@ -22,7 +22,7 @@ def _floats(text: str) -> list[float | None]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from pipelines.report_demo import (
+    from pipelines.recipes.report_demo import (
         ASSETS,
         domain_classifier,
         heldout_portraits,

@@ -124,7 +124,7 @@ def test_bundled_portrait_parsers_on_held_out_faces(name, assets):
     _bundled(name)
     import numpy as np
 
-    from pipelines.report_demo import heldout_portraits, parse
+    from pipelines.recipes.report_demo import heldout_portraits, parse
 
     _, images, gt = heldout_portraits(assets / "faces", limit=16)
     pred = parse(load_model(name, format="vidanime.parser"), images)
@@ -139,7 +139,12 @@ def test_bundled_translation_depends_on_the_person(assets):
     minus the others) and hair colour specificity (Lab distance to own input / to the others; 1 = ignored) are both
     on the right side of thresholds set at about half the measured distance from the average-face baseline."""
     _bundled("styleanime-p2a")
-    from pipelines.report_demo import heldout_portraits, portrait_scores, portrait_translator, translate_portraits
+    from pipelines.recipes.report_demo import (
+        heldout_portraits,
+        portrait_scores,
+        portrait_translator,
+        translate_portraits,
+    )
 
     translator = portrait_translator(load_model("styleanime-p2a"), load_model("parser-portrait"))
     _, images, labels = heldout_portraits(assets / "faces", limit=16)
@@ -158,7 +163,7 @@ def test_bundled_default_looks_more_anime_than_the_encoders_own_codes(assets):
     _bundled("styleanime-p2a")
     import numpy as np
 
-    from pipelines.report_demo import (
+    from pipelines.recipes.report_demo import (
         ANIME_HELDOUT_START,
         anime_images,
         at_size,

@@ -10,9 +10,9 @@ from vidanime.video.io import VideoReader
 @pytest.mark.slow
 def test_demo_short_range(tmp_path):
     """`make demo` as CI can afford it: 6 frames and a 2-iteration per-clip fine-tune of the bundled model."""
-    from pipelines.demo import bundled_model_installed
+    from pipelines.recipes.demo import bundled_model_installed
 
-    r = subprocess.run([sys.executable, "-m", "pipelines.demo", "--out", str(tmp_path), "--end", "6f",
+    r = subprocess.run([sys.executable, "-m", "pipelines.recipes.demo", "--out", str(tmp_path), "--end", "6f",
                         "--finetune", "2"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     for line in ("model:", "output:", "preview:", "still:"):
@@ -30,7 +30,7 @@ def test_report_holds_out_the_parsers_and_encoders_split(assets):
     """The README's held-out numbers use exactly the faces every demo model left out of training."""
     import numpy as np
 
-    from pipelines.report_demo import heldout_portraits
+    from pipelines.recipes.report_demo import heldout_portraits
     from vidanime.data.domains import DomainDataConfig, DomainDataset
     from vidanime.data.parsing import list_pairs, split_ids
 
@@ -49,7 +49,7 @@ def test_report_holds_out_the_parsers_and_encoders_split(assets):
 def test_export_names_the_training_parser_by_its_bundled_name():
     """The exported StyleAnime records which bundled parser labelled its anime faces (the fine-tune's L_base and the
     report parse the same way); a path that is no demo parser run is kept as it is."""
-    from pipelines.train_demo import PARSER_NAMES
+    from pipelines.recipes.train_demo import PARSER_NAMES
     from vidanime.train.export import rename_parsers
 
     cfg = {"target": {"parser": "/x/training/00003-parser_anime_demo/checkpoints/parser-0001500.pt"},
@@ -66,7 +66,7 @@ def test_recipe_anime_parser_stage_runs_teacher_pseudo_labels_then_student(tmp_p
     student (not the portrait parser)."""
     from click.testing import CliRunner
 
-    import pipelines.train_demo as td
+    import pipelines.recipes.train_demo as td
 
     portrait = tmp_path / "00000-parser_demo" / "checkpoints" / "parser-0003000.pt"
     portrait.parent.mkdir(parents=True)

@@ -45,7 +45,7 @@ def test_mismatched_inputs_are_one_line_errors(tiny_styleanime):
 @pytest.mark.slow
 def test_distill_refine_runs_in_parts_and_writes_a_loadable_model(assets, tmp_path):
     """The pipeline on 4 shipped portraits: two one-portrait-range parts, then the run that takes their codes."""
-    from pipelines.distill_refine import run
+    from pipelines.recipes.distill_refine import run
     from vidanime.registry import load_styleanime
 
     a, b, full = tmp_path / "a", tmp_path / "b", tmp_path / "full"

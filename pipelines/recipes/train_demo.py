@@ -20,8 +20,8 @@ so a long run continues in a later sitting on the same machine with ``--resume a
                  fresh optimizers, 62 minutes), which is the bundled model.  The
                  additions to the paper (configs/demo_styleanime_p2a_keep.yaml: warm-up on the generator's own
                  samples + translation consistency) were measured and not bundled (README, "Keeping the person")
-   ``distill`` refinement distillation of that model (pipelines/distill_refine.py: 25 refinement steps on each of
-                 the 810 training portraits, then 600 steps of E_p/E_s regressing the refined codes), then a second
+   ``distill`` refinement distillation of that model (pipelines/recipes/distill_refine.py: 25 refinement steps on each
+                 of the 810 training portraits, then 600 steps of E_p/E_s regressing the refined codes), then a second
                  round from its result (800 steps on its refined codes and the W+ inversions of 400 anime crops,
                  weights blended 0.3 with the first round's), the bundled model
 6. ``interp``    the IFNet interpolator for the fine-tune's L_fic (configs/demo_interp_ifnet.yaml) on frame triplets
@@ -31,7 +31,7 @@ so a long run continues in a later sitting on the same machine with ``--resume a
                  copy each run's provenance (config.yaml, metrics.jsonl, last sample grid) into the repository's
                  ``training/`` folder
 
-``python -m pipelines.train_demo --stages gan,parser`` runs a subset; a stage whose run already reached its
+``python -m pipelines.recipes.train_demo --stages gan,parser`` runs a subset; a stage whose run already reached its
 iteration count returns at once.  Slow: hours on 2 CPU cores (see README, "Bundled default model").
 """
 from __future__ import annotations
@@ -48,12 +48,12 @@ from vidanime.log import setup_logging
 
 logger = logging.getLogger("vidanime.train_demo")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STAGES = ("gan", "parser", "parser_danet", "anime_parser", "facebank", "encoders", "distill", "interp", "export")
 IFNET_STEPS = (1000, 2000)  # the config's run, then its continuation
 
-# Test-time defaults written into the exported model, chosen from `python -m pipelines.report_demo` (README, "Keeping
-# the person"): FaceBank alpha (None = off) and k, and the still-image --refine steps.
+# Test-time defaults written into the exported model, chosen from `python -m pipelines.recipes.report_demo` (README,
+# "Keeping the person"): FaceBank alpha (None = off) and k, and the still-image --refine steps.
 # The anime parser's teacher and how it labels the shipped anime faces (stage anime_parser).
 ANIME_TEACHER = "*-parser_anime_teacher_demo/checkpoints/parser-*.pt"
 PSEUDO_LABEL_ARGS = ("--min-confidence", "0.6", "--feature-confidence", "0.3", "--min-kept", "0.6", "--limit", "4000",
@@ -226,15 +226,15 @@ def main(stages: str, root: str | None, lpips_backbone: str) -> None:
         from vidanime.train.run_dir import RunDir
 
         run = _latest(rootp, "*-distill_refine") or RunDir.create(rootp, "distill_refine").path
-        subprocess.run([sys.executable, "-m", "pipelines.distill_refine", "--out", str(run), "--model", str(cont),
-                        "--refine", "25", "--steps", "600"], check=True, cwd=REPO)
+        subprocess.run([sys.executable, "-m", "pipelines.recipes.distill_refine", "--out", str(run), "--model",
+                        str(cont), "--refine", "25", "--steps", "600"], check=True, cwd=REPO)
         # ... and a second round from that export: its refined codes plus the W+ inversions of 400 anime crops
         # (reconstruction 11.9 -> 13.3 dB at the full step), blended 0.3 of the way so P(anime) stays >= 0.8
         first = _latest(rootp, "*-distill_refine/checkpoints/styleanime-*.pt")
         run2 = _latest(rootp, "*-distill_refine2") or RunDir.create(rootp, "distill_refine2").path
-        subprocess.run([sys.executable, "-m", "pipelines.distill_refine", "--out", str(run2), "--model", str(first),
-                        "--refine", "25", "--steps", "800", "--anime", "400", "--invert-steps", "50", "--blend", "0.3"],
-                       check=True, cwd=REPO)
+        subprocess.run([sys.executable, "-m", "pipelines.recipes.distill_refine", "--out", str(run2), "--model",
+                        str(first), "--refine", "25", "--steps", "800", "--anime", "400", "--invert-steps", "50",
+                        "--blend", "0.3"], check=True, cwd=REPO)
     if "interp" in wanted:
         interp_args = ["interp", "train", "--config", "configs/demo_interp_ifnet.yaml", "--set",
                        f"out_dir={rootp / 'interp'}"]

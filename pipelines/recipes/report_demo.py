@@ -1,6 +1,6 @@
 """Measure the bundled demo models on held-out shipped data (the numbers in the README's "Bundled default model").
 
-``python -m pipelines.report_demo [--json docs/demo_report.json]`` prints a Markdown table of:
+``python -m pipelines.recipes.report_demo [--json docs/demo_report.json]`` prints a Markdown table of:
 
 * **structure kept** on the 90 held-out CelebAMask-HQ portraits (the split every demo model leaves out): mIoU between
   the hand-labelled parsing of the input and the anime parser's parsing of the output, in the shared 17-class set;
@@ -33,11 +33,12 @@ from typing import Any, Sequence
 import click
 import numpy as np
 
+from vidanime.data.pack import default_assets_root
 from vidanime.log import setup_logging
 
 logger = logging.getLogger("vidanime.report_demo")
 
-ASSETS = Path(__file__).resolve().parents[2] / "shared" / "assets"
+ASSETS = default_assets_root()  # $VIDANIME_ASSETS, else ../shared/assets beside the repository
 # The anime faces the demo models trained on: the encoders the first 2,000 sorted files, the anime parser the first
 # 3,000; files from this index on are held out.
 ANIME_HELDOUT_START = 9000

@@ -1,6 +1,6 @@
 """Refinement distillation of a StyleAnime checkpoint (an addition to the paper; :mod:`vidanime.train.distill`).
 
-``python -m pipelines.distill_refine --out RUN_DIR [--model styleanime-p2a] [--refine 25] [--steps 600]``:
+``python -m pipelines.recipes.distill_refine --out RUN_DIR [--model styleanime-p2a] [--refine 25] [--steps 600]``:
 
 1. the training-side CelebAMask-HQ portraits (the 810 the parsers train on; the 90 they hold out are left out) go
    through the translate path's inputs (portrait parser at its own size, labels at the model size), their encoder
@@ -11,7 +11,7 @@
    test-time defaults as the input checkpoint).
 
 Several processes can share the refinement (one core each): ``--offset A --limit N --steps 0`` per part, then the
-full run with ``--parts DIR ...`` takes their codes.  Measure the result with ``python -m pipelines.report_demo
+full run with ``--parts DIR ...`` takes their codes.  Measure the result with ``python -m pipelines.recipes.report_demo
 --model RUN_DIR/checkpoints/styleanime-<steps>.pt``.  Needs ../shared/assets.
 """
 from __future__ import annotations
@@ -95,7 +95,7 @@ def _anime_targets(out: Path, model: Any, train_config: dict | None, model_sha25
     → (x, labels, w0, w*, cache key)."""
     from tqdm import tqdm
 
-    from pipelines.report_demo import ANIME_HELDOUT_START, ASSETS, anime_images
+    from pipelines.recipes.report_demo import ANIME_HELDOUT_START, ASSETS, anime_images
     from pipelines.translate import DEFAULT_MODELS
     from vidanime.errors import ConfigError
     from vidanime.models.face_translator import StyleAnimeFaceTranslator
@@ -130,7 +130,7 @@ def run(out: Path, model_name: str, refine: int, steps: int, lr: float, lambda_i
     import torch
     from tqdm import tqdm
 
-    from pipelines.report_demo import ASSETS, portrait_translator
+    from pipelines.recipes.report_demo import ASSETS, portrait_translator
     from pipelines.translate import DEFAULT_MODELS, build_refiner
     from vidanime.checkpoint import sha256_file
     from vidanime.fileio import atomic_write_text
