@@ -156,6 +156,7 @@ def test_bundled_translation_depends_on_the_person(assets):
     assert r["layout_kept"] > 0.12 and r["hair_colour_specificity"] < 0.9, r
 
 
+@pytest.mark.slow
 def test_bundled_default_looks_more_anime_than_the_encoders_own_codes(assets):
     """The bundled default FaceBank alpha (0.7, README "Defaults") exists because the encoders' own codes (alpha 1)
     give blotchy off-manifold drawings: on 32 held-out portraits, the default's outputs are closer to real anime faces

@@ -39,6 +39,7 @@ def test_policy_defaults_user_values_and_override():
         apply_thread_policy(0, environ={})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("torch_first", [False, True])
 def test_policy_reaches_torch_before_and_after_import(torch_first):
     """Set before ``import torch`` the variables decide torch's thread count; after it, set_num_threads does."""

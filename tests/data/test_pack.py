@@ -211,6 +211,7 @@ def test_default_clips_are_the_configs_clips():
         assert all(c.startswith("assets/video/") for c in cfg["data"]["clips"])
 
 
+@pytest.mark.slow
 def test_training_side_imports_no_video_or_lpips():
     code = ("import sys, vidanime.data.pack, interp.data; "
             "bad = {'av', 'decord', 'lpips'} & set(sys.modules); assert not bad, bad")

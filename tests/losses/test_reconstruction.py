@@ -24,6 +24,7 @@ def test_lpips_backbone_must_be_given(monkeypatch):
         LPIPSLoss("resnet", "random")
 
 
+@pytest.mark.slow
 def test_lpips_backbone_from_torchvision_file(tmp_path):
     """The loss uses the metrics' loader: a torchvision-layout AlexNet file lands in the LPIPS trunk."""
     import torchvision

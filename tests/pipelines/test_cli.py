@@ -2,6 +2,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from pipelines.cli import COMMANDS
 
 
@@ -18,6 +20,7 @@ def test_help_lists_commands_without_importing_torch():
     assert r.stdout.strip().endswith("False")  # help stays fast: torch not imported
 
 
+@pytest.mark.slow
 def test_every_subcommand_has_help():
     for name in COMMANDS:
         r = run_cli(name, "--help")
@@ -25,6 +28,7 @@ def test_every_subcommand_has_help():
         assert "Usage:" in r.stdout and len(r.stdout.splitlines()) > 3
 
 
+@pytest.mark.slow
 def test_user_error_is_one_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("modle: {}\n")

@@ -78,6 +78,7 @@ def test_a_failing_stage_keeps_the_other_stages_results(assets, tmp_path, monkey
     assert (out / "stylegan2-anime-demo.pt").is_file() and (out / "ifnet-demo.pt").is_file()
 
 
+@pytest.mark.slow
 def test_smoke_failure_stops_before_the_budgeted_run(assets, tmp_path, monkeypatch):
     real = TA.STAGE_RUNNERS["interp"]
 
@@ -97,6 +98,7 @@ def test_smoke_failure_stops_before_the_budgeted_run(assets, tmp_path, monkeypat
     assert [r["status"] for r in json.loads((out / "train-all.json").read_text())["smoke"]] == ["ok", "failed"]
 
 
+@pytest.mark.slow
 def test_smoke_only_checks_the_recipe_and_trains_nothing_else(assets, tmp_path):
     out = tmp_path / "set"
     summary = TrainAllPipeline.from_config_file(TINY)(out, budget=Budget(600), device="cpu", data=assets,
@@ -139,6 +141,7 @@ def _vidanime(*args: str) -> subprocess.CompletedProcess:
                           cwd=REPO)
 
 
+@pytest.mark.slow
 def test_cli_one_line_errors(tmp_path):
     r = _vidanime("train-all", "--budget", "soon", "--out", str(tmp_path / "o"))
     assert r.returncode != 0 and "cannot read the duration 'soon'" in r.stderr and "Traceback" not in r.stderr
@@ -148,6 +151,7 @@ def test_cli_one_line_errors(tmp_path):
     assert r.returncode == 0 and "--budget" in r.stdout and "weights install" in r.stdout
 
 
+@pytest.mark.slow
 def test_training_path_imports_without_pyav_decord_or_lpips():
     """A bare GPU machine has none of them: importing the whole training path must not need them."""
     code = ("import sys\n"

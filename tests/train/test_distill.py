@@ -16,6 +16,7 @@ def _random_batch(model, n: int, g: torch.Generator) -> tuple[torch.Tensor, torc
     return torch.rand(n, 3, s, s, generator=g) * 2 - 1, torch.randint(0, 19, (n, s, s), generator=g)
 
 
+@pytest.mark.slow
 def test_encoders_move_toward_the_target_codes_and_the_loss_falls(tiny_styleanime):
     model = copy.deepcopy(tiny_styleanime)
     g = torch.Generator().manual_seed(0)
@@ -62,6 +63,7 @@ def test_distill_refine_runs_in_parts_and_writes_a_loadable_model(assets, tmp_pa
     assert all((p["targets"] - p["w0"]).abs().max() > 1e-4 for p in parts)
 
 
+@pytest.mark.slow
 def test_adversarial_term_raises_d2_on_the_distilled_drawings(tiny_styleanime):
     """lambda_adv > 0 adds softplus(-D2(G(E(x)))): with only that term weighted up, D2's score of the outputs rises;
     without discriminators it is a one-line error."""

@@ -56,6 +56,7 @@ def test_default_detectors():
     assert default_detector("p2a") == "mtcnn" and default_detector("a2p") == "animeparser"
 
 
+@pytest.mark.slow
 def test_bundled_anime_parser_finds_pasted_anime_faces(assets):
     """Shipped anime faces (held out from the parser's training) pasted onto a noisy 640x480 background at a random
     place and size: found (eye midpoint inside the pasted square, see bench.bench_faces.pasted_hit) in most frames,
