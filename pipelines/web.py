@@ -57,13 +57,17 @@ class WebConfig:
     max_finetune: int = 2000
 
     def check(self) -> "WebConfig":
-        """Refuse non-positive limits with a one-line error naming the value."""
+        """Refuse non-positive limits and a detector that cannot run (unknown, package or weights missing) with a
+        one-line error naming the value."""
         for name in ("max_upload_mb", "max_seconds", "cleanup_after_min"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value <= 0:
                 raise ConfigError(f"{name}={value!r}: expected a number > 0")
         if self.max_finetune < 0:
             raise ConfigError(f"max_finetune={self.max_finetune}: expected >= 0")
+        from vidanime.video.detect import check_detector
+
+        check_detector(self.detector, self.detector_weights)  # at start-up, not at the first job
         return self
 
     @property

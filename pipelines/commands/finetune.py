@@ -77,8 +77,9 @@ def cli(input, out, checkpoint, parser_ckpt, direction, iterations, per_clip_sec
         if Path(input).resolve() != Path(cfg.input).resolve():
             raise ConfigError(f"--resume {out}: that run fine-tuned {cfg.input}, not {input}")
     else:
-        from vidanime.video.detect import default_detector
+        from vidanime.video.detect import check_detector, default_detector
 
+        check_detector(detector, detector_weights)  # before any model loads
         ckpt_default, parser_default = DEFAULT_MODELS[direction]
         face = {"detector": detector or default_detector(direction),
                 "detector_weights": detector_weights,

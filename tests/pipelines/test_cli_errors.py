@@ -205,11 +205,22 @@ def test_bad_detector_choices_are_refused_before_any_model_loads(tmp_path, clip,
         (("translate", clip, tmp_path / "o.mp4", "--detector", "yunet"), "needs a weights file (--detector-weights"),
         (("translate", clip, tmp_path / "o.mp4", "--detector", "yunet", "--detector-weights", tmp_path / "no.onnx"),
          "no.onnx not found"),
+        (("finetune", clip, "--out", tmp_path / "ft", "--detector", "mtcnn"), "needs facenet-pytorch"),
+        (("image", "translate", tmp_path / "in" / "a.png", tmp_path / "o.png", "--detector", "yunet"),
+         "needs a weights file"),
     ]
+    from PIL import Image
+
+    Image.new("RGB", (64, 64)).save(tmp_path / "in" / "a.png")
     for args, says in cases:
         code, _, err = vidanime(*args)
         _one_error_line(code, err, says)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+    from pipelines.web import WebConfig
+    from vidanime.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="detector 'yunet' needs a weights file"):  # the web app, at start-up
+        WebConfig(detector="yunet").check()
 
 
 # ------------------------------------------------------------------------------------------------------- item 6g
