@@ -1,6 +1,6 @@
 """How steady each --temporal mode makes a translated video, and whether faces still move (issue #18's table).
 
-    python -m bench.bench_temporal [--clips d0,d3,...] [--frames 100] [--modes off,filter,ft:300,ft:auto+filter]
+    python -m bench.bench_temporal [--clips d0,d3,...] [--frames 100] [--modes off,filter,flow,ft:300,ft:auto+filter]
     python -m bench.bench_temporal --curve 25,50,100,200,300 [--clips ...]
     python -m bench.bench_temporal --smooth savgol:9:2   # landmark smoothing other than the default (flow:25:0)
 
@@ -34,10 +34,18 @@ MOUTH_BOX = (0.62, 0.86, 0.28, 0.72)  # rows y0:y1, columns x0:x1 of the aligned
 
 def mouth_change(crop_video: Path) -> float:
     """Mean absolute change (0-255) between consecutive aligned crops inside :data:`MOUTH_BOX`."""
+    return crop_stats(crop_video)[0]
+
+
+def crop_stats(crop_video: Path) -> tuple[float, float]:
+    """(mouth change: mean absolute change (0-255) between consecutive aligned crops inside :data:`MOUTH_BOX`,
+    sharpness: mean absolute Laplacian of the crops' grey levels — a blend that smears the drawing lowers it)."""
+    import cv2
+
     from vidanime.video.io import VideoReader
 
     y0, y1, x0, x1 = MOUTH_BOX
-    prev, diffs = None, []
+    prev, diffs, sharp = None, [], []
     with VideoReader(crop_video) as r:
         for f in r:
             h, w = f.image.shape[:2]
@@ -45,7 +53,10 @@ def mouth_change(crop_video: Path) -> float:
             if prev is not None:
                 diffs.append(float(np.abs(box - prev).mean()))
             prev = box
-    return float(np.mean(diffs)) if diffs else float("nan")
+            grey = cv2.cvtColor(f.image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+            sharp.append(float(np.abs(cv2.Laplacian(grey, cv2.CV_32F)).mean()))
+    nan = float("nan")
+    return (float(np.mean(diffs)) if diffs else nan), (float(np.mean(sharp)) if sharp else nan)
 
 
 def _finetune(src: Path, end: str, setting: str, run_dir: Path) -> tuple[str, int, float]:
@@ -72,11 +83,11 @@ def _measure(pipe, src: Path, out: Path, end: str, crop: bool = True) -> dict:
     res = pipe(src, out, TranslateOptions(end=end, progress=False, report=True))
     row = {"warp": res.temporal["warp_error"]["value"], "input": res.temporal["warp_error"]["input"],
            "flicker": res.temporal["flicker_index"]["value"], "rough": res.latent_roughness,
-           "fps": res.frames / res.seconds, "mouth": float("nan")}
+           "fps": res.frames / res.seconds, "mouth": float("nan"), "sharp": float("nan")}
     if crop:
         crop_path = out.with_name(out.stem + "-crop.mp4")
         pipe(src, crop_path, TranslateOptions(end=end, progress=False, crop=True, faces="largest"))
-        row["mouth"] = mouth_change(crop_path)
+        row["mouth"], row["sharp"] = crop_stats(crop_path)
     return row
 
 
@@ -111,10 +122,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--clips", default=",".join(CLIPS), help="liveportrait clip names (d0, d3, d12, d13, s32)")
     ap.add_argument("--frames", type=int, default=100, help="frames per clip (from the start)")
     ap.add_argument("--modes", default="off,filter",
-                    help="comma-separated: off, filter, ft:N, ft:auto, ft:N+filter, ft:auto+filter")
+                    help="comma-separated: off, filter, flow, ft:N, ft:auto, ft:N+filter, ft:auto+filter")
     ap.add_argument("--variants", default="",
                     help="extra filter settings to compare, 'S:A:B' = structure cut-off Hz : appearance cut-off Hz : "
                          "beta, comma-separated (e.g. 1:0.2:0.05,4:0.5:0.1)")
+    ap.add_argument("--blends", default="",
+                    help="extra --temporal flow settings to compare, 'BETA:TAU', comma-separated (e.g. 0.4:0.04)")
     ap.add_argument("--smooth", default="",
                     help="landmark smoothing METHOD:WINDOW:ORDER for every mode (default: FaceConfig's, flow:25:0)")
     ap.add_argument("--detect-every", type=int, default=0,
@@ -142,22 +155,29 @@ def main(argv: list[str] | None = None) -> None:
         return
     modes = args.modes.split(",")
     for m in modes:
-        if m not in ("off", "filter") and not re.fullmatch(r"ft:(auto|\d+)(\+filter)?", m):
+        if m not in ("off", "filter", "flow") and not re.fullmatch(r"ft:(auto|\d+)(\+filter)?", m):
             ap.error(f"--modes: unknown mode {m!r}")
     pipes = {m: TranslatePipeline.from_pretrained(temporal=m, face_config=args.face_config) for m in modes
-             if m in ("off", "filter")}
+             if m in ("off", "filter", "flow")}
     for v in filter(None, args.variants.split(",")):
         s_cut, a_cut, beta = (float(x) for x in v.split(":"))
         pipe = TranslatePipeline.from_pretrained(temporal="filter", face_config=args.face_config)
         pipe.translator.latent_filter.config = LatentFilterConfig(s_cut, a_cut, beta).check()
         pipes[f"filter {v}"] = pipe
+    for v in filter(None, args.blends.split(",")):
+        from vidanime.video.deflicker import FlowBlendConfig
+
+        beta, tau = (float(x) for x in v.split(":"))
+        pipe = TranslatePipeline.from_pretrained(temporal="flow", face_config=args.face_config)
+        pipe.translator.crop_blend.config = FlowBlendConfig(beta=beta, tau=tau).check()
+        pipes[f"flow {v}"] = pipe
     rows = []
     end = f"{args.frames}f"
     with tempfile.TemporaryDirectory() as tmp:
         for clip in clips:
             src = default_assets_root() / "video" / f"liveportrait_{clip}.mp4"
             tuned: dict[str, tuple[str, int, float]] = {}
-            for mode in [*modes, *(k for k in pipes if k.startswith("filter "))]:
+            for mode in [*modes, *(k for k in pipes if k.startswith(("filter ", "flow ")))]:
                 ft = ""
                 if mode.startswith("ft:"):
                     setting, _, filt = mode[3:].partition("+")
@@ -171,10 +191,10 @@ def main(argv: list[str] | None = None) -> None:
                     pipe = pipes[mode]
                 r = _measure(pipe, src, Path(tmp) / f"{clip}-{mode.replace(':', '_')}.mp4", end)
                 rows.append([clip, mode, f"{r['warp']:.5f}", f"{r['input']:.5f}", f"{r['warp'] / r['input']:.2f}",
-                             f"{r['flicker']:.3f}", f"{r['rough']:.4f}", f"{r['mouth']:.2f}", f"{r['fps']:.1f}",
-                             ft or "-"])
+                             f"{r['flicker']:.3f}", f"{r['rough']:.4f}", f"{r['mouth']:.2f}", f"{r['sharp']:.2f}",
+                             f"{r['fps']:.1f}", ft or "-"])
     print_table(rows, ["clip", "mode", "warp error", "input's", "ratio", "flicker", "latent roughness",
-                       "mouth change", "fps", "fine-tune (iterations, s)"],
+                       "mouth change", "sharpness", "fps", "fine-tune (iterations, s)"],
                 title=f"--temporal modes on the talking-face clips ({args.frames} frames each, bundled model, landmark "
                       f"smoothing {args.smooth or 'default'}, detect every {args.detect_every or 'default'})")
 

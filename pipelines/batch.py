@@ -109,7 +109,7 @@ class PipelineSpec:
     face_config: Any = None
     allow_identity: bool = False
     identity: bool = False
-    temporal: str = "filter"
+    temporal: str = "flow"
 
     def check(self) -> "PipelineSpec":
         """Fail early (in the driver, before any worker starts) when the checkpoint or parser cannot be found."""
@@ -404,7 +404,7 @@ class BatchPipeline:
     def from_pretrained(cls, checkpoint: str | os.PathLike | None = None, parser: str | os.PathLike | None = None,
                         direction: str = "p2a", alpha: float | None = None, device: str = "cpu", fp16: bool = False,
                         face_config: Any = None, allow_identity: bool = False,
-                        temporal: str = "filter") -> "BatchPipeline":
+                        temporal: str = "flow") -> "BatchPipeline":
         """Same arguments as :meth:`TranslatePipeline.from_pretrained` (``temporal``: ``filter`` or ``off``, as in
         ``vidanime translate --temporal``); the files are checked here, the models are loaded by each worker."""
         spec = PipelineSpec(None if checkpoint is None else str(checkpoint), None if parser is None else str(parser),

@@ -31,8 +31,9 @@ __all__ = ["TranslateOptions", "TranslateResult", "TranslatePipeline", "DEFAULT_
 
 # Bundled registry names per direction: (StyleAnime checkpoint, parser for the input domain).
 DEFAULT_MODELS = {"p2a": ("styleanime-p2a", "parser-portrait"), "a2p": ("styleanime-a2p", "parser-anime")}
-# --temporal: "off" translates each frame alone; "filter" filters each track's W+ codes over time (causal One-Euro).
-TEMPORAL_MODES = ("off", "filter")
+# --temporal: "off" translates each frame alone; "filter" filters each track's W+ codes over time (causal One-Euro);
+# "flow" also blends each track's translated crop with the previous one carried along the input's motion.
+TEMPORAL_MODES = ("off", "filter", "flow")
 
 # Parser of the output domain, for test-time refinement (--refine): it parses the translation G(w).
 OUTPUT_PARSERS = {"p2a": "parser-anime", "a2p": "parser-portrait"}
@@ -152,13 +153,15 @@ class TranslatePipeline:
         refine: int = 0,
         refine_every: int = 8,
         refine_parser: str | os.PathLike | None = None,
-        temporal: str = "filter",
+        temporal: str = "flow",
     ) -> "TranslatePipeline":
         """Load a StyleAnime checkpoint and a parser (registry names or paths; defaults: the bundled models of
         ``direction``).  With ``allow_identity`` and no bundled model, fall back to the identity face model (logged).
         ``refine`` > 0: test-time refinement of each track's keyframes (every ``refine_every``-th frame) with the
         output-domain parser ``refine_parser`` (default: :data:`OUTPUT_PARSERS`).  ``temporal``: ``filter`` filters
-        each track's codes over time (:class:`~vidanime.video.smooth.LatentFilter`), ``off`` translates frames alone."""
+        each track's codes over time (:class:`~vidanime.video.smooth.LatentFilter`), ``flow`` also blends each track's
+        crops along the input's motion (:class:`~vidanime.video.deflicker.CropFlowBlend`), ``off`` translates frames
+        alone."""
         from vidanime.errors import CheckpointError
         from vidanime.models.face_translator import StyleAnimeFaceTranslator
         from vidanime.registry import load_model, load_styleanime, resolve_path
@@ -184,10 +187,15 @@ class TranslatePipeline:
             raise CheckpointError(f"{ckpt_path} translates {trained_for}, but direction={direction} was asked")
         parser_model = load_model(parser_path, device=device, format="vidanime.parser")
         refiner = build_refiner(model, direction, refine_parser, device) if refine > 0 else None
-        latent_filter = LatentFilter(model.n_structure_codes) if temporal == "filter" else None
+        latent_filter = LatentFilter(model.n_structure_codes) if temporal in ("filter", "flow") else None
+        crop_blend = None
+        if temporal == "flow":
+            from vidanime.video.deflicker import CropFlowBlend
+
+            crop_blend = CropFlowBlend()
         translator = StyleAnimeFaceTranslator(model, parser_model, alpha=alpha, device=device, fp16=fp16,
                                               refiner=refiner, refine=refine, refine_every=refine_every,
-                                              latent_filter=latent_filter)
+                                              latent_filter=latent_filter, crop_blend=crop_blend)
         return cls(translator, face_config, model_name=str(checkpoint or default_ckpt))
 
     # ------------------------------------------------------------------------------------------------------- checks

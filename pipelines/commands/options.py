@@ -109,10 +109,13 @@ MODEL_OPTIONS = _stack(
 
 # choices: pipelines.translate.TEMPORAL_MODES (not imported here, so that `--help` stays light)
 TEMPORAL_OPTION = click.option(
-    "--temporal", type=click.Choice(["off", "filter"]), default="filter", show_default=True,
-    help="filter: steady the video by filtering each face track's W+ codes over time (causal One-Euro, 4 Hz for "
-         "structure codes so expressions still move, 0.5 Hz for appearance codes; an addition to the paper, no extra "
-         "time). off: every frame alone. For the paper's per-clip fine-tune, see --finetune.")
+    "--temporal", type=click.Choice(["off", "filter", "flow"]), default="flow", show_default=True,
+    help="flow: filter, and blend each face's drawing with the previous one carried along the input's own motion "
+         "where that motion is reliable (about half the flicker of filter on turning heads, slightly softer). "
+         "filter: steady the video by filtering each face track's W+ codes over time (causal One-Euro, 4 Hz for "
+         "structure codes so expressions still move, 0.5 Hz for appearance codes). Both are additions to the paper "
+         "at no measurable cost in speed. off: every frame alone. For the paper's per-clip fine-tune, see "
+         "--finetune.")
 
 REFINE_OPTIONS = _stack(
     click.option("--refine", type=click.IntRange(min=0), default=0, show_default=True, metavar="N",

@@ -100,18 +100,20 @@ def test_cli_translate_and_report(demo_clip, tmp_path):
 
 
 def test_temporal_filter_steadies_the_codes_and_keeps_the_frames(demo_clip, tmp_path):
-    """--temporal filter: the same clip, smoother codes over time (latent roughness), same frame count and timing."""
+    """--temporal filter / flow: the same clip, smoother codes over time (latent roughness), same frame count and
+    timing; flow (filter + crop blending) lowers the pasted frames' warp error below filter's."""
     from vidanime.errors import ConfigError
     from vidanime.registry import available_models
 
     if "styleanime-p2a" not in {e.name for e in available_models()}:
         pytest.skip("needs the bundled styleanime-p2a model")
-    rough = {}
-    for mode in ("off", "filter"):
+    rough, warp = {}, {}
+    for mode in ("off", "filter", "flow"):
         pipe = TranslatePipeline.from_pretrained(temporal=mode)
-        res = pipe(demo_clip, tmp_path / f"{mode}.mp4", TranslateOptions(end="12f", progress=False))
+        res = pipe(demo_clip, tmp_path / f"{mode}.mp4", TranslateOptions(end="12f", progress=False, report=True))
         assert res.frames == 12 and res.faces >= 10
-        rough[mode] = res.latent_roughness
-    assert rough["filter"] < 0.7 * rough["off"], rough
+        rough[mode], warp[mode] = res.latent_roughness, res.temporal["warp_error"]["value"]
+    assert rough["filter"] < 0.7 * rough["off"] and rough["flow"] == pytest.approx(rough["filter"]), rough
+    assert warp["flow"] < warp["filter"] < warp["off"], warp  # the crop blend steadies the pasted frames further
     with pytest.raises(ConfigError, match="temporal='smooth'"):
         TranslatePipeline.from_pretrained(temporal="smooth")

@@ -105,7 +105,9 @@ class StyleAnimeFaceTranslator:
 
     ``latent_filter`` (a :class:`vidanime.video.smooth.LatentFilter`): each track's final codes are filtered over time
     (One-Euro, causal) before decoding, to steady the video (``translate --temporal filter``).  ``facebank``: a
-    :class:`~vidanime.models.facebank.FaceBank` used instead of the model's own.
+    :class:`~vidanime.models.facebank.FaceBank` used instead of the model's own.  ``crop_blend`` (a
+    :class:`vidanime.video.deflicker.CropFlowBlend`): each track's translated crops are blended with the previous one
+    carried along the input's motion (``translate --temporal flow``).
     """
 
     def __init__(
@@ -123,6 +125,7 @@ class StyleAnimeFaceTranslator:
         refine_ease: float = 4.0,
         latent_filter: Any = None,
         facebank: Any = None,
+        crop_blend: Any = None,
     ) -> None:
         self.device = torch.device(device)
         if fp16 and self.device.type != "cuda":
@@ -153,6 +156,7 @@ class StyleAnimeFaceTranslator:
         self._delta_key: dict[int, torch.Tensor] = {}  # newest keyframe correction per track
         self._delta: dict[int, torch.Tensor] = {}  # correction applied to the last frame per track
         self.latent_filter = latent_filter  # a vidanime.video.smooth.LatentFilter (or None: codes unfiltered)
+        self.crop_blend = crop_blend  # a vidanime.video.deflicker.CropFlowBlend (or None: crops not blended)
 
     def reset(self, fps: float | None = None) -> None:
         """Forget the per-track parsing history, refinement corrections and code filters (call between clips, with
@@ -163,6 +167,8 @@ class StyleAnimeFaceTranslator:
         self._delta.clear()
         if self.latent_filter is not None:
             self.latent_filter.reset(fps)
+        if self.crop_blend is not None:
+            self.crop_blend.reset()
 
     def _refined(self, w: torch.Tensor, xm: torch.Tensor, lab_m: torch.Tensor,
                  track_ids: Sequence[int]) -> torch.Tensor:
@@ -246,6 +252,8 @@ class StyleAnimeFaceTranslator:
             out = self.model.decode(w)
         out = F.interpolate(out.float(), size=(s, s), mode="bilinear", antialias=size > s, align_corners=False)
         out_u8 = ((out.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        if self.crop_blend is not None:  # per-track flow-guided blending with the previous output (--temporal flow)
+            out_u8 = self.crop_blend(crops, out_u8, list(track_ids))
 
         probs_s = F.interpolate(probs, size=(s, s), mode="bilinear", align_corners=False) if p != s else probs
         lab_s = probs_s.argmax(1).byte().cpu().numpy()  # labels are never interpolated: probabilities are
