@@ -405,8 +405,9 @@ class BatchPipeline:
                         direction: str = "p2a", alpha: float | None = None, device: str = "cpu", fp16: bool = False,
                         face_config: Any = None, allow_identity: bool = False,
                         temporal: str = "flow") -> "BatchPipeline":
-        """Same arguments as :meth:`TranslatePipeline.from_pretrained` (``temporal``: ``filter`` or ``off``, as in
-        ``vidanime translate --temporal``); the files are checked here, the models are loaded by each worker."""
+        """Same arguments as :meth:`TranslatePipeline.from_pretrained` (``temporal``: ``flow``, ``filter`` or
+        ``off``, as in ``vidanime translate --temporal``); the files are checked here, the models are loaded by each
+        worker."""
         spec = PipelineSpec(None if checkpoint is None else str(checkpoint), None if parser is None else str(parser),
                             direction, alpha, device, fp16, face_config, allow_identity, temporal=temporal)
         return cls(spec.check())
