@@ -11,8 +11,8 @@ would drive it to 0), and frames per second.  The bundled model translates; two 
 ``--report``, then ``--crop`` for the aligned face).
 
 Modes: ``off`` and ``filter`` are ``--temporal``; ``ft:N`` / ``ft:auto`` first fine-tune the model on the clip's
-frames (``translate --finetune N|auto``, one fine-tune per clip and setting, shared by ``ft:N`` and ``ft:N+filter``)
-and translate with ``--temporal off``, ``ft:N+filter`` with ``--temporal filter``; their rows add the iterations run
+frames (``translate --finetune N|auto``, one fine-tune per clip and setting, shared by ``ft:N``, ``ft:N+filter`` and
+``ft:N+flow``) and translate with ``--temporal off`` (or the mode after the ``+``); their rows add the iterations run
 and the fine-tune's seconds.  ``--curve`` prints warp error against fine-tune iterations instead (one run per clip,
 resumed from one count to the next, translated with ``--temporal off`` at each), the measurement behind
 ``--finetune auto``'s cap.
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--clips", default=",".join(CLIPS), help="liveportrait clip names (d0, d3, d12, d13, s32)")
     ap.add_argument("--frames", type=int, default=100, help="frames per clip (from the start)")
     ap.add_argument("--modes", default="off,filter",
-                    help="comma-separated: off, filter, flow, ft:N, ft:auto, ft:N+filter, ft:auto+filter")
+                    help="comma-separated: off, filter, flow, ft:N, ft:auto, ft:N+filter, ft:auto+flow, ...")
     ap.add_argument("--variants", default="",
                     help="extra filter settings to compare, 'S:A:B' = structure cut-off Hz : appearance cut-off Hz : "
                          "beta, comma-separated (e.g. 1:0.2:0.05,4:0.5:0.1)")
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     modes = args.modes.split(",")
     for m in modes:
-        if m not in ("off", "filter", "flow") and not re.fullmatch(r"ft:(auto|\d+)(\+filter)?", m):
+        if m not in ("off", "filter", "flow") and not re.fullmatch(r"ft:(auto|\d+)(\+(filter|flow))?", m):
             ap.error(f"--modes: unknown mode {m!r}")
     pipes = {m: TranslatePipeline.from_pretrained(temporal=m, face_config=args.face_config) for m in modes
              if m in ("off", "filter", "flow")}
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
                     if setting not in tuned:
                         tuned[setting] = _finetune(src, end, setting, Path(tmp) / f"{clip}-ft-{setting}")
                     ckpt, steps, secs = tuned[setting]
-                    pipe = TranslatePipeline.from_pretrained(ckpt, temporal="filter" if filt else "off",
+                    pipe = TranslatePipeline.from_pretrained(ckpt, temporal=filt or "off",
                                                              face_config=args.face_config)
                     ft = f"{steps} in {secs:.0f} s"
                 else:
