@@ -332,8 +332,9 @@ def translate_image(image: str | os.PathLike | None, config: WebConfig, *, parsi
 
 
 # ---------------------------------------------------------------------------------------------------------- UI
-def _default_refine(config: WebConfig) -> int:
-    """The p2a checkpoint's saved --refine default (0 when it records none or cannot be read)."""
+def _inference_defaults(config: WebConfig) -> dict[str, Any]:
+    """The p2a checkpoint's saved test-time defaults (``inference``: alpha, k, refine; {} when it records none or
+    cannot be read), so the page starts from the values measured for the model, as the CLI does."""
     from pipelines.translate import DEFAULT_MODELS
     from vidanime.checkpoint import read_torch_file
     from vidanime.registry import resolve_path
@@ -341,8 +342,19 @@ def _default_refine(config: WebConfig) -> int:
     try:
         data = read_torch_file(resolve_path(config.checkpoint or DEFAULT_MODELS["p2a"][0]))
     except VidanimeError:
-        return 0
-    return int(((data.get("inference") if isinstance(data, dict) else None) or {}).get("refine", 0))
+        return {}
+    return dict((data.get("inference") if isinstance(data, dict) else None) or {})
+
+
+def _default_refine(config: WebConfig) -> int:
+    """The p2a checkpoint's saved --refine default (0 when it records none or cannot be read)."""
+    return int(_inference_defaults(config).get("refine", 0))
+
+
+def _default_alpha(config: WebConfig) -> float:
+    """The p2a checkpoint's saved FaceBank alpha (1 = off when it records none or cannot be read)."""
+    alpha = _inference_defaults(config).get("alpha")
+    return 1.0 if alpha is None else float(alpha)
 
 
 def _error_message(exc: VidanimeError, config: WebConfig, uploads: tuple[Any, ...] = ()) -> str:
@@ -379,6 +391,8 @@ def build_app(config: WebConfig):
             return None, None, _error_message(exc, config, (image, parsing, reference))
         return o.output, o.output, o.message
 
+    alpha0 = _default_alpha(config)  # the model's measured default, as the CLI uses
+    alpha_label = "FaceBank α (1 = off; starts at the model's measured default)"
     limits = (f"Uploads up to {config.max_upload_mb:g} MB; videos up to {config.max_seconds:g} s. "
               f"Results are deleted after {config.cleanup_after_min:g} min. One job runs at a time.")
     with gr.Blocks(title="vidanime", analytics_enabled=False, delete_cache=(max(60, age // 2), age)) as app:
@@ -389,7 +403,7 @@ def build_app(config: WebConfig):
                 v_out = gr.Video(label="Translated", interactive=False, elem_id="video-output")
             with gr.Row():
                 v_dir = gr.Radio(["p2a", "a2p"], value="p2a", label="Direction (p2a: real → anime)")
-                v_alpha = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="FaceBank α (1 = off)")
+                v_alpha = gr.Slider(0.0, 1.0, value=alpha0, step=0.05, label=alpha_label)
                 v_ft = gr.Slider(0, config.max_finetune, value=0, step=50, label="Fine-tune iterations (0 = off)")
             with gr.Row():
                 v_faces = gr.Radio(["all", "largest"], value="all", label="Faces")
@@ -415,7 +429,7 @@ def build_app(config: WebConfig):
                 i_ref = gr.Image(label="Style reference (optional)", sources=["upload"], type="filepath", format="png")
             with gr.Row():
                 i_dir = gr.Radio(["p2a", "a2p"], value="p2a", label="Direction")
-                i_alpha = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="FaceBank α (1 = off)")
+                i_alpha = gr.Slider(0.0, 1.0, value=alpha0, step=0.05, label=alpha_label)
                 i_refine = gr.Slider(0, 100, value=_default_refine(config), step=5,
                                      label="Refine steps: follow the photo's layout and colours more (0 = off; "
                                            "about 0.1 s a step on CPU)")

@@ -254,3 +254,15 @@ def test_browser_image_and_video_jobs_show_results(config, assets, tmp_path):
             shutil.copyfile(shot, os.environ["VIDANIME_WEB_SCREENSHOT"])
     finally:
         app.close()
+
+
+def test_page_starts_from_the_models_measured_defaults(tmp_path):
+    """The α and refine sliders start at the checkpoint's saved inference defaults (the CLI's defaults), not at α 1."""
+    from pipelines.web import _default_alpha, _default_refine
+    from vidanime.registry import load_model
+
+    saved = load_model("styleanime-p2a").inference
+    assert _default_alpha(WebConfig()) == pytest.approx(saved["alpha"]) and saved["alpha"] < 1
+    assert _default_refine(WebConfig()) == int(saved.get("refine", 0))
+    missing = WebConfig(checkpoint=str(tmp_path / "none.pt"))
+    assert _default_alpha(missing) == 1.0 and _default_refine(missing) == 0
