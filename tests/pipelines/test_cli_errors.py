@@ -253,13 +253,13 @@ def test_batch_accepts_temporal_like_translate(tmp_path, clip, monkeypatch):
     from pipelines.cli import main
 
     r = CliRunner().invoke(main, ["batch", "--help"])
-    assert r.exit_code == 0 and "--temporal [off|filter]" in r.output and "default: filter" in r.output
+    assert r.exit_code == 0 and "--temporal [off|filter|flow]" in r.output and "default: flow" in r.output
     specs: list[PipelineSpec] = []
     monkeypatch.setattr(PipelineSpec, "check", lambda self: specs.append(self) or self)
     monkeypatch.setattr(BatchPipeline, "__call__", _stop)
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.mp4").write_bytes(clip.read_bytes())
-    for extra, want in (([], "filter"), (["--temporal", "off"], "off")):
+    for extra, want in (([], "flow"), (["--temporal", "off"], "off"), (["--temporal", "filter"], "filter")):
         r = CliRunner().invoke(main, ["batch", str(tmp_path / "in"), str(tmp_path / "out"), *extra])
         assert isinstance(r.exception, _Stop), r.output
         assert specs[-1].temporal == want
