@@ -177,6 +177,8 @@ def test_bad_paths_and_sizes_are_refused_before_any_model_loads(tmp_path, clip, 
         (("translate", clip, "/proc/o.mp4"), "cannot write output video /proc/o.mp4"),
         (("translate", clip, "/dev/null"), "/dev/null is a device, not a regular file"),
         (("translate", clip, tmp_path / "o.txt"), "unknown suffix '.txt'"),
+        (("translate", face, tmp_path / "o.mp4"), "is an image", "for a photo: vidanime image translate IN OUT"),
+        (("translate", clip, tmp_path / "o.png"), "cannot hold libx264", "for a photo: vidanime image translate"),
         (("translate", clip, tmp_path / "o.mp4", "--preview", "/proc/p.mp4"), "cannot write preview video"),
         (("translate", clip, tmp_path / "o.mp4", "--end", "0"), "end='0' is not after the start of the clip"),
         (("batch", tmp_path / "in", "/proc/out"), "cannot write output folder /proc/out"),
@@ -186,9 +188,9 @@ def test_bad_paths_and_sizes_are_refused_before_any_model_loads(tmp_path, clip, 
         (("edit", face, "-p", labels, "/proc/o.png"), "cannot write output image /proc/o.png"),
         (("finetune", clip, "--out", "/proc/ft"), "cannot write run folder /proc/ft"),
     ]
-    for args, says in cases:
+    for args, *says in cases:
         code, _, err = vidanime(*args)
-        _one_error_line(code, err, says)
+        _one_error_line(code, err, *says)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["face.png", "in", "labels.png", "tiny.mp4"]
     assert all(p.read_bytes() == b for p, b in before.items())
 

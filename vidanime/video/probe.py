@@ -134,7 +134,8 @@ def open_video(path: str | os.PathLike):
     try:
         fmt = container.format.name
         if set(fmt.split(",")) & _IMAGE_DEMUXERS or fmt.endswith("_pipe"):
-            raise MediaError(f"{p} is an image ({fmt}), not a video; expected a video file")
+            raise MediaError(f"{p} is an image ({fmt}), not a video; expected a video file (for a photo: "
+                             "vidanime image translate IN OUT)")
         if not container.streams.video:
             kinds = ", ".join(f"{s.type} {s.codec_context.name}" for s in container.streams) or "none"
             raise MediaError(f"{p} has no video stream (streams: {kinds}); expected a video file")
