@@ -149,7 +149,7 @@ class FinetunePipeline:
         from vidanime.losses.styleanime import StyleAnimeLoss
         from vidanime.models.face_translator import StyleAnimeFaceTranslator
         from vidanime.registry import load_model
-        from vidanime.train.finetune import ClipFinetuner, ClipTriplets, base_data_config
+        from vidanime.train.finetune import ClipFinetuner, ClipTriplets, base_data_config, base_data_found
         from vidanime.train.styleanime import resolve_device
 
         cfg = self.config
@@ -179,6 +179,11 @@ class FinetunePipeline:
         device = resolve_device(t.device)
         model, train_config, discs = self._load_model(ckpt_path, device)
         use_base = cfg.base.enabled and t.lambda_base > 0
+        if use_base and cfg.base.if_missing == "off" and not base_data_found(train_config, cfg.base):
+            logger.warning("L_base off: the target-domain training images the model records are not on this machine "
+                           "(give them with `vidanime finetune --base-data DIR`); the fine-tune uses the clip's own "
+                           "losses only")
+            use_base = False
         if use_base:  # before the face pass: a missing dataset fails fast
             data_cfg, loss_cfg = base_data_config(train_config, cfg.base, model.config.label_set,
                                                   source=str(ckpt_path))
@@ -278,8 +283,8 @@ def finetune_for_translate(input: str | os.PathLike, output: str | os.PathLike, 
     extra ``{"dotted.key": value}`` config settings (e.g. ``{"base.limit": 200}``)."""
     steps, per_clip_second = finetune_settings(iterations)
     out = Path(run_dir) if run_dir is not None else Path(output).with_suffix(".finetune")
-    overrides = {**dict(overrides or {}), "train.iterations": steps, "train.seconds_per_clip_second": per_clip_second,
-                 "train.device": device, "train.progress": progress}
+    overrides = {"base.if_missing": "off", **dict(overrides or {}), "train.iterations": steps,
+                 "train.seconds_per_clip_second": per_clip_second, "train.device": device, "train.progress": progress}
     base_id = _base_identity(input, start, end, checkpoint, parser)
     resume = out.is_dir() and RunDir(out).latest_checkpoint("finetune") is not None
     if resume and _read_base_identity(out) != base_id:

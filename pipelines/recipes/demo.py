@@ -2,8 +2,10 @@
 
 The default clip is made on the spot from scikit-image's public-domain astronaut photo with smooth synthetic head
 motion and a tone as audio (:mod:`vidanime.data.demo_clip`), so the demo needs nothing but the installed packages.
-With the bundled ``styleanime-p2a`` the encoders are first fine-tuned on the clip (paper §6.3.3: L_lcsc + L_fic
-through the classical DIS-flow interpolator, which measured best), then the clip is translated.  Without bundled
+The clip is translated exactly as ``vidanime translate in.mp4 out.mp4`` does by default (bundled ``styleanime-p2a``,
+``--temporal flow``, no fine-tune).  ``--finetune N`` first fine-tunes the encoders on the clip (paper §6.3.3:
+L_lcsc + L_fic through the classical DIS-flow interpolator); it was the demo's default (200) until the steady-video
+defaults made it buy little on this clip while it washed out the drawn eyes (README, "make demo").  Without bundled
 weights the face pipeline runs with the identity model and says so.
 """
 from __future__ import annotations
@@ -18,8 +20,8 @@ from vidanime.log import setup_logging
 
 logger = logging.getLogger("vidanime.demo")
 
-# Per-clip fine-tune iterations of the default demo (a short one: the demo must finish in minutes on 2 CPU cores).
-DEFAULT_FINETUNE = 200
+# Per-clip fine-tune iterations of the default demo: none, as in `vidanime translate`'s default (module doc).
+DEFAULT_FINETUNE = 0
 
 
 def save_still(input_path: Path, output_path: Path, still_path: Path, at: float = 0.5) -> Path:

@@ -275,3 +275,19 @@ def test_translate_finetune_auto_and_bad_value(setup, tmp_path, monkeypatch):
     assert cfg["train"]["iterations"] == 2 and cfg["train"]["seconds_per_clip_second"] == 10.0
     r = CliRunner().invoke(translate_cli, base + ["--finetune", "lots"])
     assert r.exit_code == 2 and "'lots' is not a number of iterations >= 0 or 'auto'" in r.output
+
+
+def test_translate_finetune_without_the_training_data_drops_l_base(setup, tmp_path, caplog):
+    """`translate --finetune` on a machine without the model's training images (a plain pip install): the fine-tune
+    runs on the clip's own losses, with one warning, where `vidanime finetune` refuses (tests/train)."""
+    from pipelines.finetune import finetune_for_translate
+    from vidanime.models.styleanime import save_styleanime
+    from vidanime.registry import load_styleanime
+
+    d, clip = setup
+    gone = {"target": {"root": str(tmp_path / "not-here"), "mask_labels": "celebamask"}}
+    save_styleanime(tmp_path / "m.pt", load_styleanime(d / "tiny.pt"), train_config=gone)
+    with caplog.at_level("WARNING"):
+        out = finetune_for_translate(clip, tmp_path / "o.mp4", str(tmp_path / "m.pt"), str(d / "parser.pt"), 2,
+                                     end="6f", progress=False)
+    assert out.is_file() and "L_base off: the target-domain training images" in caplog.text

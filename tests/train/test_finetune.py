@@ -176,3 +176,23 @@ def test_lbase_uses_the_saved_discriminators_and_the_clips_colours(assets, tmp_p
             + lam.lambda_adv * m["base_adv"] + lam.lambda_cp * m["base_clip_cp"])
     assert m["base"] == pytest.approx(want, rel=1e-5) and m["base_da"] > 0 and m["base_adv"] > 0
     assert torch.equal(d2_before, d2.final_linear[1].weight)
+
+
+def test_recorded_data_is_found_from_any_folder_and_if_missing_is_checked(tmp_path, monkeypatch):
+    """A training config records its data relative to the repository ('../shared/assets/anime'); the fine-tune finds
+    it from any working directory under the assets root ($VIDANIME_ASSETS here), and says so when it is absent."""
+    from vidanime.train.finetune import base_data_found, resolve_recorded_data
+
+    assets = tmp_path / "assets"
+    (assets / "anime").mkdir(parents=True)
+    monkeypatch.setenv("VIDANIME_ASSETS", str(assets))
+    monkeypatch.chdir(tmp_path)  # ../shared/assets/anime does not exist from here
+    assert resolve_recorded_data("../shared/assets/anime") == str(assets / "anime")
+    assert resolve_recorded_data("../shared/assets/nothing") == "../shared/assets/nothing"  # unchanged: not found
+    assert resolve_recorded_data(str(tmp_path)) == str(tmp_path)  # an existing path stays as written
+    tc = {"target": {"root": "../shared/assets/anime"}}
+    assert base_data_found(tc, BaseLossConfig()) and not base_data_found({"target": {"root": "gone"}}, BaseLossConfig())
+    assert not base_data_found(None, BaseLossConfig())
+    assert base_data_config(tc, BaseLossConfig(), "bisenet")[0].root == str(assets / "anime")
+    with pytest.raises(ConfigError, match="base.if_missing='maybe': expected 'error' or 'off'"):
+        BaseLossConfig(if_missing="maybe")

@@ -83,7 +83,8 @@ class BaseLossConfig:
     keys of its ``loss`` section (e.g. ``lpips_backbone``).  ``enabled: false`` drops L_base (tests only).
     ``adversarial``: Eq. 10's image term L_adv^E with the checkpoint's D2 on the clip's translations — off by default:
     on the demo clip (200 iterations) it painted blotchy high-frequency texture into the face; L_da^E with D1 and the
-    clip's L_cp stay on."""
+    clip's L_cp stay on.  ``if_missing: off`` (what ``translate --finetune`` sets) drops L_base with a warning when
+    its data is not on this machine, e.g. after a plain ``pip install``; ``error`` (``vidanime finetune``) refuses."""
 
     enabled: bool = True
     adversarial: bool = False
@@ -91,6 +92,11 @@ class BaseLossConfig:
     mask_labels: str = ""
     limit: int | None = None
     loss: dict = field(default_factory=dict)
+    if_missing: str = "error"  # "error", or "off": L_base dropped (logged) when its data is not on this machine
+
+    def __post_init__(self) -> None:
+        if self.if_missing not in ("error", "off"):
+            raise ConfigError(f"base.if_missing={self.if_missing!r}: expected 'error' or 'off'")
 
 
 @dataclass
@@ -299,6 +305,29 @@ def fic_loss(frames: torch.Tensor, interp: Callable[..., torch.Tensor]) -> torch
 
 
 # ------------------------------------------------------------------------------------------------------- base data
+def resolve_recorded_data(root: str) -> str:
+    """A data folder as a training config records it, found from any working directory: as written when it exists,
+    else — a path into the project's shared assets, e.g. ``../shared/assets/anime`` — under
+    :func:`vidanime.data.pack.default_assets_root` ($VIDANIME_ASSETS honoured); else unchanged."""
+    if not root or Path(root).is_dir():
+        return root
+    marker = "shared/assets/"
+    posix = Path(root).as_posix()
+    if marker in posix:
+        from ..data.pack import default_assets_root
+
+        found = default_assets_root() / posix.split(marker, 1)[1]
+        if found.is_dir():
+            return str(found)
+    return root
+
+
+def base_data_found(train_config: Mapping[str, Any] | None, base: BaseLossConfig) -> bool:
+    """Whether L_base's target-domain images (``base.data``, else the recorded ``target.root``) are on this machine."""
+    root = base.data or str((dict(train_config or {}).get("target") or {}).get("root") or "")
+    return bool(root) and Path(resolve_recorded_data(root)).is_dir()
+
+
 def base_data_config(train_config: Mapping[str, Any] | None, base: BaseLossConfig, label_set: str,
                      source: str = "checkpoint") -> tuple[Any, Any]:
     """(DomainDataConfig, StyleAnimeLossConfig) for L_base from a training config (plain data, may be None) and the
@@ -316,7 +345,8 @@ def base_data_config(train_config: Mapping[str, Any] | None, base: BaseLossConfi
         target["mask_labels"] = base.mask_labels
     if base.limit is not None:
         target["limit"] = base.limit
-    root = str(target.get("root") or "")
+    root = resolve_recorded_data(str(target.get("root") or ""))
+    target["root"] = root
     if not root:
         raise ConfigError(f"{source} records no target-domain training data for L_base; give the target domain's "
                           "images/ + masks/ with `vidanime finetune --base-data DIR` (or --no-base, tests only)")
