@@ -82,6 +82,10 @@ def bench_stages(clip: Path, n_frames: int, size: str, device: str) -> list[list
         t_gen, out = clock(lambda: model.decode(wagg), sync)
     out_crops = F.interpolate(out, size=crops.shape[-2:], mode="bilinear")
     out_u8 = ((out_crops.clamp(-1, 1) + 1) * 127.5).byte().permute(0, 2, 3, 1).cpu().numpy()
+    from vidanime.video.deflicker import CropFlowBlend
+
+    in_u8 = np.stack([f.crop for f in faces])
+    t_blend, _ = clock(lambda: CropFlowBlend()(in_u8, out_u8, [f.track_id for f in faces]), False)
     it = iter(range(len(faces)))
     t0 = time.perf_counter()
     pasted = [paste_faces(ff.frame, [PasteItem(out_u8[next(it)], f.matrix, None, f.weight) for f in ff.faces])
@@ -102,10 +106,11 @@ def bench_stages(clip: Path, n_frames: int, size: str, device: str) -> list[list
         [size, "encode (E_p+E_s)", f"{s}²", nf / t_enc],
         [size, "FaceBank (α 0.7, k 10)", f"{len(bank.codes)} codes", nf / t_bank],
         [size, "generate", f"{s}²", nf / t_gen],
+        [size, "deflicker (--temporal flow crop blend)", f"{crops.shape[-1]}²", nf / t_blend],
         [size, "paste", f"{w}x{h}", n / t_paste],
         [size, "encode video (x264 medium)", f"{w}x{h}", n / t_write],
     ]
-    total = t_dec + t_faces + t_parse + t_enc + t_bank + t_gen + t_paste + t_write
+    total = t_dec + t_faces + t_parse + t_enc + t_bank + t_gen + t_blend + t_paste + t_write
     rows.append([size, "sum of stages (serial)", f"{w}x{h}", n / total])
     rows.append([size, "end-to-end threaded pipeline", f"{w}x{h}", _end_to_end(clip, n_frames, model, parser, device)])
     return rows
@@ -114,9 +119,14 @@ def bench_stages(clip: Path, n_frames: int, size: str, device: str) -> list[list
 def _end_to_end(clip: Path, n_frames: int, model, parser, device: str) -> float:
     from pipelines.translate import TranslateOptions, TranslatePipeline
     from vidanime.models.face_translator import StyleAnimeFaceTranslator
+    from vidanime.video.deflicker import CropFlowBlend
     from vidanime.video.faces import FaceConfig
+    from vidanime.video.smooth import LatentFilter
 
-    pipe = TranslatePipeline(StyleAnimeFaceTranslator(model, parser, device=device), FaceConfig(device=device))
+    # as `vidanime translate` by default: latent filter and crop blending (--temporal flow)
+    translator = StyleAnimeFaceTranslator(model, parser, device=device, latent_filter=LatentFilter(
+        model.n_structure_codes), crop_blend=CropFlowBlend())
+    pipe = TranslatePipeline(translator, FaceConfig(device=device))
     with tempfile.TemporaryDirectory() as tmp:
         res = pipe(clip, Path(tmp) / "o.mp4", TranslateOptions(end=f"{n_frames}f", progress=False))
     return res.frames / res.seconds
