@@ -136,13 +136,8 @@ def train_ifnet(cfg: InterpTrainConfig, resume: str | os.PathLike | None = None,
         if steps is not None:
             opt_cfg.steps = int(steps)
         model = IFNet(cfg.model)
-        model.load_state_dict(ckpt["state_dict"])
         optim = torch.optim.AdamW(model.parameters(), lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
-        optim.load_state_dict(ckpt["optimizer"])
-        start = int(ckpt["train_step"])
-        run = RunDir.of_checkpoint(resume) or RunDir.create(cfg.out_dir, cfg.name, cfg)
-        run.truncate_metrics(start)
-        logger.info("resuming %s at step %d", resume, start)
+        run, start = RunDir.resume_state(ckpt, resume, model, optim, cfg.out_dir, cfg.name, cfg)
     else:
         if steps is not None:
             opt_cfg.steps = int(steps)

@@ -20,7 +20,15 @@ import torch
 
 from ..checkpoint import check_state_dict, read_torch_file
 from ..errors import CheckpointError, ConfigError
-from ..models.stylegan2 import SIZES, Discriminator, Generator, StyleGAN2Config, channel_table, save_generator
+from ..models.stylegan2 import (
+    SIZES,
+    Discriminator,
+    Generator,
+    StyleGAN2Config,
+    channel_table,
+    generator_from_weights,
+    save_generator,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -141,16 +149,8 @@ def rosinality_from_data(data: Any, source: str = "checkpoint", size: int | None
     if size is not None and config.size != size:
         raise CheckpointError(f"{source} holds a {config.size} px generator, expected {size} px")
 
-    generator = Generator(config)
-    check_state_dict(generator, g_state, source=f"{source} g_ema")
-
-    latent_avg = data.get("latent_avg")
-    if latent_avg is not None:
-        try:
-            generator.set_latent_avg(latent_avg)
-        except ValueError as exc:
-            raise CheckpointError(f"{source}: {exc}") from None
-        latent_avg = generator.latent_avg
+    generator = generator_from_weights(config, g_state, data.get("latent_avg"), source=f"{source} g_ema")
+    latent_avg = generator.latent_avg if data.get("latent_avg") is not None else None
 
     discriminator = None
     if load_discriminator and data.get("d") is not None:

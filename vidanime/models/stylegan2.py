@@ -45,6 +45,7 @@ __all__ = [
     "Generator",
     "Discriminator",
     "generator_from_checkpoint",
+    "generator_from_weights",
     "save_generator",
     "PixelNorm",
     "EqualLinear",
@@ -682,7 +683,6 @@ class Discriminator(nn.Module):
 def generator_from_checkpoint(ckpt: Mapping[str, Any]) -> Generator:
     """Build a :class:`Generator` from a loaded ``"vidanime.stylegan2"`` checkpoint dict (config, state_dict,
     latent_avg)."""
-    from ..checkpoint import check_state_dict
     from ..config import config_from_dict
 
     if ckpt.get("format") != FORMAT:
@@ -691,14 +691,22 @@ def generator_from_checkpoint(ckpt: Mapping[str, Any]) -> Generator:
         config = config_from_dict(ckpt.get("config") or {}, StyleGAN2Config, source=f"{FORMAT} checkpoint config")
     except ConfigError as exc:
         raise CheckpointError(str(exc)) from None
+    return generator_from_weights(config, ckpt["state_dict"], ckpt.get("latent_avg"), f"{FORMAT} checkpoint")
+
+
+def generator_from_weights(config: StyleGAN2Config, state_dict: Mapping[str, Any], latent_avg: Any = None,
+                           source: str = "checkpoint") -> "Generator":
+    """A :class:`Generator` of ``config`` with ``state_dict`` loaded strictly and ``latent_avg`` ((D,), (1, D) or
+    None) set; every mismatch is a one-line :class:`CheckpointError` naming ``source``."""
+    from ..checkpoint import check_state_dict
+
     generator = Generator(config)
-    check_state_dict(generator, ckpt["state_dict"], source=f"{FORMAT} checkpoint")
-    latent_avg = ckpt.get("latent_avg")
+    check_state_dict(generator, state_dict, source=source)
     if latent_avg is not None:
         try:
             generator.set_latent_avg(latent_avg)
         except ValueError as exc:
-            raise CheckpointError(f"{FORMAT} checkpoint: {exc}") from None
+            raise CheckpointError(f"{source}: {exc}") from None
     return generator
 
 

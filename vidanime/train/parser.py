@@ -170,12 +170,7 @@ def _train_parser(cfg: ParserTrainConfig, resume: str | os.PathLike | None, run_
         ckpt = load_checkpoint(ckpt_path, format=PARSER_FORMAT)
         if "optimizer" not in ckpt:
             raise CheckpointError(f"{ckpt_path} has no optimizer state; resume from a train-*.pt checkpoint")
-        model.load_state_dict(ckpt["state_dict"])
-        optim.load_state_dict(ckpt["optimizer"])
-        step = int(ckpt["train_step"])
-        run = RunDir.of_checkpoint(ckpt_path) or RunDir.create(cfg.runs_root, cfg.name, cfg)
-        run.truncate_metrics(step)
-        logger.info("resuming %s at step %d", ckpt_path, step)
+        run, step = RunDir.resume_state(ckpt, ckpt_path, model, optim, cfg.runs_root, cfg.name, cfg)
     else:
         if cfg.init:
             from ..checkpoint import load_checkpoint

@@ -202,6 +202,20 @@ class RunDir:
                 raise ConfigError(f"{self.metrics_path}: line {i + 1} is not valid JSON") from None
         return rows
 
+    @classmethod
+    def resume_state(cls, ckpt: Mapping[str, Any], ckpt_path: str | os.PathLike, model: Any, optim: Any,
+                     root: str | os.PathLike, name: str, config: Any = None) -> tuple["RunDir", int]:
+        """Put a training checkpoint's ``state_dict`` and ``optimizer`` into ``model`` and ``optim`` and reopen its run
+        folder (or create one under ``root`` when the checkpoint sits outside a run), its metrics cut back to the
+        checkpoint's ``train_step``; → (run, step)."""
+        model.load_state_dict(ckpt["state_dict"])
+        optim.load_state_dict(ckpt["optimizer"])
+        step = int(ckpt["train_step"])
+        run = cls.of_checkpoint(ckpt_path) or cls.create(root, name, config)
+        run.truncate_metrics(step)
+        logger.info("resuming %s at step %d", ckpt_path, step)
+        return run, step
+
     def truncate_metrics(self, after_step: int) -> int:
         """Drop rows with ``step > after_step`` (used on resume, so the log has no rows from the lost future).
 
