@@ -77,3 +77,11 @@ def test_parse_overrides_reads_yaml_values_and_rejects_bad_items():
         parse_overrides(["train.lr"])
     with pytest.raises(ConfigError, match="not valid YAML"):
         parse_overrides(["a=[1, 2"])
+
+
+def test_options_to_overrides_keeps_only_given_options():
+    from vidanime.config import options_to_overrides
+
+    got = options_to_overrides(["train.lr=0.5", "data.limit=3"], ("train.device", "cpu"), ("train.amp", None),
+                               ("train.lr", 0.1), ("base.enabled", False))
+    assert got == {"train.lr": 0.1, "data.limit": 3, "train.device": "cpu", "base.enabled": False}

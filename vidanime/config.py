@@ -170,6 +170,14 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
     return out
 
 
+def options_to_overrides(sets: list[str] | tuple[str, ...], *given: tuple[str, Any]) -> dict[str, Any]:
+    """A command's overrides: its ``--set KEY=VALUE`` items (:func:`parse_overrides`), then each ``(dotted key, option
+    value)`` whose value was given on the command line (None = not given; a flag passes True or None)."""
+    out = parse_overrides(sets)
+    out.update({key: value for key, value in given if value is not None})
+    return out
+
+
 def config_to_dict(cfg: Any) -> Any:
     """Turn a (nested) dataclass config into plain data: dicts, lists, str/int/float/bool/None."""
     if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):

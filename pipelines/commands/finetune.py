@@ -55,17 +55,15 @@ def cli(input, out, checkpoint, parser_ckpt, direction, iterations, per_clip_sec
 
     from pipelines.finetune import FinetunePipeline
     from pipelines.translate import DEFAULT_MODELS
-    from vidanime.config import apply_overrides, config_from_dict, config_to_dict
+    from vidanime.config import apply_overrides, config_from_dict, config_to_dict, options_to_overrides
     from vidanime.errors import ConfigError
     from vidanime.train.finetune import FinetuneConfig
 
-    overrides: dict = {}
-    for key, value in (("train.iterations", iterations), ("train.seconds_per_clip_second", per_clip_second),
-                       ("train.lr", lr), ("train.batch", batch),
-                       ("train.device", device), ("train.seed", seed), ("base.data", base_data),
-                       ("base.mask_labels", base_mask_labels), ("base.loss.lpips_backbone", lpips_backbone)):
-        if value is not None:
-            overrides[key] = value
+    overrides = options_to_overrides((), ("train.iterations", iterations), ("train.seconds_per_clip_second",
+                                     per_clip_second), ("train.lr", lr), ("train.batch", batch),
+                                     ("train.device", device), ("train.seed", seed), ("base.data", base_data),
+                                     ("base.mask_labels", base_mask_labels),
+                                     ("base.loss.lpips_backbone", lpips_backbone))
     if no_base:
         overrides["base.enabled"] = False
     if adversarial:

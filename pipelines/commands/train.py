@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from vidanime.config import parse_overrides
+from vidanime.config import options_to_overrides
 
 from .options import DEVICE
 
@@ -27,18 +27,10 @@ def cli(config: str | None, resume: str | None, sets: tuple[str, ...], lpips_bac
     """
     from pipelines.train_styleanime import load_train_config, train_styleanime
 
-    overrides = parse_overrides(sets)
-    if lpips_backbone is not None:
-        overrides["loss.lpips_backbone"] = lpips_backbone
-    if generator is not None:
-        overrides["generator"] = generator
-    if device is not None:
-        overrides["train.device"] = device
-    if amp:
-        overrides["train.amp"] = True
-    if skip_bad:
-        overrides["target.skip_bad"] = True
-        overrides["source.skip_bad"] = True
+    flag = True if skip_bad else None
+    overrides = options_to_overrides(sets, ("loss.lpips_backbone", lpips_backbone), ("generator", generator),
+                                     ("train.device", device), ("train.amp", True if amp else None),
+                                     ("target.skip_bad", flag), ("source.skip_bad", flag))
     cfg = load_train_config(config, overrides) if config is not None else None
     run = train_styleanime(cfg, resume=resume, overrides=overrides)
     if run is not None:

@@ -35,14 +35,10 @@ def cli(config_path: str | None, run_dir: str | None, resume: str | None, iterat
       vidanime train-gan --resume runs/00003-stylegan2_demo --iterations 20000
     """
     from pipelines.train_gan import TrainGANPipeline
-    from vidanime.config import parse_overrides
+    from vidanime.config import options_to_overrides
     from vidanime.errors import ConfigError
 
-    overrides = parse_overrides(sets)
-    if iterations is not None:
-        overrides["train.iterations"] = iterations
-    if device is not None:
-        overrides["train.device"] = device
+    overrides = options_to_overrides(sets, ("train.iterations", iterations), ("train.device", device))
     if config_path is not None:
         pipeline = TrainGANPipeline.from_config_file(config_path, overrides)
     elif resume is not None and resume != "auto":
