@@ -68,7 +68,7 @@ class EditPipeline:
         self._lpips: torch.nn.Module | None = None
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | os.PathLike, parser: str | os.PathLike | None = None,
+    def from_pretrained(cls, checkpoint: str | os.PathLike, parser: str | os.PathLike | None = None,
                         device: str = "cpu", **kwargs: Any) -> "EditPipeline":
         """Load a StyleAnime checkpoint (registry name or path; ours or the official .pt) and optionally a parser."""
         from vidanime.registry import load_model, load_styleanime, resolve_path

@@ -133,7 +133,7 @@ class ImageTranslatePipeline:
             self.parser = self.parser.to(self.device).eval()
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | os.PathLike, device: str = "cpu",
+    def from_pretrained(cls, checkpoint: str | os.PathLike, device: str = "cpu",
                         **kwargs: Any) -> "ImageTranslatePipeline":
         """Load our ``vidanime.styleanime`` file or an official StyleAnime ``.pt``."""
         from vidanime.registry import load_styleanime

@@ -41,7 +41,7 @@ class InterpImagePipeline:
     model: Any
 
     @classmethod
-    def from_name(cls, name_or_path: str, device: str = "cpu") -> "InterpImagePipeline":
+    def from_pretrained(cls, name_or_path: str, device: str = "cpu") -> "InterpImagePipeline":
         return cls(interp.load(name_or_path, device=device))
 
     def check_inputs(self, a: torch.Tensor, b: torch.Tensor, names: tuple[str, str]) -> None:

@@ -72,7 +72,7 @@ class MangaPipeline:
         self._parse = ParsePipeline(self.parser, device=self.device, output_labels=self.model.config.label_set)
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str | os.PathLike, parser: str | os.PathLike, device: str = "cpu",
+    def from_pretrained(cls, checkpoint: str | os.PathLike, parser: str | os.PathLike, device: str = "cpu",
                         **kwargs: Any) -> "MangaPipeline":
         """Load a StyleAnime checkpoint (ours or official) and a ``vidanime.parser`` checkpoint (name or path)."""
         from vidanime.registry import load_model, load_styleanime

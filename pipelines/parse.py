@@ -109,13 +109,11 @@ class ParsePipeline:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, device: Any = "cpu", **kwargs: Any) -> "ParsePipeline":
-        """Load a ``vidanime.parser`` checkpoint (registry name or path)."""
-        from vidanime.checkpoint import load_checkpoint
-        from vidanime.models.parser import PARSER_FORMAT, parser_from_checkpoint
-        from vidanime.registry import resolve_path
+        """Load a ``vidanime.parser`` checkpoint (registry name or path) through :func:`vidanime.registry.load`."""
+        from vidanime.models.parser import PARSER_FORMAT
+        from vidanime.registry import load
 
-        ckpt = load_checkpoint(resolve_path(name_or_path), format=PARSER_FORMAT)
-        return cls(parser_from_checkpoint(ckpt), device=device, **kwargs)
+        return cls(load(name_or_path, expect="parser", format=PARSER_FORMAT).model, device=device, **kwargs)
 
     @classmethod
     def for_domain(cls, domain: str, model: str | None = None, **kwargs: Any) -> "ParsePipeline":

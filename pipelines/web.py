@@ -310,7 +310,7 @@ def translate_image(image: str | os.PathLike | None, config: WebConfig, *, parsi
             except CheckpointError as exc:  # no parser: the page then needs an edited parsing map
                 logger.warning("no face parser for image jobs (%s): a parsing map must be uploaded", exc)
             _PIPELINES.clear()
-            _PIPELINES[key] = ImageTranslatePipeline.from_checkpoint(ckpt, device=config.device, direction=direction,
+            _PIPELINES[key] = ImageTranslatePipeline.from_pretrained(ckpt, device=config.device, direction=direction,
                                                                      progress=False, **kwargs)
         pipe = _PIPELINES[key]
         if refine is None:

@@ -43,7 +43,7 @@ def cli(image, output, parsing, checkpoint, source_parsing, parser, parsing_labe
     from pipelines.edit import EditPipeline
 
     EditPipeline.check_paths(image, parsing, output, source_parsing, style_from)  # before the model is loaded
-    pipe = EditPipeline.from_checkpoint(checkpoint, parser=parser, device=device, lpips_backbone=lpips_backbone)
+    pipe = EditPipeline.from_pretrained(checkpoint, parser=parser, device=device, lpips_backbone=lpips_backbone)
     result = pipe(image, parsing, output, source_parsing=source_parsing, parsing_labels=parsing_labels,
                   style_from=style_from, mix=mix, pti=pti, blend=blend, resize=resize)
     click.echo(f"wrote {result.output}")

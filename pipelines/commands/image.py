@@ -85,7 +85,7 @@ def translate(input: str, output: str, checkpoint: str, parsing: str | None, par
     if parsing is None:  # the parser is only needed (and loaded) when no parsing map is given
         net = load_model(parser or default_parser, device=device, format="vidanime.parser")
         kwargs.update(parser=net, parser_labels=net.config.label_set)
-    pipe = ImageTranslatePipeline.from_checkpoint(resolve_path(checkpoint or default_ckpt), device=device,
+    pipe = ImageTranslatePipeline.from_pretrained(resolve_path(checkpoint or default_ckpt), device=device,
                                                   direction=direction, **kwargs)
     if refine is None:  # the checkpoint's measured default (README, "Test-time refinement"); none recorded: off
         refine = 0 if reference is not None or style_from is not None else int(pipe.model.inference.get("refine", 0))
@@ -120,7 +120,7 @@ def manga(input: str, output: str, reference: str, checkpoint: str, parser: str,
     from vidanime.registry import resolve_path
 
     check_image_paths(input, output)  # before any model is loaded
-    pipe = MangaPipeline.from_checkpoint(resolve_path(checkpoint), parser, device=device,
+    pipe = MangaPipeline.from_pretrained(resolve_path(checkpoint), parser, device=device,
                                          manga=MangaConfig(tone_sigma=tone_sigma, median=median))
     written = pipe(input, output, reference=reference, resize=resize, save_parsing=save_parsing)
     click.echo(f"wrote {len(written)} image(s) to {output}")

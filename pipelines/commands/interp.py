@@ -37,7 +37,7 @@ def run_cmd(inputs: tuple[str, ...], model: str, video: bool, t: float, max_fram
         return
     if len(inputs) != 3:
         raise VidanimeError(f"run takes A.png B.png OUT.png, got {len(inputs)} paths")
-    out = InterpImagePipeline.from_name(model, device)(inputs[0], inputs[1], inputs[2], t=t)
+    out = InterpImagePipeline.from_pretrained(model, device)(inputs[0], inputs[1], inputs[2], t=t)
     click.echo(f"wrote {out}")
 
 

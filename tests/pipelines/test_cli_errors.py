@@ -54,13 +54,14 @@ def no_models(monkeypatch):
     def loaded(*args, **kwargs):
         raise AssertionError("a model was loaded before the inputs were checked")
 
-    for module, name in ((vidanime.registry, "load_model"), (vidanime.registry, "load_styleanime")):
+    for module, name in ((vidanime.registry, "load"), (vidanime.registry, "load_model"),
+                         (vidanime.registry, "load_styleanime")):
         monkeypatch.setattr(module, name, loaded)
     for cls, name in ((pipelines.translate.TranslatePipeline, "from_pretrained"),
                       (pipelines.batch.BatchPipeline, "from_pretrained"),
-                      (pipelines.image_translate.ImageTranslatePipeline, "from_checkpoint"),
-                      (pipelines.manga.MangaPipeline, "from_checkpoint"),
-                      (pipelines.edit.EditPipeline, "from_checkpoint"),
+                      (pipelines.image_translate.ImageTranslatePipeline, "from_pretrained"),
+                      (pipelines.manga.MangaPipeline, "from_pretrained"),
+                      (pipelines.edit.EditPipeline, "from_pretrained"),
                       (pipelines.parse.ParsePipeline, "for_domain")):
         monkeypatch.setattr(cls, name, classmethod(loaded))
     monkeypatch.setattr(pipelines.finetune.FinetunePipeline, "_load_model", staticmethod(loaded))

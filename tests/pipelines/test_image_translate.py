@@ -199,7 +199,7 @@ def test_photo_faces_are_found_translated_and_pasted_back(tmp_path, assets, capl
     # no face: an error with --faces detect, the whole image as a crop with auto (and a warning naming the file)
     r = CliRunner().invoke(translate_cmd, [str(noise), str(tmp_path / "n.png"), "--faces", "detect"])
     assert r.exit_code != 0 and "no face found in" in str(r.exception) and not (tmp_path / "n.png").exists()
-    pipe = ImageTranslatePipeline.from_checkpoint(
+    pipe = ImageTranslatePipeline.from_pretrained(
         "styleanime-p2a", parser=__import__("vidanime.registry", fromlist=["x"]).load_model("parser-portrait"),
         progress=False)
     with caplog.at_level("WARNING"):

@@ -131,7 +131,7 @@ def test_translate_image_matches_the_image_pipeline(config, models, assets, tmp_
 
     face = _face_image(assets, tmp_path)
     net = load_model(models[1], format="vidanime.parser")
-    ref = ImageTranslatePipeline.from_checkpoint(models[0], parser=net, parser_labels=config_of(net).label_set,
+    ref = ImageTranslatePipeline.from_pretrained(models[0], parser=net, parser_labels=config_of(net).label_set,
                                                  progress=False)
     for faces, shape, note in (("auto", (256, 256, 3), "Faces found and pasted back"),  # auto: a photo's faces
                                ("aligned", (32, 32, 3), "Translated as one aligned face crop")):
