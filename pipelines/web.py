@@ -346,14 +346,16 @@ def _inference_defaults(config: WebConfig) -> dict[str, Any]:
     return dict((data.get("inference") if isinstance(data, dict) else None) or {})
 
 
-def _default_refine(config: WebConfig) -> int:
-    """The p2a checkpoint's saved --refine default (0 when it records none or cannot be read)."""
-    return int(_inference_defaults(config).get("refine", 0))
+def _default_refine(config: WebConfig, inference: dict[str, Any] | None = None) -> int:
+    """The p2a checkpoint's saved --refine default (0 when it records none or cannot be read); ``inference``: its
+    :func:`_inference_defaults`, when already read."""
+    return int((_inference_defaults(config) if inference is None else inference).get("refine", 0))
 
 
-def _default_alpha(config: WebConfig) -> float:
-    """The p2a checkpoint's saved FaceBank alpha (1 = off when it records none or cannot be read)."""
-    alpha = _inference_defaults(config).get("alpha")
+def _default_alpha(config: WebConfig, inference: dict[str, Any] | None = None) -> float:
+    """The p2a checkpoint's saved FaceBank alpha (1 = off when it records none or cannot be read); ``inference``: as
+    :func:`_default_refine`."""
+    alpha = (_inference_defaults(config) if inference is None else inference).get("alpha")
     return 1.0 if alpha is None else float(alpha)
 
 
@@ -391,7 +393,8 @@ def build_app(config: WebConfig):
             return None, None, _error_message(exc, config, (image, parsing, reference))
         return o.output, o.output, o.message
 
-    alpha0 = _default_alpha(config)  # the model's measured default, as the CLI uses
+    inference = _inference_defaults(config)  # the model's measured defaults, as the CLI uses (one read)
+    alpha0 = _default_alpha(config, inference)
     alpha_label = "FaceBank α (1 = off; starts at the model's measured default)"
     limits = (f"Uploads up to {config.max_upload_mb:g} MB; videos up to {config.max_seconds:g} s. "
               f"Results are deleted after {config.cleanup_after_min:g} min. One job runs at a time.")
@@ -430,7 +433,7 @@ def build_app(config: WebConfig):
             with gr.Row():
                 i_dir = gr.Radio(["p2a", "a2p"], value="p2a", label="Direction")
                 i_alpha = gr.Slider(0.0, 1.0, value=alpha0, step=0.05, label=alpha_label)
-                i_refine = gr.Slider(0, 100, value=_default_refine(config), step=5,
+                i_refine = gr.Slider(0, 100, value=_default_refine(config, inference), step=5,
                                      label="Refine steps: follow the photo's layout and colours more (0 = off; "
                                            "about 0.1 s a step on CPU)")
             i_go = gr.Button("Translate image", variant="primary", elem_id="image-run")

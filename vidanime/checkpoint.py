@@ -50,8 +50,12 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def read_torch_file(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
-    """``torch.load`` with ``weights_only=True`` and one-line errors for missing, truncated or foreign files."""
+def read_torch_file(path: str | os.PathLike, map_location: Any = "cpu", allow_namespaces: bool = False) -> Any:
+    """``torch.load`` with ``weights_only=True`` and one-line errors for missing, truncated or foreign files;
+    ``allow_namespaces`` also lets ``argparse.Namespace`` through (a plain attribute container, in which rosinality
+    StyleGAN2 files keep their training options)."""
+    import argparse
+    import contextlib
     import pickle
 
     import torch
@@ -74,7 +78,9 @@ def read_torch_file(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
         # random bytes)
         if head != b"PK\x03\x04" and not (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
             raise CheckpointError(f"{path} is not a torch checkpoint (neither a torch zip archive nor a pickle)")
-        with warnings.catch_warnings():
+        allowed = torch.serialization.safe_globals([argparse.Namespace]) if allow_namespaces else \
+            contextlib.nullcontext()
+        with warnings.catch_warnings(), allowed:
             # old-torch pickles (protocol 5) load fine or fail with the one-line errors below; torch's two-line note
             # about the protocol is no use to a user
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)

@@ -14,7 +14,6 @@ or here after ``register_builder``.
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import logging
@@ -260,8 +259,7 @@ def load(name_or_path: str | os.PathLike, expect: str | None = None, device: Any
         raise CheckpointError(f"expect={expect!r}: expected one of {', '.join(KINDS)}")
     path = resolve_path(name_or_path)
     entry = None if _is_path(name_or_path) else get_entry(str(name_or_path))
-    with _allow_namespaces():  # rosinality files pickle their argparse options
-        data = read_torch_file(path)
+    data = read_torch_file(path, allow_namespaces=True)  # rosinality files pickle their argparse options
     if isinstance(data, Mapping) and "format" in data:
         ckpt = check_checkpoint(data, path, format=format)
         fmt = str(ckpt["format"])
@@ -293,19 +291,6 @@ def load(name_or_path: str | os.PathLike, expect: str | None = None, device: Any
         model = model.to(device)
     logger.debug("loaded %s (%s, %s) from %s", type(model).__name__, kind, fmt, path)
     return Loaded(model=model, kind=kind, format=fmt, path=path, metadata=metadata, entry=entry)
-
-
-class _allow_namespaces:
-    """``torch.serialization.safe_globals([argparse.Namespace])`` as a context (a plain attribute container)."""
-
-    def __enter__(self) -> None:
-        import torch
-
-        self._ctx = torch.serialization.safe_globals([argparse.Namespace])
-        self._ctx.__enter__()
-
-    def __exit__(self, *exc: Any) -> None:
-        self._ctx.__exit__(*exc)
 
 
 def load_model(name_or_path: str | os.PathLike, device: Any = "cpu", format: str | None = None) -> Any:

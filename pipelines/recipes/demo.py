@@ -55,19 +55,9 @@ def bundled_model_installed() -> bool:
     return DEFAULT_MODELS["p2a"][0] in {m.name for m in available_models()}
 
 
-def base_loss_overrides(checkpoint: str, limit: int = 128) -> dict[str, object]:
-    """Fine-tune settings for L_base: a small sample of the anime training faces when they are on this machine
-    (../shared/assets in a checkout of the project), else L_base off, logged: a user's fresh install has no data."""
-    from vidanime.checkpoint import load_checkpoint
-    from vidanime.registry import resolve_path
-
-    target = ((load_checkpoint(resolve_path(checkpoint)).get("train_config") or {}).get("target") or {})
-    root = target.get("root") or ""
-    if root and Path(root).is_dir():
-        return {"base.limit": limit}
-    logger.warning("demo fine-tune: L_base off (the anime training faces %s are not on this machine); the short "
-                   "fine-tune uses the clip's temporal losses only", root or "(not recorded)")
-    return {"base.enabled": False}
+# L_base of the demo's optional fine-tune: a small sample of the anime training faces.  Where they are not on this
+# machine (a fresh install), translate's fine-tune drops L_base with one warning (base.if_missing: off).
+BASE_LIMIT = 128
 
 
 @click.command()
@@ -101,7 +91,7 @@ def main(video: str | None, out_dir: str, end: str | None, finetune: int, device
             ckpt, parser = DEFAULT_MODELS["p2a"]
             checkpoint = str(finetune_for_translate(src, output, ckpt, parser, finetune, end=end, device=device,
                                                     run_dir=out / f"{stem}_anime.finetune",
-                                                    overrides=base_loss_overrides(ckpt)))
+                                                    overrides={"base.limit": BASE_LIMIT}))
             tuned = finetune
         pipe = TranslatePipeline.from_pretrained(checkpoint, device=device, allow_identity=True)
         result = pipe(src, output, TranslateOptions(end=end, preview=str(preview), preset="veryfast"))

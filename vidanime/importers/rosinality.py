@@ -125,8 +125,7 @@ def import_rosinality(
     truncated or foreign file, missing/unexpected/misshaped keys) is a one-line :class:`CheckpointError`.
     """
     path = Path(path)
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        data = read_torch_file(path)
+    data = read_torch_file(path, allow_namespaces=True)
     return rosinality_from_data(data, str(path), size=size, load_discriminator=load_discriminator)
 
 

@@ -162,12 +162,10 @@ def load_init_weights(path: str | Path, model: StyleGAN2Config) -> dict[str, Any
     Returns a dict with ``g`` (G state dict), ``g_ema``, ``d`` (or None) and ``latent_avg`` (or None).  The
     architecture stored in the file must equal ``model``; otherwise a :class:`ConfigError` names the differing keys.
     """
-    import argparse
-
     from ..checkpoint import read_torch_file
 
-    with torch.serialization.safe_globals([argparse.Namespace]):  # rosinality files pickle their options
-        raw = read_torch_file(path)  # once: our formats and the rosinality layout are told apart by their keys
+    # once: our formats and the rosinality layout (which pickles its options) are told apart by their keys
+    raw = read_torch_file(path, allow_namespaces=True)
     if isinstance(raw, dict) and "format" in raw:
         fmt = raw["format"]
         if fmt not in (GENERATOR_FORMAT, TRAIN_FORMAT):

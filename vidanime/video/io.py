@@ -297,8 +297,9 @@ def check_video_output(path: str | os.PathLike, what: str = "output video", code
             container.start_encoding()
         except (av.error.FFmpegError, ValueError) as exc:
             why = exc.strerror if isinstance(exc, av.error.FFmpegError) else exc
-            still = " (for a photo: vidanime image translate IN OUT)" if ext in ("png", "jpg", "jpeg", "bmp", "webp") \
-                else ""
+            from ..data.images import IMAGE_EXTENSIONS
+
+            still = " (for a photo: vidanime image translate IN OUT)" if f".{ext}" in IMAGE_EXTENSIONS else ""
             raise MediaError(f"cannot write {what} {p}: the '.{ext}' container cannot hold {codec} video ({why}); "
                              f"{expected}{still}") from None
         finally:
