@@ -201,8 +201,44 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                "--no-first-run"]
+
+
+def _run_image_job(page, image: Path) -> None:
+    """Image tab: upload ``image``, run, wait for the result; the page says the face was found and pasted back."""
+    page.get_by_role("tab", name="Image").click()
+    page.locator("#image-input input[type=file]").set_input_files(str(image))
+    page.locator("#image-input img").first.wait_for(timeout=30_000)
+    page.locator("#image-run").click()
+    page.locator("#image-status").get_by_text("Done").wait_for(timeout=120_000)
+    page.locator("#image-status").get_by_text("pasted back").wait_for(timeout=5_000)
+    img = page.locator("#image-output img").first
+    img.wait_for(timeout=30_000)
+    # pasted back: the result has the photo's size, not the model's crop size
+    assert img.evaluate("e => e.complete && e.naturalWidth") == Image.open(image).width
+
+
+def _run_video_job(page, clip: Path, end: str) -> None:
+    """Video tab: upload ``clip``, translate up to ``end``, wait until the translated video is in the page."""
+    page.get_by_role("tab", name="Video").click()
+    page.locator("#video-input input[type=file]").set_input_files(str(clip))
+    page.locator("#video-input video").first.wait_for(timeout=30_000)
+    page.locator("#video-end textarea, #video-end input").first.fill(end)
+    page.locator("#video-run").click()
+    if os.environ.get("VIDANIME_WEB_PROGRESS_SHOT"):  # a look at the progress bar, by hand
+        page.wait_for_timeout(3000)
+        page.screenshot(path=os.environ["VIDANIME_WEB_PROGRESS_SHOT"], full_page=True)
+    page.locator("#video-status").get_by_text("Done").wait_for(timeout=300_000)
+    out = page.locator("#video-output video").first
+    out.wait_for(timeout=30_000)
+    assert "_p2a.mp4" in out.get_attribute("src")
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(_browser_missing() is not None, reason=str(_browser_missing()))
 def test_browser_image_and_video_jobs_show_results(config, assets, tmp_path):
+    """Tiny test model: a bad upload shows an error and the server keeps serving; image and video jobs finish."""
     from playwright.sync_api import sync_playwright
 
     from pipelines.web import launch
@@ -211,9 +247,7 @@ def test_browser_image_and_video_jobs_show_results(config, assets, tmp_path):
     app = launch(config, port=port, block=False)
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                "--no-first-run"])
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded", timeout=60_000)
             # bad input first: a text file as the video → a message in the page
@@ -223,29 +257,35 @@ def test_browser_image_and_video_jobs_show_results(config, assets, tmp_path):
             page.locator("#video-run").click()
             page.locator("#video-status").get_by_text("Error").wait_for(timeout=60_000)
             page.reload(wait_until="domcontentloaded")  # a fresh page (the same server) for the next uploads
-            # then the image tab: upload a face, wait for the translated image
-            page.get_by_role("tab", name="Image").click()
-            page.locator("#image-input input[type=file]").set_input_files(str(_face_image(assets, tmp_path)))
-            page.locator("#image-input img").first.wait_for(timeout=30_000)
-            page.locator("#image-run").click()
-            page.locator("#image-status").get_by_text("Done").wait_for(timeout=90_000)
-            img = page.locator("#image-output img").first
-            img.wait_for(timeout=30_000)
-            assert img.evaluate("e => e.complete && e.naturalWidth") == 32
-            # the video tab on a shipped clip: the translated video plays next to the input
-            page.get_by_role("tab", name="Video").click()
-            page.locator("#video-input input[type=file]").set_input_files(
-                str(assets / "video" / "liveportrait_d0.mp4"))
-            page.locator("#video-input video").first.wait_for(timeout=30_000)
-            page.locator("#video-end textarea, #video-end input").first.fill("6f")
-            page.locator("#video-run").click()
-            if os.environ.get("VIDANIME_WEB_PROGRESS_SHOT"):  # a look at the progress bar, by hand
-                page.wait_for_timeout(3000)
-                page.screenshot(path=os.environ["VIDANIME_WEB_PROGRESS_SHOT"], full_page=True)
-            page.locator("#video-status").get_by_text("Done").wait_for(timeout=120_000)
-            out = page.locator("#video-output video").first
-            out.wait_for(timeout=30_000)
-            assert "_p2a.mp4" in out.get_attribute("src")
+            _run_image_job(page, _face_image(assets, tmp_path))
+            _run_video_job(page, assets / "video" / "liveportrait_d0.mp4", "6f")
+            browser.close()
+    finally:
+        app.close()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(_browser_missing() is not None, reason=str(_browser_missing()))
+def test_browser_screenshot_with_the_bundled_model(assets, tmp_path):
+    """The page as a user first sees it: ``vidanime serve`` defaults (bundled p2a model, parser, detector), a photo
+    then a shipped clip.  The screenshot is the README's (``VIDANIME_WEB_SCREENSHOT=docs/web_app.png``)."""
+    from playwright.sync_api import sync_playwright
+
+    from pipelines.web import launch
+
+    config = WebConfig(workdir=str(tmp_path / "web"), max_seconds=30)  # no --checkpoint/--parser: the defaults
+    port = _free_port()
+    app = launch(config, port=port, block=False)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded", timeout=60_000)
+            _run_image_job(page, _face_image(assets, tmp_path))
+            _run_video_job(page, assets / "video" / "liveportrait_d0.mp4", "25f")
+            status = page.locator("#video-status").inner_text()
+            assert "model: styleanime-p2a" in status and "identity" not in status.lower()
+            page.wait_for_timeout(1000)  # let the video elements paint their first frame
             shot = tmp_path / "web_app.png"
             page.screenshot(path=str(shot), full_page=True)
             browser.close()
