@@ -13,18 +13,30 @@ import contextlib
 import importlib.util
 import json
 import logging
+import multiprocessing as mp
 import os
+import shutil
 import time
 from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from vidanime.errors import CheckpointError, ConfigError, MediaError, VidanimeError
+import cv2
+import torch
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
-from .finetune import finetune_requested, finetune_settings
-from .translate import TranslateOptions, TranslatePipeline
+from pipelines.base import Pipeline
+from vidanime.errors import CheckpointError, ConfigError, MediaError, VidanimeError
+from vidanime.fileio import check_output_path, remove_stale_partials
+from vidanime.registry import resolve_path
+
+from .finetune import finetune_for_translate, finetune_requested, finetune_settings
+from .translate import DEFAULT_MODELS, TEMPORAL_MODES, TranslateOptions, TranslatePipeline
 
 logger = logging.getLogger(__name__)
 
@@ -113,10 +125,6 @@ class PipelineSpec:
 
     def check(self) -> "PipelineSpec":
         """Fail early (in the driver, before any worker starts) when the checkpoint or parser cannot be found."""
-        from vidanime.registry import resolve_path
-
-        from .translate import DEFAULT_MODELS, TEMPORAL_MODES
-
         if self.identity:
             return self
         if self.direction not in DEFAULT_MODELS:
@@ -183,8 +191,6 @@ def plan_outputs(in_dir: str | os.PathLike, out_dir: str | os.PathLike, inputs: 
 def _remove_stale_partials(tasks: Iterable[BatchTask]) -> int:
     """Delete temporary outputs (``.<stem>.*.partial.<ext>``, see :func:`vidanime.fileio.atomic_path`) left by a
     killed run; safe because the manifest lock says no other batch writes to this folder."""
-    from vidanime.fileio import remove_stale_partials
-
     return sum(len(remove_stale_partials(t.output)) for t in tasks)
 
 
@@ -217,7 +223,7 @@ class Manifest:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.path, "a+b")
         try:
-            import fcntl
+            import fcntl  # here, not at the top: POSIX only
         except ImportError:  # pragma: no cover - not on POSIX: no lock, documented
             fcntl = None
         if fcntl is not None:
@@ -311,9 +317,6 @@ def run_file(factory: Callable[[], TranslatePipeline], pipe: TranslatePipeline |
         return translate_file(pipe, task, job.options)
     t0 = time.perf_counter()
     try:
-        from .finetune import finetune_for_translate
-        from .translate import DEFAULT_MODELS
-
         spec: PipelineSpec = factory  # checked in BatchPipeline.__call__
         ckpt, parser = DEFAULT_MODELS[spec.direction]
         tuned = finetune_for_translate(task.input, task.output, spec.checkpoint or ckpt, spec.parser or parser,
@@ -327,8 +330,6 @@ def run_file(factory: Callable[[], TranslatePipeline], pipe: TranslatePipeline |
     row = translate_file(pipe, task, job.options)
     row["seconds"] = round(time.perf_counter() - t0, 2)
     if row["status"] == "done" and not job.keep_finetune:
-        import shutil
-
         try:
             shutil.rmtree(finetune_dir(task))
         except OSError as exc:  # the output is done; a leftover folder is only disk space
@@ -340,12 +341,8 @@ _WORKER: dict[str, Any] = {}
 
 
 def _set_threads(threads: int) -> None:
-    import torch
-
     torch.set_num_threads(max(1, int(threads)))
     with contextlib.suppress(ImportError):
-        import cv2
-
         cv2.setNumThreads(max(1, int(threads)))
 
 
@@ -374,8 +371,6 @@ def _pool_context() -> Any:
     detector's torchvision/facenet-pytorch (about 8 s of imports on a busy 2-core machine), so workers start in
     milliseconds, also when a dead one is replaced; else spawn.  Never a plain fork of a process running threads.
     (A preload module that is not installed is skipped by multiprocessing.)"""
-    import multiprocessing as mp
-
     if "forkserver" not in mp.get_all_start_methods():
         return mp.get_context("spawn")
     ctx = mp.get_context("forkserver")
@@ -390,7 +385,7 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
-class BatchPipeline:
+class BatchPipeline(Pipeline):
     """Translate every video of a folder into a mirrored output folder, with a resumable manifest.
 
     ``factory`` builds the :class:`TranslatePipeline` (default: the identity face model); it must be picklable
@@ -416,8 +411,6 @@ class BatchPipeline:
     @staticmethod
     def check_inputs(in_dir: str | os.PathLike, out_dir: str | os.PathLike, options: BatchOptions) -> None:
         """Validate folders and options before any work; raises a one-line error naming the bad value."""
-        from vidanime.fileio import check_output_path
-
         src, dst = Path(in_dir).resolve(), Path(out_dir).resolve()
         if not src.is_dir():
             what = "a file (use `vidanime translate` for one video)" if src.is_file() else "not found"
@@ -468,9 +461,6 @@ class BatchPipeline:
     def __call__(self, in_dir: str | os.PathLike, out_dir: str | os.PathLike,
                  options: BatchOptions | None = None) -> BatchResult:
         """Translate the pending files of ``in_dir`` into ``out_dir``; see the module docstring."""
-        from tqdm import tqdm
-        from tqdm.contrib.logging import logging_redirect_tqdm
-
         options = options or BatchOptions()
         self.check_inputs(in_dir, out_dir, options)
         t0 = time.perf_counter()
@@ -527,8 +517,6 @@ class BatchPipeline:
     def _run_here(self, todo: list[BatchTask], job: _Job, options: BatchOptions,
                   record: Callable[[dict[str, Any]], None]) -> None:
         """jobs=1: in this process, one pipeline for all files (torch threads changed only when asked)."""
-        import torch
-
         old = torch.get_num_threads()
         if options.threads:
             _set_threads(options.threads)
@@ -545,9 +533,6 @@ class BatchPipeline:
                   record: Callable[[dict[str, Any]], None]) -> None:
         """jobs>1: worker processes (see :func:`_pool_context`), at most ``jobs`` files in flight.  When a worker
         dies, the files in flight are retried alone; a file whose worker dies twice is recorded as failed."""
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-        from concurrent.futures.process import BrokenProcessPool
-
         jobs = min(options.jobs, len(todo))
         threads = options.threads or max(1, _cores() // jobs)
         pending: deque[BatchTask] = deque(todo)
@@ -605,7 +590,7 @@ class BatchPipeline:
                  record: Callable[[dict[str, Any]], None]) -> None:
         """One Ray task per file (``ray_cpus`` CPUs, a GPU when the device is CUDA); the driver writes the manifest.
         IN_DIR and OUT_DIR must be at the same paths on every node (a shared filesystem)."""
-        import ray
+        import ray  # here, not at the top: optional extra [ray]
 
         started = False
         if not ray.is_initialized():

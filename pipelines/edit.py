@@ -17,14 +17,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pipelines.base import Pipeline
+from pipelines.parse import ParsePipeline
 from vidanime import labels as label_sets
 from vidanime.errors import MediaError, VidanimeError
 from vidanime.fileio import check_input_file, check_not_same_file, check_output_path
+from vidanime.losses.reconstruction import LPIPSLoss
+from vidanime.metrics.lpips_metrics import LPIPS_BACKBONE_ENV
+from vidanime.models.editing import changed_region, edit_latents, edit_locality, feather, pti_tune, render
 from vidanime.models.styleanime import StyleAnime
+from vidanime.registry import load_model, load_styleanime, resolve_path
 
 from .image_translate import IMAGE_SUFFIXES, _to_tensor, _to_uint8, read_labels, read_rgb, write_rgb
 
@@ -50,7 +57,7 @@ class EditResult:
 
 
 @dataclass
-class EditPipeline:
+class EditPipeline(Pipeline):
     """StyleAnime parsing/appearance editing.  ``parser`` (optional) labels the input when no source map is given;
     ``lpips_backbone``: LPIPS backbone weights for PTI and the LPIPS locality numbers (see
     :func:`vidanime.metrics.lpips_metrics.load_lpips`; None = ``$VIDANIME_LPIPS_BACKBONE`` if set)."""
@@ -71,18 +78,12 @@ class EditPipeline:
     def from_pretrained(cls, checkpoint: str | os.PathLike, parser: str | os.PathLike | None = None,
                         device: str = "cpu", **kwargs: Any) -> "EditPipeline":
         """Load a StyleAnime checkpoint (registry name or path; ours or the official .pt) and optionally a parser."""
-        from vidanime.registry import load_model, load_styleanime, resolve_path
-
         model = load_styleanime(resolve_path(checkpoint), device=device)
         net = load_model(parser, device=device, format="vidanime.parser") if parser is not None else None
         return cls(model, parser=net, device=device, **kwargs)
 
     def _lpips_loss(self, required: bool) -> torch.nn.Module | None:
-        from vidanime.metrics.lpips_metrics import LPIPS_BACKBONE_ENV
-
         if self._lpips is None and (required or self.lpips_backbone or os.environ.get(LPIPS_BACKBONE_ENV)):
-            from vidanime.losses.reconstruction import LPIPSLoss
-
             self._lpips = LPIPSLoss(self.lpips_net, self.lpips_backbone, device=self.device)
         return self._lpips
 
@@ -100,8 +101,6 @@ class EditPipeline:
                    blend: int | None = None) -> EditResult:
         """(S, S, 3) uint8 image, edited (S, S) labels and optionally the source labels / a style image (S, S, 3) →
         :class:`EditResult` (``output`` None).  Labels are in the model's label set."""
-        from vidanime.models.editing import changed_region, edit_latents, edit_locality, feather, pti_tune, render
-
         if pti < 0 or blend is not None and blend < 0:
             raise VidanimeError(f"pti={pti}, blend={blend}: expected a number of steps >= 0 and a margin >= 0 px")
         if source_parsing is None and (pti > 0 or blend is not None):
@@ -172,8 +171,6 @@ class EditPipeline:
             raise VidanimeError(_NEEDS_SOURCE)
 
     def _load(self, path: Path, what: str, resize: bool, labels: str | None = None) -> np.ndarray:
-        import cv2
-
         s = self.model.image_size
         data = read_rgb(path) if labels is None else label_sets.remap(read_labels(path), labels,
                                                                       self.model.config.label_set)
@@ -197,8 +194,6 @@ class EditPipeline:
         if source_parsing is not None:
             source = self._load(Path(source_parsing), "source parsing map", resize, parsing_labels)
         elif self.parser is not None:
-            from pipelines.parse import ParsePipeline
-
             source = ParsePipeline(self.parser, device=self.device,
                                    output_labels=self.model.config.label_set)([img]).labels[0].astype(np.int64)
         style = self._load(Path(style_from), "style image", resize) if style_from is not None else None

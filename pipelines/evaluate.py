@@ -15,13 +15,27 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
+from pipelines.base import Pipeline
+from pipelines.parse import ParsePipeline
+from vidanime import labels as L
+from vidanime.checkpoint import read_torch_file
+from vidanime.data.images import list_images
+from vidanime.data.parsing import read_image_rgb, read_mask
 from vidanime.errors import CheckpointError, ConfigError, MediaError
+from vidanime.fileio import atomic_write_text
+from vidanime.metrics.context import ImageEvalContext, Parsing
+from vidanime.metrics.fid import FID_WEIGHTS_ENV, load_fid_inception
+from vidanime.metrics.lpips_metrics import LPIPS_BACKBONE_ENV, load_lpips
 from vidanime.metrics.registry import Metric, headline, select_metrics
+from vidanime.metrics.temporal import frame_pairs
+from vidanime.video.io import VideoReader
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +100,6 @@ class EvalResult:
 
     def save_json(self, path: str | os.PathLike) -> Path:
         """Write :meth:`as_dict` to ``path`` atomically."""
-        from vidanime.fileio import atomic_write_text
-
         atomic_write_text(path, json.dumps(self.as_dict(), indent=2, ensure_ascii=False) + "\n")
         return Path(path)
 
@@ -117,7 +129,7 @@ def _check_weights(path: str | os.PathLike | None, what: str) -> None:
         raise CheckpointError(f"{what} weights not found: {path}")
 
 
-class EvalImagesPipeline:
+class EvalImagesPipeline(Pipeline):
     """Image-set metrics: ``EvalImagesPipeline(...)(pred=DIR, real=DIR, source=DIR, ...)`` → :class:`EvalResult`."""
 
     def __init__(self, inception: str | os.PathLike | None = None, lpips_backbone: str | os.PathLike | None = None,
@@ -125,10 +137,6 @@ class EvalImagesPipeline:
                  mask_labels: str = "bisenet", metrics: Sequence[str] | None = None, device: Any = "cpu",
                  batch_size: int = 16, seed: int = 0, kid_subsets: int = 100, kid_subset_size: int = 1000,
                  lpips_d_pairs: int = 1000, color_distance: str = "emd"):
-        from vidanime import labels as L
-        from vidanime.metrics.fid import FID_WEIGHTS_ENV
-        from vidanime.metrics.lpips_metrics import LPIPS_BACKBONE_ENV
-
         L.num_classes(mask_labels)
         if color_distance not in ("emd", "chi2"):
             raise ConfigError(f"color_distance must be 'emd' or 'chi2', got '{color_distance}'")
@@ -149,9 +157,6 @@ class EvalImagesPipeline:
                             lpips_d_pairs=lpips_d_pairs, color_distance=color_distance)
 
     def _parsing(self, masks: str | os.PathLike | None, parser: str | None, what: str):
-        from vidanime.data.parsing import read_image_rgb, read_mask
-        from vidanime.metrics.context import Parsing
-
         if masks is not None:
             table = _mask_dir(masks, f"{what} masks")
 
@@ -163,8 +168,6 @@ class EvalImagesPipeline:
 
             return Parsing(from_masks, self.mask_labels)
         if parser is not None:
-            from pipelines.parse import ParsePipeline
-
             pipe = ParsePipeline.from_pretrained(parser, device=self.device)
 
             def from_parser(paths: Sequence[Path]) -> list[np.ndarray]:
@@ -177,9 +180,6 @@ class EvalImagesPipeline:
                  source: str | os.PathLike | None = None, source_masks: str | os.PathLike | None = None,
                  pred_masks: str | os.PathLike | None = None, gt_masks: str | os.PathLike | None = None,
                  max_images: int | None = None) -> EvalResult:
-        from vidanime.data.images import list_images
-        from vidanime.metrics.context import ImageEvalContext
-
         t0 = time.perf_counter()
         cap = (lambda xs: xs[:max_images]) if max_images else (lambda xs: xs)
         pred_paths = cap(list_images(pred))
@@ -221,21 +221,15 @@ class EvalImagesPipeline:
         return EvalResult("images", results, _meta(chosen), skipped, inputs, time.perf_counter() - t0)
 
     def _inception_loader(self):
-        from vidanime.metrics.fid import load_fid_inception
-
         return lambda: load_fid_inception(self.inception, self.device)
 
     def _lpips_loader(self):
-        from vidanime.metrics.lpips_metrics import load_lpips
-
         return lambda: load_lpips(self.lpips_net, self.lpips_backbone, self.device)
 
 
 def load_latents(path: str | os.PathLike) -> list[np.ndarray]:
     """Per-track latent sequences from ``.npy`` (array) or ``.pt`` (tensor, ``{"w"|"latents": tensor}``, or
     ``{track: tensor}``); each (T, ..., D)."""
-    from vidanime.checkpoint import read_torch_file
-
     path = Path(path)
     if not path.is_file():
         raise MediaError(f"latents file not found: {path}")
@@ -258,7 +252,7 @@ def load_latents(path: str | os.PathLike) -> list[np.ndarray]:
     return out
 
 
-class EvalVideoPipeline:
+class EvalVideoPipeline(Pipeline):
     """Temporal metrics of a translated clip against its input: ``pipe(input, output, latents=None)``."""
 
     def __init__(self, metrics: Sequence[str] | None = None, max_side: int | None = 512, max_frames: int | None = None):
@@ -271,13 +265,6 @@ class EvalVideoPipeline:
 
     def __call__(self, input: str | os.PathLike, output: str | os.PathLike,
                  latents: str | os.PathLike | None = None) -> EvalResult:
-        from itertools import islice
-
-        from tqdm import tqdm
-
-        from vidanime.metrics.temporal import frame_pairs
-        from vidanime.video.io import VideoReader
-
         t0 = time.perf_counter()
         for p in (input, output):
             if not Path(p).is_file():

@@ -22,10 +22,30 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+import interp
+from pipelines.base import Pipeline
+from vidanime.checkpoint import load_checkpoint, sha256_file
+from vidanime.config import apply_overrides, config_from_dict, config_to_dict
+from vidanime.data.domains import DomainDataset
 from vidanime.errors import CheckpointError, ConfigError, MediaError
-from vidanime.train.finetune import EXPORT_NAME, FINETUNE_FORMAT, FinetuneConfig
+from vidanime.fileio import atomic_write_text, check_input_file, check_output_path
+from vidanime.losses.styleanime import StyleAnimeLoss
+from vidanime.models.face_translator import StyleAnimeFaceTranslator
+from vidanime.registry import load, load_model, resolve_path
+from vidanime.train.finetune import (
+    EXPORT_NAME,
+    FINETUNE_FORMAT,
+    ClipFinetuner,
+    ClipTriplets,
+    FinetuneConfig,
+    base_data_config,
+    base_data_found,
+)
+from vidanime.train.harness import Budget
 from vidanime.train.run_dir import RunDir
+from vidanime.train.styleanime import model_discriminators, resolve_device
 from vidanime.video.faces import FaceConfig
+from vidanime.video.probe import probe
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +74,6 @@ class FinetuneResult:
 def clip_budget(seconds_per_clip_second: float, clip_seconds: float) -> Any:
     """The training loop's wall-clock :class:`~vidanime.train.harness.Budget` for a clip of ``clip_seconds``
     (None when the config sets no time limit; at least 1 s so a clip of unknown rate still trains a little)."""
-    from vidanime.train.harness import Budget
-
     if seconds_per_clip_second <= 0:
         return None
     return Budget(max(1.0, seconds_per_clip_second * clip_seconds))
@@ -70,7 +88,7 @@ def _eval_subset(n: int, k: int) -> list[int]:
     return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)}) if k > 1 else [n // 2]
 
 
-class FinetunePipeline:
+class FinetunePipeline(Pipeline):
     """Fine-tune a StyleAnime checkpoint on one clip: ``FinetunePipeline(config)(run_dir, resume=False)``."""
 
     def __init__(self, config: FinetuneConfig, eval_triplets: int = 32) -> None:
@@ -82,11 +100,6 @@ class FinetunePipeline:
     def check_inputs(config: FinetuneConfig) -> tuple[Path, Path]:
         """Clip exists with >= 3 frames, checkpoint / parser / interpolator resolvable; → (checkpoint, parser) paths.
         Raises a one-line error naming the bad value."""
-        import interp
-        from vidanime.fileio import check_input_file
-        from vidanime.registry import resolve_path
-        from vidanime.video.probe import probe
-
         if not config.input:
             raise MediaError("no input video given")
         src = check_input_file(config.input, "input video")
@@ -110,9 +123,6 @@ class FinetunePipeline:
     def resume_config(run_dir: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> FinetuneConfig:
         """The config stored in ``run_dir``'s latest fine-tune checkpoint with dotted-key ``overrides`` applied
         (e.g. ``{"train.iterations": 8000}`` to train longer)."""
-        from vidanime.checkpoint import load_checkpoint
-        from vidanime.config import apply_overrides, config_from_dict
-
         path = RunDir.open(run_dir).latest_checkpoint("finetune")
         if path is None:
             raise CheckpointError(f"--resume {run_dir}: the folder holds no fine-tune checkpoint "
@@ -126,9 +136,6 @@ class FinetunePipeline:
     def _load_model(path: Path, device: Any) -> tuple[Any, dict | None, tuple[Any, Any] | None]:
         """(StyleAnime, the training config recorded with it or None, its frozen D1/D2 or None): our checkpoint, or
         an official .pt."""
-        from vidanime.registry import load
-        from vidanime.train.styleanime import model_discriminators
-
         loaded = load(path, expect="styleanime")  # one read: the model, its training config and D1/D2
         model, train_config, discs = loaded.model, loaded.train_config, None
         if loaded.ours:
@@ -142,16 +149,6 @@ class FinetunePipeline:
     # --------------------------------------------------------------------------------------------------------- run
     def __call__(self, run_dir: str | os.PathLike, resume: bool = False, detector: Any = None) -> FinetuneResult:
         """Fine-tune into ``run_dir`` (a new or empty folder; with ``resume`` the folder of an earlier run)."""
-        import interp
-        from vidanime.checkpoint import load_checkpoint
-        from vidanime.data.domains import DomainDataset
-        from vidanime.fileio import check_output_path
-        from vidanime.losses.styleanime import StyleAnimeLoss
-        from vidanime.models.face_translator import StyleAnimeFaceTranslator
-        from vidanime.registry import load_model
-        from vidanime.train.finetune import ClipFinetuner, ClipTriplets, base_data_config, base_data_found
-        from vidanime.train.styleanime import resolve_device
-
         cfg = self.config
         t0 = time.perf_counter()
         ckpt_path, parser_path = self.check_inputs(cfg)
@@ -295,14 +292,11 @@ def finetune_for_translate(input: str | os.PathLike, output: str | os.PathLike, 
     if resume:
         cfg = FinetunePipeline.resume_config(out, overrides)
     else:
-        from vidanime.config import apply_overrides, config_from_dict, config_to_dict
-
         base = FinetuneConfig(input=str(input), start=None if start is None else str(start),
                               end=None if end is None else str(end), checkpoint=str(checkpoint), parser=str(parser),
                               interp=interp, face=face_config or FaceConfig(device=device))
         cfg = config_from_dict(apply_overrides(config_to_dict(base), overrides), FinetuneConfig)
     result = FinetunePipeline(cfg)(out, resume=resume)
-    from vidanime.fileio import atomic_write_text
 
     atomic_write_text(out / BASE_FILE, json.dumps(base_id, indent=1) + "\n")
     logger.info("fine-tuned model kept in %s (reuse: --checkpoint %s)", result.run_dir, result.checkpoint)
@@ -314,9 +308,6 @@ BASE_FILE = "base.json"  # what a translate-time fine-tune was made from, so a l
 
 def _base_identity(input: str | os.PathLike, start: Any, end: Any, checkpoint: str, parser: str) -> dict[str, Any]:
     """The clip (path, size, mtime), range, and the sha256 of the model and parser files a fine-tune starts from."""
-    from vidanime.checkpoint import sha256_file
-    from vidanime.registry import resolve_path
-
     src = Path(input).resolve()
     st = src.stat()
     return {"input": str(src), "size": st.st_size, "mtime_ns": st.st_mtime_ns,

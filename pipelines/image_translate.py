@@ -17,21 +17,31 @@ need).  ``auto`` (the default): ``aligned`` when one of those options is given, 
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
+from tqdm import tqdm
 
+from pipelines.base import Pipeline
 from vidanime import labels as label_sets
 from vidanime.data.image_io import read_image_rgb, read_label_map, write_rgb
-from vidanime.errors import MediaError, VidanimeError
-from vidanime.fileio import check_input_file, check_not_same_file
+from vidanime.errors import CheckpointError, ConfigError, MediaError, VidanimeError
+from vidanime.fileio import check_input_file, check_not_same_file, check_output_path
+from vidanime.models.editing import edit_latents
+from vidanime.models.face_translator import StyleAnimeFaceTranslator, labels_at, parser_probs
 from vidanime.models.facebank import FaceBank
 from vidanime.models.styleanime import StyleAnime
+from vidanime.registry import load_styleanime
+from vidanime.video.detect import default_detector
+from vidanime.video.faces import FaceConfig, FaceProcessor
+from vidanime.video.paste import PasteItem, paste_faces
 
 __all__ = ["ImageTranslatePipeline", "IMAGE_SUFFIXES", "DIRECTIONS", "FACE_MODES", "check_direction", "read_rgb",
            "read_labels", "write_rgb"]
@@ -49,8 +59,6 @@ def check_image_paths(input: str | os.PathLike, output: str | os.PathLike,
     image file or a folder; a folder goes to an output folder other than itself, a file to an image path (or into an
     existing folder) with an image suffix, and the output's place accepts new files.  One-line MediaError naming the
     bad path."""
-    from vidanime.fileio import check_output_path
-
     src, dst = Path(input), Path(output)
     if not src.exists():
         raise MediaError(f"input not found: {src}")
@@ -75,8 +83,6 @@ def check_image_paths(input: str | os.PathLike, output: str | os.PathLike,
 
 def check_direction(model: StyleAnime, direction: str | None, source: str = "the checkpoint") -> None:
     """Refuse a model whose config records the other translation direction (None on either side: no check)."""
-    from vidanime.errors import CheckpointError, ConfigError
-
     if direction is None:
         return
     if direction not in DIRECTIONS:
@@ -107,7 +113,7 @@ def _to_uint8(image: torch.Tensor) -> np.ndarray:
 
 
 @dataclass
-class ImageTranslatePipeline:
+class ImageTranslatePipeline(Pipeline):
     """StyleAnime image translation; ``parser`` (optional) is a face-parser module: (B, 3, H, W) in [0, 1] → logits,
     whose labels are in ``parser_labels`` order."""
 
@@ -136,8 +142,6 @@ class ImageTranslatePipeline:
     def from_pretrained(cls, checkpoint: str | os.PathLike, device: str = "cpu",
                         **kwargs: Any) -> "ImageTranslatePipeline":
         """Load our ``vidanime.styleanime`` file or an official StyleAnime ``.pt``."""
-        from vidanime.registry import load_styleanime
-
         return cls(load_styleanime(checkpoint, device=device), device=device, **kwargs)
 
     # ---- inputs --------------------------------------------------------------------------------------------------
@@ -227,11 +231,6 @@ class ImageTranslatePipeline:
 
     def _face_processor(self) -> Any:
         """A face stage for one still: every face kept from its first frame, no fading, the detector built once."""
-        import dataclasses
-
-        from vidanime.video.detect import default_detector
-        from vidanime.video.faces import FaceConfig, FaceProcessor
-
         cfg = self.face_config or FaceConfig(device=self.device)
         cfg = dataclasses.replace(cfg, min_track_frames=1, fade_frames=0, detect_every=1,
                                   detector=cfg.detector or default_detector(self.direction or "p2a"))
@@ -242,9 +241,6 @@ class ImageTranslatePipeline:
     def _translate_photo(self, image: np.ndarray, alpha: float | None, k: int, refine: int) -> np.ndarray | None:
         """(H, W, 3) uint8 photo → the same photo with every detected face translated and pasted back, or None when
         no face is found."""
-        from vidanime.models.face_translator import StyleAnimeFaceTranslator
-        from vidanime.video.paste import PasteItem, paste_faces
-
         found = next(iter(self._face_processor().process([image]))).faces
         if not found:
             return None
@@ -280,8 +276,6 @@ class ImageTranslatePipeline:
         if labels is None and parse and self.parser is not None:
             labels = self._parse(image)  # before the resize: the parser works at its own size, not the model's
         if (h, w) != (s, s):
-            import cv2
-
             image = cv2.resize(image, (s, s), interpolation=cv2.INTER_AREA if h > s else cv2.INTER_CUBIC)
         return image, labels
 
@@ -289,8 +283,6 @@ class ImageTranslatePipeline:
     def _parse(self, image: np.ndarray) -> np.ndarray:
         """Label an (H, W, 3) uint8 image with the parser (at the parser's size, probabilities resized to the model
         size, as the video path does) → (S, S) ids in the model's label set."""
-        from vidanime.models.face_translator import labels_at, parser_probs
-
         probs = parser_probs(self.parser, (_to_tensor(image).to(self.device) + 1) / 2)
         return labels_at(probs, self.model.image_size, self.parser_labels, self.model.config.label_set)[0].cpu().numpy()
 
@@ -326,8 +318,6 @@ class ImageTranslatePipeline:
         """Photos: faces found, translated and pasted back at the photo's size; an image without a face falls back
         to the aligned path, resized to the model size (``fallback``), or is a one-line error (a single image) /
         skipped with a warning (a folder, whose other images go on)."""
-        from tqdm import tqdm
-
         written, skipped = [], []
         bar = tqdm(total=len(jobs), desc="translate", unit="img", disable=not self.progress or len(jobs) < 2)
         for img, lab, dst in jobs:
@@ -356,10 +346,6 @@ class ImageTranslatePipeline:
                      alpha: float | None, parsing_labels: str, k: int, resize: bool,
                      style_from: str | os.PathLike | None, mix: float, refine: int) -> list[Path]:
         """Aligned face crops, translated whole at the model size in batches."""
-        from tqdm import tqdm
-
-        from vidanime.models.editing import edit_latents
-
         ref = style = None
         if reference is not None:
             ref_img, _ = self._load_pair(Path(reference), None, parsing_labels, resize, parse=False)

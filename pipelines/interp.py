@@ -13,11 +13,18 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
+from tqdm import tqdm
 
 import interp
+from interp.train import InterpTrainConfig, evaluate_interpolators, load_datasets, train_ifnet
+from pipelines.base import Pipeline
+from vidanime.config import load_config
 from vidanime.data.image_io import read_image_rgb
 from vidanime.errors import MediaError, VidanimeError
 from vidanime.fileio import atomic_path, check_not_same_file
+from vidanime.train.run_dir import resolve_resume
+from vidanime.video.io import VideoReader, VideoWriter
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +42,7 @@ def _to_uint8(img: torch.Tensor) -> np.ndarray:
 
 
 @dataclass
-class InterpImagePipeline:
+class InterpImagePipeline(Pipeline):
     """``InterpImagePipeline(model)(a, b)`` -> the middle frame of two image files, written atomically."""
 
     model: Any
@@ -51,8 +58,6 @@ class InterpImagePipeline:
 
     @torch.no_grad()
     def __call__(self, a: str | os.PathLike, b: str | os.PathLike, out: str | os.PathLike, t: float = 0.5) -> Path:
-        from PIL import Image
-
         for src in (a, b):
             check_not_same_file(src, out)
         ia, ib = read_image(a), read_image(b)
@@ -67,7 +72,7 @@ class InterpImagePipeline:
 
 
 @dataclass
-class InterpVideoPipeline:
+class InterpVideoPipeline(Pipeline):
     """Double a clip's frame rate: between every two frames insert M's middle frame; the audio is kept."""
 
     model: Any
@@ -75,10 +80,6 @@ class InterpVideoPipeline:
 
     @torch.no_grad()
     def __call__(self, src: str | os.PathLike, dst: str | os.PathLike, max_frames: int = 0) -> dict:
-        from tqdm import tqdm
-
-        from vidanime.video.io import VideoReader, VideoWriter
-
         src, dst = Path(src), Path(dst)
         if not src.is_file():
             raise MediaError(f"video not found: {src}")
@@ -111,10 +112,6 @@ def train_pipeline(config: str | os.PathLike, overrides: dict | None = None, res
                    steps: int | None = None, budget: Any = None, device: str = "cpu") -> Any:
     """Train IFNet from a YAML config (``resume``: a train checkpoint, a run folder or ``auto``; ``budget``: a
     :class:`vidanime.train.harness.Budget`); returns the RunDir."""
-    from interp.train import InterpTrainConfig, train_ifnet
-    from vidanime.config import load_config
-    from vidanime.train.run_dir import resolve_resume
-
     cfg = load_config(config, InterpTrainConfig, overrides or None)
     ckpt = resolve_resume(resume, cfg.out_dir, cfg.name) if resume else None
     return train_ifnet(cfg, resume=ckpt, steps=steps, budget=budget, device=device)
@@ -122,9 +119,6 @@ def train_pipeline(config: str | os.PathLike, overrides: dict | None = None, res
 
 def eval_pipeline(models: list[str], config: str | os.PathLike, limit: int = 0, overrides: dict | None = None) -> dict:
     """PSNR/SSIM of each model (names or paths) and the two baselines on the config's held-out triplets."""
-    from interp.train import InterpTrainConfig, evaluate_interpolators, load_datasets
-    from vidanime.config import load_config
-
     cfg = load_config(config, InterpTrainConfig, overrides or None)
     _, heldout = load_datasets(cfg.data)
     loaded = {Path(m).name if os.sep in m or Path(m).suffix else m: interp.load(m) for m in models}

@@ -14,13 +14,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
 
+from pipelines.base import Pipeline
+from pipelines.parse import ParsePipeline
 from vidanime.data.manga import MangaConfig, manga_to_rgb
 from vidanime.errors import MediaError, VidanimeError
 from vidanime.fileio import atomic_path
 from vidanime.models.styleanime import StyleAnime
+from vidanime.registry import load_model, load_styleanime
 
 from .image_translate import IMAGE_SUFFIXES, _to_tensor, _to_uint8, check_image_paths, read_rgb, write_rgb
 
@@ -31,8 +37,6 @@ log = logging.getLogger(__name__)
 
 def read_any(path: str | os.PathLike) -> np.ndarray:
     """Any image PIL reads (grey, palette, RGB, RGBA…) → (H, W) uint8 grey or (H, W, 3) uint8 RGB."""
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path)
     if not path.is_file():
         raise MediaError(f"image not found: {path}")
@@ -55,7 +59,7 @@ class MangaResult:
 
 
 @dataclass
-class MangaPipeline:
+class MangaPipeline(Pipeline):
     """Manga-to-portrait with style mixing; ``parser`` is an anime face parser (a :mod:`vidanime.models.parser`
     module, its ``config.label_set`` and ``config.image_size`` are used)."""
 
@@ -66,8 +70,6 @@ class MangaPipeline:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        from pipelines.parse import ParsePipeline
-
         self.model = self.model.to(self.device).eval()
         self._parse = ParsePipeline(self.parser, device=self.device, output_labels=self.model.config.label_set)
 
@@ -75,15 +77,11 @@ class MangaPipeline:
     def from_pretrained(cls, checkpoint: str | os.PathLike, parser: str | os.PathLike, device: str = "cpu",
                         **kwargs: Any) -> "MangaPipeline":
         """Load a StyleAnime checkpoint (ours or official) and a ``vidanime.parser`` checkpoint (name or path)."""
-        from vidanime.registry import load_model, load_styleanime
-
         return cls(load_styleanime(checkpoint, device=device),
                    load_model(parser, device=device, format="vidanime.parser"), device=device, **kwargs)
 
     # ---- arrays --------------------------------------------------------------------------------------------------
     def _fit(self, image: np.ndarray, what: str, resize: bool) -> np.ndarray:
-        import cv2
-
         s = self.model.image_size
         h, w = image.shape[:2]
         if (h, w) == (s, s):
@@ -125,9 +123,6 @@ class MangaPipeline:
     def __call__(self, input: str | os.PathLike, output: str | os.PathLike, reference: str | os.PathLike | None = None,
                  resize: bool = False, save_parsing: bool = False) -> list[Path]:
         """Translate every manga crop with the reference's appearance; returns the written image paths."""
-        from PIL import Image
-        from tqdm import tqdm
-
         jobs = self.check_inputs(input, output, reference)
         ref = read_rgb(reference)
         written = []

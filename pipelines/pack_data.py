@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from vidanime.data.pack import DEFAULT_CLIPS, build_pack, default_assets_root
 from vidanime.errors import VidanimeError
 from vidanime.log import setup_logging
 
@@ -33,8 +34,6 @@ REPO = Path(__file__).resolve().parents[1]
 def main(out: Path, assets: Path | None, anime_size: int, anime_quality: int, clips: str | None, max_mib: float,
          force: bool, quiet: bool) -> None:
     """Pack the anime crops, the CelebAMask-HQ faces and masks, and the interpolator's clip frames into OUT."""
-    from vidanime.data.pack import DEFAULT_CLIPS, build_pack, default_assets_root
-
     setup_logging(-1 if quiet else 0)
     if out.is_dir():
         raise click.ClickException(f"{out} is a folder; expected a file name like vidanime-data.pt")

@@ -16,10 +16,17 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
+from tqdm import tqdm
 
+from pipelines.base import Pipeline
 from vidanime import labels as L
 from vidanime.data.parsing import IGNORE_INDEX, IMAGE_EXTS, read_image_rgb, resize_image
+from vidanime.data.pseudo_labels import colour_refine as refine
 from vidanime.errors import ConfigError, MediaError, VidanimeError
+from vidanime.fileio import atomic_path, check_input_file, check_not_same_file, check_output_path
+from vidanime.models.parser import PARSER_FORMAT
+from vidanime.registry import load
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +99,7 @@ class ParseResult:
     probs: list[torch.Tensor] = field(default_factory=list)  # each (C, H, W) float, at the input size
 
 
-class ParsePipeline:
+class ParsePipeline(Pipeline):
     """Face parser on RGB images of any size: ``pipe(images)`` → :class:`ParseResult`; ``pipe.parse_paths(in, out)``."""
 
     def __init__(self, model: torch.nn.Module, device: Any = "cpu", batch_size: int = 8,
@@ -110,9 +117,6 @@ class ParsePipeline:
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, device: Any = "cpu", **kwargs: Any) -> "ParsePipeline":
         """Load a ``vidanime.parser`` checkpoint (registry name or path) through :func:`vidanime.registry.load`."""
-        from vidanime.models.parser import PARSER_FORMAT
-        from vidanime.registry import load
-
         return cls(load(name_or_path, expect="parser", format=PARSER_FORMAT).model, device=device, **kwargs)
 
     @classmethod
@@ -196,8 +200,6 @@ class ParsePipeline:
         """The path checks of :meth:`parse_paths`, which need no model (the CLI runs them before loading one): the
         input exists (a folder, or a regular file), a folder goes to a folder, and the output's place accepts new
         files.  One-line MediaError naming the bad path."""
-        from vidanime.fileio import check_input_file, check_not_same_file, check_output_path
-
         inp, out = Path(inp), Path(out)
         if not inp.exists():
             raise MediaError(f"input not found: {inp}")
@@ -218,10 +220,6 @@ class ParsePipeline:
         files are skipped with a warning and listed in the returned summary ``{"written": [...], "failed": [...]}``;
         if none could be read the call raises :class:`MediaError`.
         """
-        from PIL import Image
-
-        from vidanime.fileio import atomic_path, check_not_same_file
-
         inp, out = Path(inp), Path(out)
         self.check_paths(inp, out)
         if inp.is_dir():
@@ -234,7 +232,6 @@ class ParsePipeline:
             targets = [(inp, target)]
         written: list[str] = []
         failed: list[str] = []
-        from tqdm import tqdm
 
         for src, dst in tqdm(targets, desc="parse", disable=len(targets) < 2 or None):
             try:
@@ -279,10 +276,6 @@ class ParsePipeline:
         are in the parser's order; images are stored resized to the parser's size.  Returns counts, the mean kept
         fraction and the share of kept masks holding each facial feature (``feature_presence``).
         """
-        from PIL import Image
-
-        from vidanime.fileio import atomic_path
-
         src = Path(images_dir)
         if not src.is_dir():
             raise MediaError(f"pseudo-label input folder not found: {src}")
@@ -302,7 +295,6 @@ class ParsePipeline:
             raise MediaError(f"no images in {src}")
         out = Path(out_dir)
         kept, dropped, fractions, present = 0, 0, [], []
-        from tqdm import tqdm
 
         for start in tqdm(range(0, len(files), self.batch_size), desc="pseudo-label", disable=None):
             if budget is not None and budget.expired() and kept + dropped > 0:
@@ -319,8 +311,6 @@ class ParsePipeline:
                 continue
             probs = self.predict_probs([im for _, im in imgs], scales=scales, flip=flip)
             if colour_refine > 0:
-                from vidanime.data.pseudo_labels import colour_refine as refine
-
                 probs = torch.stack([refine(p, im, self.model_labels, weight=colour_refine)
                                      for p, (_, im) in zip(probs, imgs)])
             conf, lab = probs.max(1)

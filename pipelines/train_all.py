@@ -35,12 +35,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from interp.train import export_path
+from pipelines.base import Pipeline
+from pipelines.facebank import build_facebank_from_file
+from pipelines.interp import train_pipeline
+from pipelines.parse import ParsePipeline
+from pipelines.train_gan import TrainGANPipeline
+from vidanime.checkpoint import load_checkpoint
 from vidanime.config import load_config
-from vidanime.data.pack import default_assets_root
+from vidanime.data.pack import default_assets_root, materialize
 from vidanime.errors import ConfigError, VidanimeError
 from vidanime.fileio import atomic_write_text
+from vidanime.train.export import ExportItem, export_models
 from vidanime.train.harness import Budget, device_name, resolve_device
-from vidanime.train.run_dir import checkpoint_step
+from vidanime.train.run_dir import RunDir, checkpoint_step, find_latest_run
 
 logger = logging.getLogger(__name__)
 
@@ -122,13 +130,11 @@ class StageResult:
 
 
 def _last_row(run_path: Path) -> dict[str, Any]:
-    from vidanime.train.run_dir import RunDir
-
     rows = [r for r in RunDir(run_path).read_metrics() if "it_per_s" in r]
     return rows[-1] if rows else {}
 
 
-class TrainAllPipeline:
+class TrainAllPipeline(Pipeline):
     """``TrainAllPipeline.from_config_file(path)(out, budget=Budget(540), device="cuda", data=...)``."""
 
     def __init__(self, config: TrainAllConfig, source: str = "config"):
@@ -219,8 +225,6 @@ class TrainAllPipeline:
             return default_assets_root()
         p = Path(data).expanduser()
         if p.is_file():
-            from vidanime.data.pack import materialize
-
             dest = out / "data"
             materialize(p, dest)
             return dest
@@ -290,8 +294,6 @@ class TrainAllPipeline:
         return {k: sub(v) for k, v in merged.items()}
 
     def _export(self, results: list[StageResult], out: Path) -> list[str]:
-        from vidanime.train.export import ExportItem, export_models
-
         by_name = {r.name: r for r in results if r.status == "ok"}
         outputs = {**self._existing_outputs(out / "runs"), **{k: r.output for k, r in by_name.items()}}
         items = []
@@ -323,8 +325,6 @@ def _record_outputs(root: Path, outputs: Mapping[str, str]) -> None:
 
 
 def _format_of(path: Path) -> str:
-    from vidanime.checkpoint import load_checkpoint
-
     return str(load_checkpoint(path)["format"])
 
 
@@ -336,8 +336,6 @@ def _config_path(stage: StageConfig) -> Path:
 # ------------------------------------------------------------------------------------------------------ stage runners
 # Each runner: (stage, overrides, runs root, budget, device, resume) -> (output path, {"step", "img_per_s"})
 def _run_gan(stage: StageConfig, overrides: dict, root: Path, budget: Budget, dev: Any, resume: bool):
-    from pipelines.train_gan import TrainGANPipeline
-
     overrides = {"train.device": str(dev), "name": stage.name, **overrides}
     pipe = TrainGANPipeline.from_config_file(_config_path(stage), overrides)
     result = pipe(run_dir=root, resume="auto" if resume else None, budget=budget)
@@ -347,7 +345,7 @@ def _run_gan(stage: StageConfig, overrides: dict, root: Path, budget: Budget, de
 
 
 def _run_parser(stage: StageConfig, overrides: dict, root: Path, budget: Budget, dev: Any, resume: bool):
-    from vidanime.train.parser import load_train_config, train_parser
+    from vidanime.train.parser import load_train_config, train_parser  # local: two modules name load_train_config
 
     overrides = {"train.device": str(dev), "runs_root": str(root), "name": stage.name, **overrides}
     cfg = load_train_config(_config_path(stage), overrides)
@@ -359,8 +357,6 @@ def _run_parser(stage: StageConfig, overrides: dict, root: Path, budget: Budget,
 
 
 def _run_pseudo(stage: StageConfig, overrides: dict, root: Path, budget: Budget, dev: Any, resume: bool):
-    from pipelines.parse import ParsePipeline
-
     opts = dict(overrides)
     for key in ("model", "images"):
         if key not in opts:
@@ -379,8 +375,6 @@ def _run_pseudo(stage: StageConfig, overrides: dict, root: Path, budget: Budget,
 
 
 def _run_facebank(stage: StageConfig, overrides: dict, root: Path, budget: Budget, dev: Any, resume: bool):
-    from pipelines.facebank import build_facebank_from_file
-
     opts = dict(overrides)
     if "generator" not in opts:
         raise ConfigError(f"stage {stage.name}: set.generator is required for a facebank stage")
@@ -391,7 +385,7 @@ def _run_facebank(stage: StageConfig, overrides: dict, root: Path, budget: Budge
 
 
 def _run_styleanime(stage: StageConfig, overrides: dict, root: Path, budget: Budget, dev: Any, resume: bool):
-    from pipelines.train_styleanime import load_train_config, train_styleanime
+    from pipelines.train_styleanime import load_train_config, train_styleanime  # local: see _run_parser
 
     overrides = {"train.device": str(dev), "run_dir": str(root), "name": stage.name, **overrides}
     cfg = load_train_config(_config_path(stage), overrides)
@@ -404,9 +398,6 @@ def _run_styleanime(stage: StageConfig, overrides: dict, root: Path, budget: Bud
 
 
 def _run_interp(stage: StageConfig, overrides: dict, root: Path, budget: Budget, dev: Any, resume: bool):
-    from interp.train import export_path
-    from pipelines.interp import train_pipeline
-
     overrides = {"out_dir": str(root), "name": stage.name, **overrides}
     run = train_pipeline(_config_path(stage), overrides,
                          resume="auto" if resume and _has_run(root, stage.name) else None, budget=budget,
@@ -418,8 +409,6 @@ def _run_interp(stage: StageConfig, overrides: dict, root: Path, budget: Budget,
 
 
 def _has_run(root: Path, name: str) -> bool:
-    from vidanime.train.run_dir import find_latest_run
-
     return find_latest_run(root, name=name) is not None
 
 

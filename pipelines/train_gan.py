@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from pipelines.base import Pipeline
+from vidanime.checkpoint import load_checkpoint
 from vidanime.config import apply_overrides, config_from_dict, config_to_dict, load_config
 from vidanime.errors import CheckpointError, ConfigError
 from vidanime.train.gan import TRAIN_FORMAT, GANTrainer, TrainGANConfig, build_dataset
@@ -33,7 +35,7 @@ class TrainGANResult:
     metrics: list[dict[str, Any]] = field(default_factory=list)
 
 
-class TrainGANPipeline:
+class TrainGANPipeline(Pipeline):
     """StyleGAN2 training job: ``TrainGANPipeline.from_config_file(path, overrides)(resume=...)``.
 
     Runs go to ``<run_dir>/<NNNNN>-<config.name>/``.  Resuming continues in the checkpoint's own run folder (its metrics
@@ -53,8 +55,6 @@ class TrainGANPipeline:
     @staticmethod
     def config_from_checkpoint(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None) -> TrainGANConfig:
         """The resolved config stored in a training checkpoint, with overrides applied."""
-        from vidanime.checkpoint import load_checkpoint
-
         data = load_checkpoint(path, format=TRAIN_FORMAT)["config"]
         if overrides:
             data = apply_overrides(data, overrides, str(path))
@@ -83,8 +83,6 @@ class TrainGANPipeline:
         trainer = GANTrainer(cfg, dataset)
 
         if ckpt_path is not None:
-            from vidanime.checkpoint import load_checkpoint
-
             ckpt = load_checkpoint(ckpt_path, format=TRAIN_FORMAT)
             self._check_resume_config(ckpt.get("config") or {}, ckpt_path)
             trainer.load_state_dict(ckpt, source=str(ckpt_path))

@@ -15,6 +15,7 @@ import os
 from typing import Any, Mapping
 
 import torch
+import torch.distributed as dist
 
 from vidanime.checkpoint import load_checkpoint
 from vidanime.config import apply_overrides, config_from_dict, load_config
@@ -48,8 +49,6 @@ def train_styleanime(config: TrainStyleAnimeConfig | None, resume: str | os.Path
     ``budget`` stops the run when the wall clock runs out (saved and exported first; resumable).
     ``config`` may be None when ``resume`` names a checkpoint or run folder (its stored config is used).
     """
-    import torch.distributed as dist
-
     started_pg = not dist.is_available() or not dist.is_initialized()
     ckpt = ckpt_path = None
     if resume:

@@ -14,6 +14,7 @@ from typing import Callable
 
 import numpy as np
 
+from pipelines.base import Pipeline
 from vidanime.errors import MediaError
 from vidanime.fileio import check_not_same_file
 from vidanime.video.io import Frame, VideoReader, VideoWriter
@@ -29,7 +30,7 @@ def _identity(frame: Frame) -> np.ndarray:
 
 
 @dataclass
-class TranscodePipeline:
+class TranscodePipeline(Pipeline):
     """Re-encode ``input`` to ``output`` (H.264 CRF ``crf``), optionally trimmed to ``[start, end)`` and passed through
     ``process_fn(frame) -> (H, W, 3) uint8``; audio is kept (``audio=False`` drops it)."""
 

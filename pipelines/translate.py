@@ -7,22 +7,49 @@ preview).  Frames without faces pass through unchanged; faces entering or leavin
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
+from numbers import Integral
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+import cv2
 import numpy as np
 
-from vidanime.errors import ConfigError, MediaError
-from vidanime.models.face_translator import FaceTranslator, IdentityFaceTranslator, TranslatedFaces
+from pipelines.base import Pipeline
+from vidanime.errors import CheckpointError, ConfigError, MediaError
+from vidanime.fileio import check_input_file, check_not_same_file, remove_stale_partials
+from vidanime.labels import colorize
+from vidanime.metrics.temporal import (
+    FramePair,
+    flicker_terms,
+    latent_roughness,
+    prepare_frame,
+    reduce_flicker,
+    reduce_warp_error,
+    warp_error_terms,
+)
+from vidanime.models.face_translator import (
+    FaceTranslator,
+    IdentityFaceTranslator,
+    StyleAnimeFaceTranslator,
+    TranslatedFaces,
+)
+from vidanime.registry import load_model, load_styleanime, resolve_path
+from vidanime.train.refine import LatentRefiner, RefineConfig
+from vidanime.train.styleanime import model_discriminators
+from vidanime.video.deflicker import CropFlowBlend
+from vidanime.video.detect import MIN_FRAME_SIDE
 from vidanime.video.faces import FaceConfig, FaceProcessor, FrameFaces
-from vidanime.video.io import Frame, VideoReader, VideoWriter
+from vidanime.video.io import X264_PRESETS, Frame, VideoReader, VideoWriter, check_video_output
 from vidanime.video.paste import PasteItem, paste_faces
 from vidanime.video.smooth import LatentFilter
+from vidanime.video.stages import run_stages
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +72,6 @@ def build_refiner(model: Any, direction: str = "p2a", parser: str | os.PathLike 
     default :data:`OUTPUT_PARSERS` of ``direction``) and the discriminators saved with the model (its anime terms;
     a model without them is refined without those terms, said once); ``config``:
     :class:`~vidanime.train.refine.RefineConfig` fields."""
-    from vidanime.registry import load_model
-    from vidanime.train.refine import LatentRefiner, RefineConfig
-    from vidanime.train.styleanime import model_discriminators
-
     out_parser = load_model(parser or OUTPUT_PARSERS[direction], device=device, format="vidanime.parser")
     return LatentRefiner(model, out_parser, RefineConfig(**config), model_discriminators(model))
 
@@ -105,10 +128,6 @@ class _Item:
 def _preview_frame(frame: np.ndarray, out: np.ndarray, faces: FrameFaces, result: TranslatedFaces | None,
                    index_in_result: list[int]) -> np.ndarray:
     """Side by side at the frame's height: input | aligned crop over its parsing (or paste mask) | output."""
-    import cv2
-
-    from vidanime.labels import colorize
-
     h = frame.shape[0]
     col_w = h // 2
     col = np.zeros((h, col_w, 3), np.uint8)
@@ -125,7 +144,7 @@ def _preview_frame(frame: np.ndarray, out: np.ndarray, faces: FrameFaces, result
     return np.concatenate([frame, col, out], axis=1)
 
 
-class TranslatePipeline:
+class TranslatePipeline(Pipeline):
     """Translate the faces of a video: ``pipe(input, output, options)`` → :class:`TranslateResult`.
 
     ``translator`` maps aligned crops to translated crops (:class:`StyleAnimeFaceTranslator`, or the identity when no
@@ -162,10 +181,6 @@ class TranslatePipeline:
         each track's codes over time (:class:`~vidanime.video.smooth.LatentFilter`), ``flow`` also blends each track's
         crops along the input's motion (:class:`~vidanime.video.deflicker.CropFlowBlend`), ``off`` translates frames
         alone."""
-        from vidanime.errors import CheckpointError
-        from vidanime.models.face_translator import StyleAnimeFaceTranslator
-        from vidanime.registry import load_model, load_styleanime, resolve_path
-
         if direction not in DEFAULT_MODELS:
             raise ConfigError(f"direction='{direction}' is not one of: {', '.join(DEFAULT_MODELS)}")
         if temporal not in TEMPORAL_MODES:
@@ -190,8 +205,6 @@ class TranslatePipeline:
         latent_filter = LatentFilter(model.n_structure_codes) if temporal in ("filter", "flow") else None
         crop_blend = None
         if temporal == "flow":
-            from vidanime.video.deflicker import CropFlowBlend
-
             crop_blend = CropFlowBlend()
         translator = StyleAnimeFaceTranslator(model, parser_model, alpha=alpha, device=device, fp16=fp16,
                                               refiner=refiner, refine=refine, refine_every=refine_every,
@@ -202,10 +215,6 @@ class TranslatePipeline:
     @staticmethod
     def check_options(options: TranslateOptions) -> None:
         """Validate the per-run options alone (no paths); raises a one-line error naming the bad value."""
-        from numbers import Integral
-
-        from vidanime.video.io import X264_PRESETS
-
         if options.faces not in ("all", "largest"):
             raise ConfigError(f"faces='{options.faces}' is not one of: all, largest")
         if options.batch < 1 or options.queue < 1:
@@ -222,10 +231,6 @@ class TranslatePipeline:
         the input is a readable video of at least 8x8 px with a non-empty ``start``/``end`` range, the output and
         preview are writable video paths other than the input, the options are sane.  Raises a one-line error naming
         the bad value."""
-        from vidanime.fileio import check_input_file, check_not_same_file
-        from vidanime.video.detect import MIN_FRAME_SIDE
-        from vidanime.video.io import check_video_output
-
         src, dst = Path(input), Path(output)
         check_input_file(src, "input video")
         check_not_same_file(src, dst)
@@ -258,12 +263,6 @@ class TranslatePipeline:
     def __call__(self, input: str | os.PathLike, output: str | os.PathLike,
                  options: TranslateOptions | None = None) -> TranslateResult:
         """Translate ``input`` into ``output`` (written atomically; the input is never touched)."""
-        import contextlib
-        import time
-
-        from vidanime.fileio import remove_stale_partials
-        from vidanime.video.stages import run_stages
-
         options = options or TranslateOptions()
         self.check_inputs(input, output, options)
         for target in (output, options.preview):  # temporaries a killed earlier run of this output left behind
@@ -348,8 +347,6 @@ class TranslatePipeline:
 def _roughness(latents: dict[int, list[np.ndarray]]) -> float | None:
     """Latent roughness (see :func:`vidanime.metrics.temporal.latent_roughness`) averaged over tracks, weighted by
     their number of inner frames; None when no track has 3 codes."""
-    from vidanime.metrics.temporal import latent_roughness
-
     vals = [(latent_roughness(np.stack(seq)), len(seq) - 2) for seq in latents.values() if len(seq) >= 3]
     return float(sum(v * n for v, n in vals) / sum(n for _, n in vals)) if vals else None
 
@@ -364,8 +361,6 @@ class _TemporalReport:
         self.flicker: list[dict[str, float]] = []
 
     def add(self, frame: np.ndarray, out: np.ndarray) -> None:
-        from vidanime.metrics.temporal import FramePair, flicker_terms, prepare_frame, warp_error_terms
-
         i = prepare_frame(frame, self.max_side)
         o = prepare_frame(out, size=i.shape[:2])
         if self.prev is not None:
@@ -375,8 +370,6 @@ class _TemporalReport:
         self.prev = (i, o)
 
     def result(self) -> dict[str, dict[str, float]] | None:
-        from vidanime.metrics.temporal import reduce_flicker, reduce_warp_error
-
         if not self.warp:
             return None
         return {"warp_error": reduce_warp_error(self.warp), "flicker_index": reduce_flicker(self.flicker)}

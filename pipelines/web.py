@@ -24,7 +24,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vidanime.errors import ConfigError, MediaError, VidanimeError
+from pipelines.finetune import finetune_for_translate
+from pipelines.image_translate import ImageTranslatePipeline
+from pipelines.translate import DEFAULT_MODELS, TranslateOptions, TranslatePipeline, build_refiner
+from vidanime.checkpoint import read_torch_file
+from vidanime.errors import CheckpointError, ConfigError, MediaError, VidanimeError
+from vidanime.fileio import atomic_write_text
+from vidanime.models.parser import config_of
+from vidanime.registry import load_model, resolve_path
+from vidanime.video.detect import check_detector, default_detector
+from vidanime.video.faces import FaceConfig
+from vidanime.video.probe import probe
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +75,6 @@ class WebConfig:
                 raise ConfigError(f"{name}={value!r}: expected a number > 0")
         if self.max_finetune < 0:
             raise ConfigError(f"max_finetune={self.max_finetune}: expected >= 0")
-        from vidanime.video.detect import check_detector
 
         check_detector(self.detector, self.detector_weights)  # at start-up, not at the first job
         return self
@@ -166,8 +175,6 @@ def check_upload(path: str | os.PathLike | None, config: WebConfig, kind: str = 
     if mb > config.max_upload_mb:
         raise MediaError(f"{src.name} is {mb:.1f} MB: uploads are limited to {config.max_upload_mb:g} MB")
     if kind == "video":
-        from vidanime.video.probe import probe
-
         info = probe(src)  # a non-video file raises a one-line MediaError
         if info.duration > config.max_seconds:
             raise MediaError(f"{src.name} lasts {info.duration:.1f} s: videos are limited to {config.max_seconds:g} s "
@@ -187,17 +194,12 @@ _PIPELINES_LOCK = threading.Lock()
 
 
 def _face_config(config: WebConfig, direction: str):
-    from vidanime.video.detect import default_detector
-    from vidanime.video.faces import FaceConfig
-
     detector = config.detector or default_detector(direction)
     return FaceConfig(device=config.device, detector=detector, detector_weights=config.detector_weights)
 
 
 def _video_pipeline(config: WebConfig, direction: str, alpha: float | None, checkpoint: str | None = None):
     """TranslatePipeline for these settings, kept between jobs (the models load once)."""
-    from pipelines.translate import TranslatePipeline
-
     ckpt = checkpoint or config.checkpoint
     key = (ckpt, config.parser, direction, alpha, config.device, config.detector, config.detector_weights)
     with _PIPELINES_LOCK:
@@ -224,9 +226,6 @@ def translate_video(video: str | os.PathLike | None, config: WebConfig, *, direc
     """Translate an uploaded video like ``vidanime translate IN OUT --preview --report [--finetune N]`` into a new
     job folder (deleted again if the job fails); → :class:`VideoOutcome`.  Raises a one-line VidanimeError for bad
     input (the page shows it)."""
-    from pipelines.translate import DEFAULT_MODELS, TranslateOptions, TranslatePipeline
-    from vidanime.fileio import atomic_write_text
-
     config.check()
     src = check_upload(video, config, "video")
     if direction not in DEFAULT_MODELS:
@@ -243,8 +242,6 @@ def translate_video(video: str | os.PathLike | None, config: WebConfig, *, direc
         notes: list[str] = []
         pipe = _video_pipeline(config, direction, alpha)
         if finetune > 0:
-            from pipelines.finetune import finetune_for_translate
-
             if pipe.model_name.startswith("identity"):
                 raise ConfigError(f"fine-tuning ({finetune} iterations) needs a StyleAnime checkpoint, and none is "
                                   "installed: start the server with --checkpoint and --parser")
@@ -277,11 +274,6 @@ def translate_image(image: str | os.PathLike | None, config: WebConfig, *, parsi
     (``faces``, see :mod:`pipelines.image_translate`), an aligned crop is resized to the model's size, with an
     optional edited parsing map (label PNG, BiSeNet order) and a style reference; ``refine``: test-time refinement
     steps (None = the checkpoint's default; off with a reference); → :class:`ImageOutcome`."""
-    from pipelines.image_translate import ImageTranslatePipeline
-    from pipelines.translate import DEFAULT_MODELS
-    from vidanime.errors import CheckpointError
-    from vidanime.registry import resolve_path
-
     config.check()
     src = check_upload(image, config, "image")
     if parsing is not None:
@@ -299,9 +291,6 @@ def translate_image(image: str | os.PathLike | None, config: WebConfig, *, parsi
     key = ("image", str(ckpt), config.parser, direction, config.device)
     with _PIPELINES_LOCK:
         if key not in _PIPELINES:
-            from vidanime.models.parser import config_of
-            from vidanime.registry import load_model
-
             kwargs: dict[str, Any] = {}
             try:
                 net = load_model(resolve_path(config.parser or default_parser), device=config.device,
@@ -317,8 +306,6 @@ def translate_image(image: str | os.PathLike | None, config: WebConfig, *, parsi
             refine = 0 if reference is not None else int(pipe.model.inference.get("refine", 0))
         refine = int(refine)
         if refine > 0 and pipe.refiner is None:
-            from pipelines.translate import build_refiner
-
             pipe.refiner = build_refiner(pipe.model, direction, device=config.device)
     with _job_folder(config) as job:
         out = job / f"{src.stem}_{direction}.png"
@@ -335,10 +322,6 @@ def translate_image(image: str | os.PathLike | None, config: WebConfig, *, parsi
 def _inference_defaults(config: WebConfig) -> dict[str, Any]:
     """The p2a checkpoint's saved test-time defaults (``inference``: alpha, k, refine; {} when it records none or
     cannot be read), so the page starts from the values measured for the model, as the CLI does."""
-    from pipelines.translate import DEFAULT_MODELS
-    from vidanime.checkpoint import read_torch_file
-    from vidanime.registry import resolve_path
-
     try:
         data = read_torch_file(resolve_path(config.checkpoint or DEFAULT_MODELS["p2a"][0]))
     except VidanimeError:
@@ -366,7 +349,7 @@ def _error_message(exc: VidanimeError, config: WebConfig, uploads: tuple[Any, ..
 def build_app(config: WebConfig):
     """The Gradio page: a Video tab and an Image tab, each calling the function above through the queue."""
     try:
-        import gradio as gr
+        import gradio as gr  # here, not at the top: optional extra [web]
     except ImportError as exc:
         raise ConfigError(INSTALL_HINT) from exc
 

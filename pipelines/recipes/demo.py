@@ -7,6 +7,9 @@ The clip is translated exactly as ``vidanime translate in.mp4 out.mp4`` does by 
 L_lcsc + L_fic through the classical DIS-flow interpolator); it was the demo's default (200) until the steady-video
 defaults made it buy little on this clip while it washed out the drawn eyes (README, "make demo").  Without bundled
 weights the face pipeline runs with the identity model and says so.
+
+Imports of numpy, torch and the pipelines stay inside the functions: ``python -m pipelines.recipes.demo`` applies the
+thread policy under ``__main__`` before torch loads OpenMP, which top-level imports would precede.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ DEFAULT_FINETUNE = 0
 
 def save_still(input_path: Path, output_path: Path, still_path: Path, at: float = 0.5) -> Path:
     """Write a PNG with the input and output frames side by side, taken at fraction ``at`` of the clip."""
-    import numpy as np
+    import numpy as np  # not at the top: the thread policy comes first (see the module docstring)
     from PIL import Image
 
     from vidanime.fileio import atomic_path
@@ -49,7 +52,7 @@ def save_still(input_path: Path, output_path: Path, still_path: Path, at: float 
 
 def bundled_model_installed() -> bool:
     """Whether the bundled portrait-to-anime model is in the registry (the identity model runs otherwise)."""
-    from pipelines.translate import DEFAULT_MODELS
+    from pipelines.translate import DEFAULT_MODELS  # not at the top: see the module docstring
     from vidanime.registry import available_models
 
     return DEFAULT_MODELS["p2a"][0] in {m.name for m in available_models()}
@@ -70,7 +73,7 @@ BASE_LIMIT = 128
 @click.option("-v", "--verbose", count=True)
 def main(video: str | None, out_dir: str, end: str | None, finetune: int, device: str, verbose: int) -> None:
     """Run the main job (video translation) on the bundled default model."""
-    from pipelines.translate import TranslateOptions, TranslatePipeline
+    from pipelines.translate import TranslateOptions, TranslatePipeline  # not at the top: see the docstring
     from vidanime.data.demo_clip import make_demo_clip
     from vidanime.errors import VidanimeError
 

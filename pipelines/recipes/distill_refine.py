@@ -26,18 +26,30 @@ from typing import Any
 
 import click
 import numpy as np
+import torch
 import yaml
+from tqdm import tqdm
 
+from pipelines.recipes.report_demo import ANIME_HELDOUT_START, ASSETS, anime_images, portrait_translator
+from pipelines.translate import DEFAULT_MODELS, build_refiner
+from vidanime.checkpoint import sha256_file
+from vidanime.data.image_io import read_image_rgb
+from vidanime.data.parsing import list_pairs, resize_image, split_ids
+from vidanime.errors import ConfigError, VidanimeError
+from vidanime.fileio import atomic_write_text
 from vidanime.log import setup_logging
+from vidanime.models.face_translator import StyleAnimeFaceTranslator
+from vidanime.models.styleanime import save_styleanime
+from vidanime.registry import load, load_model, resolve_path
+from vidanime.train.distill import DistillConfig, blend_encoders, distill_encoders, refined_targets
+from vidanime.train.invert import InvertConfig, inverted_targets
+from vidanime.train.styleanime import model_discriminators
 
 logger = logging.getLogger("vidanime.distill_refine")
 
 
 def training_portraits(root: Path, val_fraction: float = 0.1, seed: int = 0) -> tuple[list[str], np.ndarray]:
     """Ids and images (N, 256, 256, 3) uint8 of the shipped portraits the demo parsers and encoders train on."""
-    from vidanime.data.image_io import read_image_rgb
-    from vidanime.data.parsing import list_pairs, resize_image, split_ids
-
     pairs = {sid: ip for sid, ip, _ in list_pairs(root)}
     train, _ = split_ids(list(pairs), val_fraction, seed)
     return train, np.stack([resize_image(read_image_rgb(pairs[sid]), 256) for sid in train])
@@ -46,8 +58,6 @@ def training_portraits(root: Path, val_fraction: float = 0.1, seed: int = 0) -> 
 def _from_parts(parts: list[Path], key: dict) -> tuple[Any, Any] | None:
     """Codes from other runs' ``targets.pt`` that tile portraits [offset, offset + portraits) of this run in order
     (same model and refinement steps), else None."""
-    import torch
-
     loaded = [torch.load(Path(p) / "targets.pt", weights_only=True) for p in parts]
     loaded.sort(key=lambda c: c["key"].get("offset", 0))
     at = key["offset"]
@@ -63,23 +73,17 @@ def _from_parts(parts: list[Path], key: dict) -> tuple[Any, Any] | None:
 
 def _read_codes(cache: Path, key: dict) -> tuple[Any, Any] | None:
     """(w0, targets) from a codes cache (``targets.pt`` / ``anime_targets.pt``) written for ``key``, else None."""
-    import torch
-
     cached = torch.load(cache, weights_only=True) if cache.is_file() else None
     return (cached["w0"], cached["targets"]) if cached is not None and cached.get("key") == key else None
 
 
 def _write_codes(cache: Path, key: dict, w0: Any, targets: Any) -> None:
-    import torch
-
     torch.save({"key": key, "w0": w0, "targets": targets}, cache)
 
 
 def _model_inputs(translator: Any, images: np.ndarray) -> tuple[Any, Any]:
     """Model-size images (N, 3, M, M) and labels (N, M, M) of (N, H, W, 3) uint8 ``images`` as ``translator`` feeds
     its model (32 at a time)."""
-    import torch
-
     xs, labs = [], []
     for i in range(0, len(images), 32):
         x, lab, _ = translator.model_inputs(images[i : i + 32], list(range(i, min(i + 32, len(images)))))
@@ -93,15 +97,6 @@ def _anime_targets(out: Path, model: Any, train_config: dict | None, model_sha25
     """The first ``count`` training anime crops at the model size, their labels (the parser that labelled them in
     training) and their encoder / inverted codes (:mod:`vidanime.train.invert`), cached in ``out/anime_targets.pt``;
     → (x, labels, w0, w*, cache key)."""
-    from tqdm import tqdm
-
-    from pipelines.recipes.report_demo import ANIME_HELDOUT_START, ASSETS, anime_images
-    from pipelines.translate import DEFAULT_MODELS
-    from vidanime.errors import ConfigError
-    from vidanime.models.face_translator import StyleAnimeFaceTranslator
-    from vidanime.registry import load_model
-    from vidanime.train.invert import InvertConfig, inverted_targets
-
     if count > ANIME_HELDOUT_START:
         raise ConfigError(f"--anime {count}: at most {ANIME_HELDOUT_START} (the crops from {ANIME_HELDOUT_START} on "
                           "are the report's held-out anime faces)")
@@ -127,18 +122,6 @@ def _anime_targets(out: Path, model: Any, train_config: dict | None, model_sha25
 def run(out: Path, model_name: str, refine: int, steps: int, lr: float, lambda_image: float, limit: int,
         offset: int = 0, parts: list[Path] | None = None, anime: int = 0, invert_steps: int = 100,
         lambda_adv: float = 0.0, blend: float = 1.0) -> Path:
-    import torch
-    from tqdm import tqdm
-
-    from pipelines.recipes.report_demo import ASSETS, portrait_translator
-    from pipelines.translate import DEFAULT_MODELS, build_refiner
-    from vidanime.checkpoint import sha256_file
-    from vidanime.fileio import atomic_write_text
-    from vidanime.models.styleanime import save_styleanime
-    from vidanime.registry import load, load_model, resolve_path
-    from vidanime.train.distill import DistillConfig, blend_encoders, distill_encoders, refined_targets
-    from vidanime.train.styleanime import model_discriminators
-
     out.mkdir(parents=True, exist_ok=True)
     path = resolve_path(model_name)
     loaded = load(path, expect="styleanime")  # one read: the model and the provenance it keeps
@@ -223,8 +206,6 @@ def run(out: Path, model_name: str, refine: int, steps: int, lr: float, lambda_i
 def main(out: str, model_name: str, refine: int, steps: int, lr: float, lambda_image: float, lambda_adv: float,
          limit: int, offset: int, anime: int, invert_steps: int, blend: float, parts: tuple[str, ...]) -> None:
     """Distil test-time refinement into the encoders of a StyleAnime checkpoint."""
-    from vidanime.errors import VidanimeError
-
     setup_logging(0)
     try:
         run(Path(out), model_name, refine, steps, lr, lambda_image, limit, offset, [Path(p) for p in parts], anime,

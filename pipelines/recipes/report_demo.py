@@ -31,10 +31,29 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import click
+import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
 
+from pipelines.parse import ParsePipeline
+from pipelines.translate import DEFAULT_MODELS
+from vidanime import labels as L
+from vidanime.data.image_io import read_image_rgb
+from vidanime.data.images import list_images
 from vidanime.data.pack import default_assets_root
+from vidanime.data.parsing import list_pairs, read_mask, remap_mask, resize_image, split_ids
+from vidanime.errors import VidanimeError
+from vidanime.fileio import atomic_write_text
 from vidanime.log import setup_logging
+from vidanime.metrics.color import color_distance, colour_specificity
+from vidanime.metrics.domain import DomainClassifier, anime_look_kids
+from vidanime.metrics.lpips_metrics import load_lpips, lpips_pairs
+from vidanime.metrics.structure import layout_kept, structure_kept
+from vidanime.models.face_translator import StyleAnimeFaceTranslator
+from vidanime.registry import load, load_model
+from vidanime.train.refine import LatentRefiner, RefineConfig
+from vidanime.train.styleanime import model_discriminators
 
 logger = logging.getLogger("vidanime.report_demo")
 
@@ -47,10 +66,6 @@ ANIME_HELDOUT_START = 9000
 def heldout_portraits(root: Path, val_fraction: float = 0.1, seed: int = 0,
                       limit: int = 0) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Ids, images (N, 256, 256, 3) uint8 and BiSeNet-order masks (N, 256, 256) of the held-out shipped portraits."""
-    from vidanime import labels as L
-    from vidanime.data.image_io import read_image_rgb
-    from vidanime.data.parsing import list_pairs, read_mask, remap_mask, resize_image, split_ids
-
     pairs = {sid: (ip, mp) for sid, ip, mp in list_pairs(root)}
     _, held = split_ids(list(pairs), val_fraction, seed)
     held = held[:limit] if limit else held
@@ -66,26 +81,17 @@ def heldout_portraits(root: Path, val_fraction: float = 0.1, seed: int = 0,
 
 def anime_images(root: Path, start: int, count: int, size: int = 256) -> list[np.ndarray]:
     """``count`` anime face crops from sorted index ``start`` on, resized to ``size``."""
-    from vidanime.data.image_io import read_image_rgb
-    from vidanime.data.images import list_images
-    from vidanime.data.parsing import resize_image
-
     files = list_images(root)[start : start + count]
     return [resize_image(read_image_rgb(f), size) for f in files]
 
 
 def parse(parser: Any, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
     """(N, S, S) labels of uint8 images with a vidanime parser (its own label order), at the images' size."""
-    from pipelines.parse import ParsePipeline
-
     return np.stack(ParsePipeline(parser, batch_size=16)(list(images)).labels)
 
 
 def average_face(model: Any, size: int = 256) -> np.ndarray:
     """G(w_avg) as a (size, size, 3) uint8 image: the naive baseline."""
-    import torch
-    import torch.nn.functional as F
-
     with torch.no_grad():
         img = model.decode(model.latent_avg[None])
         img = F.interpolate(img.float(), size=(size, size), mode="bilinear", align_corners=False)
@@ -94,8 +100,6 @@ def average_face(model: Any, size: int = 256) -> np.ndarray:
 
 def _mean_colour(src: Sequence[np.ndarray], src_lab: Sequence[np.ndarray], out: Sequence[np.ndarray],
                  out_lab: Sequence[np.ndarray]) -> dict[str, float]:
-    from vidanime.metrics.color import color_distance
-
     rows = [color_distance(a, la, b, lb) for a, la, b, lb in zip(src, src_lab, out, out_lab)]
     res = {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
     res["mean"] = float(np.nanmean(list(res.values())))
@@ -106,8 +110,6 @@ def portrait_translator(model: Any, portrait_parser: Any, alpha: float | None = 
                         device: str = "cpu") -> Any:
     """The video path's face translator for independent still portraits: no parsing smoothing, and with ``refiner``
     every crop refined (each is its own track's keyframe, its correction applied in full)."""
-    from vidanime.models.face_translator import StyleAnimeFaceTranslator
-
     steps = refiner.config.steps if refiner is not None else 0
     return StyleAnimeFaceTranslator(model, portrait_parser, alpha=alpha, device=device, parsing_smooth=0,
                                     refiner=refiner, refine=steps, refine_every=1, refine_ease=1.0)
@@ -127,9 +129,6 @@ def portrait_scores(images: np.ndarray, labels: np.ndarray, outputs: np.ndarray,
     """What a translation keeps of each portrait: structure (mIoU of the input's labels vs the anime parsing of the
     output), parser-free layout (grey-thumbnail correlation, own output minus the others), hair colour specificity
     (Lab distance to own input / to the other inputs; 1 = the input is ignored) and per-region colour EMD."""
-    from vidanime.metrics.color import colour_specificity
-    from vidanime.metrics.structure import layout_kept, structure_kept
-
     out_lab = parse(anime_parser, outputs)
     return {"structure_miou": structure_kept(zip(labels, out_lab)).miou,
             "layout_kept": layout_kept(list(images), list(outputs)),
@@ -140,10 +139,6 @@ def portrait_scores(images: np.ndarray, labels: np.ndarray, outputs: np.ndarray,
 def domain_classifier(held_out_ids: Sequence[str]) -> Any:
     """Anime-vs-portrait classifier fitted on training-side data only: anime files 0..999 and 600 portraits that are
     not held out."""
-    from vidanime.data.image_io import read_image_rgb
-    from vidanime.data.parsing import list_pairs
-    from vidanime.metrics.domain import DomainClassifier
-
     held = set(held_out_ids)
     train_portraits = [read_image_rgb(ip) for sid, ip, _ in list_pairs(ASSETS / "faces") if sid not in held][:600]
     return DomainClassifier.fit(anime_images(ASSETS / "anime", 0, 1000, size=128), train_portraits)
@@ -151,8 +146,6 @@ def domain_classifier(held_out_ids: Sequence[str]) -> Any:
 
 def at_size(images: np.ndarray | Sequence[np.ndarray], size: int) -> np.ndarray:
     """(N, size, size, 3) uint8: square uint8 images resized (area) to ``size``, those already at it untouched."""
-    import cv2
-
     return np.stack([im if im.shape[0] == size else cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA)
                      for im in images])
 
@@ -163,10 +156,6 @@ def anime_look(model: Any, anime_parser: Any, images: np.ndarray, outputs: np.nd
     average face, ``n_generated`` seeded samples of the model's generator and 90 other held-out anime faces, each
     against the held-out anime faces 9200-9699 (see :func:`vidanime.metrics.domain.anime_look_kid`); every set is
     first brought to the model's size, so that sharpness does not count, only what is drawn."""
-    import torch
-
-    from vidanime.metrics.domain import anime_look_kids
-
     s = int(model.image_size)
     reference = np.stack(anime_images(ASSETS / "anime", ANIME_HELDOUT_START + 200, 500, size=s))
     g = torch.Generator().manual_seed(0)
@@ -185,15 +174,6 @@ def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, 
     """All numbers of the report (see the module doc) as a JSON-able dict; ``model_path``: a StyleAnime checkpoint
     (name or path) to measure instead of the bundled ``styleanime-p2a``; ``refine``: test-time refinement steps
     (:mod:`vidanime.train.refine`) on each portrait's code, timed (``seconds_per_face``)."""
-    import torch
-
-    from pipelines.translate import DEFAULT_MODELS
-    from vidanime.metrics.structure import structure_kept
-    from vidanime.models.face_translator import StyleAnimeFaceTranslator
-    from vidanime.registry import load, load_model
-    from vidanime.train.refine import LatentRefiner, RefineConfig
-    from vidanime.train.styleanime import model_discriminators
-
     ckpt_name, parser_name = DEFAULT_MODELS["p2a"]
     loaded = load(model_path or ckpt_name, expect="styleanime", device=device)
     model = loaded.model
@@ -240,7 +220,6 @@ def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, 
         recon.append(((y.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy())
     recon_u8 = np.concatenate(recon)
     teacher = parse(teacher_parser, anime)
-    import cv2
 
     recon_256 = np.stack([cv2.resize(r, (256, 256), interpolation=cv2.INTER_LINEAR) for r in recon_u8])
     res["recon_anime"] = {"images": len(anime), "size": int(model.image_size), "mse": float(np.mean(mse)),
@@ -248,7 +227,6 @@ def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, 
                           "structure_miou": structure_kept(zip(teacher, parse(anime_parser, recon_256))).miou,
                           "lpips": None}
     if lpips_backbone:  # needs torchvision's ImageNet AlexNet file, which cannot be downloaded here
-        from vidanime.metrics.lpips_metrics import load_lpips, lpips_pairs
 
         res["recon_anime"]["lpips"] = float(lpips_pairs(load_lpips("alex", lpips_backbone), list(anime),
                                                         list(recon_256)).mean())
@@ -314,9 +292,6 @@ def to_markdown(r: dict[str, Any]) -> str:
 def main(limit: int, anime_count: int, alpha: float | None, lpips_backbone: str | None, json_out: str | None,
          model_path: str | None, refine: int) -> None:
     """Measure the bundled models on held-out shipped data and print the README table."""
-    from vidanime.errors import VidanimeError
-    from vidanime.fileio import atomic_write_text
-
     setup_logging(0)
     try:
         r = measure(limit=limit, anime_count=anime_count, alpha=alpha, lpips_backbone=lpips_backbone,

@@ -45,6 +45,9 @@ from pathlib import Path
 import click
 
 from vidanime.log import setup_logging
+from vidanime.registry import WEIGHTS_DIR
+from vidanime.train.export import ExportItem, export_models
+from vidanime.train.run_dir import RunDir, checkpoint_step, default_runs_root
 
 logger = logging.getLogger("vidanime.train_demo")
 
@@ -107,10 +110,6 @@ PARSER_NAMES = {"*" + EXPORTS[p][0]: p for p in ("parser-anime", "parser-portrai
 
 def export(root: Path) -> list[str]:
     """Copy the newest exported checkpoint of each model into vidanime/weights and update registry.json."""
-    from vidanime.registry import WEIGHTS_DIR
-    from vidanime.train.export import ExportItem, export_models
-    from vidanime.train.run_dir import checkpoint_step
-
     items = []
     for name, (pattern, fmt, description) in EXPORTS.items():
         src = _latest(root, pattern)
@@ -163,7 +162,6 @@ def main(stages: str, root: str | None, lpips_backbone: str) -> None:
     unknown = sorted(set(wanted) - set(STAGES))
     if unknown:
         raise click.BadParameter(f"unknown stage(s) {', '.join(unknown)}; expected {', '.join(STAGES)}")
-    from vidanime.train.run_dir import default_runs_root
 
     rootp = Path(root).expanduser().resolve() if root else default_runs_root() / "train-demo"
     rootp.mkdir(parents=True, exist_ok=True)
@@ -223,7 +221,6 @@ def main(stages: str, root: str | None, lpips_backbone: str) -> None:
         cont = _latest(rootp, f"*-{CONTINUATION}/checkpoints/styleanime-*.pt")
         if cont is None:
             raise click.ClickException("distill: needs the encoders' continuation run first (stage encoders)")
-        from vidanime.train.run_dir import RunDir
 
         run = _latest(rootp, "*-distill_refine") or RunDir.create(rootp, "distill_refine").path
         subprocess.run([sys.executable, "-m", "pipelines.recipes.distill_refine", "--out", str(run), "--model",

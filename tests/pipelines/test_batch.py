@@ -301,7 +301,7 @@ def test_worker_reports_a_model_that_cannot_load(tmp_path):
 
 
 def test_finetune_is_passed_per_clip(tmp_path, media, monkeypatch):
-    import pipelines.finetune
+    import pipelines.batch
 
     calls = []
 
@@ -312,7 +312,7 @@ def test_finetune_is_passed_per_clip(tmp_path, media, monkeypatch):
         return run / "styleanime.pt"
 
     built = []
-    monkeypatch.setattr(pipelines.finetune, "finetune_for_translate", fake_finetune)
+    monkeypatch.setattr(pipelines.batch, "finetune_for_translate", fake_finetune)
     monkeypatch.setattr(PipelineSpec, "__call__", lambda self: built.append(self.checkpoint) or TranslatePipeline())
     src = _folder(tmp_path / "in", media, {"a.mp4": "noface", "s/b.mp4": "noface"})
     spec = PipelineSpec(checkpoint="base.pt", parser="p.pt")
