@@ -28,7 +28,7 @@ import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import click
 import cv2
@@ -227,7 +227,6 @@ def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, 
                           "structure_miou": structure_kept(zip(teacher, parse(anime_parser, recon_256))).miou,
                           "lpips": None}
     if lpips_backbone:  # needs torchvision's ImageNet AlexNet file, which cannot be downloaded here
-
         res["recon_anime"]["lpips"] = float(lpips_pairs(load_lpips("alex", lpips_backbone), list(anime),
                                                         list(recon_256)).mean())
     # Anime parser vs the portrait parser (where its pseudo-labels started) on held-out anime faces.
@@ -277,6 +276,23 @@ def to_markdown(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def print_report(measure_fn: Callable[[], Any], markdown: Callable[[dict[str, Any]], str],
+                 json_out: str | None) -> Any:
+    """Run ``measure_fn`` (→ the numbers, or a tuple that starts with them), print their Markdown table and write
+    them as JSON to ``json_out``; → what ``measure_fn`` returned.  A user error exits 2 with one line."""
+    setup_logging(0)
+    try:
+        out = measure_fn()
+    except VidanimeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    numbers = out[0] if isinstance(out, tuple) else out
+    click.echo(markdown(numbers))
+    if json_out:
+        atomic_write_text(json_out, json.dumps(numbers, indent=1) + "\n")
+    return out
+
+
 @click.command()
 @click.option("--limit", default=0, show_default=True, help="Only the first N held-out portraits (0 = all 90).")
 @click.option("--anime-count", default=200, show_default=True, help="Held-out anime faces for the reconstruction.")
@@ -292,16 +308,8 @@ def to_markdown(r: dict[str, Any]) -> str:
 def main(limit: int, anime_count: int, alpha: float | None, lpips_backbone: str | None, json_out: str | None,
          model_path: str | None, refine: int) -> None:
     """Measure the bundled models on held-out shipped data and print the README table."""
-    setup_logging(0)
-    try:
-        r = measure(limit=limit, anime_count=anime_count, alpha=alpha, lpips_backbone=lpips_backbone,
-                    model_path=model_path, refine=refine)
-    except VidanimeError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    click.echo(to_markdown(r))
-    if json_out:
-        atomic_write_text(json_out, json.dumps(r, indent=1) + "\n")
+    print_report(lambda: measure(limit=limit, anime_count=anime_count, alpha=alpha, lpips_backbone=lpips_backbone,
+                                 model_path=model_path, refine=refine), to_markdown, json_out)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """The web app (pipelines/web.py): its job functions called directly on a shipped clip with tiny models, the page's
 error path, cleanup, `vidanime serve`, and (when Chromium and Playwright are installed) a headless-browser run."""
+import contextlib
 import json
 import os
 import shutil
@@ -205,6 +206,26 @@ BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networkin
                 "--no-first-run"]
 
 
+@contextlib.contextmanager
+def _served_page(config: WebConfig):
+    """The app served on a free localhost port and a headless Chromium page open on it; both closed after."""
+    from playwright.sync_api import sync_playwright
+
+    from pipelines.web import launch
+
+    port = _free_port()
+    app = launch(config, port=port, block=False)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded", timeout=60_000)
+            yield page
+            browser.close()
+    finally:
+        app.close()
+
+
 def _run_image_job(page, image: Path) -> None:
     """Image tab: upload ``image``, run, wait for the result; the page says the face was found and pasted back."""
     page.get_by_role("tab", name="Image").click()
@@ -239,29 +260,16 @@ def _run_video_job(page, clip: Path, end: str) -> None:
 @pytest.mark.skipif(_browser_missing() is not None, reason=str(_browser_missing()))
 def test_browser_image_and_video_jobs_show_results(config, assets, tmp_path):
     """Tiny test model: a bad upload shows an error and the server keeps serving; image and video jobs finish."""
-    from playwright.sync_api import sync_playwright
-
-    from pipelines.web import launch
-
-    port = _free_port()
-    app = launch(config, port=port, block=False)
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded", timeout=60_000)
-            # bad input first: a text file as the video → a message in the page
-            text = tmp_path / "notes.mp4"
-            text.write_text("not a video")
-            page.locator("#video-input input[type=file]").set_input_files(str(text))
-            page.locator("#video-run").click()
-            page.locator("#video-status").get_by_text("Error").wait_for(timeout=60_000)
-            page.reload(wait_until="domcontentloaded")  # a fresh page (the same server) for the next uploads
-            _run_image_job(page, _face_image(assets, tmp_path))
-            _run_video_job(page, assets / "video" / "liveportrait_d0.mp4", "6f")
-            browser.close()
-    finally:
-        app.close()
+    with _served_page(config) as page:
+        # bad input first: a text file as the video → a message in the page
+        text = tmp_path / "notes.mp4"
+        text.write_text("not a video")
+        page.locator("#video-input input[type=file]").set_input_files(str(text))
+        page.locator("#video-run").click()
+        page.locator("#video-status").get_by_text("Error").wait_for(timeout=60_000)
+        page.reload(wait_until="domcontentloaded")  # a fresh page (the same server) for the next uploads
+        _run_image_job(page, _face_image(assets, tmp_path))
+        _run_video_job(page, assets / "video" / "liveportrait_d0.mp4", "6f")
 
 
 @pytest.mark.slow
@@ -269,31 +277,18 @@ def test_browser_image_and_video_jobs_show_results(config, assets, tmp_path):
 def test_browser_screenshot_with_the_bundled_model(assets, tmp_path):
     """The page as a user first sees it: ``vidanime serve`` defaults (bundled p2a model, parser, detector), a photo
     then a shipped clip.  The screenshot is the README's (``VIDANIME_WEB_SCREENSHOT=docs/web_app.png``)."""
-    from playwright.sync_api import sync_playwright
-
-    from pipelines.web import launch
-
     config = WebConfig(workdir=str(tmp_path / "web"), max_seconds=30)  # no --checkpoint/--parser: the defaults
-    port = _free_port()
-    app = launch(config, port=port, block=False)
-    try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=BROWSER_ARGS)
-            page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.goto(f"http://127.0.0.1:{port}/", wait_until="domcontentloaded", timeout=60_000)
-            _run_image_job(page, _face_image(assets, tmp_path))
-            _run_video_job(page, assets / "video" / "liveportrait_d0.mp4", "25f")
-            status = page.locator("#video-status").inner_text()
-            assert "model: styleanime-p2a" in status and "identity" not in status.lower()
-            page.wait_for_timeout(1000)  # let the video elements paint their first frame
-            shot = tmp_path / "web_app.png"
-            page.screenshot(path=str(shot), full_page=True)
-            browser.close()
-        assert shot.stat().st_size > 10_000
-        if os.environ.get("VIDANIME_WEB_SCREENSHOT"):  # e.g. docs/web_app.png for the README
-            shutil.copyfile(shot, os.environ["VIDANIME_WEB_SCREENSHOT"])
-    finally:
-        app.close()
+    shot = tmp_path / "web_app.png"
+    with _served_page(config) as page:
+        _run_image_job(page, _face_image(assets, tmp_path))
+        _run_video_job(page, assets / "video" / "liveportrait_d0.mp4", "25f")
+        status = page.locator("#video-status").inner_text()
+        assert "model: styleanime-p2a" in status and "identity" not in status.lower()
+        page.wait_for_timeout(1000)  # let the video elements paint their first frame
+        page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("VIDANIME_WEB_SCREENSHOT"):  # e.g. docs/web_app.png for the README
+        shutil.copyfile(shot, os.environ["VIDANIME_WEB_SCREENSHOT"])
 
 
 def test_page_starts_from_the_models_measured_defaults(tmp_path):
