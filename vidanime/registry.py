@@ -119,10 +119,22 @@ def available_models() -> list[ModelEntry]:
     return sorted(_read_registry().values(), key=lambda e: e.name)
 
 
+#: Names the commands default to that no bundled set holds yet, and how to get one (said instead of "unknown").
+NOT_BUNDLED = {
+    "styleanime-a2p": "no anime → portrait (a2p) model is bundled yet: the CPU-trained ones drew the same melted face "
+                      "for every anime input. Pass a checkpoint trained for a2p (e.g. --checkpoint a2p.pt), or train "
+                      "and install one: vidanime train-all --config configs/train_all_a2p.yaml --budget 100m --out DIR "
+                      "(the GPU recipe configs/train_all_gpu.yaml trains it too), then vidanime weights install DIR",
+}
+
+
 def get_entry(name: str) -> ModelEntry:
-    """The registry entry ``name``; unknown names raise :class:`CheckpointError` listing the known ones."""
+    """The registry entry ``name``; unknown names raise :class:`CheckpointError` listing the known ones (or, for a
+    default that is not bundled yet, saying how to get it: :data:`NOT_BUNDLED`)."""
     models = _read_registry()
     if name not in models:
+        if name in NOT_BUNDLED:
+            raise CheckpointError(NOT_BUNDLED[name])
         known = ", ".join(sorted(models)) or "none bundled yet"
         raise CheckpointError(f"unknown model '{name}' (bundled models: {known}); or pass a checkpoint path")
     return models[name]

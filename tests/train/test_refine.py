@@ -144,7 +144,7 @@ def test_saved_discriminators_reach_the_refiner_through_the_checkpoint(model, tm
     disc = {"d1": d1.state_dict(), "d2": d2.state_dict(), "d1_layers": 4, "mbstd_group": 4}
     loaded = registry.load_styleanime(save_styleanime(tmp_path / "m.pt", model, discriminators=disc))
     again = registry.load_styleanime(save_styleanime(tmp_path / "again.pt", loaded))  # kept when re-saved
-    monkeypatch.setattr(registry, "load_model", lambda *a, **k: ConvParser(2 * model.image_size))
+    monkeypatch.setattr("pipelines.translate.load_model", lambda *a, **k: ConvParser(2 * model.image_size))
     for m in (loaded, again):
         ref = build_refiner(m, "p2a")
         assert ref.config.lambda_adv > 0 and ref.config.lambda_latent > 0
