@@ -30,7 +30,7 @@ def _modules(obj: Any, prefix: str, seen: set[int]) -> Iterator[tuple[str, torch
     seen.add(id(obj))
     if isinstance(obj, torch.nn.Module):
         yield prefix, obj
-    elif _is_ours(obj):
+    elif _is_ours(obj):  # the pipeline itself, its translator, face config, ...
         for key, value in vars(obj).items():
             yield from _modules(value, f"{prefix}.{key}" if prefix else key, seen)
 
@@ -89,7 +89,7 @@ class Pipeline:
     @property
     def components(self) -> dict[str, torch.nn.Module]:
         """The torch modules this pipeline runs, by dotted attribute path (e.g. ``translator.model``), each once."""
-        return dict(_modules_of(self))
+        return dict(_modules(self, "", set()))
 
     def to(self: P, device: Any) -> P:
         """Move every model part, and every device its parts record, to ``device``; → self."""
@@ -100,8 +100,3 @@ class Pipeline:
         parts = ", ".join(f"{name}={type(m).__name__}" for name, m in self.components.items())
         return f"{type(self).__name__}({parts})"
 
-
-def _modules_of(pipe: Pipeline) -> Iterator[tuple[str, torch.nn.Module]]:
-    seen: set[int] = {id(pipe)}
-    for key, value in vars(pipe).items():
-        yield from _modules(value, key.lstrip("_"), seen)

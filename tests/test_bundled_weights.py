@@ -188,8 +188,6 @@ def test_bundled_default_looks_more_anime_than_the_encoders_own_codes(assets):
     assert kid["default"] < kid["average_face"] < kid["alpha1"], kid
 
 
-
-
 def a2p_bar(model: str, count: int = 64) -> tuple[bool, dict]:
     """The bar for bundling an anime → portrait model, on ``count`` held-out anime faces (report_a2p): the outputs
     look more like portraits than the unchanged anime inputs do, by a margin (portrait-look KID at most half the
