@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="extra filter settings to compare, 'S:A:B' = structure cut-off Hz : appearance cut-off Hz : "
                          "beta, comma-separated (e.g. 1:0.2:0.05,4:0.5:0.1)")
     ap.add_argument("--blends", default="",
-                    help="extra --temporal flow settings to compare, 'BETA:TAU', comma-separated (e.g. 0.4:0.04)")
+                    help="extra --temporal flow settings to compare, 'BETA:TAU[:MASKS]' (MASKS 1 = blend the paste "
+                         "masks too, the default; 0 = the drawing only), comma-separated (e.g. 0.4:0.04,0.7:0.06:0)")
     ap.add_argument("--smooth", default="",
                     help="landmark smoothing METHOD:WINDOW:ORDER for every mode (default: FaceConfig's, flow:25:0)")
     ap.add_argument("--detect-every", type=int, default=0,
@@ -167,9 +168,10 @@ def main(argv: list[str] | None = None) -> None:
     for v in filter(None, args.blends.split(",")):
         from vidanime.video.deflicker import FlowBlendConfig
 
-        beta, tau = (float(x) for x in v.split(":"))
+        beta, tau, *more = v.split(":")
         pipe = TranslatePipeline.from_pretrained(temporal="flow", face_config=args.face_config)
-        pipe.translator.crop_blend.config = FlowBlendConfig(beta=beta, tau=tau).check()
+        pipe.translator.crop_blend.config = FlowBlendConfig(
+            beta=float(beta), tau=float(tau), masks=bool(int(more[0])) if more else True).check()
         pipes[f"flow {v}"] = pipe
     rows = []
     end = f"{args.frames}f"

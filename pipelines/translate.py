@@ -22,8 +22,9 @@ import cv2
 import numpy as np
 
 from pipelines.base import Pipeline
+from pipelines.finetune import finetune_for_translate
 from vidanime.errors import CheckpointError, ConfigError, MediaError
-from vidanime.fileio import check_input_file, check_not_same_file, remove_stale_partials
+from vidanime.fileio import atomic_write_text, check_input_file, check_not_same_file, remove_stale_partials
 from vidanime.labels import colorize
 from vidanime.metrics.temporal import (
     FramePair,
@@ -82,7 +83,8 @@ class TranslateOptions:
     ``crop`` (write the aligned face video of the largest track instead of pasting back), encoder ``crf``/``preset``,
     ``preview`` path for the side-by-side video (input | aligned crop + parsing | output), ``batch`` faces per model
     call, ``queue`` size between the stages, ``progress`` bar, ``report``: also measure the output's temporal
-    stability (warp error and flicker index against the input, at most 320 px; costs ~0.1 s a frame)."""
+    stability (warp error and flicker index against the input, at most 320 px; costs ~0.1 s a frame) and write the
+    result as JSON beside the output (``OUTPUT.report.json``, atomically)."""
 
     start: str | float | None = None
     end: str | float | None = None
@@ -111,6 +113,7 @@ class TranslateResult:
     model: str
     latent_roughness: float | None = None
     temporal: dict[str, dict[str, float]] | None = None
+    report: str | None = None  # with TranslateOptions.report: this result as JSON, beside the output
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
@@ -211,6 +214,26 @@ class TranslatePipeline(Pipeline):
                                               latent_filter=latent_filter, crop_blend=crop_blend)
         return cls(translator, face_config, model_name=str(checkpoint or default_ckpt))
 
+    @classmethod
+    def finetuned_on(cls, input: str | os.PathLike, output: str | os.PathLike, iterations: int | str,
+                     checkpoint: str | os.PathLike | None = None, parser: str | os.PathLike | None = None,
+                     direction: str = "p2a", *, start: str | None = None, end: str | None = None,
+                     run_dir: str | os.PathLike | None = None, progress: bool = True, device: str = "cpu",
+                     face_config: FaceConfig | None = None, **kwargs: Any) -> "TranslatePipeline":
+        """``translate --finetune N|auto``: fine-tune ``checkpoint`` (default: the bundled model of ``direction``) on
+        the clip ``input`` (range ``start``–``end``; run folder ``run_dir``, default ``<output>.finetune``, resumed
+        when it holds this clip's fine-tune), then load the result as :meth:`from_pretrained` does with ``kwargs``.
+        The pipeline's ``model_name`` is the fine-tuned checkpoint's path."""
+        if direction not in DEFAULT_MODELS:
+            raise ConfigError(f"direction='{direction}' is not one of: {', '.join(DEFAULT_MODELS)}")
+        default_ckpt, default_parser = DEFAULT_MODELS[direction]
+        face_config = face_config or FaceConfig(device=device)
+        tuned = finetune_for_translate(input, output, str(checkpoint or default_ckpt), str(parser or default_parser),
+                                       iterations, face_config=face_config, start=start, end=end, device=device,
+                                       run_dir=run_dir, progress=progress)
+        return cls.from_pretrained(str(tuned), parser, direction=direction, device=device, face_config=face_config,
+                                   **kwargs)
+
     # ------------------------------------------------------------------------------------------------------- checks
     @staticmethod
     def check_options(options: TranslateOptions) -> None:
@@ -304,6 +327,9 @@ class TranslatePipeline(Pipeline):
         if result.faces == 0:
             result.notes.append("no face was found: the output is the input re-encoded")
             logger.warning("no face found in %s: the output is the input re-encoded, unchanged", input)
+        if options.report:
+            result.report = str(Path(output).with_suffix(".report.json"))
+            atomic_write_text(result.report, result.to_json())
         return result
 
     def _select(self, ff: FrameFaces, options: TranslateOptions) -> list:

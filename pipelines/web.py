@@ -2,10 +2,10 @@
 
 The page only collects inputs and shows results; the work is done by :func:`translate_video` and
 :func:`translate_image`, plain functions that check the upload (size, duration, readable), run
-:class:`~pipelines.translate.TranslatePipeline` / :class:`~pipelines.image_translate.ImageTranslatePipeline` (and
-:func:`~pipelines.finetune.finetune_for_translate`) into a per-job folder under ``WebConfig.workdir``, and return what
-the page shows.  User errors (:class:`~vidanime.errors.VidanimeError`) become a message in the page; the server keeps
-serving.  Jobs run one at a time (Gradio queue, concurrency 1); job folders older than ``cleanup_after_min`` are
+:class:`~pipelines.translate.TranslatePipeline` (``finetuned_on`` for a fine-tune) /
+:class:`~pipelines.image_translate.ImageTranslatePipeline` into a per-job folder under ``WebConfig.workdir``, and return
+what the page shows.  User errors (:class:`~vidanime.errors.VidanimeError`) become a message in the page; the server
+keeps serving.  Jobs run one at a time (Gradio queue, concurrency 1); job folders older than ``cleanup_after_min`` are
 deleted when the next job starts.  Gradio is an optional extra (``pip install '.[web]'``) imported by
 :func:`build_app` only, so the functions run without it.
 """
@@ -24,12 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipelines.finetune import finetune_for_translate
 from pipelines.image_translate import ImageTranslatePipeline
 from pipelines.translate import DEFAULT_MODELS, TranslateOptions, TranslatePipeline, build_refiner
 from vidanime.checkpoint import read_torch_file
 from vidanime.errors import CheckpointError, ConfigError, MediaError, VidanimeError
-from vidanime.fileio import atomic_write_text
 from vidanime.models.parser import config_of
 from vidanime.registry import load_model, resolve_path
 from vidanime.video.detect import check_detector, default_detector
@@ -245,18 +243,13 @@ def translate_video(video: str | os.PathLike | None, config: WebConfig, *, direc
             if pipe.model_name.startswith("identity"):
                 raise ConfigError(f"fine-tuning ({finetune} iterations) needs a StyleAnime checkpoint, and none is "
                                   "installed: start the server with --checkpoint and --parser")
-            default_ckpt, default_parser = DEFAULT_MODELS[direction]
-            tuned = finetune_for_translate(src, out, config.checkpoint or default_ckpt,
-                                           config.parser or default_parser, finetune,
-                                           face_config=_face_config(config, direction), start=start, end=end,
-                                           device=config.device, run_dir=job / "finetune", progress=progress)
-            pipe = TranslatePipeline.from_pretrained(str(tuned), config.parser or default_parser, direction=direction,
-                                                     alpha=alpha, device=config.device,
-                                                     face_config=_face_config(config, direction))
+            pipe = TranslatePipeline.finetuned_on(src, out, finetune, config.checkpoint, config.parser,
+                                                  direction=direction, start=start, end=end, run_dir=job / "finetune",
+                                                  progress=progress, device=config.device, alpha=alpha,
+                                                  face_config=_face_config(config, direction))
             notes.append(f"Fine-tuned on this clip for {finetune} iterations.")
         result = pipe(src, out, options)
-        report = job / f"{src.stem}_{direction}.report.json"
-        atomic_write_text(report, result.to_json())
+        report = result.report
     if pipe.model_name.startswith("identity"):
         notes.append(IDENTITY_NOTE)
     notes += [n[0].upper() + n[1:] + "." for n in result.notes]

@@ -31,8 +31,6 @@ def cli(input, output, checkpoint, parser_ckpt, direction, alpha, device, fp16, 
     Every face of every frame is detected, tracked, aligned, translated and pasted back; frames without a face pass
     through unchanged. The output is written under a temporary name and renamed when complete.
     """
-    from pathlib import Path
-
     from pipelines.translate import TranslateOptions, TranslatePipeline
     from vidanime.video.detect import check_detector, default_detector
     from vidanime.video.faces import FaceConfig
@@ -43,19 +41,14 @@ def cli(input, output, checkpoint, parser_ckpt, direction, alpha, device, fp16, 
     options = TranslateOptions(start=start, end=end, faces=faces, crop=crop, crf=crf, preset=preset, preview=preview,
                                batch=batch, progress=not no_progress, report=report)
     TranslatePipeline.check_inputs(input, output, options)
+    model = dict(direction=direction, alpha=alpha, device=device, fp16=fp16, face_config=face_cfg, refine=refine,
+                 refine_every=refine_every, temporal=temporal)
     if finetune:  # N >= 1 or 'auto'
-        from pipelines.finetune import finetune_for_translate
-        from pipelines.translate import DEFAULT_MODELS
-
-        default_ckpt, default_parser = DEFAULT_MODELS[direction]
-        checkpoint = str(finetune_for_translate(input, output, checkpoint or default_ckpt,
-                                                parser_ckpt or default_parser, finetune, face_config=face_cfg,
-                                                start=start, end=end, device=device, run_dir=finetune_dir,
-                                                progress=not no_progress))
-        click.echo(f"fine-tuned on the clip: {checkpoint}")
-    pipe = TranslatePipeline.from_pretrained(checkpoint, parser_ckpt, direction=direction, alpha=alpha, device=device,
-                                             fp16=fp16, face_config=face_cfg, refine=refine, refine_every=refine_every,
-                                             temporal=temporal)
+        pipe = TranslatePipeline.finetuned_on(input, output, finetune, checkpoint, parser_ckpt, start=start, end=end,
+                                              run_dir=finetune_dir, progress=not no_progress, **model)
+        click.echo(f"fine-tuned on the clip: {pipe.model_name}")
+    else:
+        pipe = TranslatePipeline.from_pretrained(checkpoint, parser_ckpt, **model)
     result = pipe(input, output, options)
     click.echo(f"wrote {result.output}: {result.frames} frames, {result.faces} faces in {result.tracks} tracks, "
                f"{result.seconds:.1f} s")
@@ -64,9 +57,5 @@ def cli(input, output, checkpoint, parser_ckpt, direction, alpha, device, fp16, 
     if result.temporal:
         we, fl = result.temporal["warp_error"], result.temporal["flicker_index"]
         click.echo(f"temporal: warp error {we['value']:.5f} (input {we['input']:.5f}), flicker index {fl['value']:.3f}")
-    if report:
-        from vidanime.fileio import atomic_write_text
-
-        path = Path(output).with_suffix(".report.json")
-        atomic_write_text(path, result.to_json())
-        click.echo(f"report: {path}")
+    if result.report:
+        click.echo(f"report: {result.report}")

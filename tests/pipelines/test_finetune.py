@@ -173,7 +173,7 @@ def test_cli_finetune_and_translate_finetune(setup, tmp_path):
                                            "--preset", "ultrafast"])
     assert r.exit_code == 0, r.output
     assert video.is_file() and (tmp_path / "tr.finetune" / "styleanime.pt").is_file()
-    assert "fine-tuned on the clip" in r.output
+    assert f"fine-tuned on the clip: {tmp_path / 'tr.finetune' / 'styleanime.pt'}" in r.output  # the model used
     assert json.loads((tmp_path / "tr.finetune" / "base.json").read_text())["end"] == "6f"
 
     def again(checkpoint):

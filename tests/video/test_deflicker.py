@@ -35,6 +35,25 @@ def test_still_input_blends_by_beta_exactly():
     assert np.array_equal(blend(inp[:1], o1[None], [7])[0], o1)  # after reset: a first frame again
 
 
+def test_paste_masks_follow_the_same_blend():
+    """Still input: the mask is blended like the drawing, m'_1 = m_1 + beta (m'_0 - m_1), and the state carries the
+    blended mask; with ``masks=False`` the masks pass through unchanged (the drawing is still blended)."""
+    inp = np.repeat(_texture()[None, :S, :S], 2, 0)
+    outs = np.stack([np.full((S, S, 3), 200, np.uint8), np.full((S, S, 3), 100, np.uint8)])
+    m = np.stack([np.ones((S, S), np.float32), np.zeros((S, S), np.float32)])
+    blend = CropFlowBlend(FlowBlendConfig(beta=0.6, tau=0.05))
+    out, mb = blend.blend(inp, outs, [3, 3], m)
+    c = slice(8, S - 8)  # away from the border, where the weight's blur meets the out-of-crop zero
+    np.testing.assert_array_equal(mb[0], m[0])
+    np.testing.assert_allclose(mb[1][c, c], 0.6, atol=1e-3)
+    _, again = blend.blend(inp[:1], outs[1:], [3], m[1:])
+    np.testing.assert_allclose(again[0][c, c], 0.6 * 0.6, atol=1e-3)  # moves on from the blended 0.6
+    assert np.all(m[1] == 0)  # the caller's masks are not changed in place
+    out_off, m_off = CropFlowBlend(FlowBlendConfig(beta=0.6, tau=0.05, masks=False)).blend(inp, outs, [3, 3], m)
+    np.testing.assert_array_equal(m_off, m)
+    np.testing.assert_array_equal(out_off, out)
+
+
 def test_moving_input_steadies_the_drawing_without_lag():
     """Input and drawing slide 2 px per frame; the drawing also flickers (noise each frame).  Blending carries the
     previous drawing along the input's motion: the warp error falls, and the drawing's content stays where the

@@ -106,8 +106,8 @@ class StyleAnimeFaceTranslator:
     ``latent_filter`` (a :class:`vidanime.video.smooth.LatentFilter`): each track's final codes are filtered over time
     (One-Euro, causal) before decoding, to steady the video (``translate --temporal filter``).  ``facebank``: a
     :class:`~vidanime.models.facebank.FaceBank` used instead of the model's own.  ``crop_blend`` (a
-    :class:`vidanime.video.deflicker.CropFlowBlend`): each track's translated crops are blended with the previous one
-    carried along the input's motion (``translate --temporal flow``).
+    :class:`vidanime.video.deflicker.CropFlowBlend`): each track's translated crops and paste masks are blended with
+    the previous ones carried along the input's motion (``translate --temporal flow``).
     """
 
     def __init__(
@@ -252,11 +252,10 @@ class StyleAnimeFaceTranslator:
             out = self.model.decode(w)
         out = F.interpolate(out.float(), size=(s, s), mode="bilinear", antialias=size > s, align_corners=False)
         out_u8 = ((out.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-        if self.crop_blend is not None:  # per-track flow-guided blending with the previous output (--temporal flow)
-            out_u8 = self.crop_blend(crops, out_u8, list(track_ids))
-
         probs_s = F.interpolate(probs, size=(s, s), mode="bilinear", align_corners=False) if p != s else probs
         lab_s = probs_s.argmax(1).byte().cpu().numpy()  # labels are never interpolated: probabilities are
         masks = np.stack([parsing_mask(lab, self.parser_labels) for lab in lab_s])
+        if self.crop_blend is not None:  # per-track flow-guided blending with the previous output (--temporal flow)
+            out_u8, masks = self.crop_blend.blend(crops, out_u8, list(track_ids), masks)
         return TranslatedFaces(crops=out_u8, masks=masks, parsing=lab_s, label_set=self.parser_labels,
                                latents=w.float().cpu())

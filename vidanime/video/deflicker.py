@@ -12,8 +12,9 @@ and out-of-plane turns), before paste-back:
     O'_t   = O_t + β·c·(W(O'_{t−1}) − O_t)                 recurrent: O'_{t−1} is the previous blended crop
 
 Where the flow fails (occlusions, a mouth opening) c falls and the new drawing shows through, so expressions still
-move; where it holds, the drawing follows the input's own motion instead of re-drawing itself.  Causal and per track;
-a track's first frame (and a scene cut, which starts new tracks) is passed through.
+move; where it holds, the drawing follows the input's own motion instead of re-drawing itself.  The paste mask (from
+each frame's parsing) is blended the same way, so the seam between drawing and photo follows the face too.  Causal and
+per track; a track's first frame (and a scene cut, which starts new tracks) is passed through.
 """
 from __future__ import annotations
 
@@ -34,11 +35,13 @@ class FlowBlendConfig:
     absolute error per channel (0..1) at which the flow is trusted to e^-1; ``flow_size``: side (px) the flow is
     computed at (crops are resized to it).  Defaults from ``bench_temporal --blends`` on the five talking-face clips
     (README, "Steady video"): 0.7 / 0.06 roughly halves the warp error of turning heads for 5-12 % of sharpness;
-    0.8 / 0.08 is steadier still but visibly smears."""
+    0.8 / 0.08 is steadier still but visibly smears.  ``masks``: also blend the paste masks given to
+    :meth:`CropFlowBlend.blend`."""
 
     beta: float = 0.7
     tau: float = 0.06
     flow_size: int = 128
+    masks: bool = True
 
     def check(self) -> "FlowBlendConfig":
         if not 0.0 <= self.beta < 1.0 or self.tau <= 0 or self.flow_size < 16:
@@ -53,7 +56,8 @@ class CropFlowBlend:
     def __init__(self, config: FlowBlendConfig | None = None) -> None:
         self.config = (config or FlowBlendConfig()).check()
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
-        self._state: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # track -> (input crop, blended output crop)
+        # track -> (input crop, blended output crop, blended paste mask or None)
+        self._state: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}
 
     def reset(self) -> None:
         """Forget every track (call between clips)."""
@@ -70,37 +74,61 @@ class CropFlowBlend:
             f = cv2.resize(f, (s, s), interpolation=cv2.INTER_LINEAR) * (s / fs)
         return f
 
-    def blend_one(self, inp: np.ndarray, out: np.ndarray, prev_in: np.ndarray, prev_out: np.ndarray) -> np.ndarray:
-        """One crop: input (S, S, 3) uint8 at t and t−1, output at t and the blended output at t−1 → blended (S, S, 3)
-        uint8."""
+    def _carry(self, inp: np.ndarray, prev_in: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sampling maps (mx, my) (S, S) of the backward warp t−1 → t and the blend weight β·c (S, S, 1) float32."""
         s = inp.shape[0]
         f = self._flow(inp, prev_in)
         gx, gy = np.meshgrid(np.arange(s, dtype=np.float32), np.arange(s, dtype=np.float32))
         mx, my = gx + f[..., 0], gy + f[..., 1]
         w_in = cv2.remap(prev_in, mx, my, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        # bicubic for the carried drawing: repeated bilinear resampling of the recurrent output would blur it
-        w_out = cv2.remap(prev_out, mx, my, interpolation=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
         err = np.abs(inp.astype(np.float32) - w_in.astype(np.float32)).mean(-1) / 255.0
         inside = (mx >= 0) & (mx <= s - 1) & (my >= 0) & (my <= s - 1)
         a = self.config.beta * np.exp(-((err / self.config.tau) ** 2)) * inside
-        a = cv2.GaussianBlur(a.astype(np.float32), (0, 0), 1.0)[..., None]
-        res = out.astype(np.float32) + a * (w_out.astype(np.float32) - out.astype(np.float32))
-        return np.clip(np.rint(res), 0, 255).astype(np.uint8)
+        return mx, my, cv2.GaussianBlur(a.astype(np.float32), (0, 0), 1.0)[..., None]
 
-    def __call__(self, inputs: np.ndarray, outputs: np.ndarray, track_ids: Sequence[int]) -> np.ndarray:
-        """Input crops (N, S, S, 3) uint8, their translations (N, S, S, 3) uint8 and track ids, in frame order (a track
-        may appear several times: its crops are taken in order) → blended translations (N, S, S, 3) uint8."""
+    def blend_one(self, inp: np.ndarray, out: np.ndarray, prev_in: np.ndarray, prev_out: np.ndarray,
+                  mask: np.ndarray | None = None, prev_mask: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+        """One crop: input (S, S, 3) uint8 at t and t−1, output at t and the blended output at t−1 → (blended (S, S, 3)
+        uint8, and with ``mask``/``prev_mask`` (S, S) float32 the paste mask blended the same way, else None)."""
+        mx, my, a = self._carry(inp, prev_in)
+        # bicubic for the carried drawing: repeated bilinear resampling of the recurrent output would blur it
+        w_out = cv2.remap(prev_out, mx, my, interpolation=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        res = out.astype(np.float32) + a * (w_out.astype(np.float32) - out.astype(np.float32))
+        blended_mask = None
+        if mask is not None and prev_mask is not None:
+            w_mask = cv2.remap(prev_mask.astype(np.float32), mx, my, interpolation=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+            blended_mask = np.clip(mask + a[..., 0] * (w_mask - mask), 0.0, 1.0).astype(np.float32)
+        return np.clip(np.rint(res), 0, 255).astype(np.uint8), blended_mask
+
+    def blend(self, inputs: np.ndarray, outputs: np.ndarray, track_ids: Sequence[int],
+              masks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Input crops (N, S, S, 3) uint8, their translations (N, S, S, 3) uint8, track ids in frame order (a track
+        may appear several times: its crops are taken in order) and optionally the paste masks (N, S, S) float32 in
+        [0, 1] → (blended translations, blended masks or None).  The masks follow the same flow and weights as the
+        drawing, so the seam between drawing and photo moves with the face instead of re-deciding itself each frame."""
         if self.config.beta == 0 or len(outputs) == 0:
-            return outputs
+            return outputs, masks
         res = outputs.copy()
+        res_m = None if masks is None else np.asarray(masks, np.float32).copy()
+        carry_masks = res_m is not None and self.config.masks
         for i, tid in enumerate(track_ids):
             t = int(tid)
             prev = self._state.get(t)
             if prev is not None and prev[0].shape == inputs[i].shape:
-                res[i] = self.blend_one(inputs[i], outputs[i], prev[0], prev[1])
-            self._state[t] = (inputs[i].copy(), res[i].copy())
+                use_mask = carry_masks and prev[2] is not None
+                res[i], m = self.blend_one(inputs[i], outputs[i], prev[0], prev[1],
+                                           res_m[i] if use_mask else None, prev[2] if use_mask else None)
+                if m is not None:
+                    res_m[i] = m
+            self._state[t] = (inputs[i].copy(), res[i].copy(), res_m[i].copy() if carry_masks else None)
         if len(self._state) > 64:  # bounded memory: forget tracks not in this batch once many have been seen
             live = {int(t) for t in track_ids}
             for t in [t for t in self._state if t not in live]:
                 del self._state[t]
-        return res
+        return res, res_m
+
+    def __call__(self, inputs: np.ndarray, outputs: np.ndarray, track_ids: Sequence[int]) -> np.ndarray:
+        """:meth:`blend` without masks: the blended translations (N, S, S, 3) uint8."""
+        return self.blend(inputs, outputs, track_ids)[0]
