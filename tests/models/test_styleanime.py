@@ -176,3 +176,20 @@ def test_saved_inference_defaults_apply_when_alpha_is_not_given(tmp_path):
     assert plain.inference == {}
     with torch.no_grad():  # no saved defaults: alpha None is no FaceBank, as before
         torch.testing.assert_close(plain.translate(x, p), plain.translate(x, p, alpha=1.0))
+
+
+def test_train_encoders_keeps_batchnorm_statistics_when_frozen():
+    """``train_encoders(freeze_bn=True)``: a training-mode forward leaves the encoders' BatchNorm running statistics
+    unchanged (they are in eval mode) and the generator in eval mode; without it the statistics move."""
+    m = tiny_model()
+    bns = [b for b in m.encoder.modules() if isinstance(b, torch.nn.modules.batchnorm._BatchNorm)]
+    assert bns, "the tiny encoders hold BatchNorm layers"
+    x, p = inputs()
+    before = [b.running_mean.clone() for b in bns]
+    m.train_encoders(freeze_bn=True)
+    assert m.encoder.training and not m.decoder.training and not any(b.training for b in bns)
+    m.encode(x, p)
+    assert all(torch.equal(b.running_mean, r) for b, r in zip(bns, before))
+    m.train_encoders()
+    m.encode(x, p)
+    assert any(not torch.equal(b.running_mean, r) for b, r in zip(bns, before))

@@ -139,6 +139,16 @@ class StyleAnime(nn.Module):
         self.decoder.eval()
         return self
 
+    def train_encoders(self, freeze_bn: bool = False) -> "StyleAnime":
+        """Train mode for the encoders (as :meth:`train`); with ``freeze_bn`` their BatchNorm layers stay in eval mode,
+        so the running statistics are kept and small or correlated batches (a clip's frames) do not shift them."""
+        self.train()
+        if freeze_bn:
+            for m in self.encoder.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
+
     def to(self, *args: Any, **kwargs: Any) -> "StyleAnime":
         out = super().to(*args, **kwargs)
         if self.facebank is not None:

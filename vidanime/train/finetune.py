@@ -402,13 +402,6 @@ class ClipFinetuner:
         self.meter = RunningMean()  # metric sums since the last log row (checkpointed: resumed rows are exact)
 
     # -- one iteration ---------------------------------------------------------------------------------------------
-    def _train_mode(self) -> None:
-        self.model.train()
-        if self.config.train.freeze_bn:
-            for m in self.model.encoder.modules():
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                    m.eval()
-
     def video_losses(self, x: torch.Tensor, labels: torch.Tensor,
                      decode: bool = False) -> dict[str, torch.Tensor]:
         """L_lcsc and (λ7 > 0) L_fic of triplet batches from :meth:`ClipTriplets.batch` (graph kept); the codes
@@ -433,7 +426,7 @@ class ClipFinetuner:
         which = torch.randint(len(self.triplets), (t.batch,), generator=self.rng).tolist()
         x, labels = self.triplets.batch(which)
         x, labels = x.to(self.device), labels.to(self.device)
-        self._train_mode()
+        self.model.train_encoders(self.config.train.freeze_bn)
         use_base = self.base is not None and t.lambda_base > 0
         parts = self.video_losses(x, labels, decode=use_base)
         w, img = parts.pop("w"), parts.pop("img", None)

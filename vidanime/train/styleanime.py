@@ -424,11 +424,7 @@ class StyleAnimeTrainer:
         return autocast(self.device, self.use_amp)
 
     def _encoders_train(self) -> None:
-        self.model.train()
-        if self.config.train.freeze_bn:
-            for m in self.model.encoder.modules():
-                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                    m.eval()
+        self.model.train_encoders(self.config.train.freeze_bn)
 
     def _encode_both(self, y: torch.Tensor, yp: torch.Tensor, x: torch.Tensor,
                      xp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
