@@ -44,17 +44,10 @@ def speed_rows(quick: bool) -> list[list]:
 
 
 def quality_row(checkpoint: str) -> str:
-    from vidanime import labels as L
-    from vidanime.checkpoint import load_checkpoint
-    from vidanime.metrics.segmentation import format_scores
-    from vidanime.models.parser import PARSER_FORMAT, parser_from_checkpoint
-    from vidanime.train.parser import eval_dataset_for, evaluate_parser
+    from pipelines.parse import ParsePipeline
 
-    ckpt = load_checkpoint(checkpoint, format=PARSER_FORMAT)
-    model = parser_from_checkpoint(ckpt)
-    ds = eval_dataset_for(ckpt, None, "heldout")
-    s = evaluate_parser(model, ds)
-    return f"held-out ({len(ds)} faces) of {checkpoint}:\n" + format_scores(s, L.LABEL_SETS[model.config.label_set])
+    r = ParsePipeline.from_pretrained(checkpoint).evaluate(split="heldout")
+    return f"held-out ({r.images} faces) of {checkpoint}:\n" + r.table()
 
 
 def main() -> None:

@@ -21,12 +21,14 @@ from tqdm import tqdm
 
 from pipelines.base import Pipeline
 from vidanime import labels as L
-from vidanime.data.parsing import IGNORE_INDEX, IMAGE_EXTS, read_image_rgb, resize_image
+from vidanime.data.parsing import IGNORE_INDEX, IMAGE_EXTS, ParsingDataConfig, read_image_rgb, resize_image
 from vidanime.data.pseudo_labels import colour_refine as refine
 from vidanime.errors import ConfigError, MediaError, VidanimeError
 from vidanime.fileio import atomic_path, check_input_file, check_not_same_file, check_output_path
+from vidanime.metrics.segmentation import SegmentationScores, format_scores
 from vidanime.models.parser import PARSER_FORMAT
 from vidanime.registry import load
+from vidanime.train.parser import eval_dataset_for, evaluate_parser
 
 logger = logging.getLogger(__name__)
 
@@ -99,11 +101,33 @@ class ParseResult:
     probs: list[torch.Tensor] = field(default_factory=list)  # each (C, H, W) float, at the input size
 
 
+@dataclass
+class ParserScores:
+    """What :meth:`ParsePipeline.evaluate` measured: Table-1 ``scores`` on ``images`` images of ``split``, with the
+    class ``names`` of ``label_set``."""
+
+    scores: SegmentationScores
+    names: list[str]
+    images: int
+    split: str
+    label_set: str
+
+    def table(self) -> str:
+        """Markdown table laid out like the paper's Table 1."""
+        return format_scores(self.scores, self.names)
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.scores.as_dict(self.names)
+
+
 class ParsePipeline(Pipeline):
-    """Face parser on RGB images of any size: ``pipe(images)`` → :class:`ParseResult`; ``pipe.parse_paths(in, out)``."""
+    """Face parser on RGB images of any size: ``pipe(images)`` → :class:`ParseResult`; ``pipe.parse_paths(in, out)``;
+    ``pipe.evaluate()`` scores it on its held-out split or a labelled folder.  ``metadata``: the checkpoint's entries
+    other than the weights (config, train_config, val_ids), as :func:`vidanime.registry.load` returns them."""
 
     def __init__(self, model: torch.nn.Module, device: Any = "cpu", batch_size: int = 8,
-                 output_labels: str | None = None):
+                 output_labels: str | None = None, metadata: dict[str, Any] | None = None):
+        self.metadata = dict(metadata or {})
         self.model = model.to(device).eval()
         self.device = torch.device(device)
         self.batch_size = batch_size
@@ -117,7 +141,8 @@ class ParsePipeline(Pipeline):
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike, device: Any = "cpu", **kwargs: Any) -> "ParsePipeline":
         """Load a ``vidanime.parser`` checkpoint (registry name or path) through :func:`vidanime.registry.load`."""
-        return cls(load(name_or_path, expect="parser", format=PARSER_FORMAT).model, device=device, **kwargs)
+        loaded = load(name_or_path, expect="parser", format=PARSER_FORMAT)
+        return cls(loaded.model, device=device, metadata=loaded.metadata, **kwargs)
 
     @classmethod
     def for_domain(cls, domain: str, model: str | None = None, **kwargs: Any) -> "ParsePipeline":
@@ -125,6 +150,25 @@ class ParsePipeline(Pipeline):
         if domain not in DOMAIN_MODELS:
             raise ConfigError(f"unknown domain '{domain}' (expected one of: {', '.join(DOMAIN_MODELS)})")
         return cls.from_pretrained(model or DOMAIN_MODELS[domain], **kwargs)
+
+    def evaluate(self, data_root: str | os.PathLike | None = None, mask_labels: str | None = None,
+                 split: str | None = None, batch_size: int = 8) -> ParserScores:
+        """Per-class accuracy, overall accuracy and mIoU (the paper's Table 1), in the model's own label set: on the
+        held-out ids the checkpoint stores (``split`` "heldout", the default without ``data_root``; needs its data
+        root) or on every image/mask pair under ``data_root`` (masks in ``mask_labels`` order; default split "all")."""
+        data = None
+        if data_root is not None:
+            if mask_labels is None:
+                raise ConfigError(f"--data {data_root} needs --mask-labels: the masks' label order (celebamask, "
+                                  "bisenet or danbooru)")
+            data = ParsingDataConfig(root=str(data_root), mask_labels=mask_labels)
+        if "config" not in self.metadata:
+            raise ConfigError("this parser was not loaded from a checkpoint (ParsePipeline.from_pretrained), so its "
+                              "training data is unknown")
+        split = split or ("all" if data is not None else "heldout")
+        ds = eval_dataset_for(self.metadata, data, split)
+        scores = evaluate_parser(self.model, ds, batch_size=batch_size, device=self.device)
+        return ParserScores(scores, list(L.LABEL_SETS[self.model_labels]), len(ds), split, self.model_labels)
 
     # ------------------------------------------------------------------------------------------------------ checks
     @staticmethod

@@ -42,31 +42,17 @@ def eval_(checkpoint: str, data_root: str | None, mask_labels: str | None, split
     """Per-class pixel accuracy, overall accuracy and mIoU of CHECKPOINT (a table laid out like the paper's Table 1)."""
     import json
 
-    from vidanime import labels as L
-    from vidanime.checkpoint import load_checkpoint
-    from vidanime.data.parsing import ParsingDataConfig
-    from vidanime.errors import ConfigError
+    from pipelines.parse import ParsePipeline
     from vidanime.fileio import atomic_write_text
-    from vidanime.metrics.segmentation import format_scores
-    from vidanime.models.parser import PARSER_FORMAT, parser_from_checkpoint
-    from vidanime.train.parser import eval_dataset_for, evaluate_parser, resolve_device
+    from vidanime.train.parser import resolve_device
 
-    ckpt = load_checkpoint(checkpoint, format=PARSER_FORMAT)
-    data = None
-    if data_root is not None:
-        if mask_labels is None:
-            raise ConfigError("--data needs --mask-labels (celebamask, bisenet or danbooru): the masks' label order")
-        data = ParsingDataConfig(root=data_root, mask_labels=mask_labels)
-    split = split or ("all" if data is not None else "heldout")
-    dev = resolve_device(device)
-    model = parser_from_checkpoint(ckpt).to(dev)
-    ds = eval_dataset_for(ckpt, data, split)
-    scores = evaluate_parser(model, ds, batch_size=batch_size, device=dev)
-    names = L.LABEL_SETS[model.config.label_set]
-    click.echo(f"{checkpoint}: {len(ds)} images ({split}), {scores.pixels} pixels, {model.config.label_set} classes")
-    click.echo(format_scores(scores, names))
+    result = ParsePipeline.from_pretrained(checkpoint, device=resolve_device(device)).evaluate(
+        data_root, mask_labels, split, batch_size=batch_size)
+    click.echo(f"{checkpoint}: {result.images} images ({result.split}), {result.scores.pixels} pixels, "
+               f"{result.label_set} classes")
+    click.echo(result.table())
     if json_out:
-        atomic_write_text(json_out, json.dumps(scores.as_dict(names), indent=1))
+        atomic_write_text(json_out, json.dumps(result.as_dict(), indent=1))
 
 
 def _parse_scales(ctx: click.Context, param: click.Parameter, value: str) -> tuple[float, ...]:

@@ -164,6 +164,16 @@ def test_parser_train_and_eval_commands(tmp_path):
     assert sorted(runs.glob("*/checkpoints/parser-0000004.pt"))
 
 
+def test_evaluate_needs_the_checkpoint_and_mask_labels(pipe, tmp_path):
+    """A parser built in memory has no training data to score on; a labelled folder needs its label order."""
+    from vidanime.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="from_pretrained"):
+        pipe.evaluate()
+    with pytest.raises(ConfigError, match="--mask-labels"):
+        pipe.evaluate(tmp_path)
+
+
 def test_pseudo_label_writes_trainable_folder(pipe, tmp_path):
     from vidanime.data.parsing import ParsingDataConfig, ParsingDataset
 

@@ -224,8 +224,8 @@ class DomainDataset:
     @torch.no_grad()
     def _load_images(self, root: Path, device: Any, images: list, masks: list, ids: list) -> None:
         """Plain images: decode, then predict parsing with the configured parser checkpoint."""
-        from ..checkpoint import load_checkpoint
-        from ..models.parser import PARSER_FORMAT, parser_from_checkpoint
+        from ..models.parser import PARSER_FORMAT
+        from ..registry import load
         from .images import list_images
 
         if not self.cfg.parser:
@@ -234,11 +234,8 @@ class DomainDataset:
         files = list_images(root, IMAGE_EXTS)
         if self.cfg.limit is not None:
             files = files[: self.cfg.limit]
-        from ..registry import resolve_path
-
         # A path or a bundled model name (e.g. the demo checkpoints record "parser-portrait").
-        parser_path = resolve_path(self.cfg.parser)
-        parser = parser_from_checkpoint(load_checkpoint(parser_path, format=PARSER_FORMAT)).to(device).eval()
+        parser = load(self.cfg.parser, expect="parser", device=device, format=PARSER_FORMAT).model
         p_size, p_labels = parser.config.image_size, parser.config.label_set
         if p_labels != self.label_set:
             L.remap_table(p_labels, self.label_set)  # fails early when the orders are incompatible
