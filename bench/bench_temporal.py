@@ -20,6 +20,7 @@ resumed from one count to the next, translated with ``--temporal off`` at each),
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import tempfile
 from pathlib import Path
@@ -92,7 +93,6 @@ def _measure(pipe, src: Path, out: Path, end: str, crop: bool = True) -> dict:
 
 
 def _curve(args, clips: list[str], tmp: Path) -> None:
-    from pipelines.translate import TranslatePipeline
     from vidanime.data.pack import default_assets_root
 
     counts = sorted({int(c) for c in args.curve.split(",")})
@@ -100,14 +100,14 @@ def _curve(args, clips: list[str], tmp: Path) -> None:
     rows = []
     for clip in clips:
         src = default_assets_root() / "video" / f"liveportrait_{clip}.mp4"
-        pipe = TranslatePipeline.from_pretrained(temporal="off", face_config=args.face_config)
+        pipe = args.make_pipe(temporal="off", face_config=args.face_config)
         off = _measure(pipe, src, tmp / f"{clip}-off.mp4", end, crop=False)
         rows.append([clip, "0", f"{off['warp'] / off['input']:.2f}", "1.00", f"{off['rough']:.4f}", "0"])
         spent = 0.0
         for n in counts:
             tuned, steps, secs = _finetune(src, end, str(n), tmp / f"{clip}-curve")
             spent += secs
-            pipe = TranslatePipeline.from_pretrained(tuned, temporal="off", face_config=args.face_config)
+            pipe = args.make_pipe(tuned, temporal="off", face_config=args.face_config)
             r = _measure(pipe, src, tmp / f"{clip}-{n}.mp4", end, crop=False)
             rows.append([clip, str(steps), f"{r['warp'] / r['input']:.2f}", f"{r['warp'] / off['warp']:.2f}",
                          f"{r['rough']:.4f}", f"{spent:.0f}"])
@@ -129,6 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--blends", default="",
                     help="extra --temporal flow settings to compare, 'BETA:TAU[:MASKS]' (MASKS 1 = blend the paste "
                          "masks too, the default; 0 = the drawing only), comma-separated (e.g. 0.4:0.04,0.7:0.06:0)")
+    ap.add_argument("--recolor", type=float, default=None,
+                    help="hair/eye recolouring strength for every mode (0 = off; default: translate's, 0.7)")
     ap.add_argument("--smooth", default="",
                     help="landmark smoothing METHOD:WINDOW:ORDER for every mode (default: FaceConfig's, flow:25:0)")
     ap.add_argument("--detect-every", type=int, default=0,
@@ -139,8 +141,11 @@ def main(argv: list[str] | None = None) -> None:
     from pipelines.translate import TranslatePipeline
     from vidanime.data.pack import default_assets_root
     from vidanime.video.faces import FaceConfig
+    from vidanime.video.recolor import RecolorConfig
     from vidanime.video.smooth import LatentFilterConfig, SmoothConfig
 
+    recolor = RecolorConfig.strength if args.recolor is None else args.recolor
+    args.make_pipe = functools.partial(TranslatePipeline.from_pretrained, recolor=recolor)
     args.face_config = None
     if args.smooth or args.detect_every:
         args.face_config = FaceConfig()
@@ -158,18 +163,18 @@ def main(argv: list[str] | None = None) -> None:
     for m in modes:
         if m not in ("off", "filter", "flow") and not re.fullmatch(r"ft:(auto|\d+)(\+(filter|flow))?", m):
             ap.error(f"--modes: unknown mode {m!r}")
-    pipes = {m: TranslatePipeline.from_pretrained(temporal=m, face_config=args.face_config) for m in modes
+    pipes = {m: args.make_pipe(temporal=m, face_config=args.face_config) for m in modes
              if m in ("off", "filter", "flow")}
     for v in filter(None, args.variants.split(",")):
         s_cut, a_cut, beta = (float(x) for x in v.split(":"))
-        pipe = TranslatePipeline.from_pretrained(temporal="filter", face_config=args.face_config)
+        pipe = args.make_pipe(temporal="filter", face_config=args.face_config)
         pipe.translator.latent_filter.config = LatentFilterConfig(s_cut, a_cut, beta).check()
         pipes[f"filter {v}"] = pipe
     for v in filter(None, args.blends.split(",")):
         from vidanime.video.deflicker import FlowBlendConfig
 
         beta, tau, *more = v.split(":")
-        pipe = TranslatePipeline.from_pretrained(temporal="flow", face_config=args.face_config)
+        pipe = args.make_pipe(temporal="flow", face_config=args.face_config)
         pipe.translator.crop_blend.config = FlowBlendConfig(
             beta=float(beta), tau=float(tau), masks=bool(int(more[0])) if more else True).check()
         pipes[f"flow {v}"] = pipe
@@ -186,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
                     if setting not in tuned:
                         tuned[setting] = _finetune(src, end, setting, Path(tmp) / f"{clip}-ft-{setting}")
                     ckpt, steps, secs = tuned[setting]
-                    pipe = TranslatePipeline.from_pretrained(ckpt, temporal=filt or "off",
+                    pipe = args.make_pipe(ckpt, temporal=filt or "off",
                                                              face_config=args.face_config)
                     ft = f"{steps} in {secs:.0f} s"
                 else:
@@ -198,7 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     print_table(rows, ["clip", "mode", "warp error", "input's", "ratio", "flicker", "latent roughness",
                        "mouth change", "sharpness", "fps", "fine-tune (iterations, s)"],
                 title=f"--temporal modes on the talking-face clips ({args.frames} frames each, bundled model, landmark "
-                      f"smoothing {args.smooth or 'default'}, detect every {args.detect_every or 'default'})")
+                      f"smoothing {args.smooth or 'default'}, detect every {args.detect_every or 'default'}, "
+                      f"recolor {args.make_pipe.keywords['recolor']:g})")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from pipelines.base import Pipeline
 from vidanime.errors import CheckpointError, ConfigError, MediaError, VidanimeError
 from vidanime.fileio import check_output_path, remove_stale_partials
 from vidanime.registry import resolve_path
+from vidanime.video.recolor import RecolorConfig
 
 from .finetune import finetune_for_translate, finetune_requested, finetune_settings
 from .translate import DEFAULT_MODELS, TEMPORAL_MODES, TranslateOptions, TranslatePipeline
@@ -122,6 +123,7 @@ class PipelineSpec:
     allow_identity: bool = False
     identity: bool = False
     temporal: str = "flow"
+    recolor: float = RecolorConfig.strength
 
     def check(self) -> "PipelineSpec":
         """Fail early (in the driver, before any worker starts) when the checkpoint or parser cannot be found."""
@@ -145,7 +147,8 @@ class PipelineSpec:
             return TranslatePipeline(face_config=self.face_config)
         return TranslatePipeline.from_pretrained(
             self.checkpoint, self.parser, direction=self.direction, alpha=self.alpha, device=self.device,
-            fp16=self.fp16, face_config=self.face_config, allow_identity=self.allow_identity, temporal=self.temporal)
+            fp16=self.fp16, face_config=self.face_config, allow_identity=self.allow_identity, temporal=self.temporal,
+            recolor=self.recolor)
 
 
 # ----------------------------------------------------------------------------------------------------- discovery
@@ -399,12 +402,13 @@ class BatchPipeline(Pipeline):
     def from_pretrained(cls, checkpoint: str | os.PathLike | None = None, parser: str | os.PathLike | None = None,
                         direction: str = "p2a", alpha: float | None = None, device: str = "cpu", fp16: bool = False,
                         face_config: Any = None, allow_identity: bool = False,
-                        temporal: str = "flow") -> "BatchPipeline":
+                        temporal: str = "flow", recolor: float = RecolorConfig.strength) -> "BatchPipeline":
         """Same arguments as :meth:`TranslatePipeline.from_pretrained` (``temporal``: ``flow``, ``filter`` or
-        ``off``, as in ``vidanime translate --temporal``); the files are checked here, the models are loaded by each
-        worker."""
+        ``off``, as in ``vidanime translate --temporal``; ``recolor`` strength); the files are checked here, the
+        models are loaded by each worker."""
         spec = PipelineSpec(None if checkpoint is None else str(checkpoint), None if parser is None else str(parser),
-                            direction, alpha, device, fp16, face_config, allow_identity, temporal=temporal)
+                            direction, alpha, device, fp16, face_config, allow_identity, temporal=temporal,
+                            recolor=recolor)
         return cls(spec.check())
 
     # ------------------------------------------------------------------------------------------------- checks

@@ -126,6 +126,7 @@ class ImageTranslatePipeline(Pipeline):
     progress: bool = True
     direction: str | None = None
     refiner: Any = None  # a vidanime.train.refine.LatentRefiner, needed for refine > 0
+    recolor: Any = None  # a vidanime.video.recolor.RegionRecolor: IN's hair/eye colours onto the drawing (no reference)
     face_config: Any = None  # a vidanime.video.faces.FaceConfig for faces="detect" (None: its defaults)
     _suffixes: tuple[str, ...] = field(default=IMAGE_SUFFIXES, repr=False)
     _detector: Any = field(default=None, repr=False)
@@ -246,7 +247,8 @@ class ImageTranslatePipeline(Pipeline):
             return None
         translator = StyleAnimeFaceTranslator(self.model, self.parser, alpha=alpha, k=k, device=self.device,
                                               parsing_smooth=0, refiner=self.refiner, refine=refine, refine_every=1,
-                                              refine_ease=1.0, facebank=self.facebank)
+                                              refine_ease=1.0, facebank=self.facebank, recolor=self.recolor)
+        translator.reset()  # every photo on its own (the recolouring's per-track state included)
         res = translator(np.stack([f.crop for f in found]), list(range(len(found))))
         return paste_faces(image, [PasteItem(res.crops[i], f.matrix, res.masks[i], 1.0) for i, f in enumerate(found)])
 
@@ -368,6 +370,11 @@ class ImageTranslatePipeline(Pipeline):
                 out = self.model.decode(self.model.aggregate(w, alpha, k=k, facebank=self.facebank))
             if refine > 0:
                 out = self.model.decode(self.refiner(w, images, labels, steps=refine))
+            if self.recolor is not None and ref is None and style is None:  # IN's own hair and eye colours
+                self.recolor.reset()
+                inputs = np.stack([_to_uint8(im) for im in images])
+                out = self.recolor(inputs, labels.cpu().numpy(), self.model.config.label_set, out,
+                                   list(range(len(chunk))))
             for (_, _, dst), picture in zip(chunk, out):
                 write_rgb(dst, _to_uint8(picture))
                 written.append(dst)

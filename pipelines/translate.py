@@ -49,13 +49,14 @@ from vidanime.video.detect import MIN_FRAME_SIDE
 from vidanime.video.faces import FaceConfig, FaceProcessor, FrameFaces
 from vidanime.video.io import X264_PRESETS, Frame, VideoReader, VideoWriter, check_video_output
 from vidanime.video.paste import PasteItem, paste_faces
+from vidanime.video.recolor import RecolorConfig, RegionRecolor
 from vidanime.video.smooth import LatentFilter
 from vidanime.video.stages import run_stages
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["TranslateOptions", "TranslateResult", "TranslatePipeline", "DEFAULT_MODELS", "OUTPUT_PARSERS",
-           "build_refiner"]
+           "build_recolor", "build_refiner"]
 
 # Bundled registry names per direction: (StyleAnime checkpoint, parser for the input domain).
 DEFAULT_MODELS = {"p2a": ("styleanime-p2a", "parser-portrait"), "a2p": ("styleanime-a2p", "parser-anime")}
@@ -75,6 +76,15 @@ def build_refiner(model: Any, direction: str = "p2a", parser: str | os.PathLike 
     :class:`~vidanime.train.refine.RefineConfig` fields."""
     out_parser = load_model(parser or OUTPUT_PARSERS[direction], device=device, format="vidanime.parser")
     return LatentRefiner(model, out_parser, RefineConfig(**config), model_discriminators(model))
+
+
+def build_recolor(direction: str = "p2a", strength: float = RecolorConfig.strength, device: Any = "cpu") -> Any:
+    """A :class:`~vidanime.video.recolor.RegionRecolor` of ``strength`` with the output-domain parser of
+    ``direction`` (:data:`OUTPUT_PARSERS`), or None for strength 0."""
+    config = RecolorConfig(strength=float(strength)).check()
+    if config.strength == 0:
+        return None
+    return RegionRecolor(load_model(OUTPUT_PARSERS[direction], device=device, format="vidanime.parser"), config)
 
 
 @dataclass
@@ -176,6 +186,7 @@ class TranslatePipeline(Pipeline):
         refine_every: int = 8,
         refine_parser: str | os.PathLike | None = None,
         temporal: str = "flow",
+        recolor: float = RecolorConfig.strength,
     ) -> "TranslatePipeline":
         """Load a StyleAnime checkpoint and a parser (registry names or paths; defaults: the bundled models of
         ``direction``).  With ``allow_identity`` and no bundled model, fall back to the identity face model (logged).
@@ -183,9 +194,11 @@ class TranslatePipeline(Pipeline):
         output-domain parser ``refine_parser`` (default: :data:`OUTPUT_PARSERS`).  ``temporal``: ``filter`` filters
         each track's codes over time (:class:`~vidanime.video.smooth.LatentFilter`), ``flow`` also blends each track's
         crops along the input's motion (:class:`~vidanime.video.deflicker.CropFlowBlend`), ``off`` translates frames
-        alone."""
+        alone.  ``recolor``: strength in [0, 1] of carrying the input's hair and eye colours onto each drawing
+        (:class:`~vidanime.video.recolor.RegionRecolor` with the output-domain parser; 0 = off)."""
         if direction not in DEFAULT_MODELS:
             raise ConfigError(f"direction='{direction}' is not one of: {', '.join(DEFAULT_MODELS)}")
+        RecolorConfig(strength=float(recolor)).check()  # before any model is loaded
         if temporal not in TEMPORAL_MODES:
             raise ConfigError(f"temporal='{temporal}' is not one of: {', '.join(TEMPORAL_MODES)}")
         default_ckpt, default_parser = DEFAULT_MODELS[direction]
@@ -209,9 +222,10 @@ class TranslatePipeline(Pipeline):
         crop_blend = None
         if temporal == "flow":
             crop_blend = CropFlowBlend()
+        recolorer = build_recolor(direction, recolor, device)
         translator = StyleAnimeFaceTranslator(model, parser_model, alpha=alpha, device=device, fp16=fp16,
                                               refiner=refiner, refine=refine, refine_every=refine_every,
-                                              latent_filter=latent_filter, crop_blend=crop_blend)
+                                              latent_filter=latent_filter, crop_blend=crop_blend, recolor=recolorer)
         return cls(translator, face_config, model_name=str(checkpoint or default_ckpt))
 
     @classmethod

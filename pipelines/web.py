@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.image_translate import ImageTranslatePipeline
-from pipelines.translate import DEFAULT_MODELS, TranslateOptions, TranslatePipeline, build_refiner
+from pipelines.translate import DEFAULT_MODELS, TranslateOptions, TranslatePipeline, build_recolor, build_refiner
 from vidanime.checkpoint import read_torch_file
 from vidanime.errors import CheckpointError, ConfigError, MediaError, VidanimeError
 from vidanime.models.parser import config_of
@@ -300,6 +300,8 @@ def translate_image(image: str | os.PathLike | None, config: WebConfig, *, parsi
         refine = int(refine)
         if refine > 0 and pipe.refiner is None:
             pipe.refiner = build_refiner(pipe.model, direction, device=config.device)
+        if pipe.recolor is None:  # the default hair/eye recolouring, as the command line's (not with a reference)
+            pipe.recolor = build_recolor(direction, device=config.device)
     with _job_folder(config) as job:
         out = job / f"{src.stem}_{direction}.png"
         pipe(src, out, parsing=parsing, reference=reference, alpha=alpha, resize=True, refine=refine, faces=faces)

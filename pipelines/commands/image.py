@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .options import DETECTORS, DEVICE
+from .options import DETECTORS, DEVICE, RECOLOR_DEFAULT
 
 
 @click.group(name="image")
@@ -46,6 +46,9 @@ def cli() -> None:
                    "checkpoint's measured default, 0 (off) for the bundled model].")
 @click.option("--refine-parser", default=None, metavar="NAME|PATH",
               help="Output-domain parser of --refine [default: parser-anime for p2a, parser-portrait for a2p].")
+@click.option("--recolor", type=click.FloatRange(0, 1), default=RECOLOR_DEFAULT, show_default=True,
+              help="Carry IN's hair and eye colours onto the drawing (an addition to the paper; its lines and shading "
+                   "kept); 0 = the model's own colours. Not with --reference/--style-from (they give the colours).")
 @click.option("--faces", type=click.Choice(["auto", "detect", "aligned"]), default="auto", show_default=True,
               help="detect: find every face in IN (any photo), translate it and paste it back at IN's size, "
                    "background kept; aligned: IN is one aligned face crop, translated whole at the model size "
@@ -60,14 +63,14 @@ def cli() -> None:
 def translate(input: str, output: str, checkpoint: str, parsing: str | None, parsing_labels: str, parser: str | None,
               reference: str | None, style_from: str | None, mix: float, direction: str, alpha: float | None,
               facebank: str | None, k: int, resize: bool, refine: int | None, refine_parser: str | None,
-              faces: str, detector: str | None, detector_weights: str | None, device: str) -> None:
+              recolor: float, faces: str, detector: str | None, detector_weights: str | None, device: str) -> None:
     """Translate IN (a photo, an aligned face crop or a folder of them, mirrored into OUT) with StyleAnime.
 
     With no option, the bundled model and parser of --direction are used, and the faces of IN are found and pasted
     back: `vidanime image translate photo.jpg out.png`.
     """
     from pipelines.image_translate import ImageTranslatePipeline, check_image_paths
-    from pipelines.translate import DEFAULT_MODELS, build_refiner
+    from pipelines.translate import DEFAULT_MODELS, build_recolor, build_refiner
     from vidanime.registry import load_model, resolve_path
     from vidanime.video.detect import check_detector
     from vidanime.video.faces import FaceConfig
@@ -91,6 +94,8 @@ def translate(input: str, output: str, checkpoint: str, parsing: str | None, par
         refine = 0 if reference is not None or style_from is not None else int(pipe.model.inference.get("refine", 0))
     if refine > 0:
         pipe.refiner = build_refiner(pipe.model, direction, refine_parser, device)
+    if reference is None and style_from is None:
+        pipe.recolor = build_recolor(direction, recolor, device)
     written = pipe(input, output, parsing=parsing, reference=reference, alpha=alpha, parsing_labels=parsing_labels,
                    k=k, resize=resize, style_from=style_from, mix=mix, refine=refine, faces=faces)
     click.echo(f"wrote {len(written)} image(s) to {output}")

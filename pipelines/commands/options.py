@@ -96,6 +96,8 @@ DETECTOR_OPTIONS = _stack(
                  help="Weights file for retinaface/yunet/animecascade (parser checkpoint for animeparser/haar)."),
 )
 
+RECOLOR_DEFAULT = 0.7  # vidanime.video.recolor.RecolorConfig.strength (not imported here: `--help` stays light)
+
 MODEL_OPTIONS = _stack(
     checkpoint_option(),
     parser_option(),
@@ -105,6 +107,10 @@ MODEL_OPTIONS = _stack(
                       "Default: the checkpoint's."),
     click.option("--device", type=DEVICE, default="cpu", show_default=True, help="cpu, cuda or cuda:N."),
     click.option("--fp16", is_flag=True, help="Half precision for the model (CUDA only)."),
+    click.option("--recolor", type=click.FloatRange(0, 1), default=RECOLOR_DEFAULT, show_default=True,
+                 help="Carry the input's hair and eye colours onto each drawing (an addition to the paper: the "
+                      "drawing's colours are matched to the input's per region, its lines and shading kept). "
+                      "0 = the model's own colours, 1 = the input's."),
 )
 
 # choices: pipelines.translate.TEMPORAL_MODES (not imported here, so that `--help` stays light)

@@ -54,6 +54,7 @@ from vidanime.models.face_translator import StyleAnimeFaceTranslator
 from vidanime.registry import load, load_model
 from vidanime.train.refine import LatentRefiner, RefineConfig
 from vidanime.train.styleanime import model_discriminators
+from vidanime.video.recolor import RecolorConfig, RegionRecolor
 
 logger = logging.getLogger("vidanime.report_demo")
 
@@ -107,12 +108,13 @@ def _mean_colour(src: Sequence[np.ndarray], src_lab: Sequence[np.ndarray], out: 
 
 
 def portrait_translator(model: Any, portrait_parser: Any, alpha: float | None = None, refiner: Any = None,
-                        device: str = "cpu") -> Any:
+                        device: str = "cpu", recolor: Any = None) -> Any:
     """The video path's face translator for independent still portraits: no parsing smoothing, and with ``refiner``
-    every crop refined (each is its own track's keyframe, its correction applied in full)."""
+    every crop refined (each is its own track's keyframe, its correction applied in full); ``recolor``: a
+    :class:`~vidanime.video.recolor.RegionRecolor` (each portrait its own track)."""
     steps = refiner.config.steps if refiner is not None else 0
     return StyleAnimeFaceTranslator(model, portrait_parser, alpha=alpha, device=device, parsing_smooth=0,
-                                    refiner=refiner, refine=steps, refine_every=1, refine_ease=1.0)
+                                    refiner=refiner, refine=steps, refine_every=1, refine_ease=1.0, recolor=recolor)
 
 
 def translate_portraits(translator: Any, images: np.ndarray, chunk: int = 16) -> tuple[np.ndarray, float]:
@@ -170,10 +172,12 @@ def anime_look(model: Any, anime_parser: Any, images: np.ndarray, outputs: np.nd
 
 
 def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, device: str = "cpu",
-            lpips_backbone: str | None = None, model_path: str | None = None, refine: int = 0) -> dict[str, Any]:
+            lpips_backbone: str | None = None, model_path: str | None = None, refine: int = 0,
+            recolor: float = 0.0) -> dict[str, Any]:
     """All numbers of the report (see the module doc) as a JSON-able dict; ``model_path``: a StyleAnime checkpoint
     (name or path) to measure instead of the bundled ``styleanime-p2a``; ``refine``: test-time refinement steps
-    (:mod:`vidanime.train.refine`) on each portrait's code, timed (``seconds_per_face``)."""
+    (:mod:`vidanime.train.refine`) on each portrait's code, timed (``seconds_per_face``); ``recolor``: the strength
+    of :class:`~vidanime.video.recolor.RegionRecolor` (0 = off)."""
     ckpt_name, parser_name = DEFAULT_MODELS["p2a"]
     loaded = load(model_path or ckpt_name, expect="styleanime", device=device)
     model = loaded.model
@@ -185,7 +189,9 @@ def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, 
     teacher_parser = load_model(teacher_name, device=device, format="vidanime.parser").eval()
     refiner = LatentRefiner(model, anime_parser, RefineConfig(steps=refine), model_discriminators(model)) \
         if refine else None
-    translator = portrait_translator(model, portrait_parser, alpha=alpha, refiner=refiner, device=device)
+    recolorer = RegionRecolor(anime_parser, RecolorConfig(strength=recolor)) if recolor else None
+    translator = portrait_translator(model, portrait_parser, alpha=alpha, refiner=refiner, device=device,
+                                     recolor=recolorer)
 
     ids, images, gt = heldout_portraits(ASSETS / "faces", limit=limit)
     logger.info("translating %d held-out portraits%s", len(ids), f" ({refine} refinement steps)" if refine else "")
@@ -195,7 +201,8 @@ def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, 
 
     effective_alpha = alpha if alpha is not None else model.inference.get("alpha")
     res: dict[str, Any] = {"model": str(model_path or ckpt_name), "portraits": len(ids), "alpha": effective_alpha,
-                           "refine": refine, "seconds_per_face": seconds_per_face, "threads": torch.get_num_threads(),
+                           "refine": refine, "recolor": recolor, "seconds_per_face": seconds_per_face,
+                           "threads": torch.get_num_threads(),
                            "training_parser": str(teacher_name)}
     res.update(portrait_scores(images, gt, outputs, anime_parser))
     res["structure_miou_baseline"] = structure_kept((g, base_lab) for g in gt).miou
@@ -240,6 +247,7 @@ def to_markdown(r: dict[str, Any]) -> str:
     c, cb = r["colour_emd"], r["colour_emd_baseline"]
     p = r["p_anime"]
     how = f", --refine {r['refine']} ({r['seconds_per_face']:.1f} s/face)" if r.get("refine") else ""
+    how += f", --recolor {r['recolor']:g}" if r.get("recolor") else ""
     lines = [
         f"| measure (held-out data) | {r.get('model', 'bundled model')}{how} | baseline: average face G(w_avg) |",
         "|---|---|---|",
@@ -305,11 +313,13 @@ def print_report(measure_fn: Callable[[], Any], markdown: Callable[[dict[str, An
               help="StyleAnime checkpoint (registry name or path) to measure instead of the bundled styleanime-p2a.")
 @click.option("--refine", default=0, show_default=True, type=click.IntRange(min=0),
               help="Test-time refinement steps on each portrait's code (timed: seconds per face).")
+@click.option("--recolor", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="Strength of the hair/eye recolouring (vidanime.video.recolor; 0 = off, the outputs as drawn).")
 def main(limit: int, anime_count: int, alpha: float | None, lpips_backbone: str | None, json_out: str | None,
-         model_path: str | None, refine: int) -> None:
+         model_path: str | None, refine: int, recolor: float) -> None:
     """Measure the bundled models on held-out shipped data and print the README table."""
     print_report(lambda: measure(limit=limit, anime_count=anime_count, alpha=alpha, lpips_backbone=lpips_backbone,
-                                 model_path=model_path, refine=refine), to_markdown, json_out)
+                                 model_path=model_path, refine=refine, recolor=recolor), to_markdown, json_out)
 
 
 if __name__ == "__main__":

@@ -106,3 +106,25 @@ def test_refinement_runs_on_keyframes_and_eases_the_correction_per_track(tiny):
     assert ref.calls == [1, 1, 1, 1]  # after reset, track 3 starts over with a keyframe
     with pytest.raises(VidanimeError, match="refiner"):
         StyleAnimeFaceTranslator(model, parser, refine=3)
+
+
+def test_recolor_is_applied_to_the_drawing_before_resizing(tiny):
+    """With a RegionRecolor the translator returns exactly the recoloured drawing, resized; the codes do not change."""
+    import torch.nn.functional as F
+
+    from tests.video.test_recolor import TopHalfHairParser
+    from vidanime.video.recolor import RecolorConfig, RegionRecolor
+
+    model, parser = tiny
+    x = crops()
+    plain = StyleAnimeFaceTranslator(model, parser, parsing_smooth=0)(x, [0, 1, 2])
+    rc = RegionRecolor(TopHalfHairParser(), RecolorConfig(strength=1.0))
+    res = StyleAnimeFaceTranslator(model, parser, parsing_smooth=0, recolor=rc)(x, [0, 1, 2])
+    torch.testing.assert_close(res.latents, plain.latents)
+    assert np.abs(res.crops.astype(int) - plain.crops.astype(int)).max() > 20  # recoloured
+    rc.reset()
+    with torch.no_grad():
+        drawn = rc(x, res.parsing, parser.config.label_set, model.decode(res.latents), [0, 1, 2])
+    want = F.interpolate(drawn, size=(48, 48), mode="bilinear", antialias=False, align_corners=False)
+    want = ((want.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(res.crops, want, atol=1)

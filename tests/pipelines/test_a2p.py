@@ -35,7 +35,7 @@ def test_image_translate_a2p_with_anime_parser(tmp_path, ckpts):
     img = write_image(tmp_path / "anime.png", 1)
     out = tmp_path / "portrait.png"
     r = CliRunner().invoke(image_cli, ["translate", str(img), str(out), "-c", str(ckpts["a2p"]), "--parser",
-                                       str(ckpts["parser"]), "--direction", "a2p"])
+                                       str(ckpts["parser"]), "--direction", "a2p", "--recolor", "0"])
     assert r.exit_code == 0, r.output
     from vidanime.registry import load_model, load_styleanime
 

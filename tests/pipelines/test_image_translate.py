@@ -108,9 +108,13 @@ def test_cli_translate(tmp_path, model):
     ckpt = save_styleanime(tmp_path / "sa.pt", model)
     img, lab = _write_pair(tmp_path, "a", 0)
     r = CliRunner().invoke(cli, ["translate", str(img), str(tmp_path / "o.png"), "--checkpoint", str(ckpt),
-                                 "--parsing", str(lab), "--parsing-labels", "celebamask"])
+                                 "--parsing", str(lab), "--parsing-labels", "celebamask", "--recolor", "0"])
     assert r.exit_code == 0, r.output
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "o.png")), _expected(model, img, lab, "celebamask"))
+    r = CliRunner().invoke(cli, ["translate", str(img), str(tmp_path / "rc.png"), "--checkpoint", str(ckpt),
+                                 "--parsing", str(lab), "--parsing-labels", "celebamask"])  # default: recoloured
+    assert r.exit_code == 0, r.output
+    assert not np.array_equal(np.asarray(Image.open(tmp_path / "rc.png")), np.asarray(Image.open(tmp_path / "o.png")))
     save_checkpoint(tmp_path / "other.pt", format="vidanime.parser", config={}, state_dict={})
     r = CliRunner().invoke(cli, ["translate", str(img), str(tmp_path / "o2.png"), "-c", str(tmp_path / "other.pt"),
                                  "--parsing", str(lab)])

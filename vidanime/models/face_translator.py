@@ -107,7 +107,9 @@ class StyleAnimeFaceTranslator:
     (One-Euro, causal) before decoding, to steady the video (``translate --temporal filter``).  ``facebank``: a
     :class:`~vidanime.models.facebank.FaceBank` used instead of the model's own.  ``crop_blend`` (a
     :class:`vidanime.video.deflicker.CropFlowBlend`): each track's translated crops and paste masks are blended with
-    the previous ones carried along the input's motion (``translate --temporal flow``).
+    the previous ones carried along the input's motion (``translate --temporal flow``).  ``recolor`` (a
+    :class:`vidanime.video.recolor.RegionRecolor`): the input's hair and eye colours are carried onto each drawing
+    before it is resized and blended (``--recolor``).
     """
 
     def __init__(
@@ -126,6 +128,7 @@ class StyleAnimeFaceTranslator:
         latent_filter: Any = None,
         facebank: Any = None,
         crop_blend: Any = None,
+        recolor: Any = None,
     ) -> None:
         self.device = torch.device(device)
         if fp16 and self.device.type != "cuda":
@@ -157,6 +160,7 @@ class StyleAnimeFaceTranslator:
         self._delta: dict[int, torch.Tensor] = {}  # correction applied to the last frame per track
         self.latent_filter = latent_filter  # a vidanime.video.smooth.LatentFilter (or None: codes unfiltered)
         self.crop_blend = crop_blend  # a vidanime.video.deflicker.CropFlowBlend (or None: crops not blended)
+        self.recolor = recolor  # a vidanime.video.recolor.RegionRecolor (or None: the drawing's own colours)
 
     def reset(self, fps: float | None = None) -> None:
         """Forget the per-track parsing history, refinement corrections and code filters (call between clips, with
@@ -169,6 +173,8 @@ class StyleAnimeFaceTranslator:
             self.latent_filter.reset(fps)
         if self.crop_blend is not None:
             self.crop_blend.reset()
+        if self.recolor is not None:
+            self.recolor.reset()
 
     def _refined(self, w: torch.Tensor, xm: torch.Tensor, lab_m: torch.Tensor,
                  track_ids: Sequence[int]) -> torch.Tensor:
@@ -250,10 +256,12 @@ class StyleAnimeFaceTranslator:
             w = self.latent_filter(w, list(track_ids))
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=half):
             out = self.model.decode(w)
-        out = F.interpolate(out.float(), size=(s, s), mode="bilinear", antialias=size > s, align_corners=False)
-        out_u8 = ((out.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         probs_s = F.interpolate(probs, size=(s, s), mode="bilinear", align_corners=False) if p != s else probs
         lab_s = probs_s.argmax(1).byte().cpu().numpy()  # labels are never interpolated: probabilities are
+        if self.recolor is not None:  # the input's hair and eye colours onto the drawing (--recolor)
+            out = self.recolor(crops, lab_s, self.parser_labels, out.float(), list(track_ids))
+        out = F.interpolate(out.float(), size=(s, s), mode="bilinear", antialias=size > s, align_corners=False)
+        out_u8 = ((out.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         masks = np.stack([parsing_mask(lab, self.parser_labels) for lab in lab_s])
         if self.crop_blend is not None:  # per-track flow-guided blending with the previous output (--temporal flow)
             out_u8, masks = self.crop_blend.blend(crops, out_u8, list(track_ids), masks)
