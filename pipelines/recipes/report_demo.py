@@ -313,8 +313,9 @@ def print_report(measure_fn: Callable[[], Any], markdown: Callable[[dict[str, An
               help="StyleAnime checkpoint (registry name or path) to measure instead of the bundled styleanime-p2a.")
 @click.option("--refine", default=0, show_default=True, type=click.IntRange(min=0),
               help="Test-time refinement steps on each portrait's code (timed: seconds per face).")
-@click.option("--recolor", default=0.0, show_default=True, type=click.FloatRange(0, 1),
-              help="Strength of the hair/eye recolouring (vidanime.video.recolor; 0 = off, the outputs as drawn).")
+@click.option("--recolor", default=RecolorConfig.strength, show_default=True, type=click.FloatRange(0, 1),
+              help="Strength of the hair/eye recolouring (vidanime.video.recolor; the translate default; 0 = off, "
+                   "the outputs as drawn).")
 def main(limit: int, anime_count: int, alpha: float | None, lpips_backbone: str | None, json_out: str | None,
          model_path: str | None, refine: int, recolor: float) -> None:
     """Measure the bundled models on held-out shipped data and print the README table."""
