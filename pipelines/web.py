@@ -33,6 +33,7 @@ from vidanime.registry import load_model, resolve_path
 from vidanime.video.detect import check_detector, default_detector
 from vidanime.video.faces import FaceConfig
 from vidanime.video.probe import probe
+from vidanime.video.recolor import RecolorConfig
 
 logger = logging.getLogger(__name__)
 
@@ -196,16 +197,17 @@ def _face_config(config: WebConfig, direction: str):
     return FaceConfig(device=config.device, detector=detector, detector_weights=config.detector_weights)
 
 
-def _video_pipeline(config: WebConfig, direction: str, alpha: float | None, checkpoint: str | None = None):
+def _video_pipeline(config: WebConfig, direction: str, alpha: float | None, checkpoint: str | None = None,
+                    recolor: float = RecolorConfig.strength):
     """TranslatePipeline for these settings, kept between jobs (the models load once)."""
     ckpt = checkpoint or config.checkpoint
-    key = (ckpt, config.parser, direction, alpha, config.device, config.detector, config.detector_weights)
+    key = (ckpt, config.parser, direction, alpha, recolor, config.device, config.detector, config.detector_weights)
     with _PIPELINES_LOCK:
         if key not in _PIPELINES:
             _PIPELINES.clear()  # one model set in memory at a time
             _PIPELINES[key] = TranslatePipeline.from_pretrained(
                 ckpt, config.parser, direction=direction, alpha=alpha, device=config.device,
-                face_config=_face_config(config, direction), allow_identity=True)
+                face_config=_face_config(config, direction), allow_identity=True, recolor=recolor)
         return _PIPELINES[key]
 
 
@@ -220,11 +222,13 @@ def _temporal_line(temporal: dict[str, dict[str, float]] | None) -> str:
 # ---------------------------------------------------------------------------------------------------- the jobs
 def translate_video(video: str | os.PathLike | None, config: WebConfig, *, direction: str = "p2a",
                     alpha: float | None = None, finetune: int = 0, faces: str = "all", start: str | None = None,
-                    end: str | None = None, progress: bool = True) -> VideoOutcome:
-    """Translate an uploaded video like ``vidanime translate IN OUT --preview --report [--finetune N]`` into a new
-    job folder (deleted again if the job fails); → :class:`VideoOutcome`.  Raises a one-line VidanimeError for bad
-    input (the page shows it)."""
+                    end: str | None = None, progress: bool = True,
+                    recolor: float = RecolorConfig.strength) -> VideoOutcome:
+    """Translate an uploaded video like ``vidanime translate IN OUT --preview --report [--finetune N] [--recolor S]``
+    into a new job folder (deleted again if the job fails); → :class:`VideoOutcome`.  Raises a one-line
+    VidanimeError for bad input (the page shows it)."""
     config.check()
+    RecolorConfig(strength=float(recolor)).check()
     src = check_upload(video, config, "video")
     if direction not in DEFAULT_MODELS:
         raise ConfigError(f"direction='{direction}' is not one of: {', '.join(DEFAULT_MODELS)}")
@@ -238,7 +242,7 @@ def translate_video(video: str | os.PathLike | None, config: WebConfig, *, direc
         options.preview = str(job / f"{src.stem}_{direction}_preview.mp4")
         TranslatePipeline.check_inputs(src, out, options)
         notes: list[str] = []
-        pipe = _video_pipeline(config, direction, alpha)
+        pipe = _video_pipeline(config, direction, alpha, recolor=recolor)
         if finetune > 0:
             if pipe.model_name.startswith("identity"):
                 raise ConfigError(f"fine-tuning ({finetune} iterations) needs a StyleAnime checkpoint, and none is "
@@ -246,7 +250,7 @@ def translate_video(video: str | os.PathLike | None, config: WebConfig, *, direc
             pipe = TranslatePipeline.finetuned_on(src, out, finetune, config.checkpoint, config.parser,
                                                   direction=direction, start=start, end=end, run_dir=job / "finetune",
                                                   progress=progress, device=config.device, alpha=alpha,
-                                                  face_config=_face_config(config, direction))
+                                                  face_config=_face_config(config, direction), recolor=recolor)
             notes.append(f"Fine-tuned on this clip for {finetune} iterations.")
         result = pipe(src, out, options)
         report = result.report
@@ -262,7 +266,8 @@ def translate_video(video: str | os.PathLike | None, config: WebConfig, *, direc
 
 def translate_image(image: str | os.PathLike | None, config: WebConfig, *, parsing: str | os.PathLike | None = None,
                     reference: str | os.PathLike | None = None, direction: str = "p2a",
-                    alpha: float | None = None, refine: int | None = None, faces: str = "auto") -> ImageOutcome:
+                    alpha: float | None = None, refine: int | None = None, faces: str = "auto",
+                    recolor: float = RecolorConfig.strength) -> ImageOutcome:
     """Translate an uploaded image like ``vidanime image translate``: a photo's faces are found and pasted back
     (``faces``, see :mod:`pipelines.image_translate`), an aligned crop is resized to the model's size, with an
     optional edited parsing map (label PNG, BiSeNet order) and a style reference; ``refine``: test-time refinement
@@ -300,8 +305,9 @@ def translate_image(image: str | os.PathLike | None, config: WebConfig, *, parsi
         refine = int(refine)
         if refine > 0 and pipe.refiner is None:
             pipe.refiner = build_refiner(pipe.model, direction, device=config.device)
-        if pipe.recolor is None:  # the default hair/eye recolouring, as the command line's (not with a reference)
-            pipe.recolor = build_recolor(direction, device=config.device)
+        if pipe.recolor is None:  # the hair/eye recolouring, as the command line's (not with a reference)
+            pipe.recolor = build_recolor(direction, RecolorConfig.strength, device=config.device)
+        pipe.recolor.config = RecolorConfig(strength=float(recolor)).check()  # 0 = the model's own colours
     with _job_folder(config) as job:
         out = job / f"{src.stem}_{direction}.png"
         pipe(src, out, parsing=parsing, reference=reference, alpha=alpha, resize=True, refine=refine, faces=faces)
@@ -353,19 +359,22 @@ def build_app(config: WebConfig):
     cleanup_jobs(config.root, config.cleanup_after_min * 60.0)
     age = int(config.cleanup_after_min * 60)
 
-    def run_video(video, direction, alpha, finetune, faces, start, end, progress=gr.Progress(track_tqdm=True)):
+    def run_video(video, direction, alpha, recolor, finetune, faces, start, end,
+                  progress=gr.Progress(track_tqdm=True)):
         try:
             o = translate_video(video, config, direction=direction, alpha=float(alpha), finetune=int(finetune),
-                                faces=faces, start=start, end=end)
+                                faces=faces, start=start, end=end, recolor=float(recolor))
         except VidanimeError as exc:
             logger.info("video job refused: %s", exc)
             return None, None, None, None, _error_message(exc, config, (video,))
         return o.output, o.preview, o.temporal, o.files, o.message
 
-    def run_image(image, parsing, reference, direction, alpha, refine, progress=gr.Progress(track_tqdm=True)):
+    def run_image(image, parsing, reference, direction, alpha, recolor, refine,
+                  progress=gr.Progress(track_tqdm=True)):
         try:
             o = translate_image(image, config, parsing=parsing, reference=reference, direction=direction,
-                                alpha=float(alpha), refine=int(refine) if reference is None else 0)
+                                alpha=float(alpha), refine=int(refine) if reference is None else 0,
+                                recolor=float(recolor))
         except VidanimeError as exc:
             logger.info("image job refused: %s", exc)
             return None, None, _error_message(exc, config, (image, parsing, reference))
@@ -374,6 +383,7 @@ def build_app(config: WebConfig):
     inference = _inference_defaults(config)  # the model's measured defaults, as the CLI uses (one read)
     alpha0 = _default_alpha(config, inference)
     alpha_label = "FaceBank α (1 = off; starts at the model's measured default)"
+    recolor_label = "Keep hair and eye colours (0 = the model's own, 1 = the input's)"
     limits = (f"Uploads up to {config.max_upload_mb:g} MB; videos up to {config.max_seconds:g} s. "
               f"Results are deleted after {config.cleanup_after_min:g} min. One job runs at a time.")
     with gr.Blocks(title="vidanime", analytics_enabled=False, delete_cache=(max(60, age // 2), age)) as app:
@@ -385,6 +395,7 @@ def build_app(config: WebConfig):
             with gr.Row():
                 v_dir = gr.Radio(["p2a", "a2p"], value="p2a", label="Direction (p2a: real → anime)")
                 v_alpha = gr.Slider(0.0, 1.0, value=alpha0, step=0.05, label=alpha_label)
+                v_recolor = gr.Slider(0.0, 1.0, value=RecolorConfig.strength, step=0.05, label=recolor_label)
                 v_ft = gr.Slider(0, config.max_finetune, value=0, step=50, label="Fine-tune iterations (0 = off)")
             with gr.Row():
                 v_faces = gr.Radio(["all", "largest"], value="all", label="Faces")
@@ -396,7 +407,7 @@ def build_app(config: WebConfig):
                 v_prev = gr.Video(label="Side by side: input | crop + parsing | output", interactive=False)
                 v_temporal = gr.JSON(label="Temporal stability")
             v_files = gr.File(label="Downloads", file_count="multiple", interactive=False)
-            v_go.click(run_video, [v_in, v_dir, v_alpha, v_ft, v_faces, v_start, v_end],
+            v_go.click(run_video, [v_in, v_dir, v_alpha, v_recolor, v_ft, v_faces, v_start, v_end],
                        [v_out, v_prev, v_temporal, v_files, v_msg], concurrency_id="device",
                        concurrency_limit=1)
         with gr.Tab("Image"):
@@ -411,13 +422,14 @@ def build_app(config: WebConfig):
             with gr.Row():
                 i_dir = gr.Radio(["p2a", "a2p"], value="p2a", label="Direction")
                 i_alpha = gr.Slider(0.0, 1.0, value=alpha0, step=0.05, label=alpha_label)
+                i_recolor = gr.Slider(0.0, 1.0, value=RecolorConfig.strength, step=0.05, label=recolor_label)
                 i_refine = gr.Slider(0, 100, value=_default_refine(config, inference), step=5,
                                      label="Refine steps: follow the photo's layout and colours more (0 = off; "
                                            "about 0.1 s a step on CPU)")
             i_go = gr.Button("Translate image", variant="primary", elem_id="image-run")
             i_msg = gr.Markdown(elem_id="image-status")
             i_file = gr.File(label="Download", interactive=False)
-            i_go.click(run_image, [i_in, i_parse, i_ref, i_dir, i_alpha, i_refine], [i_out, i_file, i_msg],
+            i_go.click(run_image, [i_in, i_parse, i_ref, i_dir, i_alpha, i_recolor, i_refine], [i_out, i_file, i_msg],
                        concurrency_id="device", concurrency_limit=1)
     app.queue(default_concurrency_limit=1, max_size=32)
     return app

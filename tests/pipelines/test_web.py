@@ -109,12 +109,12 @@ def test_page_handlers_show_errors_and_keep_serving(config, tmp_path):
     run_video, run_image = _page_fn(app, "run_video"), _page_fn(app, "run_image")
     text = tmp_path / "notes.txt"
     text.write_text("hello")
-    *outs, msg = run_video(str(text), "p2a", 1.0, 0, "all", "", "")
+    *outs, msg = run_video(str(text), "p2a", 1.0, 0.7, 0, "all", "", "")
     assert outs == [None] * 4 and msg.startswith("**Error:**") and "notes.txt" in msg and "\n" not in msg
-    *outs, msg = run_image(str(text), None, None, "p2a", 1.0, 0)
+    *outs, msg = run_image(str(text), None, None, "p2a", 1.0, 0.7, 0)
     assert outs == [None, None] and msg.startswith("**Error:**") and "not an image file" in msg
     no_face = make_clip(tmp_path / "nf.mp4", n=6, size=(64, 64), fps=10)
-    *outs, msg = run_video(str(no_face), "p2a", 1.0, 0, "all", "", "")
+    *outs, msg = run_video(str(no_face), "p2a", 1.0, 0.7, 0, "all", "", "")
     assert Path(outs[0]).is_file() and "No face was found" in msg  # the same app keeps serving after errors
     jobs = [f for f in app.fns.values() if f.name in ("run_video", "run_image")]
     assert len(jobs) == 2 and all(f.concurrency_limit == 1 and f.concurrency_id == "device" for f in jobs)
@@ -142,6 +142,11 @@ def test_translate_image_matches_the_image_pipeline(config, models, assets, tmp_
         assert got.shape == shape and "Parsed by the face parser" in o.message and note in o.message
         ref(face, tmp_path / f"ref_{faces}.png", resize=True, faces=faces)
         np.testing.assert_array_equal(got, np.array(Image.open(tmp_path / f"ref_{faces}.png")))  # same code path
+    # the page's recolour slider at 0: the model's own colours, as the pipeline without recolouring
+    plain = np.array(Image.open(translate_image(face, config, faces="aligned", recolor=0).output))
+    ref.recolor = None
+    ref(face, tmp_path / "ref_plain.png", resize=True, faces="aligned")
+    np.testing.assert_array_equal(plain, np.array(Image.open(tmp_path / "ref_plain.png")))
     # an edited parsing map (label PNG at the image's size) changes the result
     lab = write_labels(tmp_path / "map.png", face_labels(256))
     edited = translate_image(face, config, parsing=lab)
