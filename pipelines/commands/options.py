@@ -96,7 +96,7 @@ DETECTOR_OPTIONS = _stack(
                  help="Weights file for retinaface/yunet/animecascade (parser checkpoint for animeparser/haar)."),
 )
 
-RECOLOR_DEFAULT = 0.7  # vidanime.video.recolor.RecolorConfig.strength (not imported here: `--help` stays light)
+RECOLOR_DEFAULT = 0.85  # vidanime.video.recolor.RecolorConfig.strength (not imported here: `--help` stays light)
 
 MODEL_OPTIONS = _stack(
     checkpoint_option(),

@@ -3,7 +3,7 @@
 ``python -m pipelines.recipes.heldout_montage docs/heldout_montage.png`` writes, for the first 8 of the 90 portraits
 every demo model leaves out (CelebAMask-HQ, non-commercial research use), one row each: the input, then the bundled
 ``styleanime-p2a`` through the video path's face translator at each ``--settings`` entry ``ALPHA:RECOLOR`` (default:
-α 1 without recolouring, α 0.7 without, α 0.7 with the default recolouring 0.7).  Two portraits per row of the image.
+α 1 without recolouring, α 0.7 without, α 0.7 with the default recolouring 0.85).  Two portraits per row of the image.
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def _settings(ctx: click.Context, param: click.Parameter, value: str) -> list[tu
 
 @click.command()
 @click.argument("output", type=click.Path(dir_okay=False))
-@click.option("--settings", default="1:0,0.7:0,0.7:0.7", show_default=True, callback=_settings,
+@click.option("--settings", default="1:0,0.7:0,0.7:0.85", show_default=True, callback=_settings,
               help="Comma-separated ALPHA:RECOLOR columns (FaceBank α, recolouring strength).")
 @click.option("--count", default=8, show_default=True, type=click.IntRange(1, 90), help="Held-out portraits.")
 def main(output: str, settings: list[tuple[float, float]], count: int) -> None:

@@ -249,10 +249,10 @@ def test_failed_web_jobs_leave_no_folder_and_no_server_paths(tmp_path, clip):
     app = build_app(config)
     run_video = next(f.fn for f in app.fns.values() if getattr(f.fn, "__name__", "") == "run_video")
     for video, end in ((upload, ""), (clip, "0")):
-        *outs, msg = run_video(str(video), "p2a", 1.0, 0, "all", "", end)
+        *outs, msg = run_video(str(video), "p2a", 1.0, 0.85, 0, "all", "", end)
         assert outs == [None] * 4 and msg.startswith("**Error:**") and "\n" not in msg, msg
         assert str(tmp_path) not in msg and "/tmp" not in msg and config.workdir not in msg, msg
-    assert "cannot read notes.mp4:" in run_video(str(upload), "p2a", 1.0, 0, "all", "", "")[-1]
+    assert "cannot read notes.mp4:" in run_video(str(upload), "p2a", 1.0, 0.85, 0, "all", "", "")[-1]
     assert not list(Path(config.workdir).glob("job-*"))
 
 

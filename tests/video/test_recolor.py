@@ -79,7 +79,7 @@ def test_region_map_moves_the_mean_and_caps_the_spread():
 
 
 def test_hair_takes_the_input_colour_and_the_rest_stays():
-    rc = RegionRecolor(TopHalfHairParser(), RecolorConfig(strength=1.0, regions=("hair",), feather=0.0))
+    rc = RegionRecolor(TopHalfHairParser(), RecolorConfig(strength=1.0, regions=("hair",), feather=0.0, chroma=1.0))
     inp, lab = _input((230, 200, 60))  # blond
     draw = _drawing((170, 40, 40))  # red hair
     out = _u8(rc(inp, lab, "bisenet", draw, [0]))
@@ -91,7 +91,7 @@ def test_hair_takes_the_input_colour_and_the_rest_stays():
 
 
 def test_half_strength_lands_halfway_in_lab():
-    rc = RegionRecolor(TopHalfHairParser(), RecolorConfig(strength=0.5, regions=("hair",), feather=0.0))
+    rc = RegionRecolor(TopHalfHairParser(), RecolorConfig(strength=0.5, regions=("hair",), feather=0.0, chroma=1.0))
     inp, lab = _input((40, 40, 200))
     out = _u8(rc(inp, lab, "bisenet", _drawing((200, 160, 40)), [0]))
     got = _lab(out[2 : M // 2 - 2].reshape(-1, 3).mean(0))
@@ -102,7 +102,7 @@ def test_half_strength_lands_halfway_in_lab():
 def test_tracks_smooth_the_map_and_reset_forgets():
     """Frame 2 of a track with a new input colour moves only (1 - smooth) of the way; a new track or a reset moves all
     the way."""
-    cfg = RecolorConfig(strength=1.0, regions=("hair",), feather=0.0, smooth=0.75)
+    cfg = RecolorConfig(strength=1.0, regions=("hair",), feather=0.0, smooth=0.75, chroma=1.0)
     rc = RegionRecolor(TopHalfHairParser(), cfg)
     draw = _drawing((128, 128, 128))
     a, lab = _input((200, 60, 60))
@@ -117,9 +117,20 @@ def test_tracks_smooth_the_map_and_reset_forgets():
     assert np.abs(_lab(_u8(rc(b, lab, "bisenet", draw, [5]))[4].mean(0)) - _lab((60, 60, 200))).max() < 2.0
 
 
+def test_chroma_scales_the_target_colourfulness_not_its_lightness():
+    """chroma 1.6: the recoloured hair has the input's lightness and hue, with a and b 1.6 times the input's."""
+    rc = RegionRecolor(TopHalfHairParser(), RecolorConfig(strength=1.0, regions=("hair",), feather=0.0, chroma=1.6))
+    inp, lab = _input((150, 110, 80))  # a light brown
+    got = _lab(_u8(rc(inp, lab, "bisenet", _drawing((90, 90, 160)), [0]))[4].mean(0))
+    want = _lab((150, 110, 80)) * np.array([1.0, 1.6, 1.6], np.float32)
+    assert np.abs(got - want).max() < 2.0, (got, want)
+
+
 def test_bad_settings_are_one_line_errors():
     with pytest.raises(ConfigError, match="strength=1.5"):
         RecolorConfig(strength=1.5).check()
+    with pytest.raises(ConfigError, match="chroma=5"):
+        RecolorConfig(chroma=5).check()
     with pytest.raises(ConfigError, match="nose"):
         RecolorConfig(regions=("nose",)).check()
     from pipelines.translate import TranslatePipeline

@@ -5,8 +5,8 @@ blond hair often comes out brown, dark hair red).  After decoding, :class:`Regio
 output domain's parser and, per region (hair; both eyes), moves the drawing's colours toward the input's in CIELAB
 with a per-channel affine map that matches mean and spread (Reinhard et al. 2001, per region):
 
-    T(x) = (x − μ_out) · clip(σ_in / σ_out, ½, r_max) + μ_in      per channel, on the region's pixels
-    x'   = x + s · p(x) · (T(x) − x)                               s = ``strength``, p = the region's probability
+    T(x) = (x − μ_out) · clip(σ_in / σ_out, ½, r_max) + μ_in·(1, k, k)     per Lab channel, k = ``chroma``
+    x'   = x + s · p(x) · (T(x) − x)                                   s = ``strength``, p = the region's probability
 
 so the drawing's own shading and lines stay (an affine map keeps the order of lightness) and only the colour
 distribution moves.  r_max is 1 for lightness (2 for a/b): a larger lightness spread would amplify the drawing's
@@ -36,23 +36,29 @@ REGIONS: dict[str, tuple[str, ...]] = {"hair": ("hair",), "eyes": ("l_eye", "r_e
 
 @dataclass
 class RecolorConfig:
-    """``strength`` s in [0, 1] (0 = off; the default 0.7 from ``report_demo --recolor``, README "Bundled default
-    model"); ``regions`` recoloured (skin is left out: real skin tones on a drawing read as a photo — with skin at half
+    """``strength`` s in [0, 1] (0 = off; the default 0.85 from ``report_demo --recolor``, README "Keeping the
+    person"); ``regions`` recoloured (skin is left out: real skin tones on a drawing read as a photo — with skin at half
     strength beside hair and eyes, P(anime) fell from 0.80 to 0.69); ``min_fraction`` of the crop a region must cover
     in both images to be recoloured; ``feather``: blur of the region's probability as a fraction of the drawing's
     side; ``smooth`` in [0, 1): per-track exponential smoothing of the map over frames (0 = each frame its own);
-    ``max_ratio``: the largest spread ratio σ_in / σ_out per Lab channel (see the module doc)."""
+    ``max_ratio``: the largest spread ratio σ_in / σ_out per Lab channel (see the module doc); ``chroma``: the
+    target colour is the input's with its colourfulness (Lab a, b) scaled by this — drawn palettes are more
+    saturated than photographs (measured at s 0.7: chroma 1.6 against 1 lowers the anime-look KID from 0.095 to
+    0.081 and keeps P(anime) at 0.80 instead of 0.78, for hair specificity 0.36 instead of 0.30)."""
 
-    strength: float = 0.7
+    strength: float = 0.85
     regions: tuple[str, ...] = ("hair", "eyes")
     min_fraction: float = 0.0005
     feather: float = 0.008
     smooth: float = 0.8
     max_ratio: tuple[float, float, float] = (1.0, 2.0, 2.0)
+    chroma: float = 1.6
 
     def check(self) -> "RecolorConfig":
         if not 0.0 <= self.strength <= 1.0:
             raise ConfigError(f"recolor strength={self.strength}: expected a number in [0, 1]")
+        if not 0.5 <= self.chroma <= 3.0:
+            raise ConfigError(f"recolor chroma={self.chroma}: expected a number in [0.5, 3]")
         if not 0.0 <= self.smooth < 1.0:
             raise ConfigError(f"recolor smooth={self.smooth}: expected a number in [0, 1)")
         bad = [r for r in self.regions if r not in REGIONS]
@@ -67,15 +73,16 @@ def _lab(image: np.ndarray) -> np.ndarray:
 
 
 def region_map(src_lab: np.ndarray, src_mask: np.ndarray, out_lab: np.ndarray, out_mask: np.ndarray,
-               min_pixels: int, max_ratio: Sequence[float] = (1.0, 2.0, 2.0)) -> np.ndarray | None:
-    """The map T of one region as a (3, 3) array (μ_out, ratio, μ_in per Lab channel), from the region's pixels in the
-    input (``src_lab`` (H, W, 3), ``src_mask`` (H, W) bool) and in the drawing; None when either has fewer than
-    ``min_pixels`` pixels of it."""
+               min_pixels: int, max_ratio: Sequence[float] = (1.0, 2.0, 2.0), chroma: float = 1.0) -> np.ndarray | None:
+    """The map T of one region as a (3, 3) array (μ_out, ratio, target mean per Lab channel), from the region's pixels
+    in the input (``src_lab`` (H, W, 3), ``src_mask`` (H, W) bool) and in the drawing; the target mean is the input's
+    with its chroma (a, b) scaled by ``chroma``.  None when either image has fewer than ``min_pixels`` of the region."""
     if int(src_mask.sum()) < min_pixels or int(out_mask.sum()) < min_pixels:
         return None
     a, b = src_lab[src_mask], out_lab[out_mask]
     ratio = np.clip((a.std(0) + 1e-3) / (b.std(0) + 1e-3), 0.5, np.asarray(max_ratio, np.float32))
-    return np.stack([b.mean(0), ratio, a.mean(0)]).astype(np.float32)
+    target = a.mean(0) * np.array([1.0, chroma, chroma], np.float32)
+    return np.stack([b.mean(0), ratio, target]).astype(np.float32)
 
 
 def apply_map(out_lab: np.ndarray, weight: np.ndarray, m: np.ndarray) -> np.ndarray:
@@ -140,7 +147,7 @@ class RegionRecolor:
                 src_mask = np.isin(input_labels[i], L.class_ids(input_label_set, *names))
                 out_mask = np.isin(out_labels[i], out_ids)
                 new = region_map(src_lab, src_mask, out_lab, out_mask,
-                                 max(4, round(c.min_fraction * out_mask.size)), c.max_ratio)
+                                 max(4, round(c.min_fraction * out_mask.size)), c.max_ratio, c.chroma)
                 if new is None:
                     continue
                 prev = state.get(region)
