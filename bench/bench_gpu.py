@@ -5,8 +5,9 @@
 For a bare GPU machine (no PyAV, no detector weights): frames are a clip's frames from the data pack (or the assets
 folder), upscaled to 1280x720; the face box is fixed (the clip's face region), so detection and tracking are not timed
 (``bench.bench_translate`` times them where PyAV and the detector exist).  Timed per face, batched as translate batches
-them: crop + resize, parse (portrait parser), encode (E_p+E_s), FaceBank aggregation, generate, paste back at 720p.
-Models come from ``--set`` (a ``train-all --out`` folder: styleanime-p2a.pt, parser-portrait.pt) or the bundled ones.
+them: crop + resize, parse (portrait parser), encode (E_p+E_s), FaceBank aggregation, generate, the default hair/eye
+recolouring (anime parser on the drawing), paste back at 720p.  Models come from ``--set`` (a ``train-all --out``
+folder: styleanime-p2a.pt, parser-portrait.pt, parser-anime.pt) or the bundled ones.
 """
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     from vidanime.models.facebank import FaceBank
     from vidanime.registry import load_model
     from vidanime.video.paste import PasteItem, paste_faces
+    from vidanime.video.recolor import RegionRecolor
 
     dev = torch.device(args.device)
     sync = dev.type == "cuda"
@@ -60,13 +62,14 @@ def main(argv: list[str] | None = None) -> None:
     model = load_model(src("styleanime-p2a"), device=dev).eval()
     parser = load_model(src("parser-portrait"), device=dev).eval()
     bank: FaceBank | None = getattr(model, "facebank", None)
+    recolor = RegionRecolor(load_model(src("parser-anime"), device=dev).eval())  # translate's default --recolor
     frames = _frames(args.data, args.frames)
     # The clip's face sits in the middle of the 256-px frame: a fixed square box, mapped to the 720p frame.
     box = 512
     x0, y0 = (1280 - box) // 2, (720 - box) // 2
     matrix = np.array([[1.0, 0, -x0], [0, 1.0, -y0]], dtype=np.float32)  # frame -> crop (similarity, scale 1)
     p, s = parser.config.image_size, model.image_size
-    totals = dict.fromkeys(["crop", "parse", "encode", "facebank", "generate", "paste"], 0.0)
+    totals = dict.fromkeys(["crop", "parse", "encode", "facebank", "generate", "recolor", "paste"], 0.0)
     n = 0
     with torch.no_grad():
         for start in range(0, len(frames), args.batch):
@@ -86,6 +89,10 @@ def main(argv: list[str] | None = None) -> None:
                 totals["facebank"] += t
             t, out = clock(lambda: model.decode(w), sync)
             totals["generate"] += t
+            crops_u8 = (crops * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+            t, out = clock(lambda: recolor(crops_u8, lab.byte().cpu().numpy().repeat(box // s, 1).repeat(box // s, 2),
+                                           parser.config.label_set, out.float(), list(range(len(chunk)))), sync)
+            totals["recolor"] += t
             out_u8 = ((F.interpolate(out, size=(box, box), mode="bilinear").clamp(-1, 1) + 1) * 127.5).byte()
             out_np = out_u8.permute(0, 2, 3, 1).cpu().numpy()
             t0 = time.perf_counter()
