@@ -57,25 +57,30 @@ def _lab(rgb) -> np.ndarray:
 
 
 def test_region_map_moves_the_mean_and_caps_the_spread():
-    """Hand case in Lab: drawing values 10 ± 2, input 40 ± 8 → mean 40, spread ratio capped (1 for lightness)."""
+    """Hand case in Lab: drawing values 10 ± 2; input rows 32, 48, 40, 48 (median 44, std 6.6) → centre 44, spread
+    ratio capped (1 for lightness, 2 for a/b)."""
     src = np.zeros((4, 4, 3), np.float32)
-    src[..., :] = np.array([32.0, 48.0, 40.0, 48.0]).repeat(4).reshape(4, 4, 1)  # rows 32, 48, 40, 48: mean 42
+    src[..., :] = np.array([32.0, 48.0, 40.0, 48.0]).repeat(4).reshape(4, 4, 1)
     out = np.zeros((4, 4, 3), np.float32)
     out[..., :] = np.array([8.0, 12.0, 8.0, 12.0]).repeat(4).reshape(4, 4, 1)  # mean 10, std 2
     mask = np.ones((4, 4), bool)
-    m = region_map(src, mask, out, mask, min_pixels=4, max_ratio=(1.0, 2.0, 2.0))
+    m = region_map(src, mask, out, mask, min_pixels=4, max_ratio=(1.0, 2.0, 2.0), chroma=1.0)
     sd_src = src[..., 0].std()
     np.testing.assert_allclose(m[0], 10.0, atol=1e-5)  # μ_out
-    np.testing.assert_allclose(m[2], 42.0, atol=1e-5)  # μ_in
+    np.testing.assert_allclose(m[2], 44.0, atol=1e-5)  # the input's median
     np.testing.assert_allclose(m[1], [1.0, 2.0, 2.0], atol=1e-3)  # σ_in/σ_out = sd_src/2 > 2, capped
     assert sd_src / 2 > 2
     res = apply_map(out, np.ones((4, 4), np.float32), m)
-    np.testing.assert_allclose(res[..., 0].mean(), 42.0, atol=1e-4)
+    np.testing.assert_allclose(res[..., 0].mean(), 44.0, atol=1e-4)
     np.testing.assert_allclose(res[..., 0].std(), out[..., 0].std(), rtol=1e-4)  # lightness spread not amplified
     np.testing.assert_allclose(res[..., 1].std(), 2 * out[..., 1].std(), rtol=1e-4)
     half = apply_map(out, np.full((4, 4), 0.5, np.float32), m)
     np.testing.assert_allclose(half, (out + res) / 2, atol=1e-4)
     assert region_map(src, np.zeros((4, 4), bool), out, mask, min_pixels=4) is None  # region missing in the input
+    stray = src.copy()
+    stray[1, :2] = 90.0  # two stray pixels (a green screen between strands): the centre stays at the median
+    np.testing.assert_allclose(region_map(stray, mask, out, mask, min_pixels=4, chroma=1.0)[2], 44.0, atol=1e-5)
+    np.testing.assert_allclose(region_map(src, mask, out, mask, min_pixels=4, chroma=1.5)[2], [44.0, 66.0, 66.0])
 
 
 def test_hair_takes_the_input_colour_and_the_rest_stays():

@@ -5,15 +5,16 @@ blond hair often comes out brown, dark hair red).  After decoding, :class:`Regio
 output domain's parser and, per region (hair; both eyes), moves the drawing's colours toward the input's in CIELAB
 with a per-channel affine map that matches mean and spread (Reinhard et al. 2001, per region):
 
-    T(x) = (x − μ_out) · clip(σ_in / σ_out, ½, r_max) + μ_in·(1, k, k)     per Lab channel, k = ``chroma``
+    T(x) = (x − μ_out) · clip(σ_in / σ_out, ½, r_max) + m_in·(1, k, k)     per Lab channel, k = ``chroma``
     x'   = x + s · p(x) · (T(x) − x)                                   s = ``strength``, p = the region's probability
 
-so the drawing's own shading and lines stay (an affine map keeps the order of lightness) and only the colour
-distribution moves.  r_max is 1 for lightness (2 for a/b): a larger lightness spread would amplify the drawing's
-frame-to-frame changes (measured on ``liveportrait_d12``: warp error 7.3× the input's against 6.2× without
-recolouring; 6.3× with the cap).  For video each track's map parameters are smoothed over time (``smooth``,
-exponential), so a frame's parsing noise does not make the colour flicker; a new track starts from its first frame's
-map.  Costs about 6 ms a face (batched, 2 CPU threads), most of it the drawing's parse at the parser's size.
+(m_in: the input region's median), so the drawing's own shading and lines stay (an affine map keeps the order of
+lightness) and only the colour distribution moves.  r_max is 1 for lightness (2 for a/b): a larger lightness spread
+would amplify the drawing's frame-to-frame changes (measured on ``liveportrait_d12``: warp error 7.3× the input's
+against 6.2× without recolouring; 6.3× with the cap).  For video each track's map parameters are smoothed over
+time (``smooth``, exponential), so a frame's parsing noise does not make the colour flicker; a new track starts from
+its first frame's map.  Costs about 6 ms a face (batched, 2 CPU threads), most of it the drawing's parse at the
+parser's size.
 """
 from __future__ import annotations
 
@@ -45,8 +46,8 @@ class RecolorConfig:
     side; ``smooth`` in [0, 1): per-track exponential smoothing of the map over frames (0 = each frame its own);
     ``max_ratio``: the largest spread ratio σ_in / σ_out per Lab channel (see the module doc); ``chroma``: the
     target colour is the input's with its colourfulness (Lab a, b) scaled by this — drawn palettes are more
-    saturated than photographs (measured at s 0.7: chroma 1.6 against 1 lowers the anime-look KID from 0.095 to
-    0.081 and keeps P(anime) at 0.80 instead of 0.78, for hair specificity 0.36 instead of 0.30)."""
+    saturated than photographs (README "Keeping the person": it buys back most of the anime look that matching the
+    input's colour costs)."""
 
     strength: float = 0.85
     regions: tuple[str, ...] = ("hair", "eyes")
@@ -54,7 +55,7 @@ class RecolorConfig:
     feather: float = 0.008
     smooth: float = 0.8
     max_ratio: tuple[float, float, float] = (1.0, 2.0, 2.0)
-    chroma: float = 1.6
+    chroma: float = 2.0
 
     def check(self) -> "RecolorConfig":
         if not 0.0 <= self.strength <= 1.0:
@@ -76,14 +77,16 @@ def _lab(image: np.ndarray) -> np.ndarray:
 
 def region_map(src_lab: np.ndarray, src_mask: np.ndarray, out_lab: np.ndarray, out_mask: np.ndarray,
                min_pixels: int, max_ratio: Sequence[float] = (1.0, 2.0, 2.0), chroma: float = 1.0) -> np.ndarray | None:
-    """The map T of one region as a (3, 3) array (μ_out, ratio, target mean per Lab channel), from the region's pixels
-    in the input (``src_lab`` (H, W, 3), ``src_mask`` (H, W) bool) and in the drawing; the target mean is the input's
-    with its chroma (a, b) scaled by ``chroma``.  None when either image has fewer than ``min_pixels`` of the region."""
+    """The map T of one region as a (3, 3) array (μ_out, ratio, target centre per Lab channel), from the region's
+    pixels in the input (``src_lab`` (H, W, 3), ``src_mask`` (H, W) bool) and in the drawing; the target centre is the
+    input's per-channel median (stray pixels the parser calls hair — a green screen between thin strands — do not move
+    it as they move a mean) with its chroma (a, b) scaled by ``chroma``.  None when either image has fewer than
+    ``min_pixels`` of the region."""
     if int(src_mask.sum()) < min_pixels or int(out_mask.sum()) < min_pixels:
         return None
     a, b = src_lab[src_mask], out_lab[out_mask]
     ratio = np.clip((a.std(0) + 1e-3) / (b.std(0) + 1e-3), 0.5, np.asarray(max_ratio, np.float32))
-    target = a.mean(0) * np.array([1.0, chroma, chroma], np.float32)
+    target = np.median(a, 0) * np.array([1.0, chroma, chroma], np.float32)
     return np.stack([b.mean(0), ratio, target]).astype(np.float32)
 
 
