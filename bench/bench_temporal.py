@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="extra --temporal flow settings to compare, 'BETA:TAU[:MASKS]' (MASKS 1 = blend the paste "
                          "masks too, the default; 0 = the drawing only), comma-separated (e.g. 0.4:0.04,0.7:0.06:0)")
     ap.add_argument("--recolor", type=float, default=None,
-                    help="hair/eye recolouring strength for every mode (0 = off; default: translate's, 0.7)")
+                    help="hair/eye recolouring strength for every mode (0 = off; default: translate's, 0.85)")
     ap.add_argument("--smooth", default="",
                     help="landmark smoothing METHOD:WINDOW:ORDER for every mode (default: FaceConfig's, flow:25:0)")
     ap.add_argument("--detect-every", type=int, default=0,

@@ -3,7 +3,7 @@
 The paper keeps colours through training only (L_cp, Eq. 4–5); the 64-px bundled model keeps them loosely (measured:
 blond hair often comes out brown, dark hair red).  After decoding, :class:`RegionRecolor` parses the drawing with the
 output domain's parser and, per region (hair; both eyes), moves the drawing's colours toward the input's in CIELAB
-with a per-channel affine map that matches mean and spread (Reinhard et al. 2001, per region):
+with a per-channel affine map that matches centre and spread (after Reinhard et al. 2001, per region):
 
     T(x) = (x − μ_out) · clip(σ_in / σ_out, ½, r_max) + m_in·(1, k, k)     per Lab channel, k = ``chroma``
     x'   = x + s · p(x) · (T(x) − x)                                   s = ``strength``, p = the region's probability
@@ -116,13 +116,12 @@ class RegionRecolor:
     def output_probs(self, outputs: torch.Tensor) -> np.ndarray:
         """Class probabilities (N, C, M, M) of drawings (N, 3, M, M) in [−1, 1], parsed at the parser's own size (as
         the inputs are) and resized back to M, in the parser's label set."""
-        m, p = outputs.shape[-1], int(self.parser.config.image_size)
+        from ..models.face_translator import parser_probs
+
+        m = outputs.shape[-1]
         param = next(self.parser.parameters())
-        x = ((outputs.float().clamp(-1, 1) + 1) / 2).to(param.device, param.dtype)
-        if m != p:  # an upscale: no antialiasing needed (cheaper than the general parser_probs path)
-            x = F.interpolate(x, size=(p, p), mode="bilinear", align_corners=False)
-        probs = torch.softmax(self.parser(x).float(), dim=1)
-        if p != m:  # back to M by area (the mean probability over each drawing pixel)
+        probs = parser_probs(self.parser, ((outputs.float().clamp(-1, 1) + 1) / 2).to(param.device, param.dtype))
+        if probs.shape[-1] != m:  # back to M by area (the mean probability over each drawing pixel)
             probs = F.adaptive_avg_pool2d(probs, (m, m))
         return probs.cpu().numpy()
 
@@ -143,6 +142,8 @@ class RegionRecolor:
         m = outputs.shape[-1]
         out_u8 = ((outputs.detach().float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         res = np.empty_like(out_u8)
+        ids = {r: (L.class_ids(input_label_set, *REGIONS[r]), L.class_ids(self.parser_labels, *REGIONS[r]))
+               for r in c.regions}  # region -> (input ids, drawing ids)
         for i in range(n):
             src, src_labels = inputs[i], np.asarray(input_labels[i])
             if src.shape[0] > _STATS_SIDE:  # region statistics need no full resolution (a 512-px crop: 4 ms saved)
@@ -152,10 +153,8 @@ class RegionRecolor:
             src_lab, out_lab = _lab(src), _lab(out_u8[i])
             state = self._state.setdefault(int(track_ids[i]), {})
             acc = out_lab.copy()
-            for region in c.regions:
-                names = REGIONS[region]
-                out_ids = L.class_ids(self.parser_labels, *names)
-                src_mask = np.isin(src_labels, L.class_ids(input_label_set, *names))
+            for region, (src_ids, out_ids) in ids.items():
+                src_mask = np.isin(src_labels, src_ids)
                 out_mask = np.isin(out_labels[i], out_ids)
                 new = region_map(src_lab, src_mask, out_lab, out_mask,
                                  max(4, round(c.min_fraction * out_mask.size)), c.max_ratio, c.chroma)
