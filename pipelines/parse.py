@@ -159,8 +159,8 @@ class ParsePipeline(Pipeline):
         data = None
         if data_root is not None:
             if mask_labels is None:
-                raise ConfigError(f"--data {data_root} needs --mask-labels: the masks' label order (celebamask, "
-                                  "bisenet or danbooru)")
+                raise ConfigError(f"labelled data {data_root} needs the masks' label order (mask_labels, "
+                                  "--mask-labels on the command line): celebamask, bisenet or danbooru")
             data = ParsingDataConfig(root=str(data_root), mask_labels=mask_labels)
         if "config" not in self.metadata:
             raise ConfigError("this parser was not loaded from a checkpoint (ParsePipeline.from_pretrained), so its "

@@ -38,11 +38,10 @@ from pipelines.recipes.report_demo import (
     parse,
     portrait_translator,
     print_report,
+    training_portraits,
     translate_portraits,
 )
 from pipelines.translate import DEFAULT_MODELS, OUTPUT_PARSERS
-from vidanime.data.image_io import read_image_rgb
-from vidanime.data.parsing import list_pairs, resize_image
 from vidanime.fileio import atomic_path
 from vidanime.metrics.color import colour_specificity
 from vidanime.metrics.domain import anime_look_kids
@@ -89,17 +88,15 @@ def measure(model_path: str | None = None, count: int = 200, alpha: float | None
     res["colour_emd_baseline"] = _mean_colour(images, in_lab, [base] * len(images), [base_lab] * len(images))
 
     ids, held_portraits, _ = heldout_portraits(ASSETS / "faces")
-    clf = domain_classifier(ids)
+    train_portraits = training_portraits(ids, 600)  # read once: the classifier's and the KID's training side
+    clf = domain_classifier(ids, train_portraits)
     res["p_anime"] = {"inputs": float(clf.score(list(images)).mean()),
                       "outputs": float(clf.score(list(outputs)).mean()),
                       "baseline": float(clf.score([base])[0]),
                       "heldout_portraits": float(clf.score(list(held_portraits)).mean())}
     s = int(model.image_size)
-    held = set(ids)
-    train_side = [resize_image(read_image_rgb(ip), 256) for sid, ip, _ in list_pairs(ASSETS / "faces")
-                  if sid not in held][:90]
     sets = {"outputs": outputs, "inputs": images, "baseline": [base] * len(images),
-            "generator": generator_samples(model, 200), "training_portraits": train_side}
+            "generator": generator_samples(model, 200), "training_portraits": train_portraits[:90]}
     res["portrait_kid"] = anime_look_kids(portrait_parser, {k: at_size(v, s) for k, v in sets.items()},
                                           at_size(held_portraits, s))
     return res, images, outputs

@@ -138,12 +138,18 @@ def portrait_scores(images: np.ndarray, labels: np.ndarray, outputs: np.ndarray,
             "colour_emd": _mean_colour(images, labels, outputs, out_lab)}
 
 
-def domain_classifier(held_out_ids: Sequence[str]) -> Any:
-    """Anime-vs-portrait classifier fitted on training-side data only: anime files 0..999 and 600 portraits that are
-    not held out."""
+def training_portraits(held_out_ids: Sequence[str], count: int = 600) -> list[np.ndarray]:
+    """The first ``count`` shipped portraits (sorted ids) that are not held out, as (256, 256, 3) uint8."""
     held = set(held_out_ids)
-    train_portraits = [read_image_rgb(ip) for sid, ip, _ in list_pairs(ASSETS / "faces") if sid not in held][:600]
-    return DomainClassifier.fit(anime_images(ASSETS / "anime", 0, 1000, size=128), train_portraits)
+    pairs = [ip for sid, ip, _ in list_pairs(ASSETS / "faces") if sid not in held][:count]
+    return [resize_image(read_image_rgb(ip), 256) for ip in pairs]
+
+
+def domain_classifier(held_out_ids: Sequence[str], train_portraits: Sequence[np.ndarray] | None = None) -> Any:
+    """Anime-vs-portrait classifier fitted on training-side data only: anime files 0..999 and 600 portraits that are
+    not held out (``train_portraits``: those, when the caller has read them already)."""
+    portraits = list(train_portraits) if train_portraits is not None else training_portraits(held_out_ids, 600)
+    return DomainClassifier.fit(anime_images(ASSETS / "anime", 0, 1000, size=128), portraits)
 
 
 def at_size(images: np.ndarray | Sequence[np.ndarray], size: int) -> np.ndarray:

@@ -6,7 +6,15 @@ import pytest
 
 from vidanime.errors import ConfigError
 from vidanime.video.detect import ANIME_BOX_LANDMARKS, Detection
-from vidanime.video.track import FaceTrackerState, SceneCutDetector, TrackerConfig, box_iou, track_all
+from vidanime.video.track import (
+    MAX_TRACK_STATES,
+    FaceTrackerState,
+    SceneCutDetector,
+    TrackerConfig,
+    box_iou,
+    forget_stale_tracks,
+    track_all,
+)
 
 from .face_helpers import cached, facenet_dets, read_frames, video
 
@@ -102,3 +110,23 @@ def test_multi_face_clip_tracks(assets):
             if t is not u and common:
                 f = min(common)
                 assert box_iou(t.obs[f][1], u.obs[f][1])[0, 0] < 0.3
+
+
+def test_per_track_states_are_bounded_and_keep_the_live_tracks():
+    """The filters, carried drawings and colour maps of ended tracks are dropped once more than 64 tracks were seen;
+    the tracks of the current batch stay, in every store."""
+    from vidanime.video.deflicker import CropFlowBlend, FlowBlendConfig
+
+    a = {t: f"a{t}" for t in range(MAX_TRACK_STATES)}
+    b = {t: f"b{t}" for t in range(0, MAX_TRACK_STATES, 2)}
+    forget_stale_tracks([1, 2], a, b)  # 64 tracks: nothing dropped yet
+    assert len(a) == MAX_TRACK_STATES and len(b) == MAX_TRACK_STATES // 2
+    a[MAX_TRACK_STATES] = "new"
+    forget_stale_tracks([2, np.int64(MAX_TRACK_STATES)], a, b)  # 65: only this batch's tracks are kept
+    assert a == {2: "a2", MAX_TRACK_STATES: "new"} and b == {2: "b2"}
+
+    blend = CropFlowBlend(FlowBlendConfig())
+    crop = np.full((1, 32, 32, 3), 128, np.uint8)
+    for t in range(MAX_TRACK_STATES + 6):  # 70 one-frame tracks, as a long crowd clip would make
+        blend(crop, crop, [t])
+    assert len(blend._state) <= MAX_TRACK_STATES + 1 and MAX_TRACK_STATES + 5 in blend._state

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from ..errors import VidanimeError
+from ..video.motion import flow_maps
 
 __all__ = [
     "dis_flow",
@@ -55,12 +56,8 @@ def dis_flow(a: np.ndarray, b: np.ndarray, preset: int = cv2.DISOPTICAL_FLOW_PRE
 
 def warp_backward(image: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sample ``image`` at x + flow(x) (bilinear, edges replicated) → (warped image, (H, W) bool in-bounds mask)."""
-    h, w = flow.shape[:2]
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    mx, my = gx + flow[..., 0], gy + flow[..., 1]
-    warped = cv2.remap(image, mx, my, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    inside = (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)
-    return warped, inside
+    mx, my, inside = flow_maps(flow)
+    return cv2.remap(image, mx, my, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), inside
 
 
 def prepare_frame(image: np.ndarray, max_side: int | None = None, size: tuple[int, int] | None = None) -> np.ndarray:

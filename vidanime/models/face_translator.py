@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from .. import labels as L
 from ..errors import VidanimeError
+from ..video.track import forget_stale_tracks
 
 logger = logging.getLogger(__name__)
 
@@ -198,11 +199,7 @@ class StyleAnimeFaceTranslator:
             d = target if prev is None else prev + (target - prev) / self.refine_ease
             self._delta[t] = d
             out[i] += d
-        if len(self._frames) > 64:  # forget tracks not in this batch once many have been seen (bounded memory)
-            live = {int(t) for t in track_ids}
-            for store in (self._frames, self._delta_key, self._delta):
-                for t in [t for t in store if t not in live]:
-                    del store[t]
+        forget_stale_tracks(track_ids, self._frames, self._delta_key, self._delta)
         return out
 
     def _smooth(self, probs: torch.Tensor, track_ids: Sequence[int]) -> torch.Tensor:

@@ -25,6 +25,8 @@ import cv2
 import numpy as np
 
 from ..errors import ConfigError
+from .motion import flow_maps
+from .track import forget_stale_tracks
 
 __all__ = ["FlowBlendConfig", "CropFlowBlend"]
 
@@ -76,13 +78,9 @@ class CropFlowBlend:
 
     def _carry(self, inp: np.ndarray, prev_in: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Sampling maps (mx, my) (S, S) of the backward warp t−1 → t and the blend weight β·c (S, S, 1) float32."""
-        s = inp.shape[0]
-        f = self._flow(inp, prev_in)
-        gx, gy = np.meshgrid(np.arange(s, dtype=np.float32), np.arange(s, dtype=np.float32))
-        mx, my = gx + f[..., 0], gy + f[..., 1]
+        mx, my, inside = flow_maps(self._flow(inp, prev_in))
         w_in = cv2.remap(prev_in, mx, my, interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         err = np.abs(inp.astype(np.float32) - w_in.astype(np.float32)).mean(-1) / 255.0
-        inside = (mx >= 0) & (mx <= s - 1) & (my >= 0) & (my <= s - 1)
         a = self.config.beta * np.exp(-((err / self.config.tau) ** 2)) * inside
         return mx, my, cv2.GaussianBlur(a.astype(np.float32), (0, 0), 1.0)[..., None]
 
@@ -123,10 +121,7 @@ class CropFlowBlend:
                 if m is not None:
                     res_m[i] = m
             self._state[t] = (inputs[i].copy(), res[i].copy(), res_m[i].copy() if carry_masks else None)
-        if len(self._state) > 64:  # bounded memory: forget tracks not in this batch once many have been seen
-            live = {int(t) for t in track_ids}
-            for t in [t for t in self._state if t not in live]:
-                del self._state[t]
+        forget_stale_tracks(track_ids, self._state)
         return res, res_m
 
     def __call__(self, inputs: np.ndarray, outputs: np.ndarray, track_ids: Sequence[int]) -> np.ndarray:

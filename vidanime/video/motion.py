@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["to_gray", "face_motion", "compose", "maps_into", "transport"]
+__all__ = ["to_gray", "face_motion", "compose", "maps_into", "transport", "flow_maps"]
 
 MAX_CORNERS = 120
 FB_TOLERANCE = 0.5  # px: forward-backward tracking disagreement allowed for a point to count
@@ -96,3 +96,13 @@ def transport(motions: dict[int, np.ndarray], src: int, dst: int) -> np.ndarray 
     """Map (2, 3) from frame ``src``'s pixels to frame ``dst``'s, chaining ``motions[i]`` (frame i-1 → i); None when a
     link is missing."""
     return maps_into(motions, dst, abs(src - dst)).get(src)
+
+
+def flow_maps(flow: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sampling maps of a backward warp by a dense flow (H, W, 2) (an image warped with them, e.g. by
+    :func:`cv2.remap`, is sampled at x + flow(x)) → (map_x, map_y) float32 (H, W) and the (H, W) bool mask of the
+    pixels whose sample lies inside the image."""
+    h, w = flow.shape[:2]
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    mx, my = gx + flow[..., 0], gy + flow[..., 1]
+    return mx, my, (mx >= 0) & (mx <= w - 1) & (my >= 0) & (my <= h - 1)

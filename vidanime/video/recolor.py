@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from .. import labels as L
 from ..errors import ConfigError, VidanimeError
+from .track import forget_stale_tracks
 
 __all__ = ["RecolorConfig", "RegionRecolor", "region_map", "apply_map", "REGIONS"]
 
@@ -168,9 +169,6 @@ class RegionRecolor:
             # the change in RGB added to the drawing, so pixels the map leaves alone stay bit-exact (no Lab round trip)
             delta = cv2.cvtColor(acc, cv2.COLOR_LAB2RGB) - cv2.cvtColor(out_lab, cv2.COLOR_LAB2RGB)
             res[i] = np.clip(np.rint(out_u8[i] + delta * 255.0), 0, 255).astype(np.uint8)
-        if len(self._state) > 64:  # bounded memory, as the other per-track states
-            live = {int(t) for t in track_ids}
-            for t in [t for t in self._state if t not in live]:
-                del self._state[t]
+        forget_stale_tracks(track_ids, self._state)
         back = torch.from_numpy(res).permute(0, 3, 1, 2).float() / 127.5 - 1
         return back.to(outputs.device, outputs.dtype)

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import torch
 
 from ..errors import ConfigError
+from .track import forget_stale_tracks
 
 __all__ = ["SmoothConfig", "OneEuroFilter", "local_poly_smooth", "savgol_smooth_sequence", "one_euro_sequence",
            "face_scale", "smooth_sequence", "motion_compensated_smooth", "LatentFilterConfig", "LatentFilter"]
@@ -243,9 +244,5 @@ class LatentFilter:
             n = self._frames.get(t, 0)
             out[i] = f(x[i], n / self.fps)
             self._frames[t] = n + 1
-        if len(self._filters) > 64:  # forget tracks not in this batch once many were seen (bounded memory)
-            live = {int(t) for t in track_ids}
-            for store in (self._filters, self._frames):
-                for t in [t for t in store if t not in live]:
-                    del store[t]
+        forget_stale_tracks(track_ids, self._filters, self._frames)
         return torch.from_numpy(out).to(device=codes.device, dtype=codes.dtype)

@@ -10,15 +10,31 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Iterable
 
 import numpy as np
 
 from ..errors import ConfigError
 from .detect import Detection, box_iou  # box_iou re-exported: it lived here first
 
-__all__ = ["TrackerConfig", "Track", "TrackUpdate", "FaceTrackerState", "SceneCutDetector", "box_iou", "track_all"]
+__all__ = ["TrackerConfig", "Track", "TrackUpdate", "FaceTrackerState", "SceneCutDetector", "box_iou", "track_all",
+           "forget_stale_tracks", "MAX_TRACK_STATES"]
 
 logger = logging.getLogger(__name__)
+
+# Per-track states (filters, carried drawings, colour maps) kept before the tracks not in the current batch are dropped.
+MAX_TRACK_STATES = 64
+
+
+def forget_stale_tracks(live: Iterable[int], *stores: dict) -> None:
+    """Bounded memory for per-track states keyed by track id: once the first of ``stores`` holds more than
+    :data:`MAX_TRACK_STATES` tracks, every track not in ``live`` (the current batch's ids) is dropped from all."""
+    if not stores or len(stores[0]) <= MAX_TRACK_STATES:
+        return
+    keep = {int(t) for t in live}
+    for store in stores:
+        for t in [t for t in store if t not in keep]:
+            del store[t]
 
 
 @dataclass
