@@ -191,8 +191,7 @@ def main(argv: list[str] | None = None) -> None:
                     if setting not in tuned:
                         tuned[setting] = _finetune(src, end, setting, Path(tmp) / f"{clip}-ft-{setting}")
                     ckpt, steps, secs = tuned[setting]
-                    pipe = args.make_pipe(ckpt, temporal=filt or "off",
-                                                             face_config=args.face_config)
+                    pipe = args.make_pipe(ckpt, temporal=filt or "off", face_config=args.face_config)
                     ft = f"{steps} in {secs:.0f} s"
                 else:
                     pipe = pipes[mode]
@@ -204,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
                        "mouth change", "sharpness", "fps", "fine-tune (iterations, s)"],
                 title=f"--temporal modes on the talking-face clips ({args.frames} frames each, bundled model, landmark "
                       f"smoothing {args.smooth or 'default'}, detect every {args.detect_every or 'default'}, "
-                      f"recolor {args.make_pipe.keywords['recolor']:g})")
+                      f"recolor {recolor:g})")
 
 
 if __name__ == "__main__":
