@@ -67,17 +67,35 @@ def test_memory_bounded_by_queues():
 
 
 def test_concurrency_overlaps_stages():
-    def slow_frames():
-        for f in _frames(20):
-            time.sleep(0.01)
-            yield f
+    """Each stage works while the next one is busy: processing of frame 0 waits for the decoder to reach frame 3, and
+    writing frame 0 waits for processing to reach frame 3.  Run serially, both waits would time out (no wall-clock
+    bound: the test is the same on a loaded machine)."""
+    decoded_3, processed_3 = threading.Event(), threading.Event()
+    seen = {}
 
-    def slow_fn(f):
-        time.sleep(0.01)
+    def frames():
+        for f in _frames(10):
+            yield f
+            if f.index == 3:
+                decoded_3.set()
+
+    def fn(f):
+        if f.index == 0:
+            seen["decode during process"] = decoded_3.wait(10)
+        if f.index == 3:
+            processed_3.set()
         return f.image
 
-    t = run_stages(slow_frames(), slow_fn, ListWriter(delay=0.01), progress=False).seconds
-    assert t < 0.55  # serial would take >= 0.6 s: the three 10 ms stages run in parallel
+    class WaitingWriter(ListWriter):
+        def write(self, image, pts=None):
+            if not self.items:
+                seen["process during encode"] = processed_3.wait(10)
+            super().write(image, pts)
+
+    writer = WaitingWriter()
+    run_stages(frames(), fn, writer, queue_size=4, progress=False)
+    assert seen == {"decode during process": True, "process during encode": True}
+    assert [p for _, p in writer.items] == [10 * i for i in range(10)]
 
 
 @pytest.mark.parametrize("where", ["decode", "process", "encode"])
