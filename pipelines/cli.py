@@ -66,12 +66,13 @@ class LazyGroup(click.Group):
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="vidanime")
 @click.option("-v", "--verbose", count=True, help="More log output (-v debug).")
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors (no progress bars).")
 @click.option("--threads", type=click.IntRange(min=1), default=None, metavar="N",
               help="CPU threads for torch and OpenCV [default: OMP_NUM_THREADS if set, else the cores this process "
                    "may use; batch: cores / --jobs per job]. Idle threads sleep (OMP_WAIT_POLICY=PASSIVE) so "
                    "vidanime shares the machine with other work without slowing down.")
-def main(verbose: int, quiet: bool, threads: int | None) -> None:
+@click.pass_context
+def main(ctx: click.Context, verbose: int, quiet: bool, threads: int | None) -> None:
     """vidanime: turn the faces in a video into anime characters (StyleAnime), frame-coherent.
 
     \b
@@ -84,6 +85,7 @@ def main(verbose: int, quiet: bool, threads: int | None) -> None:
     from vidanime.threads import apply_thread_policy
 
     setup_logging(-1 if quiet else verbose)
+    ctx.ensure_object(dict)["quiet"] = quiet  # commands hide their progress bars too (options.show_progress)
     if threads is not None:  # before any command imports torch (commands import it when they run)
         apply_thread_policy(threads)
 

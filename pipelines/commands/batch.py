@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .options import MODEL_OPTIONS, RENDER_OPTIONS, TEMPORAL_OPTION, finetune_option
+from .options import MODEL_OPTIONS, RENDER_OPTIONS, TEMPORAL_OPTION, finetune_option, show_progress
 
 
 @click.command(name="batch")
@@ -50,7 +50,7 @@ def cli(ctx, in_dir, out_dir, jobs, threads, ray_address, ray_cpus, retry_failed
                           detector_weights=detector_weights, detect_every=detect_every)
     options = BatchOptions(
         jobs=jobs, threads=threads, ray=ray_address, ray_cpus=ray_cpus, retry_failed=retry_failed, ext=f".{ext}",
-        finetune=finetune, keep_finetune=keep_finetune, progress=not no_progress,
+        finetune=finetune, keep_finetune=keep_finetune, progress=show_progress(no_progress),
         translate=TranslateOptions(faces=faces, crop=crop, crf=crf, preset=preset, batch=batch, progress=False))
     BatchPipeline.check_inputs(in_dir, out_dir, options)
     pipe = BatchPipeline.from_pretrained(checkpoint, parser_ckpt, direction=direction, alpha=alpha, device=device,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .options import DETECTOR_OPTIONS, DEVICE, checkpoint_option, direction_option, parser_option
+from .options import DETECTOR_OPTIONS, DEVICE, checkpoint_option, direction_option, parser_option, show_progress
 
 
 @click.command(name="finetune")
@@ -68,7 +68,7 @@ def cli(input, out, checkpoint, parser_ckpt, direction, iterations, per_clip_sec
         overrides["base.enabled"] = False
     if adversarial:
         overrides["base.adversarial"] = True
-    if no_progress:
+    if not show_progress(no_progress):
         overrides["train.progress"] = False
     if resume:
         cfg = FinetunePipeline.resume_config(out, overrides)

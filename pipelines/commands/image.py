@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .options import DETECTORS, DEVICE, RECOLOR_DEFAULT
+from .options import DETECTORS, DEVICE, RECOLOR_DEFAULT, show_progress
 
 
 @click.group(name="image")
@@ -89,7 +89,7 @@ def translate(input: str, output: str, checkpoint: str, parsing: str | None, par
         net = load_model(parser or default_parser, device=device, format="vidanime.parser")
         kwargs.update(parser=net, parser_labels=net.config.label_set)
     pipe = ImageTranslatePipeline.from_pretrained(resolve_path(checkpoint or default_ckpt), device=device,
-                                                  direction=direction, **kwargs)
+                                                  direction=direction, progress=show_progress(), **kwargs)
     if refine is None:  # the checkpoint's measured default (README, "Test-time refinement"); none recorded: off
         refine = 0 if reference is not None or style_from is not None else int(pipe.model.inference.get("refine", 0))
     if refine > 0:
@@ -126,6 +126,7 @@ def manga(input: str, output: str, reference: str, checkpoint: str, parser: str,
 
     check_image_paths(input, output)  # before any model is loaded
     pipe = MangaPipeline.from_pretrained(resolve_path(checkpoint), parser, device=device,
-                                         manga=MangaConfig(tone_sigma=tone_sigma, median=median))
+                                         manga=MangaConfig(tone_sigma=tone_sigma, median=median),
+                                         progress=show_progress())
     written = pipe(input, output, reference=reference, resize=resize, save_parsing=save_parsing)
     click.echo(f"wrote {len(written)} image(s) to {output}")

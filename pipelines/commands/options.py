@@ -24,6 +24,15 @@ def _stack(*decorators: Callable) -> Callable:
     return apply
 
 
+def show_progress(no_progress: bool = False) -> bool:
+    """Whether a command draws progress bars: not with its ``--no-progress`` nor under the group's ``-q/--quiet``
+    (which promises only warnings and errors)."""
+    ctx = click.get_current_context(silent=True)
+    root = ctx.find_root() if ctx is not None else None
+    quiet = isinstance(root.obj, dict) and bool(root.obj.get("quiet")) if root is not None else False
+    return not (no_progress or quiet)
+
+
 def checkpoint_option(what: str = "StyleAnime checkpoint") -> Callable:
     return click.option("--checkpoint", default=None, metavar="NAME|PATH",
                         help=f"{what} (registry name or path). Default: the bundled model of --direction.")

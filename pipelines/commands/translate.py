@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .options import MODEL_OPTIONS, REFINE_OPTIONS, RENDER_OPTIONS, TEMPORAL_OPTION, finetune_option
+from .options import MODEL_OPTIONS, REFINE_OPTIONS, RENDER_OPTIONS, TEMPORAL_OPTION, finetune_option, show_progress
 
 
 @click.command(name="translate")
@@ -36,16 +36,17 @@ def cli(input, output, checkpoint, parser_ckpt, direction, alpha, device, fp16, 
     from vidanime.video.faces import FaceConfig
 
     check_detector(detector, detector_weights)  # before any model loads
+    progress = show_progress(no_progress)
     face_cfg = FaceConfig(device=device, detector=detector or default_detector(direction),
                           detector_weights=detector_weights, detect_every=detect_every)
     options = TranslateOptions(start=start, end=end, faces=faces, crop=crop, crf=crf, preset=preset, preview=preview,
-                               batch=batch, progress=not no_progress, report=report)
+                               batch=batch, progress=progress, report=report)
     TranslatePipeline.check_inputs(input, output, options)
     model = dict(direction=direction, alpha=alpha, device=device, fp16=fp16, face_config=face_cfg, refine=refine,
                  refine_every=refine_every, temporal=temporal, recolor=recolor)
     if finetune:  # N >= 1 or 'auto'
         pipe = TranslatePipeline.finetuned_on(input, output, finetune, checkpoint, parser_ckpt, start=start, end=end,
-                                              run_dir=finetune_dir, progress=not no_progress, **model)
+                                              run_dir=finetune_dir, progress=progress, **model)
         click.echo(f"fine-tuned on the clip: {pipe.model_name}")
     else:
         pipe = TranslatePipeline.from_pretrained(checkpoint, parser_ckpt, **model)

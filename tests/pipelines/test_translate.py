@@ -117,3 +117,21 @@ def test_temporal_filter_steadies_the_codes_and_keeps_the_frames(demo_clip, tmp_
     assert warp["flow"] < warp["filter"] < warp["off"], warp  # the crop blend steadies the pasted frames further
     with pytest.raises(ConfigError, match="temporal='smooth'"):
         TranslatePipeline.from_pretrained(temporal="smooth")
+
+
+def test_quiet_hides_the_progress_bar(demo_clip, tmp_path):
+    """`vidanime -q` promises only warnings and errors: no progress bar, where the same command without it draws one;
+    the result line stays."""
+    from click.testing import CliRunner
+
+    from pipelines.cli import main
+    from vidanime.registry import available_models
+
+    if "styleanime-p2a" not in {e.name for e in available_models()}:
+        pytest.skip("needs the bundled styleanime-p2a model")
+    for flags, bar in (([], True), (["-q"], False)):
+        out = tmp_path / f"q{len(flags)}.mp4"
+        r = CliRunner().invoke(main, [*flags, "translate", str(demo_clip), str(out), "--end", "3f"])
+        assert r.exit_code == 0, r.output
+        assert ("%|" in r.output) == bar, r.output
+        assert f"wrote {out}" in r.output and out.exists()
