@@ -81,7 +81,8 @@ class ExportConfig:
     stage: str = ""
     description: str = ""
     facebank: str = ""  # styleanime: the facebank stage whose bank ships inside the checkpoint
-    inference: dict[str, Any] = field(default_factory=dict)  # styleanime: test-time defaults (alpha, k, refine)
+    # styleanime: test-time defaults (alpha, k[, anchor_layers], refine)
+    inference: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

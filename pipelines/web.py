@@ -321,8 +321,8 @@ def translate_image(image: str | os.PathLike | None, config: WebConfig, *, parsi
 
 # ---------------------------------------------------------------------------------------------------------- UI
 def _inference_defaults(config: WebConfig) -> dict[str, Any]:
-    """The p2a checkpoint's saved test-time defaults (``inference``: alpha, k, refine; {} when it records none or
-    cannot be read), so the page starts from the values measured for the model, as the CLI does."""
+    """The p2a checkpoint's saved test-time defaults (``inference``: alpha, k, anchor_layers, refine; {} when it records
+    none or cannot be read), so the page starts from the values measured for the model, as the CLI does."""
     try:
         data = read_torch_file(resolve_path(config.checkpoint or DEFAULT_MODELS["p2a"][0]))
     except VidanimeError:

@@ -34,7 +34,8 @@ def cli() -> None:
               help="p2a: portrait to anime; a2p: anime to portrait (a2p checkpoint, anime --parser). A checkpoint "
                    "recorded for the other direction is refused.")
 @click.option("--alpha", "-a", default=None, type=float,
-              help="FaceBank blend: w_agg = a*w + (1-a)*w_anchor (1 = off) [default: the checkpoint's].")
+              help="FaceBank blend: w_agg = a*w + (1-a)*w_anchor (1 = off) [default: the checkpoint's; layers the "
+                   "checkpoint pins to the bank take w_anchor at any a below 1].")
 @click.option("--facebank", default=None, type=click.Path(), help="FaceBank file (else the checkpoint's own bank).")
 @click.option("--k", default=10, show_default=True, type=int, help="FaceBank neighbours.")
 @click.option("--resize/--no-resize", default=True, show_default=True,

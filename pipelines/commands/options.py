@@ -113,7 +113,8 @@ MODEL_OPTIONS = _stack(
     direction_option(),
     click.option("--alpha", type=click.FloatRange(0, 1), default=None,
                  help="FaceBank blend α of Eq. 14 (1 = off, lower = closer to the bank's in-domain codes). "
-                      "Default: the checkpoint's."),
+                      "Default: the checkpoint's. Layers the checkpoint pins to the bank (the bundled model: its "
+                      "finest code) take the bank's code at any α below 1."),
     click.option("--device", type=DEVICE, default="cpu", show_default=True, help="cpu, cuda or cuda:N."),
     click.option("--fp16", is_flag=True, help="Half precision for the model (CUDA only)."),
     click.option("--recolor", type=click.FloatRange(0, 1), default=RECOLOR_DEFAULT, show_default=True,

@@ -111,6 +111,21 @@ def test_aggregate_is_eq14_and_checks_alpha():
         bank.aggregate(torch.randn(3, 4, 9), 0.5)
 
 
+def test_anchor_layers_take_the_anchor_alone():
+    """Layers named in anchor_layers are w_anchor itself, the others Eq. 14; alpha 1 still leaves w untouched."""
+    torch.manual_seed(3)
+    bank = FaceBank(torch.randn(100, 8))
+    w = torch.randn(3, 4, 8)
+    anchor, _, _ = bank.anchor(w, k=5)
+    out = bank.aggregate(w, 0.7, k=5, anchor_layers=[3, 1])
+    torch.testing.assert_close(out[:, [1, 3]], anchor[:, [1, 3]])
+    torch.testing.assert_close(out[:, [0, 2]], 0.7 * w[:, [0, 2]] + 0.3 * anchor[:, [0, 2]])
+    assert not torch.allclose(out[:, 1], w[:, 1])
+    assert bank.aggregate(w, 1.0, anchor_layers=[3]) is w
+    with pytest.raises(VidanimeError, match=r"anchor_layers=\[4\]: expected indices in 0..3"):
+        bank.aggregate(w, 0.7, anchor_layers=[4])
+
+
 def test_build_is_seeded_mapping_output_and_file_round_trip(tmp_path):
     g = Generator(TINY_G).eval()
     bank = build_facebank(g, n_codes=1500, seed=7, batch_size=256)

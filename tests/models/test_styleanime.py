@@ -172,6 +172,15 @@ def test_saved_inference_defaults_apply_when_alpha_is_not_given(tmp_path):
         torch.testing.assert_close(default, loaded.translate(x, p, alpha=0.5, k=3))
         assert not torch.allclose(default, loaded.translate(x, p, alpha=1.0))
         assert not torch.allclose(default, loaded.translate(x, p, alpha=0.5, k=10))
+    # a saved anchor_layers entry pins those layers to the bank whenever it is used, at any alpha, never at alpha 1
+    loaded.inference["anchor_layers"] = [loaded.n_latent - 1]
+    with torch.no_grad():
+        w = loaded.encode(x, p)
+        pinned = loaded.aggregate(w, 0.9, k=3)
+        anchor, _, _ = loaded.facebank.anchor(w, 3)
+        torch.testing.assert_close(pinned[:, -1], anchor[:, -1])
+        torch.testing.assert_close(pinned[:, :-1], 0.9 * w[:, :-1] + 0.1 * anchor[:, :-1])
+        assert loaded.aggregate(w, 1.0) is w
     plain = tiny_model()
     assert plain.inference == {}
     with torch.no_grad():  # no saved defaults: alpha None is no FaceBank, as before

@@ -2,6 +2,8 @@
 
 For a code w, find its k nearest bank codes (Euclidean, Eq. 11), take the sum-to-one least-squares combination of
 them closest to w (the anchor, Eq. 12–13) and blend ``w_agg = α·w + (1 − α)·w_anchor`` (Eq. 14; α = 1 keeps w).
+Optionally some W+ layers (``anchor_layers``) take the anchor alone (α 0 there; an addition to the paper, measured
+for the bundled model: README "Keeping the person").
 
 Storage: the paper builds its bank from the mapping network, whose W+ codes are one W vector repeated over the
 n_latent layers.  We store those as W, (N, 512) — 14x smaller than (N, 14, 512); 50,000 codes are 100 MB in fp32 or
@@ -213,14 +215,22 @@ class FaceBank:
         anchor = anchor[:, None, :].expand(-1, w.shape[1], -1) if self.config.space == "w" else anchor.view_as(w)
         return anchor.to(device=w.device, dtype=w.dtype), beta.to(w.device), idx.to(w.device)
 
-    def aggregate(self, w: torch.Tensor, alpha: float, k: int = 10) -> torch.Tensor:
-        """Eq. 14: ``α·w + (1 − α)·w_anchor`` for W+ codes (B, L, D); α in [0, 1], α = 1 returns w unchanged."""
+    def aggregate(self, w: torch.Tensor, alpha: float, k: int = 10,
+                  anchor_layers: tuple[int, ...] | list[int] = ()) -> torch.Tensor:
+        """Eq. 14: ``α·w + (1 − α)·w_anchor`` for W+ codes (B, L, D); α in [0, 1], α = 1 returns w unchanged (the bank
+        is off).  ``anchor_layers``: W+ layer indices (0-based) that take ``w_anchor`` alone whenever α < 1."""
         if not 0.0 <= float(alpha) <= 1.0:
             raise VidanimeError(f"FaceBank alpha={alpha}: expected a number in [0, 1]")
+        layers = sorted({int(i) for i in anchor_layers})
+        if layers and not 0 <= layers[0] <= layers[-1] < w.shape[1]:
+            raise VidanimeError(f"FaceBank anchor_layers={layers}: expected indices in 0..{w.shape[1] - 1}")
         if alpha == 1.0:
             return w
         anchor, _, _ = self.anchor(w, k)
-        return alpha * w + (1.0 - alpha) * anchor
+        out = alpha * w + (1.0 - alpha) * anchor
+        if layers:
+            out[:, layers] = anchor[:, layers]
+        return out
 
     # ---- files ---------------------------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike, dtype: str | None = None) -> Path:

@@ -114,7 +114,8 @@ class StyleAnime(nn.Module):
         self.register_buffer("latent_avg", torch.zeros(config.n_latent, config.generator.style_dim))
         self.facebank = facebank
         # Test-time defaults measured for this model and saved with it (``inference`` in the checkpoint): FaceBank
-        # ``alpha`` and ``k`` used when a caller passes alpha=None, and ``refine`` steps for still images.
+        # ``alpha`` and ``k`` used when a caller passes alpha=None, ``anchor_layers`` (W+ layers that take the FaceBank
+        # anchor alone whenever the bank is used, whatever alpha) and ``refine`` steps for still images.
         self.inference: dict[str, Any] = {}
         # The training's discriminators D1/D2 as saved with the checkpoint (``discriminators``: state dicts, not
         # submodules), for the per-clip fine-tune's L_base and the refinement's anime terms; None when absent.
@@ -240,7 +241,8 @@ class StyleAnime(nn.Module):
         self, w: torch.Tensor, alpha: float | None, k: int = 10, facebank: FaceBank | None = None
     ) -> torch.Tensor:
         """FaceBank Eq. 14 on W+ codes; ``alpha`` None = the model's saved default (``inference["alpha"]``, with its
-        ``k``), none saved or 1 returns w (no bank needed)."""
+        ``k``), none saved or 1 returns w (no bank needed).  Whenever the bank is used, the layers of the model's
+        saved ``inference["anchor_layers"]`` take the anchor alone (see :meth:`FaceBank.aggregate`)."""
         if alpha is None and self.inference.get("alpha") is not None:
             alpha, k = float(self.inference["alpha"]), int(self.inference.get("k", k))
         if alpha is not None and not 0.0 <= float(alpha) <= 1.0:
@@ -255,7 +257,7 @@ class StyleAnime(nn.Module):
                 f"FaceBank codes ({bank.config.space}, {bank.config.n_latent}x{bank.config.style_dim}) do not fit "
                 f"this model's W+ ({w.shape[1]}x{w.shape[2]})"
             )
-        return bank.aggregate(w, float(alpha), k=k)
+        return bank.aggregate(w, float(alpha), k=k, anchor_layers=self.inference.get("anchor_layers") or ())
 
     @torch.no_grad()
     def translate(

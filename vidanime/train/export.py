@@ -35,7 +35,8 @@ class ExportItem:
     format: str
     description: str
     facebank: Path | None = None  # StyleAnime only: the bank to embed
-    inference: Mapping[str, Any] | None = None  # StyleAnime only: test-time defaults (alpha, k, refine)
+    # StyleAnime only: test-time defaults (alpha, k[, anchor_layers], refine)
+    inference: Mapping[str, Any] | None = None
     parser_names: Mapping[str, str] | None = None  # glob of a parser path -> the bundled name to record instead
 
 

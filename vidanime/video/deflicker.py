@@ -14,9 +14,10 @@ and out-of-plane turns), before paste-back:
 with g a Gaussian of ``gate_sigma``: the input is compared at about the scale the drawing can hold (a 64-px drawing
 is one pixel in four of a 256-px crop), so hair strands or skin texture that the flow cannot follow exactly do not
 veto carrying a drawing that has none of them.  Where the flow fails (occlusions, a mouth opening) c falls and the
-new drawing shows through, so expressions still move; where it holds, the drawing follows the input's own motion instead of re-drawing itself.  The paste mask (from
-each frame's parsing) is blended the same way, so the seam between drawing and photo follows the face too.  Causal and
-per track; a track's first frame (and a scene cut, which starts new tracks) is passed through.
+new drawing shows through, so expressions still move; where it holds, the drawing follows the input's own motion
+instead of re-drawing itself.  The paste mask (from each frame's parsing) is blended the same way, so the seam between
+drawing and photo follows the face too.  Causal and per track; a track's first frame (and a scene cut, which starts
+new tracks) is passed through.
 """
 from __future__ import annotations
 
