@@ -54,6 +54,28 @@ def test_weights_match_numpy_lstsq_and_sum_to_one():
         np.testing.assert_allclose(beta[i], np.concatenate([[1 - rest.sum()], rest]), atol=1e-6)
 
 
+def test_many_neighbours_on_two_threads_match_one_at_a_time():
+    """k = 170 > D (a rank-deficient Gram matrix, 171x171 bordered system) in a batch on two threads: torch 2.14's
+    batched CPU LU gave invalid pivots there (the anchor raised).  The anchors must equal those of each query alone
+    on one thread — and, 170 neighbours spanning all 128 dimensions, the query itself — with weights summing to one
+    (the weights agree only to round-off: with k > D + 1 many weightings give the same anchor)."""
+    rng = np.random.default_rng(4)
+    q, neigh = torch.tensor(rng.normal(size=(6, 128))), torch.tensor(rng.normal(size=(6, 170, 128)))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        batched = anchor_weights(q, neigh)
+        torch.set_num_threads(1)
+        alone = torch.cat([anchor_weights(q[i : i + 1], neigh[i : i + 1]) for i in range(6)])
+    finally:
+        torch.set_num_threads(before)
+    anchor = (batched[..., None] * neigh).sum(1)
+    torch.testing.assert_close(anchor, (alone[..., None] * neigh).sum(1), atol=1e-10, rtol=0)
+    torch.testing.assert_close(anchor, q, atol=1e-6, rtol=0)
+    torch.testing.assert_close(batched, alone, atol=1e-4, rtol=0)
+    torch.testing.assert_close(batched.sum(1), torch.ones(6, dtype=torch.float64))
+
+
 def test_k1_and_duplicate_neighbours():
     q = torch.tensor([[0.3, 0.4]])
     assert torch.equal(anchor_weights(q, torch.tensor([[[1.0, 1.0]]])), torch.ones(1, 1))

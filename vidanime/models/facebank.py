@@ -111,10 +111,12 @@ def knn(
 def anchor_weights(queries: torch.Tensor, neighbours: torch.Tensor, ridge: float = 1e-10) -> torch.Tensor:
     """Sum-to-one least-squares weights (Eq. 13): (B, D) queries, (B, k, D) neighbours → β (B, k), rows sum to 1.
 
-    Minimises ||q − Σ β_i n_i||² s.t. Σ β_i = 1, i.e. βᵀGβ with the local Gram matrix G_ij = (q − n_i)·(q − n_j),
-    by solving the KKT system [[G + εI, 1], [1ᵀ, 0]] [β; λ] = [0; 1] in float64.  The ridge ε = ridge·trace(G)/k
-    (plus a floor) keeps G invertible for duplicate neighbours or k > D; a query equal to a neighbour gets weight 1
-    on it.
+    Minimises ||q − Σ β_i n_i||² s.t. Σ β_i = 1, i.e. βᵀGβ with the local Gram matrix G_ij = (q − n_i)·(q − n_j).
+    The KKT system [[G + εI, 1], [1ᵀ, 0]] [β; λ] = [0; 1] has the closed form β = z / 1ᵀz with (G + εI) z = 1, solved
+    here by Cholesky in float64 (G + εI is symmetric positive definite).  The ridge ε = ridge·trace(G)/k (plus a floor)
+    keeps it so for duplicate neighbours or k > D; a query equal to a neighbour gets weight 1 on it.  (Cholesky, not
+    LU: torch 2.14's batched CPU LU returns invalid pivots from about 160×160 on with more than one thread, so
+    ``torch.linalg.solve`` of the bordered system failed for k ≥ ~160.)
     """
     b, k, _ = neighbours.shape
     diff = (queries[:, None, :] - neighbours).double()  # (B, k, D)
@@ -124,13 +126,16 @@ def anchor_weights(queries: torch.Tensor, neighbours: torch.Tensor, ridge: float
     trace = gram.diagonal(dim1=1, dim2=2).sum(-1)  # (B,)
     eps = ridge * trace / k + 1e-300
     eye = torch.eye(k, dtype=gram.dtype, device=gram.device)
-    kkt = torch.zeros(b, k + 1, k + 1, dtype=gram.dtype, device=gram.device)
-    kkt[:, :k, :k] = gram + eps[:, None, None] * eye
-    kkt[:, :k, k] = 1.0
-    kkt[:, k, :k] = 1.0
-    rhs = torch.zeros(b, k + 1, dtype=gram.dtype, device=gram.device)
-    rhs[:, k] = 1.0
-    beta = torch.linalg.solve(kkt, rhs)[:, :k]
+    ones = torch.ones(b, k, 1, dtype=gram.dtype, device=gram.device)
+    for _ in range(8):  # a larger ridge for rows whose factorisation fails numerically (never seen; bounded)
+        chol, info = torch.linalg.cholesky_ex(gram + eps[:, None, None] * eye)
+        if not bool(info.any()):
+            break
+        eps = torch.where(info > 0, eps * 1e3 + 1e-12 * trace / k, eps)
+    else:
+        raise VidanimeError("FaceBank anchor weights: the neighbours' Gram matrix could not be factorised")
+    z = torch.cholesky_solve(ones, chol)[..., 0]  # (B, k)
+    beta = z / z.sum(-1, keepdim=True)
     # Exact hits: a neighbour equal to the query is its own best anchor (the ridge would otherwise blur it slightly).
     zero = gram.diagonal(dim1=1, dim2=2) == 0  # (B, k): neighbours equal to the query
     hit = zero.any(-1)
