@@ -239,7 +239,7 @@ class ImageTranslatePipeline(Pipeline):
         self._detector = proc.detector
         return proc
 
-    def _translate_photo(self, image: np.ndarray, alpha: float | None, k: int, refine: int) -> np.ndarray | None:
+    def _translate_photo(self, image: np.ndarray, alpha: float | None, k: int | None, refine: int) -> np.ndarray | None:
         """(H, W, 3) uint8 photo → the same photo with every detected face translated and pasted back, or None when
         no face is found."""
         found = next(iter(self._face_processor().process([image]))).faces
@@ -298,7 +298,7 @@ class ImageTranslatePipeline(Pipeline):
         reference: str | os.PathLike | None = None,
         alpha: float | None = None,
         parsing_labels: str = "bisenet",
-        k: int = 10,
+        k: int | None = None,
         resize: bool = False,
         style_from: str | os.PathLike | None = None,
         mix: float = 1.0,
@@ -315,7 +315,7 @@ class ImageTranslatePipeline(Pipeline):
             return self._run_photos(jobs, alpha, k, refine, fallback=faces == "auto")
         return self._run_aligned(jobs, reference, alpha, parsing_labels, k, resize, style_from, mix, refine)
 
-    def _run_photos(self, jobs: list[tuple[Path, Path | None, Path]], alpha: float | None, k: int, refine: int,
+    def _run_photos(self, jobs: list[tuple[Path, Path | None, Path]], alpha: float | None, k: int | None, refine: int,
                     fallback: bool) -> list[Path]:
         """Photos: faces found, translated and pasted back at the photo's size; an image without a face falls back
         to the aligned path, resized to the model size (``fallback``), or is a one-line error (a single image) /
@@ -345,7 +345,7 @@ class ImageTranslatePipeline(Pipeline):
         return written
 
     def _run_aligned(self, jobs: list[tuple[Path, Path | None, Path]], reference: str | os.PathLike | None,
-                     alpha: float | None, parsing_labels: str, k: int, resize: bool,
+                     alpha: float | None, parsing_labels: str, k: int | None, resize: bool,
                      style_from: str | os.PathLike | None, mix: float, refine: int) -> list[Path]:
         """Aligned face crops, translated whole at the model size in batches."""
         ref = style = None

@@ -37,7 +37,8 @@ def cli() -> None:
               help="FaceBank blend: w_agg = a*w + (1-a)*w_anchor (1 = off) [default: the checkpoint's; layers the "
                    "checkpoint pins to the bank take w_anchor at any a below 1].")
 @click.option("--facebank", default=None, type=click.Path(), help="FaceBank file (else the checkpoint's own bank).")
-@click.option("--k", default=10, show_default=True, type=int, help="FaceBank neighbours.")
+@click.option("--k", default=None, type=click.IntRange(min=1),
+              help="FaceBank neighbours [default: the checkpoint's, else 10].")
 @click.option("--resize/--no-resize", default=True, show_default=True,
               help="Resize inputs to the model size (the parser still sees the full-size image); --no-resize refuses "
                    "images of another size.")

@@ -63,7 +63,7 @@ PSEUDO_LABEL_ARGS = ("--min-confidence", "0.6", "--feature-confidence", "0.3", "
                      "--tta-scales", "1,1.25", "--flip-tta", "--colour-refine", "0.3")
 # README "Keeping the person": the anime look against keeping the person, swept over alpha and then per W+ layer (the
 # finest of the 10 codes from the bank alone was better on every measure for these encoders; measure again for others).
-INFERENCE = {"styleanime-p2a": {"alpha": 0.7, "k": 10, "anchor_layers": [9], "refine": 0}}
+INFERENCE = {"styleanime-p2a": {"alpha": 0.75, "k": 80, "anchor_layers": [9], "refine": 0}}
 CONTINUATION = "styleanime_cont"  # the second encoders run (from the first one's export), which is bundled
 PROVENANCE = REPO / "training"  # tracked: each run's config.yaml, metrics.jsonl and last sample grid, nothing else
 # Registry name -> (glob of the exported checkpoint under the runs root, format, description)

@@ -159,7 +159,8 @@ def test_checkpoint_round_trip_with_facebank(tmp_path):
 
 
 def test_saved_inference_defaults_apply_when_alpha_is_not_given(tmp_path):
-    """A checkpoint's measured test-time defaults (FaceBank alpha and k) are used for alpha=None; alpha 1 is off."""
+    """A checkpoint's measured test-time defaults (FaceBank alpha and k) are used for alpha=None / k=None; alpha 1 is
+    off."""
     m = tiny_model()
     m.facebank = FaceBank(torch.randn(64, m.config.generator.style_dim))
     m.inference = {"alpha": 0.5, "k": 3, "refine": 7}
@@ -172,6 +173,8 @@ def test_saved_inference_defaults_apply_when_alpha_is_not_given(tmp_path):
         torch.testing.assert_close(default, loaded.translate(x, p, alpha=0.5, k=3))
         assert not torch.allclose(default, loaded.translate(x, p, alpha=1.0))
         assert not torch.allclose(default, loaded.translate(x, p, alpha=0.5, k=10))
+        # an explicit alpha still takes the saved k unless k is given too (--alpha alone keeps the model's k)
+        torch.testing.assert_close(loaded.translate(x, p, alpha=0.5), default)
     # a saved anchor_layers entry pins those layers to the bank whenever it is used, at any alpha, never at alpha 1
     loaded.inference["anchor_layers"] = [loaded.n_latent - 1]
     with torch.no_grad():

@@ -118,7 +118,7 @@ class StyleAnimeFaceTranslator:
         model: Any,
         parser: torch.nn.Module,
         alpha: float | None = None,
-        k: int = 10,
+        k: int | None = None,
         device: Any = "cpu",
         parsing_smooth: int = 2,
         fp16: bool = False,
@@ -140,7 +140,7 @@ class StyleAnimeFaceTranslator:
         if alpha is not None and not 0.0 <= float(alpha) <= 1.0:
             raise VidanimeError(f"alpha={alpha}: expected a number in [0, 1]")
         self.alpha = alpha
-        self.k = int(k)
+        self.k = None if k is None else int(k)  # None: the model's saved k (else 10)
         self.facebank = facebank  # a FaceBank to use instead of the model's own (None: the model's)
         if parsing_smooth < 0:
             raise VidanimeError(f"parsing_smooth={parsing_smooth}: expected >= 0 frames")

@@ -238,13 +238,17 @@ class StyleAnime(nn.Module):
         return self.decode(w), w
 
     def aggregate(
-        self, w: torch.Tensor, alpha: float | None, k: int = 10, facebank: FaceBank | None = None
+        self, w: torch.Tensor, alpha: float | None, k: int | None = None, facebank: FaceBank | None = None
     ) -> torch.Tensor:
-        """FaceBank Eq. 14 on W+ codes; ``alpha`` None = the model's saved default (``inference["alpha"]``, with its
-        ``k``), none saved or 1 returns w (no bank needed).  Whenever the bank is used, the layers of the model's
-        saved ``inference["anchor_layers"]`` take the anchor alone (see :meth:`FaceBank.aggregate`)."""
+        """FaceBank Eq. 14 on W+ codes; ``alpha`` None = the model's saved default (``inference["alpha"]``), none saved
+        or 1 returns w (no bank needed); ``k`` None = the saved ``inference["k"]``, else 10.  Whenever the bank is
+        used, the layers of the model's saved ``inference["anchor_layers"]`` take the anchor alone (see
+        :meth:`FaceBank.aggregate`)."""
         if alpha is None and self.inference.get("alpha") is not None:
-            alpha, k = float(self.inference["alpha"]), int(self.inference.get("k", k))
+            alpha = float(self.inference["alpha"])
+        k = int(self.inference.get("k", 10)) if k is None else int(k)
+        if k < 1:
+            raise VidanimeError(f"FaceBank k={k}: expected at least 1 neighbour")
         if alpha is not None and not 0.0 <= float(alpha) <= 1.0:
             raise VidanimeError(f"alpha={alpha}: expected a number in [0, 1]")
         if alpha is None or float(alpha) == 1.0:
@@ -266,7 +270,7 @@ class StyleAnime(nn.Module):
         parsing: torch.Tensor,
         alpha: float | None = None,
         reference: torch.Tensor | None = None,
-        k: int = 10,
+        k: int | None = None,
         facebank: FaceBank | None = None,
         return_latents: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
