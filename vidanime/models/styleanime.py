@@ -246,9 +246,7 @@ class StyleAnime(nn.Module):
         :meth:`FaceBank.aggregate`)."""
         if alpha is None and self.inference.get("alpha") is not None:
             alpha = float(self.inference["alpha"])
-        k = int(self.inference.get("k", 10)) if k is None else int(k)
-        if k < 1:
-            raise VidanimeError(f"FaceBank k={k}: expected at least 1 neighbour")
+        k = int(self.inference.get("k", 10)) if k is None else int(k)  # the bank's knn checks 1 <= k <= its size
         if alpha is not None and not 0.0 <= float(alpha) <= 1.0:
             raise VidanimeError(f"alpha={alpha}: expected a number in [0, 1]")
         if alpha is None or float(alpha) == 1.0:
