@@ -127,13 +127,10 @@ def anchor_weights(queries: torch.Tensor, neighbours: torch.Tensor, ridge: float
     eps = ridge * trace / k + 1e-300
     eye = torch.eye(k, dtype=gram.dtype, device=gram.device)
     ones = torch.ones(b, k, 1, dtype=gram.dtype, device=gram.device)
-    for _ in range(8):  # a larger ridge for rows whose factorisation fails numerically (never seen; bounded)
-        chol, info = torch.linalg.cholesky_ex(gram + eps[:, None, None] * eye)
-        if not bool(info.any()):
-            break
-        eps = torch.where(info > 0, eps * 1e3 + 1e-12 * trace / k, eps)
-    else:
-        raise VidanimeError("FaceBank anchor weights: the neighbours' Gram matrix could not be factorised")
+    chol, info = torch.linalg.cholesky_ex(gram + eps[:, None, None] * eye)
+    if bool(info.any()):  # G + εI is positive definite in exact arithmetic; only non-finite codes get here
+        raise VidanimeError("FaceBank anchor weights: the neighbours' Gram matrix could not be factorised "
+                            "(non-finite latent codes?)")
     z = torch.cholesky_solve(ones, chol)[..., 0]  # (B, k)
     beta = z / z.sum(-1, keepdim=True)
     # Exact hits: a neighbour equal to the query is its own best anchor (the ridge would otherwise blur it slightly).
