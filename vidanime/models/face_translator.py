@@ -210,6 +210,9 @@ class StyleAnimeFaceTranslator:
             hist = self._history.setdefault(int(tid), deque(maxlen=self.parsing_smooth))
             out[i] = torch.stack([*hist, probs[i]]).mean(0)
             hist.append(probs[i])
+        # A tighter bound than video.track.forget_stale_tracks (64 tracks) on purpose: each entry holds full-size
+        # parser probabilities (19 x 256 x 256 float32 = 5 MB, so 10 MB per track at parsing_smooth 2) where the
+        # other per-track stores hold 256-px uint8 crops.  On the 7-face crowd clip (10 tracks) neither bound is hit.
         live = set(int(t) for t in track_ids)
         if len(self._history) > 4 * max(1, len(live)) + 16:  # drop tracks not seen for a while (bounded memory)
             for tid in [t for t in self._history if t not in live]:
