@@ -41,7 +41,7 @@ from vidanime.models.styleanime import StyleAnime
 from vidanime.registry import load_styleanime
 from vidanime.video.detect import default_detector
 from vidanime.video.faces import FaceConfig, FaceProcessor
-from vidanime.video.paste import PasteItem, paste_faces
+from vidanime.video.paste import SEAM_COLOR_MATCH, PasteItem, paste_faces
 
 __all__ = ["ImageTranslatePipeline", "IMAGE_SUFFIXES", "DIRECTIONS", "FACE_MODES", "check_direction", "read_rgb",
            "read_labels", "write_rgb"]
@@ -250,7 +250,8 @@ class ImageTranslatePipeline(Pipeline):
                                               refine_ease=1.0, facebank=self.facebank, recolor=self.recolor)
         translator.reset()  # every photo on its own (the recolouring's per-track state included)
         res = translator(np.stack([f.crop for f in found]), list(range(len(found))))
-        return paste_faces(image, [PasteItem(res.crops[i], f.matrix, res.masks[i], 1.0) for i, f in enumerate(found)])
+        items = [PasteItem(res.crops[i], f.matrix, res.masks[i], 1.0) for i, f in enumerate(found)]
+        return paste_faces(image, items, color_match=SEAM_COLOR_MATCH[self.direction or "p2a"])
 
     def _load_pair(self, img_path: Path, lab_path: Path | None, parsing_labels: str, resize: bool,
                    parse: bool = True) -> tuple[np.ndarray, np.ndarray | None]:

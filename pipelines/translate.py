@@ -48,7 +48,7 @@ from vidanime.video.deflicker import CropFlowBlend
 from vidanime.video.detect import MIN_FRAME_SIDE
 from vidanime.video.faces import FaceConfig, FaceProcessor, FrameFaces
 from vidanime.video.io import X264_PRESETS, Frame, VideoReader, VideoWriter, check_video_output
-from vidanime.video.paste import PasteItem, paste_faces
+from vidanime.video.paste import SEAM_COLOR_MATCH, PasteItem, paste_faces
 from vidanime.video.recolor import RecolorConfig, RegionRecolor
 from vidanime.video.smooth import LatentFilter
 from vidanime.video.stages import run_stages
@@ -161,14 +161,19 @@ class TranslatePipeline(Pipeline):
     """Translate the faces of a video: ``pipe(input, output, options)`` → :class:`TranslateResult`.
 
     ``translator`` maps aligned crops to translated crops (:class:`StyleAnimeFaceTranslator`, or the identity when no
-    model is available); ``face_config`` configures detection/tracking/alignment.
+    model is available); ``face_config`` configures detection/tracking/alignment; ``color_match`` in [0, 1]: the
+    paste-back's seam colour matching (``from_pretrained`` takes it from the direction:
+    :data:`vidanime.video.paste.SEAM_COLOR_MATCH`).
     """
 
     def __init__(self, translator: FaceTranslator | None = None, face_config: FaceConfig | None = None,
-                 model_name: str = "identity") -> None:
+                 model_name: str = "identity", color_match: float = 1.0) -> None:
+        if not 0.0 <= color_match <= 1.0:
+            raise ConfigError(f"color_match={color_match}: expected a number in [0, 1]")
         self.translator = translator or IdentityFaceTranslator()
         self.face_config = (face_config or FaceConfig()).check()
         self.model_name = model_name
+        self.color_match = float(color_match)
         self._detector = None  # built on first use, then reused by every call (batch runs call many times)
 
     @classmethod
@@ -226,7 +231,8 @@ class TranslatePipeline(Pipeline):
         translator = StyleAnimeFaceTranslator(model, parser_model, alpha=alpha, device=device, fp16=fp16,
                                               refiner=refiner, refine=refine, refine_every=refine_every,
                                               latent_filter=latent_filter, crop_blend=crop_blend, recolor=recolorer)
-        return cls(translator, face_config, model_name=str(checkpoint or default_ckpt))
+        return cls(translator, face_config, model_name=str(checkpoint or default_ckpt),
+                   color_match=SEAM_COLOR_MATCH[direction])
 
     @classmethod
     def finetuned_on(cls, input: str | os.PathLike, output: str | os.PathLike, iterations: int | str,
@@ -378,7 +384,7 @@ class TranslatePipeline(Pipeline):
                 out = result.crops[idx[0]] if faces else np.zeros((s, s, 3), np.uint8)
             else:
                 out = paste_faces(frame, [PasteItem(result.crops[i], f.matrix, result.masks[i], f.weight)
-                                          for i, f in zip(idx, faces)])
+                                          for i, f in zip(idx, faces)], color_match=self.color_match)
             prev = _preview_frame(frame, out, item.faces, result, idx) if options.preview and not options.crop else None
             outputs.append((out, prev))
         return outputs

@@ -8,6 +8,7 @@ from vidanime.errors import ConfigError, MediaError
 from vidanime.labels import class_ids
 from vidanime.video.align import estimate_similarity, template, unwarp_face, warp_face
 from vidanime.video.paste import (
+    SEAM_COLOR_MATCH,
     PasteItem,
     edge_fade,
     ellipse_mask,
@@ -101,3 +102,17 @@ def test_fade_weight_hand_values():
     assert fade_weight(10, 0, 4) == 0.2 and fade_weight(10, 3, 4) == 0.8
     assert fade_weight(0, 0, 4, fade_in=False, fade_out=False) == 1.0
     assert fade_weight(0, None, 0) == 1.0
+
+
+def test_drawings_are_pasted_without_the_backdrops_colour(assets):
+    """p2a pastes a drawing as drawn: on the green-screen clip, seam matching would shift the whole drawing toward the
+    backdrop (the green hair it gave, README "Pasting back"); a2p (photos) keeps the seam matching."""
+    frame = _d0_frame(assets)
+    m, _ = estimate_similarity(D0_FRAME0_LANDMARKS, 256)
+    drawing = np.full((256, 256, 3), (236, 224, 218), np.uint8)  # a pale drawn skin tone, no green in it
+    mask = ellipse_mask(256)
+    centre = unwarp_face((mask > 0.99).astype(np.float32), m, frame.shape[:2]) > 0.5
+    p2a = paste_face(frame, drawing, m, mask, color_match=SEAM_COLOR_MATCH["p2a"])[centre].mean(0)
+    a2p = paste_face(frame, drawing, m, mask, color_match=SEAM_COLOR_MATCH["a2p"])[centre].mean(0)
+    assert np.abs(p2a - (236, 224, 218)).max() < 1.0
+    assert (a2p[1] - a2p[0]) - (224 - 236) > 30  # matched: pulled toward the green backdrop (G above R)
