@@ -5,8 +5,8 @@ WARP_INVERSE_MAP, so only the frame region the crop covers is touched).  The ble
 (:func:`ellipse_mask`) or comes from the crop's parsing map (:func:`parsing_mask`, BiSeNet-order labels), feathered,
 multiplied by a fade towards the crop edges and by the crop's valid area (no padding is ever pasted).  Colour
 matching shifts the crop's mean colour by the mean frame-minus-crop difference measured in the mask's feather band,
-so the seam does not show a colour step.  :func:`fade_weight` gives the per-frame opacity of a track that starts or
-ends mid-shot, so faces fade in/out instead of popping.
+so the seam does not show a colour step (photos only: :data:`SEAM_COLOR_MATCH`).  :func:`fade_weight` gives the
+per-frame opacity of a track that starts or ends mid-shot, so faces fade in/out instead of popping.
 """
 from __future__ import annotations
 
