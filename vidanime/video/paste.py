@@ -28,7 +28,7 @@ DEFAULT_MASK_CLASSES = ("skin", "l_brow", "r_brow", "l_eye", "r_eye", "eye_g", "
 # feather band is mostly the background beyond the hair, so matching tinted the whole drawing with the backdrop (green
 # hair on a green screen, dark faces on dark backgrounds) and undid the recolouring.  Measured 2026-12-03 (README
 # "Pasting back"): median Lab distance to the input 10.7 -> 8.3 (hair) and 26.4 -> 20.4 (skin) on 89 held-out
-# portraits, warp error 1-9 % lower on the talking-face clips.  Photos (a2p) keep it: not measured, no model yet.
+# portraits, warp error 1-13 % lower on the five talking-face clips.  Photos (a2p) keep it: not measured, no model yet.
 SEAM_COLOR_MATCH = {"p2a": 0.0, "a2p": 1.0}
 
 
