@@ -135,6 +135,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="landmark smoothing METHOD:WINDOW:ORDER for every mode (default: FaceConfig's, flow:25:0)")
     ap.add_argument("--detect-every", type=int, default=0,
                     help="run the face detector on every k-th frame only (default: FaceConfig's)")
+    ap.add_argument("--upscaler", default="none",
+                    help="drawing upscaler for every mode: none (as translate), auto (the bundled one), a name or path")
     ap.add_argument("--curve", default="", help="fine-tune iteration counts for the warp-error curve (e.g. 50,100,300)")
     args = ap.parse_args(argv)
 
@@ -145,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
     from vidanime.video.smooth import LatentFilterConfig, SmoothConfig
 
     recolor = RecolorConfig.strength if args.recolor is None else args.recolor
-    args.make_pipe = functools.partial(TranslatePipeline.from_pretrained, recolor=recolor)
+    args.make_pipe = functools.partial(TranslatePipeline.from_pretrained, recolor=recolor, upscaler=args.upscaler)
     args.face_config = None
     if args.smooth or args.detect_every:
         args.face_config = FaceConfig()

@@ -1,8 +1,9 @@
 """End-to-end video translation speed, by stage, and peak memory vs clip length.
 
 Stages timed separately on the same frames: decode, faces (detect + track + smooth + align), parse, encode (E_p+E_s),
-FaceBank, generate, paste, encode video; then the whole threaded pipeline.  Models are randomly initialised at the
-demo size (and at paper size with ``--full``): speed does not depend on the weights.
+FaceBank, generate, upscale (the learned x2 drawing upscaler, demo size only), paste, encode video; then the whole
+threaded pipeline.  Models are randomly initialised at the demo size (and at paper size with ``--full``): speed does
+not depend on the weights.
 
     python -m bench.bench_translate --quick          # demo size, 12 frames of a 720p clip
     python -m bench.bench_translate --full           # + paper size (slow on CPU; meant for a GPU)
@@ -80,6 +81,12 @@ def bench_stages(clip: Path, n_frames: int, size: str, device: str) -> list[list
         t_enc, wcodes = clock(lambda: model.encode(xm, lab), sync)
         t_bank, wagg = clock(lambda: bank.aggregate(wcodes, 0.7, k=10), sync)
         t_gen, out = clock(lambda: model.decode(wagg), sync)
+        t_up = 0.0
+        if s < 128:  # the x2 drawing upscaler of stills (image translate --upscaler auto; videos: opt-in)
+            from vidanime.models.upscaler import Upscaler, UpscalerConfig
+
+            up = Upscaler(UpscalerConfig(channels=48, blocks=8)).to(device).eval()  # configs/demo_upscaler.yaml
+            t_up, out = clock(lambda: up(out), sync)
     out_crops = F.interpolate(out, size=crops.shape[-2:], mode="bilinear")
     out_u8 = ((out_crops.clamp(-1, 1) + 1) * 127.5).byte().permute(0, 2, 3, 1).cpu().numpy()
     from vidanime.video.deflicker import CropFlowBlend
@@ -106,11 +113,12 @@ def bench_stages(clip: Path, n_frames: int, size: str, device: str) -> list[list
         [size, "encode (E_p+E_s)", f"{s}²", nf / t_enc],
         [size, "FaceBank (α 0.7, k 10)", f"{len(bank.codes)} codes", nf / t_bank],
         [size, "generate", f"{s}²", nf / t_gen],
+        *([[size, "upscale x2 (learned)", f"{s}² → {2 * s}²", nf / t_up]] if t_up else []),
         [size, "deflicker (--temporal flow crop blend)", f"{crops.shape[-1]}²", nf / t_blend],
         [size, "paste", f"{w}x{h}", n / t_paste],
         [size, "encode video (x264 medium)", f"{w}x{h}", n / t_write],
     ]
-    total = t_dec + t_faces + t_parse + t_enc + t_bank + t_gen + t_blend + t_paste + t_write
+    total = t_dec + t_faces + t_parse + t_enc + t_bank + t_gen + t_up + t_blend + t_paste + t_write
     rows.append([size, "sum of stages (serial)", f"{w}x{h}", n / total])
     rows.append([size, "end-to-end threaded pipeline", f"{w}x{h}", _end_to_end(clip, n_frames, model, parser, device)])
     return rows
@@ -123,7 +131,7 @@ def _end_to_end(clip: Path, n_frames: int, model, parser, device: str) -> float:
     from vidanime.video.faces import FaceConfig
     from vidanime.video.smooth import LatentFilter
 
-    # as `vidanime translate` by default: latent filter and crop blending (--temporal flow)
+    # as `vidanime translate` by default: latent filter and crop blending (--temporal flow), no upscaler
     translator = StyleAnimeFaceTranslator(model, parser, device=device, latent_filter=LatentFilter(
         model.n_structure_codes), crop_blend=CropFlowBlend())
     pipe = TranslatePipeline(translator, FaceConfig(device=device))

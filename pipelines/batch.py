@@ -124,6 +124,7 @@ class PipelineSpec:
     identity: bool = False
     temporal: str = "flow"
     recolor: float = RecolorConfig.strength
+    upscaler: str | None = "none"
 
     def check(self) -> "PipelineSpec":
         """Fail early (in the driver, before any worker starts) when the checkpoint or parser cannot be found."""
@@ -137,6 +138,8 @@ class PipelineSpec:
         try:
             resolve_path(self.checkpoint or ckpt)
             resolve_path(self.parser or parser)
+            if self.upscaler not in (None, "auto", "none"):
+                resolve_path(self.upscaler)
         except CheckpointError:
             if not (self.allow_identity and self.checkpoint is None and self.parser is None):
                 raise
@@ -148,7 +151,7 @@ class PipelineSpec:
         return TranslatePipeline.from_pretrained(
             self.checkpoint, self.parser, direction=self.direction, alpha=self.alpha, device=self.device,
             fp16=self.fp16, face_config=self.face_config, allow_identity=self.allow_identity, temporal=self.temporal,
-            recolor=self.recolor)
+            recolor=self.recolor, upscaler=self.upscaler)
 
 
 # ----------------------------------------------------------------------------------------------------- discovery
@@ -402,13 +405,14 @@ class BatchPipeline(Pipeline):
     def from_pretrained(cls, checkpoint: str | os.PathLike | None = None, parser: str | os.PathLike | None = None,
                         direction: str = "p2a", alpha: float | None = None, device: str = "cpu", fp16: bool = False,
                         face_config: Any = None, allow_identity: bool = False,
-                        temporal: str = "flow", recolor: float = RecolorConfig.strength) -> "BatchPipeline":
+                        temporal: str = "flow", recolor: float = RecolorConfig.strength,
+                        upscaler: str | os.PathLike | None = "none") -> "BatchPipeline":
         """Same arguments as :meth:`TranslatePipeline.from_pretrained` (``temporal``: ``flow``, ``filter`` or
-        ``off``, as in ``vidanime translate --temporal``; ``recolor`` strength); the files are checked here, the
-        models are loaded by each worker."""
+        ``off``, as in ``vidanime translate --temporal``; ``recolor`` strength; ``upscaler``: none, auto, a name or
+        a path); the files are checked here, the models are loaded by each worker."""
         spec = PipelineSpec(None if checkpoint is None else str(checkpoint), None if parser is None else str(parser),
                             direction, alpha, device, fp16, face_config, allow_identity, temporal=temporal,
-                            recolor=recolor)
+                            recolor=recolor, upscaler=None if upscaler is None else str(upscaler))
         return cls(spec.check())
 
     # ------------------------------------------------------------------------------------------------- checks

@@ -39,6 +39,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "Train StyleAnime encoders + discriminators on a frozen generator (run folders, resume, "
                        "torchrun)."),
     "train-gan": ("train_gan", "Train or fine-tune a StyleGAN2 generator (run folders, resume)."),
+    "train-upscaler": ("train_upscaler", "Train the learned x2 upscaler of the generator's drawings (run folders, "
+                                         "resume)."),
     "train-all": ("train_all", "Train the whole model set to a wall-clock budget (--budget 9m --device cuda), "
                                "then export it."),
     "weights": ("weights", "List, verify and install model sets (train-all output); import public checkpoints."),

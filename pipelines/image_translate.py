@@ -127,6 +127,7 @@ class ImageTranslatePipeline(Pipeline):
     direction: str | None = None
     refiner: Any = None  # a vidanime.train.refine.LatentRefiner, needed for refine > 0
     recolor: Any = None  # a vidanime.video.recolor.RegionRecolor: IN's hair/eye colours onto the drawing (no reference)
+    upscaler: Any = None  # a vidanime.models.upscaler.Upscaler: drawings enlarged by it before they are pasted back
     face_config: Any = None  # a vidanime.video.faces.FaceConfig for faces="detect" (None: its defaults)
     _suffixes: tuple[str, ...] = field(default=IMAGE_SUFFIXES, repr=False)
     _detector: Any = field(default=None, repr=False)
@@ -247,7 +248,8 @@ class ImageTranslatePipeline(Pipeline):
             return None
         translator = StyleAnimeFaceTranslator(self.model, self.parser, alpha=alpha, k=k, device=self.device,
                                               parsing_smooth=0, refiner=self.refiner, refine=refine, refine_every=1,
-                                              refine_ease=1.0, facebank=self.facebank, recolor=self.recolor)
+                                              refine_ease=1.0, facebank=self.facebank, recolor=self.recolor,
+                                              upscaler=self.upscaler)
         translator.reset()  # every photo on its own (the recolouring's per-track state included)
         res = translator(np.stack([f.crop for f in found]), list(range(len(found))))
         items = [PasteItem(res.crops[i], f.matrix, res.masks[i], 1.0) for i, f in enumerate(found)]

@@ -41,7 +41,7 @@ from vidanime.models.face_translator import (
     StyleAnimeFaceTranslator,
     TranslatedFaces,
 )
-from vidanime.registry import load_model, load_styleanime, resolve_path
+from vidanime.registry import available_models, load_model, load_styleanime, resolve_path
 from vidanime.train.refine import LatentRefiner, RefineConfig
 from vidanime.train.styleanime import model_discriminators
 from vidanime.video.deflicker import CropFlowBlend
@@ -56,7 +56,7 @@ from vidanime.video.stages import run_stages
 logger = logging.getLogger(__name__)
 
 __all__ = ["TranslateOptions", "TranslateResult", "TranslatePipeline", "DEFAULT_MODELS", "OUTPUT_PARSERS",
-           "build_recolor", "build_refiner"]
+           "build_recolor", "build_refiner", "build_upscaler", "UPSCALERS"]
 
 # Bundled registry names per direction: (StyleAnime checkpoint, parser for the input domain).
 DEFAULT_MODELS = {"p2a": ("styleanime-p2a", "parser-portrait"), "a2p": ("styleanime-a2p", "parser-anime")}
@@ -66,6 +66,30 @@ TEMPORAL_MODES = ("off", "filter", "flow")
 
 # Parser of the output domain, for test-time refinement (--refine): it parses the translation G(w).
 OUTPUT_PARSERS = {"p2a": "parser-anime", "a2p": "parser-portrait"}
+
+
+# Learned upscaler of the drawings per direction (vidanime.models.upscaler; None: none made for that direction yet).
+UPSCALERS: dict[str, str | None] = {"p2a": "upscaler-anime", "a2p": None}
+
+
+def build_upscaler(direction: str = "p2a", upscaler: str | os.PathLike | None = "auto", model: Any = None,
+                   device: Any = "cpu") -> Any:
+    """The drawing upscaler for ``--upscaler``: ``"auto"`` (or None) = the bundled one of ``direction``
+    (:data:`UPSCALERS`) when it is installed and ``model`` draws below the size it was trained to produce (a model
+    that already draws at that size is not upscaled); ``"none"`` = off (bilinear); else a registry name or path."""
+    name = "auto" if upscaler is None else str(upscaler)  # None: as auto (the still-image default)
+    if name == "none":
+        return None
+    if name != "auto":
+        return load_model(name, device=device, format="vidanime.upscaler")
+    default = UPSCALERS.get(direction)
+    if default is None or default not in {e.name for e in available_models()}:
+        logger.debug("no bundled upscaler for %s: drawings are resized bilinearly", direction)
+        return None
+    net = load_model(default, device=device, format="vidanime.upscaler")
+    if model is not None and int(model.image_size) >= int(net.config.train_size):
+        return None
+    return net
 
 
 def build_refiner(model: Any, direction: str = "p2a", parser: str | os.PathLike | None = None,
@@ -192,6 +216,7 @@ class TranslatePipeline(Pipeline):
         refine_parser: str | os.PathLike | None = None,
         temporal: str = "flow",
         recolor: float = RecolorConfig.strength,
+        upscaler: str | os.PathLike | None = "none",
     ) -> "TranslatePipeline":
         """Load a StyleAnime checkpoint and a parser (registry names or paths; defaults: the bundled models of
         ``direction``).  With ``allow_identity`` and no bundled model, fall back to the identity face model (logged).
@@ -200,7 +225,9 @@ class TranslatePipeline(Pipeline):
         each track's codes over time (:class:`~vidanime.video.smooth.LatentFilter`), ``flow`` also blends each track's
         crops along the input's motion (:class:`~vidanime.video.deflicker.CropFlowBlend`), ``off`` translates frames
         alone.  ``recolor``: strength in [0, 1] of carrying the input's hair and eye colours onto each drawing
-        (:class:`~vidanime.video.recolor.RegionRecolor` with the output-domain parser; 0 = off)."""
+        (:class:`~vidanime.video.recolor.RegionRecolor` with the output-domain parser; 0 = off).  ``upscaler``: the
+        learned upscaler of the drawings (:func:`build_upscaler`: ``none``, ``auto``, a name or a path; videos default
+        to none: sharper drawings re-drawn every frame measure more flicker, README "Sharper drawings")."""
         if direction not in DEFAULT_MODELS:
             raise ConfigError(f"direction='{direction}' is not one of: {', '.join(DEFAULT_MODELS)}")
         RecolorConfig(strength=float(recolor)).check()  # before any model is loaded
@@ -230,7 +257,8 @@ class TranslatePipeline(Pipeline):
         recolorer = build_recolor(direction, recolor, device)
         translator = StyleAnimeFaceTranslator(model, parser_model, alpha=alpha, device=device, fp16=fp16,
                                               refiner=refiner, refine=refine, refine_every=refine_every,
-                                              latent_filter=latent_filter, crop_blend=crop_blend, recolor=recolorer)
+                                              latent_filter=latent_filter, crop_blend=crop_blend, recolor=recolorer,
+                                              upscaler=build_upscaler(direction, upscaler, model, device))
         return cls(translator, face_config, model_name=str(checkpoint or default_ckpt),
                    color_match=SEAM_COLOR_MATCH[direction])
 

@@ -25,7 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from pipelines.image_translate import ImageTranslatePipeline
-from pipelines.translate import DEFAULT_MODELS, TranslateOptions, TranslatePipeline, build_recolor, build_refiner
+from pipelines.translate import (
+    DEFAULT_MODELS,
+    TranslateOptions,
+    TranslatePipeline,
+    build_recolor,
+    build_refiner,
+    build_upscaler,
+)
 from vidanime.checkpoint import read_torch_file
 from vidanime.errors import CheckpointError, ConfigError, MediaError, VidanimeError
 from vidanime.models.parser import config_of
@@ -308,6 +315,8 @@ def translate_image(image: str | os.PathLike | None, config: WebConfig, *, parsi
         if pipe.recolor is None:  # the hair/eye recolouring, as the command line's (not with a reference)
             pipe.recolor = build_recolor(direction, RecolorConfig.strength, device=config.device)
         pipe.recolor.config = RecolorConfig(strength=float(recolor)).check()  # 0 = the model's own colours
+        if pipe.upscaler is None:  # the bundled drawing upscaler, as `image translate`'s default (--upscaler auto)
+            pipe.upscaler = build_upscaler(direction, "auto", pipe.model, config.device)
     with _job_folder(config) as job:
         out = job / f"{src.stem}_{direction}.png"
         pipe(src, out, parsing=parsing, reference=reference, alpha=alpha, resize=True, refine=refine, faces=faces)

@@ -42,11 +42,12 @@ _BUILDERS: dict[str, str | Callable[..., Any]] = {
     "vidanime.styleanime": "vidanime.models.styleanime:styleanime_from_checkpoint",
     "vidanime.parser": "vidanime.models.parser:parser_from_checkpoint",
     "vidanime.facebank": "vidanime.models.facebank:FaceBank.from_checkpoint",
+    "vidanime.upscaler": "vidanime.models.upscaler:upscaler_from_checkpoint",
 }
 _FORMAT_KINDS: dict[str, str] = {
     "vidanime.stylegan2": "generator", "vidanime.styleanime": "styleanime", "vidanime.parser": "parser",
     "vidanime.facebank": "facebank", "vidanime.interp.ifnet": "interp", "vidanime.interp.ifnet_train": "interp",
-    "vidanime.interp.animeinterp": "interp",
+    "vidanime.interp.animeinterp": "interp", "vidanime.upscaler": "upscaler",
 }
 # Top-level entries of our checkpoints that are weights, not metadata (kept out of Loaded.metadata).
 _WEIGHT_KEYS = ("state_dict", "facebank")

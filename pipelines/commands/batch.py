@@ -31,8 +31,8 @@ from .options import MODEL_OPTIONS, RENDER_OPTIONS, TEMPORAL_OPTION, finetune_op
 @RENDER_OPTIONS
 @click.pass_context
 def cli(ctx, in_dir, out_dir, jobs, threads, ray_address, ray_cpus, retry_failed, ext, finetune, keep_finetune,
-        checkpoint, parser_ckpt, direction, alpha, device, fp16, recolor, temporal, faces, crop, crf, preset, detector,
-        detector_weights, detect_every, batch, no_progress) -> None:
+        checkpoint, parser_ckpt, direction, alpha, device, fp16, recolor, upscaler, temporal, faces, crop, crf, preset,
+        detector, detector_weights, detect_every, batch, no_progress) -> None:
     """Translate every video under IN_DIR (recursive: mp4 mov mkv webm avi m4v) into OUT_DIR, mirroring the paths.
 
     OUT_DIR/manifest.jsonl records each finished or failed file with a one-line reason; a re-run skips the files
@@ -54,7 +54,8 @@ def cli(ctx, in_dir, out_dir, jobs, threads, ray_address, ray_cpus, retry_failed
         translate=TranslateOptions(faces=faces, crop=crop, crf=crf, preset=preset, batch=batch, progress=False))
     BatchPipeline.check_inputs(in_dir, out_dir, options)
     pipe = BatchPipeline.from_pretrained(checkpoint, parser_ckpt, direction=direction, alpha=alpha, device=device,
-                                         fp16=fp16, face_config=face_cfg, temporal=temporal, recolor=recolor)
+                                         fp16=fp16, face_config=face_cfg, temporal=temporal, recolor=recolor,
+                                         upscaler=upscaler)
     result = pipe(in_dir, out_dir, options)
     for row in result.failed:
         click.echo(f"failed: {row['input']}: {row['reason']}", err=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .options import DETECTORS, DEVICE, RECOLOR_DEFAULT, show_progress
+from .options import DETECTORS, DEVICE, RECOLOR_DEFAULT, UPSCALER_HELP, show_progress
 
 
 @click.group(name="image")
@@ -51,6 +51,7 @@ def cli() -> None:
 @click.option("--recolor", type=click.FloatRange(0, 1), default=RECOLOR_DEFAULT, show_default=True,
               help="Carry IN's hair and eye colours onto the drawing (an addition to the paper; its lines and shading "
                    "kept); 0 = the model's own colours. Not with --reference/--style-from (they give the colours).")
+@click.option("--upscaler", default="auto", show_default=True, metavar="auto|none|NAME|PATH", help=UPSCALER_HELP)
 @click.option("--faces", type=click.Choice(["auto", "detect", "aligned"]), default="auto", show_default=True,
               help="detect: find every face in IN (any photo), translate it and paste it back at IN's size, "
                    "background kept; aligned: IN is one aligned face crop, translated whole at the model size "
@@ -65,14 +66,15 @@ def cli() -> None:
 def translate(input: str, output: str, checkpoint: str, parsing: str | None, parsing_labels: str, parser: str | None,
               reference: str | None, style_from: str | None, mix: float, direction: str, alpha: float | None,
               facebank: str | None, k: int, resize: bool, refine: int | None, refine_parser: str | None,
-              recolor: float, faces: str, detector: str | None, detector_weights: str | None, device: str) -> None:
+              recolor: float, upscaler: str, faces: str, detector: str | None, detector_weights: str | None,
+              device: str) -> None:
     """Translate IN (a photo, an aligned face crop or a folder of them, mirrored into OUT) with StyleAnime.
 
     With no option, the bundled model and parser of --direction are used, and the faces of IN are found and pasted
     back: `vidanime image translate photo.jpg out.png`.
     """
     from pipelines.image_translate import ImageTranslatePipeline, check_image_paths
-    from pipelines.translate import DEFAULT_MODELS, build_recolor, build_refiner
+    from pipelines.translate import DEFAULT_MODELS, build_recolor, build_refiner, build_upscaler
     from vidanime.registry import load_model, resolve_path
     from vidanime.video.detect import check_detector
     from vidanime.video.faces import FaceConfig
@@ -98,6 +100,8 @@ def translate(input: str, output: str, checkpoint: str, parsing: str | None, par
         pipe.refiner = build_refiner(pipe.model, direction, refine_parser, device)
     if reference is None and style_from is None:
         pipe.recolor = build_recolor(direction, recolor, device)
+    if mode == "detect":  # aligned crops are written at the model size
+        pipe.upscaler = build_upscaler(direction, upscaler, pipe.model, device)
     written = pipe(input, output, parsing=parsing, reference=reference, alpha=alpha, parsing_labels=parsing_labels,
                    k=k, resize=resize, style_from=style_from, mix=mix, refine=refine, faces=faces)
     click.echo(f"wrote {len(written)} image(s) to {output}")

@@ -7,8 +7,9 @@ import click
 
 from vidanime.video.io import X264_PRESETS
 
-__all__ = ["DEVICE", "MODEL_OPTIONS", "REFINE_OPTIONS", "RENDER_OPTIONS", "DETECTOR_OPTIONS", "TEMPORAL_OPTION",
-           "checkpoint_option", "parser_option", "direction_option", "finetune_option"]
+__all__ = ["DEVICE", "MODEL_OPTIONS", "UPSCALER_HELP", "VIDEO_UPSCALER_HELP", "REFINE_OPTIONS", "RENDER_OPTIONS",
+           "DETECTOR_OPTIONS", "TEMPORAL_OPTION", "checkpoint_option", "parser_option", "direction_option",
+           "finetune_option"]
 
 DETECTORS = ["mtcnn", "retinaface", "yunet", "animecascade", "animeparser", "haar"]  # vidanime.video.detect.DETECTORS
 
@@ -107,6 +108,13 @@ DETECTOR_OPTIONS = _stack(
 
 RECOLOR_DEFAULT = 0.85  # vidanime.video.recolor.RecolorConfig.strength (not imported here: `--help` stays light)
 
+UPSCALER_HELP = ("Learned x2 upscaler of the drawings before they are resized to the face (an addition to the paper: "
+                 "sharper lines from the 64-px demo generator). auto = the bundled one where the model draws below "
+                 "its size, none = bilinear resize only.")
+VIDEO_UPSCALER_HELP = ("Learned x2 upscaler of the drawings (an addition to the paper): auto or upscaler-anime = "
+                       "sharper lines, but each frame's re-drawn detail then measures ~40 % more warp error (README, "
+                       "'Sharper drawings'), so videos default to none (bilinear); stills (image translate) to auto.")
+
 MODEL_OPTIONS = _stack(
     checkpoint_option(),
     parser_option(),
@@ -121,6 +129,8 @@ MODEL_OPTIONS = _stack(
                  help="Carry the input's hair and eye colours onto each drawing (an addition to the paper: the "
                       "drawing's colours are matched to the input's per region, its lines and shading kept). "
                       "0 = the model's own colours, 1 = the input's."),
+    click.option("--upscaler", default="none", show_default=True, metavar="none|auto|NAME|PATH",
+                 help=VIDEO_UPSCALER_HELP),
 )
 
 # choices: pipelines.translate.TEMPORAL_MODES (not imported here, so that `--help` stays light)

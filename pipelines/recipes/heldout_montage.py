@@ -2,8 +2,9 @@
 
 ``python -m pipelines.recipes.heldout_montage docs/heldout_montage.png`` writes, for the first 8 of the 90 portraits
 every demo model leaves out (CelebAMask-HQ, non-commercial research use), one row each: the input, then the bundled
-``styleanime-p2a`` through the video path's face translator at each ``--settings`` entry ``ALPHA:RECOLOR`` (default:
-α 1 without recolouring, α 0.7 without, α 0.7 with the default recolouring 0.85).  Two portraits per row of the image.
+``styleanime-p2a`` through the video path's face translator at each ``--settings`` entry ``ALPHA:RECOLOR[:UP]``
+(default: α 1 without recolouring, α 0.7 without, α 0.7 with the default recolouring 0.85; ``UP`` 1 draws through the
+bundled drawing upscaler, as still images are by default).  Two portraits per row of the image.
 """
 from __future__ import annotations
 
@@ -14,21 +15,23 @@ import numpy as np
 from PIL import Image
 
 from pipelines.recipes.report_demo import ASSETS, at_size, heldout_portraits, portrait_translator, translate_portraits
-from pipelines.translate import DEFAULT_MODELS, build_recolor
+from pipelines.translate import DEFAULT_MODELS, build_recolor, build_upscaler
 from vidanime.fileio import atomic_path
 from vidanime.log import setup_logging
 from vidanime.registry import load, load_model
 
 
-def montage(settings: list[tuple[float, float]], count: int = 8, size: int = 128) -> np.ndarray:
-    """(rows·size, 2·(1 + len(settings))·size, 3) uint8: each portrait, then its translation per (α, recolour)."""
+def montage(settings: list[tuple[float, ...]], count: int = 8, size: int = 128) -> np.ndarray:
+    """(rows·size, 2·(1 + len(settings))·size, 3) uint8: each portrait, then its translation per (α, recolour[,
+    upscaler 0/1])."""
     ckpt, parser_name = DEFAULT_MODELS["p2a"]
     model = load(ckpt, expect="styleanime").model
     parser = load_model(parser_name, format="vidanime.parser")
     _, images, _ = heldout_portraits(ASSETS / "faces", limit=count)
     columns = [at_size(images, size)]
-    for alpha, recolor in settings:
+    for alpha, recolor, *up in settings:
         translator = portrait_translator(model, parser, alpha=alpha, recolor=build_recolor("p2a", recolor))
+        translator.upscaler = build_upscaler("p2a", "auto" if up and up[0] else "none", model)
         columns.append(at_size(translate_portraits(translator, images)[0], size))
     rows = [np.concatenate([c[i] for c in columns], axis=1) for i in range(len(images))]
     half = (len(rows) + 1) // 2
@@ -36,20 +39,22 @@ def montage(settings: list[tuple[float, float]], count: int = 8, size: int = 128
     return np.concatenate([np.concatenate(left, axis=0), np.concatenate(right, axis=0)], axis=1)
 
 
-def _settings(ctx: click.Context, param: click.Parameter, value: str) -> list[tuple[float, float]]:
+def _settings(ctx: click.Context, param: click.Parameter, value: str) -> list[tuple[float, ...]]:
     try:
         out = [tuple(float(x) for x in v.split(":")) for v in value.split(",") if v.strip()]
     except ValueError:
-        raise click.BadParameter(f"expected ALPHA:RECOLOR pairs such as 1:0,0.7:0.7, got '{value}'") from None
-    if not out or any(len(v) != 2 or not (0 <= v[0] <= 1 and 0 <= v[1] <= 1) for v in out):
-        raise click.BadParameter(f"expected ALPHA:RECOLOR pairs of numbers in [0, 1], got '{value}'")
+        raise click.BadParameter(f"expected ALPHA:RECOLOR[:UP] entries such as 1:0,0.7:0.85:1, got '{value}'") from None
+    if not out or any(len(v) not in (2, 3) or not all(0 <= x <= 1 for x in v) or (len(v) == 3 and v[2] not in (0, 1))
+                      for v in out):
+        raise click.BadParameter(f"expected ALPHA:RECOLOR[:UP] entries: numbers in [0, 1], UP 0 or 1; got '{value}'")
     return out
 
 
 @click.command()
 @click.argument("output", type=click.Path(dir_okay=False))
 @click.option("--settings", default="1:0,0.7:0,0.7:0.85", show_default=True, callback=_settings,
-              help="Comma-separated ALPHA:RECOLOR columns (FaceBank α, recolouring strength).")
+              help="Comma-separated ALPHA:RECOLOR[:UP] columns (FaceBank α, recolouring strength, 1 = through the "
+                   "bundled drawing upscaler).")
 @click.option("--count", default=8, show_default=True, type=click.IntRange(1, 90), help="Held-out portraits.")
 def main(output: str, settings: list[tuple[float, float]], count: int) -> None:
     """Write the held-out montage PNG to OUTPUT."""

@@ -27,6 +27,7 @@ so a long run continues in a later sitting on the same machine with ``--resume a
 6. ``interp``    the IFNet interpolator for the fine-tune's L_fic (configs/demo_interp_ifnet.yaml) on frame triplets
                  of the shipped clips: the config's 1,000 steps (starting at the averaging baseline), then continued
                  to 2,000 (``--resume auto --steps 2000``, a second cosine schedule), as the bundled model was made
+   ``upscaler``  the x2 drawing upscaler (configs/demo_upscaler.yaml) on the shipped anime faces, 128 → 64 px pairs
 7. ``export``    copy the latest exported models into vidanime/weights/, record their sha256 in registry.json, and
                  copy each run's provenance (config.yaml, metrics.jsonl, last sample grid) into the repository's
                  ``training/`` folder
@@ -52,7 +53,8 @@ from vidanime.train.run_dir import RunDir, checkpoint_step, default_runs_root
 logger = logging.getLogger("vidanime.train_demo")
 
 REPO = Path(__file__).resolve().parents[2]
-STAGES = ("gan", "parser", "parser_danet", "anime_parser", "facebank", "encoders", "distill", "interp", "export")
+STAGES = ("gan", "parser", "parser_danet", "anime_parser", "facebank", "encoders", "distill", "interp", "upscaler",
+          "export")
 IFNET_STEPS = (1000, 2000)  # the config's run, then its continuation
 
 # Test-time defaults written into the exported model, chosen from `python -m pipelines.recipes.report_demo` (README,
@@ -79,6 +81,9 @@ EXPORTS = {
                      "BiSeNet (width 0.25) anime face parser, 19 BiSeNet classes: the portrait parser fine-tuned on "
                      "portraits drawn as anime (teacher), then trained on that teacher's confident, flip- and "
                      "scale-averaged, colour-refined labels of 4,000 shipped anime faces (pseudo-labels)"),
+    "upscaler-anime": ("*-upscaler_demo/checkpoints/upscaler-*.pt", "vidanime.upscaler",
+                       "x2 learned upscaler of the 64-px demo generator's drawings (48 channels, 8 residual blocks), "
+                       "trained on the shipped anime faces area-resized 128 -> 64 px, faces 9,000 on held out"),
     "ifnet-demo": ("interp/*-ifnet_avg_demo/checkpoints/ifnet-*.pt", "vidanime.interp.ifnet",
                    "small RIFE-style IFNet frame interpolator (M of the fine-tune loss L_fic), trained on triplets "
                    "of the shipped anime and talking-face clips"),
@@ -241,6 +246,9 @@ def main(stages: str, root: str | None, lpips_backbone: str) -> None:
         if _latest(rootp, "interp/*-ifnet_avg_demo/checkpoints/train-*.pt") is None:
             _vidanime(*interp_args, "--steps", str(first))
         _vidanime(*interp_args, "--resume", "auto", "--steps", str(total))
+    if "upscaler" in wanted:
+        _vidanime("train-upscaler", "--config", "configs/demo_upscaler.yaml", "--set", f"runs_root={rootp}",
+                  *_resume(rootp, "upscaler_demo"))
     if "export" in wanted:
         click.echo(f"exported: {', '.join(export(rootp)) or 'nothing yet'}")
 

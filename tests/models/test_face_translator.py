@@ -128,3 +128,31 @@ def test_recolor_is_applied_to_the_drawing_before_resizing(tiny):
     want = F.interpolate(drawn, size=(48, 48), mode="bilinear", antialias=False, align_corners=False)
     want = ((want.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
     np.testing.assert_allclose(res.crops, want, atol=1)
+
+
+def test_upscaler_enlarges_the_drawing_before_it_is_resized_to_the_crop(tiny):
+    """With an upscaler the drawing (32 px here) goes through it (x2 → 64 px) and is then resized down to the 48-px
+    crop; the codes do not change.  A crop no larger than the drawing skips the upscaler."""
+    import torch.nn.functional as F
+
+    from vidanime.models.upscaler import Upscaler, UpscalerConfig
+
+    model, parser = tiny
+    torch.manual_seed(1)
+    up = Upscaler(UpscalerConfig(channels=8, blocks=1))
+    torch.nn.init.normal_(up.tail.weight, std=0.05)  # not the bicubic identity it starts as
+    x = crops()
+    plain = StyleAnimeFaceTranslator(model, parser, parsing_smooth=0)(x, [0, 1, 2])
+    tr = StyleAnimeFaceTranslator(model, parser, parsing_smooth=0, upscaler=up)
+    res = tr(x, [0, 1, 2])
+    torch.testing.assert_close(res.latents, plain.latents)
+    with torch.no_grad():
+        big = up(model.decode(res.latents)).clamp(-1, 1)
+    assert big.shape[-1] == 64
+    want = F.interpolate(big, size=(48, 48), mode="bilinear", antialias=True, align_corners=False)
+    want = ((want.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    np.testing.assert_allclose(res.crops, want, atol=1)
+    assert np.abs(res.crops.astype(int) - plain.crops.astype(int)).max() > 5  # not the bilinear path
+    small = crops(s=24)
+    np.testing.assert_array_equal(tr(small, [0, 1, 2]).crops,
+                                  StyleAnimeFaceTranslator(model, parser, parsing_smooth=0)(small, [0, 1, 2]).crops)

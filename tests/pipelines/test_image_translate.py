@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -199,6 +200,20 @@ def test_photo_faces_are_found_translated_and_pasted_back(tmp_path, assets, capl
         centre = (slice(y + 96, y + 192), slice(x + 80, x + 176))  # eyes to mouth of the aligned portrait
         assert np.abs(got[centre] - photo[centre]).mean() > 20  # both faces drawn anew
     assert np.abs(got[outside] - photo[outside]).max() <= 1  # the background is the photo's (the mask's tail: 1/255)
+    # the default draws through the bundled upscaler: sharper than --upscaler none (mean |Laplacian| of the faces)
+    r = CliRunner().invoke(translate_cmd, [str(tmp_path / "two.png"), str(tmp_path / "flat.png"), "--upscaler", "none"])
+    assert r.exit_code == 0, r.output
+    flat = np.asarray(Image.open(tmp_path / "flat.png")).astype(int)
+    assert np.abs(flat[outside] - got[outside]).max() <= 1 and np.abs(flat - got).max() > 20
+    def sharpness(im):  # mean |Laplacian| inside the two drawn faces
+        lap = np.abs(cv2.Laplacian(cv2.cvtColor(im.astype(np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float32),
+                                   cv2.CV_32F))
+        return float(np.mean([lap[y + 48 : y + 208, x + 48 : x + 208].mean() for y, x in corners]))
+
+    assert sharpness(got) > 1.2 * sharpness(flat), (sharpness(got), sharpness(flat))
+    r = CliRunner().invoke(translate_cmd, [str(tmp_path / "two.png"), str(tmp_path / "x.png"), "--upscaler",
+                                           str(tmp_path / "missing.pt")])
+    assert r.exit_code != 0 and "missing.pt" in str(r.exception) and not (tmp_path / "x.png").exists()
 
     # no face: an error with --faces detect, the whole image as a crop with auto (and a warning naming the file)
     r = CliRunner().invoke(translate_cmd, [str(noise), str(tmp_path / "n.png"), "--faces", "detect"])

@@ -127,7 +127,7 @@ def _face_image(assets, tmp_path):
 
 def test_translate_image_matches_the_image_pipeline(config, models, assets, tmp_path):
     from pipelines.image_translate import ImageTranslatePipeline
-    from pipelines.translate import build_recolor
+    from pipelines.translate import build_recolor, build_upscaler
     from vidanime.models.parser import config_of
     from vidanime.registry import load_model
 
@@ -135,6 +135,7 @@ def test_translate_image_matches_the_image_pipeline(config, models, assets, tmp_
     net = load_model(models[1], format="vidanime.parser")
     ref = ImageTranslatePipeline.from_pretrained(models[0], parser=net, parser_labels=config_of(net).label_set,
                                                  progress=False, recolor=build_recolor("p2a"))  # the CLI's default
+    ref.upscaler = build_upscaler("p2a", "auto", ref.model)  # the CLI's default too
     for faces, shape, note in (("auto", (256, 256, 3), "Faces found and pasted back"),  # auto: a photo's faces
                                ("aligned", (32, 32, 3), "Translated as one aligned face crop")):
         o = translate_image(face, config, faces=faces)

@@ -130,6 +130,7 @@ class StyleAnimeFaceTranslator:
         facebank: Any = None,
         crop_blend: Any = None,
         recolor: Any = None,
+        upscaler: Any = None,
     ) -> None:
         self.device = torch.device(device)
         if fp16 and self.device.type != "cuda":
@@ -162,6 +163,7 @@ class StyleAnimeFaceTranslator:
         self.latent_filter = latent_filter  # a vidanime.video.smooth.LatentFilter (or None: codes unfiltered)
         self.crop_blend = crop_blend  # a vidanime.video.deflicker.CropFlowBlend (or None: crops not blended)
         self.recolor = recolor  # a vidanime.video.recolor.RegionRecolor (or None: the drawing's own colours)
+        self.upscaler = None if upscaler is None else upscaler.to(self.device).eval()
 
     def reset(self, fps: float | None = None) -> None:
         """Forget the per-track parsing history, refinement corrections and code filters (call between clips, with
@@ -176,6 +178,16 @@ class StyleAnimeFaceTranslator:
             self.crop_blend.reset()
         if self.recolor is not None:
             self.recolor.reset()
+
+    @torch.no_grad()
+    def upscale(self, out: torch.Tensor, s: int) -> torch.Tensor:
+        """Drawings (N, 3, M, M) in [-1, 1] → (N, 3, s, s): through the learned upscaler while it enlarges (M < s),
+        then a bilinear resize to s (antialiased when shrinking)."""
+        if self.upscaler is not None and out.shape[-1] < s:
+            out = self.upscaler(out).clamp(-1, 1)
+        if out.shape[-1] != s:
+            out = F.interpolate(out, size=(s, s), mode="bilinear", antialias=out.shape[-1] > s, align_corners=False)
+        return out
 
     def _refined(self, w: torch.Tensor, xm: torch.Tensor, lab_m: torch.Tensor,
                  track_ids: Sequence[int]) -> torch.Tensor:
@@ -246,7 +258,7 @@ class StyleAnimeFaceTranslator:
             return TranslatedFaces(crops=crops.copy(), masks=empty, parsing=empty.astype(np.uint8),
                                    label_set=self.parser_labels)
         xm, lab_m, probs = self.model_inputs(crops, track_ids)
-        size, p = self.model.image_size, probs.shape[-1]
+        p = probs.shape[-1]
         half = self.dtype == torch.float16
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=half):
             w = self.model.aggregate(self.model.encode(xm, lab_m), self.alpha, k=self.k, facebank=self.facebank)
@@ -260,7 +272,7 @@ class StyleAnimeFaceTranslator:
         lab_s = probs_s.argmax(1).byte().cpu().numpy()  # labels are never interpolated: probabilities are
         if self.recolor is not None:  # the input's hair and eye colours onto the drawing (--recolor)
             out = self.recolor(crops, lab_s, self.parser_labels, out.float(), list(track_ids))
-        out = F.interpolate(out.float(), size=(s, s), mode="bilinear", antialias=size > s, align_corners=False)
+        out = self.upscale(out.float(), s)
         out_u8 = ((out.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         masks = np.stack([parsing_mask(lab, self.parser_labels) for lab in lab_s])
         if self.crop_blend is not None:  # per-track flow-guided blending with the previous output (--temporal flow)
