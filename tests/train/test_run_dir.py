@@ -69,3 +69,33 @@ def test_image_grid_layout_and_png(tmp_path):
     run = RunDir.create(tmp_path, "g")
     path = run.save_image_grid(imgs, step=7)
     assert path.name == "step-0000007.png" and np.array_equal(np.asarray(Image.open(path)), grid)
+
+
+def test_start_run_new_exact_and_resumed(tmp_path):
+    """start_run: a new numbered folder (step 0), an exact folder, or a resumed train checkpoint's folder and step;
+    a checkpoint without optimizer state is refused with the fix named."""
+    from dataclasses import dataclass
+
+    from vidanime.train.run_dir import start_run
+
+    @dataclass
+    class Cfg:
+        name: str = "job"
+        runs_root: str = str(tmp_path / "runs")
+
+    cfg = Cfg()
+    model = torch.nn.Linear(2, 2)
+    optim = torch.optim.Adam(model.parameters())
+    run, step = start_run(cfg, model, optim, "test.fmt")
+    assert step == 0 and run.path.parent == tmp_path / "runs" and run.path.name.endswith("-job")
+    exact, step = start_run(cfg, model, optim, "test.fmt", run_dir=tmp_path / "exact")
+    assert exact.path == tmp_path / "exact" and (exact.path / "config.yaml").is_file() and step == 0
+    run.save_checkpoint(7, kind="train", format="test.fmt", config={}, state_dict=model.state_dict(),
+                        optimizer=optim.state_dict(), train_step=7)
+    with torch.no_grad():
+        model.weight.zero_()
+    back, step = start_run(cfg, model, optim, "test.fmt", resume="auto")
+    assert back.path == run.path and step == 7 and model.weight.abs().sum() > 0
+    run.save_checkpoint(8, kind="train", format="test.fmt", config={}, state_dict=model.state_dict(), train_step=8)
+    with pytest.raises(CheckpointError, match="no optimizer state"):
+        start_run(cfg, model, optim, "test.fmt", resume=run.path)

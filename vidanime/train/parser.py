@@ -18,11 +18,11 @@ import torch.nn.functional as F
 
 from ..config import config_from_dict, config_to_dict
 from ..data.parsing import IGNORE_INDEX, ParsingDataConfig, ParsingDataset, list_pairs, split_ids
-from ..errors import CheckpointError, ConfigError
+from ..errors import ConfigError
 from ..metrics.segmentation import ConfusionMeter, SegmentationScores
 from ..models.parser import PARSER_FORMAT, ParserConfig, build_parser, parser_from_checkpoint
 from .harness import Budget, Every, TrainLoop, configure_device, resolve_device, shorter_budget, threads, warmup_cosine
-from .run_dir import RunDir
+from .run_dir import RunDir, start_run
 
 logger = logging.getLogger(__name__)
 
@@ -153,8 +153,6 @@ def train_parser(cfg: ParserTrainConfig, resume: str | os.PathLike | None = None
 
 def _train_parser(cfg: ParserTrainConfig, resume: str | os.PathLike | None, run_dir: str | os.PathLike | None,
                   budget: Budget | None) -> RunDir:
-    from .run_dir import resolve_resume
-
     opts = cfg.train
     device = resolve_device(opts.device)
     configure_device(device)
@@ -162,32 +160,15 @@ def _train_parser(cfg: ParserTrainConfig, resume: str | os.PathLike | None, run_
 
     model = build_parser(cfg.model).to(device)
     optim = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
-    step = 0
-    if resume:
-        ckpt_path = resolve_resume(resume, cfg.runs_root, name=cfg.name, kind="train")
-        from ..checkpoint import load_checkpoint
+    if cfg.init and not resume:
+        from ..checkpoint import check_state_dict, load_checkpoint
 
-        ckpt = load_checkpoint(ckpt_path, format=PARSER_FORMAT)
-        if "optimizer" not in ckpt:
-            raise CheckpointError(f"{ckpt_path} has no optimizer state; resume from a train-*.pt checkpoint")
-        run, step = RunDir.resume_state(ckpt, ckpt_path, model, optim, cfg.runs_root, cfg.name, cfg)
-    else:
-        if cfg.init:
-            from ..checkpoint import load_checkpoint
-
-            init = parser_from_checkpoint(load_checkpoint(cfg.init, format=PARSER_FORMAT))
-            if init.config.label_set != cfg.model.label_set or init.config.arch != cfg.model.arch:
-                raise ConfigError(f"init checkpoint {cfg.init} is a {init.config.arch}/{init.config.label_set} parser, "
-                                  f"config asks for {cfg.model.arch}/{cfg.model.label_set}")
-            from ..checkpoint import check_state_dict
-
-            check_state_dict(model, init.state_dict(), source=cfg.init)
-        if run_dir is not None:
-            run = RunDir(Path(run_dir))
-            run.path.mkdir(parents=True, exist_ok=True)
-            run.write_config(cfg)
-        else:
-            run = RunDir.create(cfg.runs_root, cfg.name, cfg)
+        init = parser_from_checkpoint(load_checkpoint(cfg.init, format=PARSER_FORMAT))
+        if init.config.label_set != cfg.model.label_set or init.config.arch != cfg.model.arch:
+            raise ConfigError(f"init checkpoint {cfg.init} is a {init.config.arch}/{init.config.label_set} parser, "
+                              f"config asks for {cfg.model.arch}/{cfg.model.label_set}")
+        check_state_dict(model, init.state_dict(), source=cfg.init)
+    run, step = start_run(cfg, model, optim, PARSER_FORMAT, resume, run_dir)
 
     train_ids, val_ids = heldout_ids(cfg.data)
     train_ds = ParsingDataset(cfg.data, cfg.model.label_set, ids=train_ids, augment=True, seed=opts.seed + step)

@@ -23,7 +23,8 @@ from ..errors import CheckpointError, ConfigError
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RunDir", "checkpoint_step", "default_runs_root", "find_latest_run", "make_image_grid", "resolve_resume"]
+__all__ = ["RunDir", "checkpoint_step", "default_runs_root", "find_latest_run", "make_image_grid", "resolve_resume",
+           "start_run"]
 
 _RUN_RE = re.compile(r"^(\d{5,})-")
 _CKPT_RE = re.compile(r"^(?P<kind>[A-Za-z0-9_]+)-(?P<step>\d+)\.pt$")
@@ -329,3 +330,24 @@ def resolve_resume(resume: str | os.PathLike, root: str | os.PathLike, name: str
     return p
 
 
+
+
+def start_run(config: Any, model: Any, optim: Any, format: str, resume: str | os.PathLike | None = None,
+              run_dir: str | os.PathLike | None = None) -> tuple[RunDir, int]:
+    """A trainer's run folder and first step: ``resume`` (``auto``, a run folder or a ``train-*.pt`` of ``format``)
+    puts its weights and optimizer state into ``model`` and ``optim`` and reopens its folder; else ``run_dir`` (an
+    exact folder, for tests) or a new numbered folder under ``config.runs_root`` named ``config.name``, step 0."""
+    if resume:
+        from ..checkpoint import load_checkpoint
+
+        ckpt_path = resolve_resume(resume, config.runs_root, name=config.name, kind="train")
+        ckpt = load_checkpoint(ckpt_path, format=format)
+        if "optimizer" not in ckpt:
+            raise CheckpointError(f"{ckpt_path} has no optimizer state; resume from a train-*.pt checkpoint")
+        return RunDir.resume_state(ckpt, ckpt_path, model, optim, config.runs_root, config.name, config)
+    if run_dir is not None:
+        run = RunDir(Path(run_dir))
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.write_config(config)
+        return run, 0
+    return RunDir.create(config.runs_root, config.name, config), 0

@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 
 from ..config import config_to_dict
-from ..errors import CheckpointError, ConfigError
+from ..errors import ConfigError
 from ..models.upscaler import UPSCALER_FORMAT, Upscaler, UpscalerConfig
 from .harness import Budget, Every, TrainLoop, configure_device, resolve_device, shorter_budget, threads, warmup_cosine
-from .run_dir import RunDir
+from .run_dir import RunDir, start_run
 
 logger = logging.getLogger(__name__)
 
@@ -151,9 +151,7 @@ def train_upscaler(cfg: UpscalerTrainConfig, resume: str | os.PathLike | None = 
 
 def _train(cfg: UpscalerTrainConfig, resume: str | os.PathLike | None, run_dir: str | os.PathLike | None,
            budget: Budget | None) -> RunDir:
-    from ..checkpoint import load_checkpoint
     from ..data.images import list_images
-    from .run_dir import resolve_resume
 
     opts, mc = cfg.train, cfg.model
     device = resolve_device(opts.device)
@@ -161,19 +159,7 @@ def _train(cfg: UpscalerTrainConfig, resume: str | os.PathLike | None, run_dir: 
     torch.manual_seed(opts.seed)
     model = Upscaler(mc).to(device)
     optim = torch.optim.Adam(model.parameters(), lr=opts.lr)
-    step = 0
-    if resume:
-        ckpt_path = resolve_resume(resume, cfg.runs_root, name=cfg.name, kind="train")
-        ckpt = load_checkpoint(ckpt_path, format=UPSCALER_FORMAT)
-        if "optimizer" not in ckpt:
-            raise CheckpointError(f"{ckpt_path} has no optimizer state; resume from a train-*.pt checkpoint")
-        run, step = RunDir.resume_state(ckpt, ckpt_path, model, optim, cfg.runs_root, cfg.name, cfg)
-    elif run_dir is not None:
-        run = RunDir(Path(run_dir))
-        run.path.mkdir(parents=True, exist_ok=True)
-        run.write_config(cfg)
-    else:
-        run = RunDir.create(cfg.runs_root, cfg.name, cfg)
+    run, step = start_run(cfg, model, optim, UPSCALER_FORMAT, resume, run_dir)
 
     files = list_images(cfg.data.root)
     train_files = files[: cfg.data.val_start]
