@@ -12,8 +12,9 @@ a2p the generator is a portrait G and the parser an anime parser.  Outputs are w
 ``faces`` says what an input image is.  ``detect``: any photo — its faces are found, aligned and translated as the video
 path does, and pasted back into the image at its own size (several faces, background kept).  ``aligned``: the image is
 one aligned face crop, translated whole at the model size (what ``--parsing``, ``--reference`` and ``--style-from``
-need).  ``auto`` (the default): ``aligned`` when one of those options is given, else ``detect``, falling back to
-``aligned`` (with a warning naming the file) for an image in which no face is found.
+need) and written at that size, or doubled by ``upscaler`` when one is set.  ``auto`` (the default): ``aligned`` when
+one of those options is given, else ``detect``, falling back to ``aligned`` (with a warning naming the file) for an
+image in which no face is found.
 """
 from __future__ import annotations
 
@@ -127,7 +128,7 @@ class ImageTranslatePipeline(Pipeline):
     direction: str | None = None
     refiner: Any = None  # a vidanime.train.refine.LatentRefiner, needed for refine > 0
     recolor: Any = None  # a vidanime.video.recolor.RegionRecolor: IN's hair/eye colours onto the drawing (no reference)
-    upscaler: Any = None  # a vidanime.models.upscaler.Upscaler: drawings enlarged by it before they are pasted back
+    upscaler: Any = None  # a vidanime.models.upscaler.Upscaler: drawings enlarged by it (pasted back, or written x2)
     face_config: Any = None  # a vidanime.video.faces.FaceConfig for faces="detect" (None: its defaults)
     _suffixes: tuple[str, ...] = field(default=IMAGE_SUFFIXES, repr=False)
     _detector: Any = field(default=None, repr=False)
@@ -378,6 +379,9 @@ class ImageTranslatePipeline(Pipeline):
                 inputs = np.stack([_to_uint8(im) for im in images])
                 out = self.recolor(inputs, labels.cpu().numpy(), self.model.config.label_set, out,
                                    list(range(len(chunk))))
+            if self.upscaler is not None:  # the drawing doubled by the learned upscaler (--upscaler)
+                with torch.no_grad():
+                    out = self.upscaler.to(out.device)(out.float()).clamp(-1, 1)
             for (_, _, dst), picture in zip(chunk, out):
                 write_rgb(dst, _to_uint8(picture))
                 written.append(dst)

@@ -276,9 +276,10 @@ def translate_image(image: str | os.PathLike | None, config: WebConfig, *, parsi
                     alpha: float | None = None, refine: int | None = None, faces: str = "auto",
                     recolor: float = RecolorConfig.strength) -> ImageOutcome:
     """Translate an uploaded image like ``vidanime image translate``: a photo's faces are found and pasted back
-    (``faces``, see :mod:`pipelines.image_translate`), an aligned crop is resized to the model's size, with an
-    optional edited parsing map (label PNG, BiSeNet order) and a style reference; ``refine``: test-time refinement
-    steps (None = the checkpoint's default; off with a reference); → :class:`ImageOutcome`."""
+    (``faces``, see :mod:`pipelines.image_translate`), an aligned crop is resized to the model's size (and its
+    drawing doubled by the bundled upscaler, as the command line's), with an optional edited parsing map (label PNG,
+    BiSeNet order) and a style reference; ``refine``: test-time refinement steps (None = the checkpoint's default;
+    off with a reference); → :class:`ImageOutcome`."""
     config.check()
     src = check_upload(image, config, "image")
     if parsing is not None:

@@ -54,9 +54,10 @@ def cli() -> None:
 @click.option("--upscaler", default="auto", show_default=True, metavar="auto|none|NAME|PATH", help=UPSCALER_HELP)
 @click.option("--faces", type=click.Choice(["auto", "detect", "aligned"]), default="auto", show_default=True,
               help="detect: find every face in IN (any photo), translate it and paste it back at IN's size, "
-                   "background kept; aligned: IN is one aligned face crop, translated whole at the model size "
-                   "(needed by --parsing/--reference/--style-from); auto: aligned with those options, else detect, "
-                   "and aligned for an image where no face is found (with a warning).")
+                   "background kept; aligned: IN is one aligned face crop, translated whole at the model size and "
+                   "written doubled by --upscaler (needed by --parsing/--reference/--style-from); auto: aligned "
+                   "with those options, else detect, and aligned for an image where no face is found (with a "
+                   "warning).")
 @click.option("--detector", type=click.Choice(DETECTORS), default=None,
               help="Face detector of --faces detect (default: mtcnn for p2a, or haar when facenet-pytorch is missing; "
                    "the bundled anime parser for a2p).")
@@ -100,8 +101,7 @@ def translate(input: str, output: str, checkpoint: str, parsing: str | None, par
         pipe.refiner = build_refiner(pipe.model, direction, refine_parser, device)
     if reference is None and style_from is None:
         pipe.recolor = build_recolor(direction, recolor, device)
-    if mode == "detect":  # aligned crops are written at the model size
-        pipe.upscaler = build_upscaler(direction, upscaler, pipe.model, device)
+    pipe.upscaler = build_upscaler(direction, upscaler, pipe.model, device)
     written = pipe(input, output, parsing=parsing, reference=reference, alpha=alpha, parsing_labels=parsing_labels,
                    k=k, resize=resize, style_from=style_from, mix=mix, refine=refine, faces=faces)
     click.echo(f"wrote {len(written)} image(s) to {output}")

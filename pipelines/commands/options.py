@@ -108,9 +108,10 @@ DETECTOR_OPTIONS = _stack(
 
 RECOLOR_DEFAULT = 0.85  # vidanime.video.recolor.RecolorConfig.strength (not imported here: `--help` stays light)
 
-UPSCALER_HELP = ("Learned x2 upscaler of the drawings before they are resized to the face (an addition to the paper: "
-                 "sharper lines from the 64-px demo generator). auto = the bundled one where the model draws below "
-                 "its size, none = bilinear resize only.")
+UPSCALER_HELP = ("Learned x2 upscaler of the drawings (an addition to the paper: sharper lines from the 64-px demo "
+                 "generator): found faces are doubled before they are resized and pasted back, --faces aligned "
+                 "outputs are written at twice the model size. auto = the bundled one where the model draws below "
+                 "its size, none = bilinear resize only (aligned outputs at the model size).")
 VIDEO_UPSCALER_HELP = ("Learned x2 upscaler of the drawings (an addition to the paper): auto or upscaler-anime = "
                        "sharper lines, but each frame's re-drawn detail then measures ~40 % more warp error (README, "
                        "'Sharper drawings'), so videos default to none (bilinear); stills (image translate) to auto.")

@@ -109,11 +109,22 @@ def test_cli_translate(tmp_path, model):
     ckpt = save_styleanime(tmp_path / "sa.pt", model)
     img, lab = _write_pair(tmp_path, "a", 0)
     r = CliRunner().invoke(cli, ["translate", str(img), str(tmp_path / "o.png"), "--checkpoint", str(ckpt),
+                                 "--parsing", str(lab), "--parsing-labels", "celebamask", "--recolor", "0",
+                                 "--upscaler", "none"])
+    assert r.exit_code == 0, r.output
+    expected = _expected(model, img, lab, "celebamask")
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "o.png")), expected)
+    # by default the bundled upscaler doubles the drawing: shrunk back, it is (about) the model-size one
+    r = CliRunner().invoke(cli, ["translate", str(img), str(tmp_path / "up.png"), "--checkpoint", str(ckpt),
                                  "--parsing", str(lab), "--parsing-labels", "celebamask", "--recolor", "0"])
     assert r.exit_code == 0, r.output
-    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "o.png")), _expected(model, img, lab, "celebamask"))
+    up = np.asarray(Image.open(tmp_path / "up.png"))
+    assert up.shape == (2 * expected.shape[0], 2 * expected.shape[1], 3)
+    back = cv2.resize(up, expected.shape[1::-1], interpolation=cv2.INTER_AREA).astype(int)
+    assert np.abs(back - expected.astype(int)).mean() < 6
     r = CliRunner().invoke(cli, ["translate", str(img), str(tmp_path / "rc.png"), "--checkpoint", str(ckpt),
-                                 "--parsing", str(lab), "--parsing-labels", "celebamask"])  # default: recoloured
+                                 "--parsing", str(lab), "--parsing-labels", "celebamask", "--upscaler", "none"])
+    # default: recoloured
     assert r.exit_code == 0, r.output
     assert not np.array_equal(np.asarray(Image.open(tmp_path / "rc.png")), np.asarray(Image.open(tmp_path / "o.png")))
     save_checkpoint(tmp_path / "other.pt", format="vidanime.parser", config={}, state_dict={})

@@ -137,7 +137,7 @@ def test_translate_image_matches_the_image_pipeline(config, models, assets, tmp_
                                                  progress=False, recolor=build_recolor("p2a"))  # the CLI's default
     ref.upscaler = build_upscaler("p2a", "auto", ref.model)  # the CLI's default too
     for faces, shape, note in (("auto", (256, 256, 3), "Faces found and pasted back"),  # auto: a photo's faces
-                               ("aligned", (32, 32, 3), "Translated as one aligned face crop")):
+                               ("aligned", (64, 64, 3), "Translated as one aligned face crop")):  # 2x: upscaler
         o = translate_image(face, config, faces=faces)
         got = np.array(Image.open(o.output))
         assert got.shape == shape and "Parsed by the face parser" in o.message and note in o.message
