@@ -6,7 +6,8 @@ same size, a feathered paste mask per crop, the parsing of each input crop and t
 
 * :class:`StyleAnimeFaceTranslator` — the method: parse the crop (per-pixel class probabilities, smoothed over the
   previous frames of the same track so the structure codes do not flicker), encode with E_p/E_s, aggregate with the
-  FaceBank (α), decode with the generator's fixed noise, resize back to S.
+  FaceBank (α), decode with the generator's fixed noise, resize back to S (doubled first by a learned upscaler when
+  one is given).
 * :class:`IdentityFaceTranslator` — passes crops through unchanged (ellipse masks): the face pipeline without a model,
   used when no model is available and in tests of detection/alignment/paste-back.
 """
@@ -110,7 +111,8 @@ class StyleAnimeFaceTranslator:
     :class:`vidanime.video.deflicker.CropFlowBlend`): each track's translated crops and paste masks are blended with
     the previous ones carried along the input's motion (``translate --temporal flow``).  ``recolor`` (a
     :class:`vidanime.video.recolor.RegionRecolor`): the input's hair and eye colours are carried onto each drawing
-    before it is resized and blended (``--recolor``).
+    before it is resized and blended (``--recolor``).  ``upscaler`` (a :class:`vidanime.models.upscaler.Upscaler`):
+    each drawing smaller than the crop is enlarged by it before the resize to the crop (``--upscaler``).
     """
 
     def __init__(
