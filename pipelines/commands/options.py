@@ -113,8 +113,9 @@ UPSCALER_HELP = ("Learned x2 upscaler of the drawings (an addition to the paper:
                  "outputs are written at twice the model size. auto = the bundled one where the model draws below "
                  "its size, none = bilinear resize only (aligned outputs at the model size).")
 VIDEO_UPSCALER_HELP = ("Learned x2 upscaler of the drawings (an addition to the paper): auto or upscaler-anime = "
-                       "sharper lines, but each frame's re-drawn detail then measures ~40 % more warp error (README, "
-                       "'Sharper drawings'), so videos default to none (bilinear); stills (image translate) to auto.")
+                       "sharper lines, but each frame's re-drawn detail then measures ~25-40 % more warp error "
+                       "(README, 'Sharper drawings'), so videos default to none (bilinear); stills (image translate) "
+                       "to auto.")
 
 MODEL_OPTIONS = _stack(
     checkpoint_option(),

@@ -119,3 +119,27 @@ def test_config_checks():
     x = np.zeros((2, S, S, 3), np.uint8)
     y = np.full((2, S, S, 3), 9, np.uint8)
     assert off(x, y, [0, 0]) is y
+
+
+def test_detail_layer_is_carried_with_its_own_weight():
+    """Still input, the previous drawing has fine lines the new one lacks: the coarse level is blended by beta as
+    before, the lines by detail_beta — O'_1 = O_1 + β (O_0 − O_1) + (β_d − β)(H(O_0) − H(O_1)), H(x) = x − g∗x."""
+    import cv2
+
+    inp = np.repeat(_texture()[None, :S, :S], 2, 0)
+    o0 = np.full((S, S, 3), 120, np.uint8)
+    o0[:, ::6] = 40  # thin dark lines every 6 px
+    o1 = np.full((S, S, 3), 160, np.uint8)
+    plain = CropFlowBlend(FlowBlendConfig(beta=0.6, tau=0.05, detail_beta=0.6))(inp, np.stack([o0, o1]), [1, 1])[1]
+    split = CropFlowBlend(FlowBlendConfig(beta=0.6, tau=0.05, detail_beta=0.9, detail_sigma=4.0))(
+        inp, np.stack([o0, o1]), [1, 1])[1]
+    np.testing.assert_allclose(plain.astype(float), 160 + 0.6 * (o0.astype(float) - 160), atol=1.0)
+    s = 4.0 * S / 256
+    f0 = o0.astype(np.float32)
+    detail = f0 - cv2.GaussianBlur(f0, (0, 0), s)  # H(O_1) = 0: a flat drawing has no detail
+    want = 160 + 0.6 * (f0 - 160) + 0.3 * detail
+    np.testing.assert_allclose(split.astype(float), np.clip(np.rint(want), 0, 255), atol=1.0)
+    assert np.abs(split[:, ::6].astype(float) - 160).mean() > np.abs(plain[:, ::6].astype(float) - 160).mean() + 5
+    with pytest.raises(ConfigError, match="detail_beta=1.0"):
+        FlowBlendConfig(detail_beta=1.0).check()
+    FlowBlendConfig(beta=0.95).check()  # a beta above the default detail_beta: one weight for all

@@ -10,6 +10,7 @@ and out-of-plane turns), before paste-back:
     W(·)   = backward warp by f (bilinear)
     c(x)   = exp(−(|g∗I_t − g∗W(I_{t−1})|₁(x) / 3 / τ)²)  how well the flow explains the input there (0..1)
     O'_t   = O_t + β·c·(W(O'_{t−1}) − O_t)                 recurrent: O'_{t−1} is the previous blended crop
+    O'_t  += (β_d − β)·c·(H(W(O'_{t−1})) − H(O_t))          the detail layer H(x) = x − h∗x carried with β_d
 
 with g a Gaussian of ``gate_sigma``: the input is compared at about the scale the drawing can hold (a 64-px drawing
 is one pixel in four of a 256-px crop), so hair strands or skin texture that the flow cannot follow exactly do not
@@ -18,6 +19,11 @@ new drawing shows through, so expressions still move; where it holds, the drawin
 instead of re-drawing itself.  The paste mask (from each frame's parsing) is blended the same way, so the seam between
 drawing and photo follows the face too.  Causal and per track; a track's first frame (and a scene cut, which starts
 new tracks) is passed through.
+
+The detail layer (what a Gaussian h of ``detail_sigma`` removes: lines, strands, speckle) is carried with a larger
+weight β_d (``detail_beta``) than the shading and colours: a re-drawn drawing's frame-to-frame change is mostly
+there, while an expression change (a mouth opening) shows in the coarse layer, where the new drawing still comes
+through with β.
 """
 from __future__ import annotations
 
@@ -43,18 +49,25 @@ class FlowBlendConfig:
     0.8 / 0.08 is steadier still but visibly smears.  ``masks``: also blend the paste masks given to
     :meth:`CropFlowBlend.blend`.  ``gate_sigma``: σ (px of a 256-px crop, scaled with the crop) of the Gaussian the
     input is smoothed with before the trust c is measured (0 = pixel by pixel, the behaviour before 2026-12-03; 4
-    lowered the warp error on all five clips by 2-12 % at the same mouth motion, README "Steady video")."""
+    lowered the warp error on all five clips by 2-12 % at the same mouth motion, README "Steady video").
+    ``detail_beta`` / ``detail_sigma``: the weight of the detail layer (module doc; never below ``beta``: at or under
+    it, one weight for all, the behaviour before 2026-12-03) and the σ (px of a 256-px crop) that separates it."""
 
     beta: float = 0.7
     tau: float = 0.06
     flow_size: int = 128
     masks: bool = True
     gate_sigma: float = 4.0
+    detail_beta: float = 0.9
+    detail_sigma: float = 2.0
 
     def check(self) -> "FlowBlendConfig":
         if not 0.0 <= self.beta < 1.0 or self.tau <= 0 or self.flow_size < 16 or self.gate_sigma < 0:
             raise ConfigError(f"flow blend beta={self.beta}, tau={self.tau}, flow_size={self.flow_size}, gate_sigma="
                               f"{self.gate_sigma}: expected 0 <= beta < 1, tau > 0, flow_size >= 16, gate_sigma >= 0")
+        if not 0.0 <= self.detail_beta < 1.0 or self.detail_sigma <= 0:
+            raise ConfigError(f"flow blend detail_beta={self.detail_beta}, detail_sigma={self.detail_sigma}: expected "
+                              "0 <= detail_beta < 1 and detail_sigma > 0")
         return self
 
 
@@ -102,7 +115,13 @@ class CropFlowBlend:
         mx, my, a = self._carry(inp, prev_in)
         # bicubic for the carried drawing: repeated bilinear resampling of the recurrent output would blur it
         w_out = cv2.remap(prev_out, mx, my, interpolation=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-        res = out.astype(np.float32) + a * (w_out.astype(np.float32) - out.astype(np.float32))
+        carried, new = w_out.astype(np.float32), out.astype(np.float32)
+        res = new + a * (carried - new)
+        cfg = self.config
+        if cfg.detail_beta > cfg.beta and cfg.beta > 0:  # the detail layer carried with more weight (module doc)
+            s = cfg.detail_sigma * inp.shape[0] / 256.0
+            detail = (carried - cv2.GaussianBlur(carried, (0, 0), s)) - (new - cv2.GaussianBlur(new, (0, 0), s))
+            res += a * (cfg.detail_beta / cfg.beta - 1.0) * detail
         blended_mask = None
         if mask is not None and prev_mask is not None:
             w_mask = cv2.remap(prev_mask.astype(np.float32), mx, my, interpolation=cv2.INTER_LINEAR,
