@@ -83,9 +83,13 @@ def bench_stages(clip: Path, n_frames: int, size: str, device: str) -> list[list
         t_gen, out = clock(lambda: model.decode(wagg), sync)
         t_up = 0.0
         if s < 128:  # the x2 drawing upscaler of stills (image translate --upscaler auto; videos: opt-in)
+            import yaml
+
+            from vidanime.config import config_from_dict
             from vidanime.models.upscaler import Upscaler, UpscalerConfig
 
-            up = Upscaler(UpscalerConfig(channels=48, blocks=8)).to(device).eval()  # configs/demo_upscaler.yaml
+            raw = yaml.safe_load((REPO / "configs" / "demo_upscaler.yaml").read_text())["model"]
+            up = Upscaler(config_from_dict(raw, UpscalerConfig)).to(device).eval()
             t_up, out = clock(lambda: up(out), sync)
     out_crops = F.interpolate(out, size=crops.shape[-2:], mode="bilinear")
     out_u8 = ((out_crops.clamp(-1, 1) + 1) * 127.5).byte().permute(0, 2, 3, 1).cpu().numpy()

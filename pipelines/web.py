@@ -305,8 +305,11 @@ def translate_image(image: str | os.PathLike | None, config: WebConfig, *, parsi
             except CheckpointError as exc:  # no parser: the page then needs an edited parsing map
                 logger.warning("no face parser for image jobs (%s): a parsing map must be uploaded", exc)
             _PIPELINES.clear()
-            _PIPELINES[key] = ImageTranslatePipeline.from_pretrained(ckpt, device=config.device, direction=direction,
-                                                                     progress=False, **kwargs)
+            pipe = ImageTranslatePipeline.from_pretrained(ckpt, device=config.device, direction=direction,
+                                                          progress=False, **kwargs)
+            # the bundled drawing upscaler, as `image translate`'s default (--upscaler auto); built once per pipeline
+            pipe.upscaler = build_upscaler(direction, "auto", pipe.model, config.device)
+            _PIPELINES[key] = pipe
         pipe = _PIPELINES[key]
         if refine is None:
             refine = 0 if reference is not None else int(pipe.model.inference.get("refine", 0))
@@ -316,8 +319,6 @@ def translate_image(image: str | os.PathLike | None, config: WebConfig, *, parsi
         if pipe.recolor is None:  # the hair/eye recolouring, as the command line's (not with a reference)
             pipe.recolor = build_recolor(direction, RecolorConfig.strength, device=config.device)
         pipe.recolor.config = RecolorConfig(strength=float(recolor)).check()  # 0 = the model's own colours
-        if pipe.upscaler is None:  # the bundled drawing upscaler, as `image translate`'s default (--upscaler auto)
-            pipe.upscaler = build_upscaler(direction, "auto", pipe.model, config.device)
     with _job_folder(config) as job:
         out = job / f"{src.stem}_{direction}.png"
         pipe(src, out, parsing=parsing, reference=reference, alpha=alpha, resize=True, refine=refine, faces=faces)

@@ -4,11 +4,11 @@ The demo generator draws at 64 px while a face in a 720p frame is pasted at ~250
 drawing's lines soft and its edges stepped.  This net (an addition to the paper; ESPCN-style sub-pixel convolution
 after Shi et al. 2016, with residual blocks and a global bicubic skip as in EDSR/RCAN) is trained on the shipped anime
 faces to undo exactly the downscale the generator was trained on (area filter 128 → 64 px), so it restores line art
-the way anime faces look at twice the size.  Pure PyTorch, fully convolutional, ~0.1 M parameters.
+the way anime faces look at twice the size.  Pure PyTorch, fully convolutional: 0.12 M parameters at the default
+width, 0.34 M for the bundled ``upscaler-anime`` (48 channels, 8 blocks).
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,8 +99,3 @@ def upscaler_from_checkpoint(ckpt: dict[str, Any]) -> Upscaler:
         raise CheckpointError(f"upscaler checkpoint has an invalid config: {exc}") from None
     check_state_dict(model, {k: v.float() for k, v in ckpt["state_dict"].items()}, source="upscaler checkpoint")
     return model.eval()
-
-
-def config_of(model: Upscaler) -> UpscalerConfig:
-    """The :class:`UpscalerConfig` an upscaler was built from (a copy)."""
-    return dataclasses.replace(model.config)
