@@ -20,7 +20,7 @@ LOG="$OUT/run.log"
   python -c "import torch, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.cuda.is_available())"
   echo "== train-all (smoke pass, then budget $BUDGET)"
   python -m pipelines.cli train-all --config configs/train_all_gpu.yaml --budget "$BUDGET" --device cuda \
-      --data "$CARRY/vidanime-data.pt" --out "$SET"
+      --data "$CARRY/vidanime-data.pt" --out "$SET" --keep-going
   echo "rc=$?"
   python - "$SET" <<'PY'
 import json, sys

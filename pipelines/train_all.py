@@ -18,7 +18,11 @@ A stage's ``set`` overrides may name earlier outputs as ``{stage}`` and the data
 split by the ``share`` column: each stage gets ``remaining × share / (shares of the stages still to run)``, so time a
 stage leaves unused goes to the later ones.  A stage that raises is logged and recorded; stages that need its output
 are skipped, the others still run and export.  Before the budgeted run a smoke pass runs every stage for one step on
-tiny data on the same device (``smoke_seconds``), so a device or dtype bug costs seconds, not the budget.
+tiny data on the same device (``smoke_seconds``), so a device or dtype bug costs seconds, not the budget.  A stage
+that fails its smoke step is tried once more with its ``fallback`` overrides (e.g. ``train.amp: false``: float32
+instead of bf16), which the budgeted run then uses too.  A smoke failure that remains stops the run, or, with
+``keep_going`` (``--keep-going``, for one-shot runs on a lent machine), leaves that stage and the stages that need
+its output out of the budgeted run, which trains and exports the rest.
 
 The output folder holds ``runs/`` (resumable run folders, never for git), the exported ``<model>.pt`` files with
 ``registry.json`` (sha256; ``vidanime weights install OUT`` copies them into the package), ``train-all.json``
@@ -70,6 +74,9 @@ class StageConfig:
     config: str = ""  # the stage's own training YAML (gan, parser, styleanime, interp), relative to the repository
     set: dict[str, Any] = field(default_factory=dict)  # dotted overrides; "{stage}" / "{assets}" are substituted
     smoke: dict[str, Any] = field(default_factory=dict)  # extra overrides in the smoke pass (small data)
+    # overrides tried when the stage fails its smoke step (e.g. {train.amp: false}); kept for the budgeted run if
+    # the retry passes
+    fallback: dict[str, Any] = field(default_factory=dict)
     enabled: bool = True
 
 
@@ -104,7 +111,7 @@ class TrainAllConfig:
                 raise ConfigError(f"train-all stage '{s.name}': kind '{s.kind}' is not one of {', '.join(KINDS)}")
             if s.share < 0:
                 raise ConfigError(f"train-all stage '{s.name}': share {s.share} must be >= 0")
-            for value in s.set.values():
+            for value in [*s.set.values(), *s.fallback.values()]:
                 for ref in _PLACEHOLDER.findall(str(value)):
                     if ref != "assets" and (ref not in names or names.index(ref) >= names.index(s.name)):
                         raise ConfigError(f"train-all stage '{s.name}' uses {{{ref}}}, which is not an earlier stage")
@@ -128,6 +135,7 @@ class StageResult:
     error: str = ""
     step: int | None = None
     img_per_s: float | None = None
+    fallback: bool = False  # ran with the stage's fallback overrides
 
 
 def _last_row(run_path: Path) -> dict[str, Any]:
@@ -172,9 +180,11 @@ class TrainAllPipeline(Pipeline):
     # -------------------------------------------------------------------------------------------------------- run
     def __call__(self, out: str | os.PathLike, budget: Budget | None = None, device: str = "auto",
                  data: str | os.PathLike | None = None, stages: list[str] | None = None, smoke: bool = True,
-                 resume: bool = False, export: bool = True, smoke_only: bool = False) -> dict[str, Any]:
+                 resume: bool = False, export: bool = True, smoke_only: bool = False,
+                 keep_going: bool = False) -> dict[str, Any]:
         """Smoke pass, then every enabled stage within ``budget``, then the export into ``out``; returns the summary
-        (also written to ``out/train-all.json``).  ``smoke_only`` stops after a passing smoke pass."""
+        (also written to ``out/train-all.json``).  ``smoke_only`` stops after a passing smoke pass; ``keep_going``
+        runs the stages that passed the smoke pass instead of stopping when some did not."""
         budget = budget or Budget(None)
         out = Path(out).expanduser().resolve()
         dev = resolve_device(device)
@@ -193,22 +203,30 @@ class TrainAllPipeline(Pipeline):
                         assets, "none" if budget.seconds is None else f"{budget.seconds:.0f} s")
             summary: dict[str, Any] = {"config": self.source, "device": str(dev), "device_name": device_name(dev),
                                        "budget_s": budget.seconds, "data": str(assets)}
+            fallback: set[str] = set()  # stages whose smoke step passed only with their fallback overrides
             if smoke:
                 smoke_results = self._run_stages(out / "smoke", assets, dev, Budget(self.config.smoke_seconds),
                                                  stages, smoke=True, resume=False)
                 summary["smoke"] = [r.__dict__ for r in smoke_results]
+                fallback = {r.name for r in smoke_results if r.status == "ok" and r.fallback}
                 failed = [r for r in smoke_results if r.status != "ok"]
-                if failed:
+                if failed and not (keep_going and not smoke_only):
                     self._write_summary(out, summary)
                     raise VidanimeError(f"smoke pass failed in stage {failed[0].name}: {failed[0].error or 'skipped'} "
                                         f"(see {out / 'train-all.log'})")
+                if failed:
+                    stages = [r.name for r in smoke_results if r.status == "ok"]
+                    summary["left_out"] = [r.name for r in failed]
+                    logger.warning("smoke pass failed in stage(s) %s; --keep-going: training %s",
+                                   ", ".join(r.name for r in failed), ", ".join(stages) or "nothing")
                 if smoke_only:
                     summary["seconds"] = budget.elapsed()
                     self._write_summary(out, summary)
                     return summary
             keep = budget.seconds * self.config.export_share if budget.seconds is not None else 0.0
             main = budget.part(None if budget.seconds is None else max(0.0, budget.remaining() - keep))
-            results = self._run_stages(out / "runs", assets, dev, main, stages, smoke=False, resume=resume)
+            results = self._run_stages(out / "runs", assets, dev, main, stages, smoke=False, resume=resume,
+                                       fallback=fallback)
             summary["stages"] = [r.__dict__ for r in results]
             if export:
                 summary["exported"] = self._export(results, out)
@@ -232,7 +250,9 @@ class TrainAllPipeline(Pipeline):
         return p
 
     def _run_stages(self, root: Path, assets: Path, dev: Any, budget: Budget, only: list[str] | None, smoke: bool,
-                    resume: bool) -> list[StageResult]:
+                    resume: bool, fallback: set[str] | frozenset[str] = frozenset()) -> list[StageResult]:
+        """Run the stages in order; in the smoke pass a failing stage is retried once with its ``fallback``
+        overrides, and in the budgeted run the stages named in ``fallback`` use them."""
         todo = [s for s in self.config.stages if s.enabled and (only is None or s.name in only)]
         outputs: dict[str, str] = {}
         if only is not None:  # stages not asked for may have left outputs in an earlier call: reuse them
@@ -245,26 +265,45 @@ class TrainAllPipeline(Pipeline):
             if smoke:
                 allowance = budget.remaining() / (len(todo) - i)
             part = budget.part(allowance)
-            result = StageResult(stage.name, stage.kind, "ok", allowance=allowance)
             t0 = time.perf_counter()
-            try:
-                overrides = self._overrides(stage, assets, outputs, dev, smoke)
-                logger.info("stage %s (%s)%s: %s", stage.name, stage.kind,
-                            "" if allowance is None else f", {allowance:.0f} s", overrides)
-                output, info = STAGE_RUNNERS[stage.kind](stage, overrides, root, part, dev, resume)
-                result.output = str(output)
-                result.step, result.img_per_s = info.get("step"), info.get("img_per_s")
-                outputs[stage.name] = str(output)
-            except _MissingInput as exc:
-                result.status, result.error = "skipped", str(exc)
-                logger.warning("stage %s skipped: %s", stage.name, exc)
-            except Exception as exc:  # noqa: BLE001 - one stage's failure must not lose the others' results
-                result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
-                logger.exception("stage %s failed", stage.name)
+            result = self._run_stage(stage, root, assets, dev, part, allowance, outputs, smoke, resume,
+                                     stage.name in fallback)
+            if smoke and result.status == "failed" and stage.fallback:
+                logger.warning("stage %s: smoke step failed; trying again with its fallback %s", stage.name,
+                               stage.fallback)
+                retry = self._run_stage(stage, root / "fallback", assets, dev, budget.part(allowance), allowance,
+                                        outputs, smoke, resume, True)
+                if retry.status == "ok":
+                    result = retry
+                else:
+                    result.error += f"; with the fallback {stage.fallback}: {retry.error}"
             result.seconds = time.perf_counter() - t0
             results.append(result)
             _record_outputs(root, outputs)
         return results
+
+    def _run_stage(self, stage: StageConfig, root: Path, assets: Path, dev: Any, part: Budget,
+                   allowance: float | None, outputs: dict[str, str], smoke: bool, resume: bool,
+                   use_fallback: bool) -> StageResult:
+        """One stage; its output goes into ``outputs`` when it finishes.  Never raises: the result says what
+        happened."""
+        result = StageResult(stage.name, stage.kind, "ok", allowance=allowance, fallback=use_fallback)
+        try:
+            overrides = self._overrides(stage, assets, outputs, dev, smoke, use_fallback)
+            logger.info("stage %s (%s)%s: %s", stage.name, stage.kind,
+                        "" if allowance is None else f", {allowance:.0f} s", overrides)
+            root.mkdir(parents=True, exist_ok=True)
+            output, info = STAGE_RUNNERS[stage.kind](stage, overrides, root, part, dev, resume)
+            result.output = str(output)
+            result.step, result.img_per_s = info.get("step"), info.get("img_per_s")
+            outputs[stage.name] = str(output)
+        except _MissingInput as exc:
+            result.status, result.error = "skipped", str(exc)
+            logger.warning("stage %s skipped: %s", stage.name, exc)
+        except Exception as exc:  # noqa: BLE001 - one stage's failure must not lose the others' results
+            result.status, result.error = "failed", f"{type(exc).__name__}: {exc}"
+            logger.exception("stage %s failed", stage.name)
+        return result
 
     @staticmethod
     def _existing_outputs(root: Path) -> dict[str, str]:
@@ -272,7 +311,7 @@ class TrainAllPipeline(Pipeline):
         return json.loads(f.read_text()) if f.is_file() else {}
 
     def _overrides(self, stage: StageConfig, assets: Path, outputs: Mapping[str, str], dev: Any,
-                   smoke: bool) -> dict[str, Any]:
+                   smoke: bool, use_fallback: bool = False) -> dict[str, Any]:
         def sub(value: Any) -> Any:
             if isinstance(value, list):
                 return [sub(v) for v in value]
@@ -291,7 +330,7 @@ class TrainAllPipeline(Pipeline):
 
             return _PLACEHOLDER.sub(one, value)
 
-        merged = {**stage.set, **(stage.smoke if smoke else {})}
+        merged = {**stage.set, **(stage.smoke if smoke else {}), **(stage.fallback if use_fallback else {})}
         return {k: sub(v) for k, v in merged.items()}
 
     def _export(self, results: list[StageResult], out: Path) -> list[str]:

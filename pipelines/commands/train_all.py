@@ -23,11 +23,14 @@ import click
 @click.option("--smoke/--no-smoke", default=True, show_default=True,
               help="First run every stage for one step on tiny data on the same device (fails fast, in seconds).")
 @click.option("--smoke-only", is_flag=True, help="Only the smoke pass: check the recipe on this device in seconds.")
+@click.option("--keep-going", is_flag=True,
+              help="When stages fail the smoke pass, train the others (stages needing a failed one's output are "
+                   "left out too) instead of stopping: for one-shot runs on a borrowed machine.")
 @click.option("--resume", is_flag=True,
               help="Continue each stage's latest run under OUT/runs instead of starting anew.")
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Override a recipe value by dotted key.")
 def cli(config_path: str, budget: str | None, device: str, out: str, data: str | None, stages: str | None,
-        smoke: bool, smoke_only: bool, resume: bool, sets: tuple[str, ...]) -> None:
+        smoke: bool, smoke_only: bool, keep_going: bool, resume: bool, sets: tuple[str, ...]) -> None:
     """Train every model of the bundled set in order (anime StyleGAN2, portrait parser, anime parser, FaceBank,
     StyleAnime encoders, interpolator; the a2p pair in the GPU recipe) within one wall-clock budget, then export
     them with sha256 into OUT, ready for `vidanime weights install OUT`.
@@ -45,18 +48,22 @@ def cli(config_path: str, budget: str | None, device: str, out: str, data: str |
     wanted = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
     pipe = TrainAllPipeline.from_config_file(config_path, parse_overrides(sets))
     summary = pipe(out, budget=Budget.parse(budget), device=device, data=data, stages=wanted,
-                   smoke=smoke or smoke_only, resume=resume, smoke_only=smoke_only)
+                   smoke=smoke or smoke_only, resume=resume, smoke_only=smoke_only, keep_going=keep_going)
     if smoke_only:
         for r in summary["smoke"]:
             click.echo(f"{r['name']:14s} {r['status']:8s} {r['seconds']:7.1f} s  {r['error']}")
         click.echo(f"smoke pass passed in {summary['seconds']:.0f} s")
         return
+    for r in summary.get("smoke", []):
+        if r["status"] != "ok" or r.get("fallback"):
+            note = "passed with its fallback" if r["status"] == "ok" else "left out"
+            click.echo(f"{r['name']:14s} smoke {r['status']}: {note}  {r['error']}")
     for r in summary.get("stages", []):
         speed = f", {r['img_per_s']:.1f} img/s" if r.get("img_per_s") else ""
         step = f", step {r['step']}" if r.get("step") is not None else ""
         click.echo(f"{r['name']:14s} {r['status']:8s} {r['seconds']:7.1f} s{step}{speed}  {r['error']}")
     click.echo(f"exported {', '.join(summary.get('exported', [])) or 'nothing'} into {out} "
                f"in {summary['seconds']:.0f} s")
-    failed = [r["name"] for r in summary.get("stages", []) if r["status"] != "ok"]
+    failed = summary.get("left_out", []) + [r["name"] for r in summary.get("stages", []) if r["status"] != "ok"]
     if failed:
         raise click.ClickException(f"stage(s) {', '.join(failed)} did not finish; see {out}/train-all.log")

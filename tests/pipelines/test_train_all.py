@@ -113,6 +113,72 @@ def test_smoke_failure_stops_before_the_budgeted_run(assets, tmp_path, monkeypat
     assert [r["status"] for r in json.loads((out / "train-all.json").read_text())["smoke"]] == ["ok", "failed"]
 
 
+class FakeRunners:
+    """Stage runners that train nothing: each call is recorded as (pass, stage, overrides) and writes an empty
+    output file; ``broken`` maps a stage name to a function of (pass, overrides) that says whether it raises."""
+
+    def __init__(self, broken: dict | None = None) -> None:
+        self.calls: list[tuple[str, str, dict]] = []
+        self.broken = broken or {}
+
+    def __call__(self, stage, overrides, root, budget, dev, resume):
+        where = "smoke" if "smoke" in root.parts else "main"
+        self.calls.append((where, stage.name, dict(overrides)))
+        if self.broken.get(stage.name, lambda where, o: False)(where, overrides):
+            raise RuntimeError(f"{stage.name} broke in the {where} pass")
+        out = root / f"{stage.name}.out"
+        out.write_text("x")
+        return out, {"step": 1}
+
+
+def _fake(monkeypatch, broken: dict | None = None) -> FakeRunners:
+    fake = FakeRunners(broken)
+    for kind in TA.KINDS:
+        monkeypatch.setitem(TA.STAGE_RUNNERS, kind, fake)
+    return fake
+
+
+def test_keep_going_trains_the_stages_that_passed_the_smoke_pass(assets, tmp_path, monkeypatch):
+    fake = _fake(monkeypatch, {"parser": lambda where, o: where == "smoke"})
+    pipe = TrainAllPipeline.from_config_file(TINY)
+    stages = ["gan", "parser", "anime_pseudo", "facebank"]
+    with pytest.raises(VidanimeError, match="smoke pass failed in stage parser: RuntimeError: parser broke"):
+        pipe(tmp_path / "stop", budget=Budget(60), device="cpu", data=assets, stages=stages, export=False)
+    assert not (tmp_path / "stop" / "runs").exists()  # the default stops before the budgeted run
+
+    fake.calls.clear()
+    summary = pipe(tmp_path / "go", budget=Budget(60), device="cpu", data=assets, stages=stages, export=False,
+                   keep_going=True)
+    smoke = {r["name"]: r["status"] for r in summary["smoke"]}
+    assert smoke == {"gan": "ok", "parser": "failed", "anime_pseudo": "skipped", "facebank": "ok"}
+    # the failed stage and the one that needs its output are left out; the others train in the budgeted run
+    assert summary["left_out"] == ["parser", "anime_pseudo"]
+    assert [(r["name"], r["status"]) for r in summary["stages"]] == [("gan", "ok"), ("facebank", "ok")]
+    assert [name for where, name, _ in fake.calls if where == "main"] == ["gan", "facebank"]
+    main_facebank = [o for where, name, o in fake.calls if where == "main" and name == "facebank"][0]
+    assert main_facebank["generator"].endswith("runs/gan.out")  # fed by the budgeted run's gan, not the smoke's
+
+
+def test_a_stage_failing_its_smoke_step_is_retried_with_its_fallback(assets, tmp_path, monkeypatch):
+    d = _tiny_dict()
+    d["stages"][0]["fallback"] = {"train.amp": False}  # gan: fails in bf16, works in float32
+    pipe = TrainAllPipeline(config_from_dict(d, TrainAllConfig))
+    fake = _fake(monkeypatch, {"gan": lambda where, o: o.get("train.amp") is not False})
+    summary = pipe(tmp_path / "set", budget=Budget(60), device="cpu", data=assets, stages=["gan", "facebank"],
+                   export=False)
+    assert [(r["name"], r["status"], r["fallback"]) for r in summary["smoke"]] == [("gan", "ok", True),
+                                                                                 ("facebank", "ok", False)]
+    assert [(where, name, o.get("train.amp")) for where, name, o in fake.calls if name == "gan"] == [
+        ("smoke", "gan", None), ("smoke", "gan", False), ("main", "gan", False)]  # the budgeted run keeps it
+    assert summary["stages"][0]["status"] == "ok" and summary["stages"][0]["fallback"] is True
+    assert "left_out" not in summary
+
+    # a fallback that fails too: both errors are reported, and the default still stops
+    fake = _fake(monkeypatch, {"gan": lambda where, o: True})
+    with pytest.raises(VidanimeError, match=r"gan broke in the smoke pass; with the fallback \{'train.amp': False\}"):
+        pipe(tmp_path / "set2", budget=Budget(60), device="cpu", data=assets, stages=["gan", "facebank"])
+
+
 @pytest.mark.slow
 def test_smoke_only_checks_the_recipe_and_trains_nothing_else(assets, tmp_path):
     out = tmp_path / "set"
