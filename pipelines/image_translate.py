@@ -380,8 +380,7 @@ class ImageTranslatePipeline(Pipeline):
                 out = self.recolor(inputs, labels.cpu().numpy(), self.model.config.label_set, out,
                                    list(range(len(chunk))))
             if self.upscaler is not None:  # the drawing doubled by the learned upscaler (--upscaler)
-                with torch.no_grad():
-                    out = self.upscaler.to(out.device)(out.float()).clamp(-1, 1)
+                out = self.upscaler.to(out.device).enlarge(out)
             for (_, _, dst), picture in zip(chunk, out):
                 write_rgb(dst, _to_uint8(picture))
                 written.append(dst)

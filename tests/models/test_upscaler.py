@@ -18,6 +18,19 @@ def test_fresh_upscaler_is_exactly_the_bicubic_upscale():
         torch.testing.assert_close(net(x), want)
 
 
+def test_enlarge_clamps_casts_and_keeps_no_graph():
+    """What the translators paste: float32 in [-1, 1] whatever the input dtype, no autograd graph."""
+    net = Upscaler(UpscalerConfig(channels=8, blocks=2))
+    x = torch.ones(1, 3, 4, 8)
+    x[..., :4] = -1
+    raw = net(x)
+    assert raw.max() > 1.2 and raw.min() < -1.2  # bicubic overshoots a step edge (a fresh net is bicubic)
+    out = net.enlarge(x.to(torch.bfloat16))
+    assert out.dtype == torch.float32 and not out.requires_grad
+    torch.testing.assert_close(out, net(x.to(torch.bfloat16).float()).clamp(-1, 1))
+    assert out.max() == 1 and out.min() == -1
+
+
 def test_loss_falls_on_one_batch():
     """A few Adam steps on one batch of sharp-edged pairs (high = blocky 32 px, low = its area downscale) cut the
     Charbonnier loss well below the bicubic start."""

@@ -186,7 +186,7 @@ class StyleAnimeFaceTranslator:
         """Drawings (N, 3, M, M) in [-1, 1] → (N, 3, s, s): through the learned upscaler while it enlarges (M < s),
         then a bilinear resize to s (antialiased when shrinking)."""
         if self.upscaler is not None and out.shape[-1] < s:
-            out = self.upscaler(out).clamp(-1, 1)
+            out = self.upscaler.enlarge(out)
         if out.shape[-1] != s:
             out = F.interpolate(out, size=(s, s), mode="bilinear", antialias=out.shape[-1] > s, align_corners=False)
         return out

@@ -77,6 +77,12 @@ class Upscaler(nn.Module):
         h = self.head(x)
         return base + self.shuffle(self.tail(F.relu(h + self.body(h), inplace=True)))
 
+    @torch.no_grad()
+    def enlarge(self, x: torch.Tensor) -> torch.Tensor:
+        """Drawings (B, 3, H, W) in [-1, 1], any float dtype, on this module's device → (B, 3, rH, rW) float32,
+        clamped to [-1, 1], without gradients: what the translators paste or write."""
+        return self(x.float()).clamp(-1, 1)
+
 
 def build_upscaler(config: UpscalerConfig | dict[str, Any] | None = None) -> Upscaler:
     """A freshly initialised :class:`Upscaler` (config as a dataclass or its plain-data form)."""
