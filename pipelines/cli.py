@@ -159,6 +159,7 @@ _OS_ERRORS = {
     errno.EACCES: "permission denied",
     errno.EPERM: "operation not permitted",
     errno.EMFILE: "too many open files",
+    errno.EISDIR: "an output path is a folder (expected a file name)",
 }
 
 

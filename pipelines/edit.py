@@ -106,6 +106,9 @@ class EditPipeline(Pipeline):
         if source_parsing is None and (pti > 0 or blend is not None):
             raise VidanimeError(_NEEDS_SOURCE)
         model = self.model
+        if blend is not None and blend > model.image_size:  # the feathering kernel would outgrow memory, not the image
+            raise VidanimeError(f"blend={blend} px: expected a margin of at most the image side, "
+                                f"{model.image_size} px")
         x = _to_tensor(np.asarray(image)).to(self.device)
         edited = self._labels(parsing, "edited parsing")
         source = self._labels(source_parsing, "source parsing") if source_parsing is not None else None

@@ -94,8 +94,10 @@ def check_direction(model: StyleAnime, direction: str | None, source: str = "the
 
 
 def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """(H, W, 3) uint8 RGB; another mode (grayscale, RGBA, palette, CMYK) is a one-line MediaError."""
-    return read_image_rgb(path, min_side=1, strict=True)
+    """(H, W, 3) uint8 RGB.  Other modes are converted, as the README promises (grayscale as grey RGB, transparency
+    composited on white, 16-bit scaled to 8).  A label map given as the photo is not caught here: it finds no face
+    and falls back to the aligned mode with a warning."""
+    return read_image_rgb(path, min_side=1)
 
 
 def read_labels(path: str | os.PathLike) -> np.ndarray:
@@ -134,6 +136,8 @@ class ImageTranslatePipeline(Pipeline):
     _detector: Any = field(default=None, repr=False)
     #: outputs of the last call whose faces were found and pasted back (the others: translated as aligned crops)
     pasted: list[Path] = field(default_factory=list, init=False)
+    #: inputs of the last call (a folder) that could not be read, skipped with a warning
+    failed: list[Path] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
         check_direction(self.model, self.direction)
@@ -200,7 +204,9 @@ class ImageTranslatePipeline(Pipeline):
         if src.is_dir():  # check_image_paths: the output is a folder other than the input
             if parsing is not None and not Path(parsing).is_dir():
                 raise MediaError(f"input {src} is a folder, so --parsing must be a folder of label PNGs; got {parsing}")
-            images = self._list(src)
+            inside = dst.resolve()
+            # an output folder inside the input folder is not input: a second run must not translate the first's files
+            images = [p for p in self._list(src) if inside not in p.resolve().parents]
             if not images:
                 raise MediaError(f"no images ({', '.join(self._suffixes)}) found in folder {src}")
             jobs = []
@@ -314,7 +320,7 @@ class ImageTranslatePipeline(Pipeline):
         ``faces``: what an input is (:data:`FACE_MODES`, module doc)."""
         jobs = self.check_inputs(input, output, parsing, reference, alpha, parsing_labels, style_from, mix, refine,
                                  faces)
-        self.pasted = []
+        self.pasted, self.failed = [], []
         if self.face_mode(faces, parsing, reference, style_from) == "detect":
             return self._run_photos(jobs, alpha, k, refine, fallback=faces == "auto")
         return self._run_aligned(jobs, reference, alpha, parsing_labels, k, resize, style_from, mix, refine)
@@ -327,7 +333,16 @@ class ImageTranslatePipeline(Pipeline):
         written, skipped = [], []
         bar = tqdm(total=len(jobs), desc="translate", unit="img", disable=not self.progress or len(jobs) < 2)
         for img, lab, dst in jobs:
-            picture = self._translate_photo(read_rgb(img), alpha, k, refine)
+            try:
+                photo = read_rgb(img)
+            except MediaError as exc:
+                if len(jobs) == 1:
+                    raise
+                log.warning("skipping %s", exc)  # a folder goes on; the command reports the failures at the end
+                self.failed.append(img)
+                bar.update(1)
+                continue
+            picture = self._translate_photo(photo, alpha, k, refine)
             if picture is not None:
                 write_rgb(dst, picture)
                 written.append(dst)

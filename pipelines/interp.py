@@ -20,11 +20,11 @@ import interp
 from interp.train import InterpTrainConfig, evaluate_interpolators, load_datasets, train_ifnet
 from pipelines.base import Pipeline
 from vidanime.config import load_config
-from vidanime.data.image_io import read_image_rgb
+from vidanime.data.image_io import IMAGE_FORMATS, read_image_rgb
 from vidanime.errors import MediaError, VidanimeError
-from vidanime.fileio import atomic_path, check_not_same_file
+from vidanime.fileio import atomic_path, check_not_same_file, check_output_path
 from vidanime.train.run_dir import resolve_resume
-from vidanime.video.io import VideoReader, VideoWriter
+from vidanime.video.io import VideoReader, VideoWriter, check_video_output
 
 logger = logging.getLogger(__name__)
 
@@ -60,13 +60,16 @@ class InterpImagePipeline(Pipeline):
     def __call__(self, a: str | os.PathLike, b: str | os.PathLike, out: str | os.PathLike, t: float = 0.5) -> Path:
         for src in (a, b):
             check_not_same_file(src, out)
+        if Path(out).suffix.lower() not in IMAGE_FORMATS:
+            raise MediaError(f"output {out} is not an image file name: expected one of {', '.join(IMAGE_FORMATS)}")
+        check_output_path(out, "output image")
         ia, ib = read_image(a), read_image(b)
         self.check_inputs(ia, ib, (str(a), str(b)))
         dev = next(iter(self.model.parameters()), torch.empty(0)).device
         mid = self.model(ia.to(dev), ib.to(dev), t)
         out = Path(out)
         with atomic_path(out) as tmp:
-            fmt = (out.suffix.lstrip(".").upper() or "PNG").replace("JPG", "JPEG")
+            fmt = IMAGE_FORMATS[out.suffix.lower()]
             Image.fromarray(_to_uint8(mid)).save(tmp, format=fmt)
         return out
 
@@ -84,6 +87,7 @@ class InterpVideoPipeline(Pipeline):
         if not src.is_file():
             raise MediaError(f"video not found: {src}")
         check_not_same_file(src, dst)
+        check_video_output(dst)
         dev = next(iter(self.model.parameters()), torch.empty(0)).device
         n_in = 0
         with VideoReader(src) as reader:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -42,6 +43,14 @@ FEATURE_CLASSES = ("l_eye", "r_eye", "l_brow", "r_brow", "nose", "mouth", "u_lip
 # Facial features whose presence in a label map is counted (``feature_presence``); the mouth includes the lips.
 FEATURE_GROUPS = {"eyes": ("l_eye", "r_eye"), "brows": ("l_brow", "r_brow"), "nose": ("nose",),
                   "mouth": ("mouth", "u_lip", "l_lip"), "hair": ("hair",), "skin": ("skin",)}
+
+
+def label_names(files: Sequence[Path]) -> list[str]:
+    """The PNG names the label maps of ``files`` (one folder's images) get: ``<stem>.png``, or ``<name>.png`` for
+    files whose stem another file shares (``x.jpg`` and ``x.png`` → ``x.jpg.png`` and ``x.png.png``), so no
+    output overwrites another."""
+    stems = Counter(f.stem for f in files)
+    return [f"{f.stem if stems[f.stem] == 1 else f.name}.png" for f in files]
 
 
 def feature_presence(labels: np.ndarray, label_set: str, min_fraction: float = 0.002) -> dict[str, bool]:
@@ -248,6 +257,8 @@ class ParsePipeline(Pipeline):
         if not inp.exists():
             raise MediaError(f"input not found: {inp}")
         single = out.suffix.lower() == ".png"
+        if not single and out.suffix.lower() in IMAGE_EXTS:
+            raise MediaError(f"output {out}: label maps are written as PNG; name it .png, or give a folder")
         if inp.is_dir():
             if single:
                 raise MediaError(f"input {inp} is a folder; the output {out} must be a folder too")
@@ -270,7 +281,7 @@ class ParsePipeline(Pipeline):
             files = sorted(p for p in inp.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
             if not files:
                 raise MediaError(f"no images ({', '.join(IMAGE_EXTS)}) in folder {inp}")
-            targets = [(f, out / f"{f.stem}.png") for f in files]
+            targets = [(f, out / name) for f, name in zip(files, label_names(files))]
         else:
             target = out if out.suffix.lower() == ".png" else out / f"{inp.stem}.png"
             targets = [(inp, target)]
@@ -337,6 +348,7 @@ class ParsePipeline(Pipeline):
             files = files[:limit]
         if not files:
             raise MediaError(f"no images in {src}")
+        names = dict(zip(files, label_names(files)))
         out = Path(out_dir)
         kept, dropped, fractions, present = 0, 0, [], []
 
@@ -370,9 +382,9 @@ class ParsePipeline(Pipeline):
                     continue
                 mask = np.where(ok, lb.numpy(), IGNORE_INDEX).astype(np.uint8)
                 present.append(feature_presence(mask, self.model_labels))
-                with atomic_path(out / "images" / f"{f.stem}.png") as tmp:
+                with atomic_path(out / "images" / names[f]) as tmp:
                     Image.fromarray(im).save(tmp, format="PNG")
-                with atomic_path(out / "masks" / f"{f.stem}.png") as tmp:
+                with atomic_path(out / "masks" / names[f]) as tmp:
                     Image.fromarray(mask).save(tmp, format="PNG")
                 kept += 1
         presence = {k: float(np.mean([p[k] for p in present])) for k in FEATURE_GROUPS} if present else {}

@@ -24,7 +24,13 @@ import numpy as np
 from pipelines.base import Pipeline
 from pipelines.finetune import finetune_for_translate
 from vidanime.errors import CheckpointError, ConfigError, MediaError
-from vidanime.fileio import atomic_write_text, check_input_file, check_not_same_file, remove_stale_partials
+from vidanime.fileio import (
+    atomic_write_text,
+    check_input_file,
+    check_not_same_file,
+    check_output_path,
+    remove_stale_partials,
+)
 from vidanime.labels import colorize
 from vidanime.metrics.temporal import (
     FramePair,
@@ -109,6 +115,11 @@ def build_recolor(direction: str = "p2a", strength: float = RecolorConfig.streng
     if config.strength == 0:
         return None
     return RegionRecolor(load_model(OUTPUT_PARSERS[direction], device=device, format="vidanime.parser"), config)
+
+
+def report_path(output: str | os.PathLike) -> Path:
+    """Where ``--report`` writes its JSON for ``output``: ``OUTPUT`` with its extension replaced by ``.report.json``."""
+    return Path(output).with_suffix(".report.json")
 
 
 @dataclass
@@ -295,6 +306,9 @@ class TranslatePipeline(Pipeline):
         if options.preset not in X264_PRESETS:
             raise ConfigError(f"preset={options.preset!r} is not an x264 preset; expected one of "
                               f"{', '.join(X264_PRESETS)}")
+        if options.crop and options.preview:
+            raise ConfigError("--preview shows the pasted-back video beside the input, which --crop does not make; "
+                              "use one of them")
 
     @staticmethod
     def check_inputs(input: str | os.PathLike, output: str | os.PathLike, options: TranslateOptions) -> None:
@@ -313,6 +327,8 @@ class TranslatePipeline(Pipeline):
         check_video_output(dst, "output video")
         if options.preview:
             check_video_output(options.preview, "preview video")
+        if options.report:
+            check_output_path(report_path(dst), "report")
         info = VideoReader(src, start=options.start, end=options.end).info  # reads the headers, checks the range
         if min(info.width, info.height) < MIN_FRAME_SIDE:
             raise MediaError(f"input video {src} is {info.width}x{info.height} px: too small to hold a face "
@@ -376,7 +392,7 @@ class TranslatePipeline(Pipeline):
             result.notes.append("no face was found: the output is the input re-encoded")
             logger.warning("no face found in %s: the output is the input re-encoded, unchanged", input)
         if options.report:
-            result.report = str(Path(output).with_suffix(".report.json"))
+            result.report = str(report_path(output))
             atomic_write_text(result.report, result.to_json())
         return result
 

@@ -37,6 +37,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
     path = Path(path)
     suffix = path.suffix if suffix is None else suffix
+    if path.is_dir():  # os.replace cannot put a file there: say so before any work is done in the block
+        raise MediaError(f"cannot write {path}: it is a folder; expected a file name")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{suffix}", dir=path.parent)

@@ -30,8 +30,8 @@ logger = logging.getLogger(__name__)
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 REGISTRY_FILE = WEIGHTS_DIR / "registry.json"
 
-__all__ = ["ModelEntry", "Loaded", "KINDS", "available_models", "get_entry", "register_builder", "load", "load_model",
-           "verify", "resolve_path", "install_set", "load_styleanime", "load_generator"]
+__all__ = ["ModelEntry", "Loaded", "KINDS", "available_models", "read_registry", "get_entry", "register_builder",
+           "load", "load_model", "verify", "resolve_path", "install_set", "load_styleanime", "load_generator"]
 
 #: the kinds of model :func:`load` can be asked for
 KINDS = ("styleanime", "generator", "parser", "facebank", "interp")
@@ -107,17 +107,39 @@ class Loaded:
         return int(s) if isinstance(s, (int, float)) else None
 
 
-def _read_registry(registry_file: Path | None = None) -> dict[str, ModelEntry]:
+def read_registry(registry_file: Path | None = None) -> dict[str, ModelEntry]:
+    """The entries of a ``registry.json`` ({"models": {name: {file, sha256, format[, description]}}}); a file that is
+    not that (bad JSON, wrong shape, missing keys, a file name outside its folder) raises a one-line
+    :class:`CheckpointError`."""
     registry_file = registry_file or REGISTRY_FILE
     if not registry_file.is_file():
         return {}
-    raw = json.loads(registry_file.read_text())
-    return {name: ModelEntry(name=name, **fields) for name, fields in raw.get("models", {}).items()}
+    bad = f"{registry_file} is not a model registry"
+    try:
+        raw = json.loads(registry_file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{bad}: {exc}") from None
+    models = raw.get("models", {}) if isinstance(raw, dict) else None
+    if not isinstance(models, dict):
+        raise CheckpointError(f"{bad}: expected {{\"models\": {{name: entry}}}}")
+    entries = {}
+    for name, fields in models.items():
+        if not isinstance(fields, dict) or not {"file", "sha256", "format"} <= set(fields):
+            raise CheckpointError(f"{bad}: entry '{name}' needs file, sha256 and format")
+        unknown = set(fields) - {"file", "sha256", "format", "description"}
+        if unknown:
+            raise CheckpointError(f"{bad}: entry '{name}' has unknown keys {', '.join(sorted(unknown))}")
+        file = fields["file"]
+        # a plain file name: an entry must never point outside the folder it is installed into
+        if not isinstance(file, str) or not file or Path(file).name != file or file in (".", ".."):
+            raise CheckpointError(f"{bad}: entry '{name}' file {file!r} must be a plain file name in its folder")
+        entries[name] = ModelEntry(name=name, **{k: str(v) for k, v in fields.items()})
+    return entries
 
 
 def available_models() -> list[ModelEntry]:
     """The bundled models, sorted by name."""
-    return sorted(_read_registry().values(), key=lambda e: e.name)
+    return sorted(read_registry().values(), key=lambda e: e.name)
 
 
 #: Names the commands default to that no bundled set holds yet, and how to get one (said instead of "unknown").
@@ -132,7 +154,7 @@ NOT_BUNDLED = {
 def get_entry(name: str) -> ModelEntry:
     """The registry entry ``name``; unknown names raise :class:`CheckpointError` listing the known ones (or, for a
     default that is not bundled yet, saying how to get it: :data:`NOT_BUNDLED`)."""
-    models = _read_registry()
+    models = read_registry()
     if name not in models:
         if name in NOT_BUNDLED:
             raise CheckpointError(NOT_BUNDLED[name])
@@ -333,7 +355,7 @@ def install_set(src: str | os.PathLike, force: bool = False, dest: Path | None =
 
     src = Path(src)
     dest = Path(dest) if dest is not None else WEIGHTS_DIR
-    incoming = _read_registry(src / "registry.json")
+    incoming = read_registry(src / "registry.json")
     if not incoming:
         raise CheckpointError(f"{src} holds no registry.json with models (expected the output folder of train-all)")
     for e in incoming.values():

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .options import MODEL_OPTIONS, RENDER_OPTIONS, TEMPORAL_OPTION, finetune_option, show_progress
+from .options import MODEL_OPTIONS, RENDER_OPTIONS, TEMPORAL_OPTION, FiniteFloatRange, finetune_option, show_progress
 
 
 @click.command(name="batch")
@@ -17,7 +17,7 @@ from .options import MODEL_OPTIONS, RENDER_OPTIONS, TEMPORAL_OPTION, finetune_op
 @click.option("--ray", "ray_address", default=None, metavar="ADDRESS|auto|local",
               help="Run one Ray task per file on a cluster (auto: the running one; local: start one here). "
                    "Needs pip install 'vidanime[ray]'; IN_DIR/OUT_DIR must be shared by all nodes.")
-@click.option("--ray-cpus", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+@click.option("--ray-cpus", type=FiniteFloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="CPUs each Ray file task reserves.")
 @click.option("--retry-failed", is_flag=True, help="Translate again the files the manifest records as failed.")
 @click.option("--ext", type=click.Choice(["mp4", "mkv", "mov", "webm"]), default="mp4", show_default=True,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .options import DEVICE
+from .options import DEVICE, FINITE_FLOAT
 
 
 def _fmt(value) -> str:
@@ -25,7 +25,7 @@ def _fmt(value) -> str:
               type=click.Choice(["celebamask", "bisenet", "danbooru"]), help="Class order of the label PNGs.")
 @click.option("--style-from", default=None, type=click.Path(dir_okay=False),
               help="Second image whose appearance codes are mixed in (appearance editing).")
-@click.option("--mix", default=1.0, show_default=True, type=float,
+@click.option("--mix", default=1.0, show_default=True, type=FINITE_FLOAT,
               help="With --style-from: (1-mix)*own + mix*other appearance codes (1 = swap).")
 @click.option("--pti", default=0, show_default=True, type=int,
               help="PTI steps: tune a copy of the generator on IMAGE first (real inputs of the generator's domain, "
@@ -33,7 +33,7 @@ def _fmt(value) -> str:
 @click.option("--lpips-backbone", default=None, metavar="PATH",
               help="LPIPS backbone weights (torchvision alexnet-owt-7be5be79.pth) for --pti and LPIPS locality; "
                    "default $VIDANIME_LPIPS_BACKBONE.")
-@click.option("--blend", default=None, type=int, metavar="PX",
+@click.option("--blend", default=None, type=click.IntRange(min=0), metavar="PX",
               help="Paste the edit over the unedited render with a mask feathered PX pixels around the changed labels.")
 @click.option("--resize", is_flag=True, help="Resize inputs to the model size instead of refusing other sizes.")
 @click.option("--device", type=DEVICE, default="cpu", show_default=True, help="torch device, e.g. cuda.")

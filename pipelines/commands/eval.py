@@ -11,10 +11,12 @@ def _metric_list(value: str | None) -> list[str] | None:
 
 
 def _check_json(json_path: str, inputs: list[str]) -> None:
-    from vidanime.fileio import check_not_same_file
+    """Before any work: the JSON path is writable (not a folder) and overwrites none of the inputs."""
+    from vidanime.fileio import check_not_same_file, check_output_path
 
     for p in inputs:
         check_not_same_file(p, json_path)
+    check_output_path(json_path, "JSON output")
 
 
 def _finish(result, json_path: str) -> None:
@@ -74,6 +76,7 @@ def images(pred: str, real: str | None, source: str | None, inception: str | Non
     """
     from pipelines.evaluate import EvalImagesPipeline
 
+    _check_json(json_path, [])
     pipe = EvalImagesPipeline(
         inception=inception, lpips_backbone=lpips_backbone, lpips_net=lpips_net, source_parser=source_parser,
         pred_parser=pred_parser, mask_labels=mask_labels, metrics=_metric_list(metrics), device=device,

@@ -3,7 +3,15 @@ from __future__ import annotations
 
 import click
 
-from .options import DETECTOR_OPTIONS, DEVICE, checkpoint_option, direction_option, parser_option, show_progress
+from .options import (
+    DETECTOR_OPTIONS,
+    DEVICE,
+    FiniteFloatRange,
+    checkpoint_option,
+    direction_option,
+    parser_option,
+    show_progress,
+)
 
 
 @click.command(name="finetune")
@@ -15,10 +23,10 @@ from .options import DETECTOR_OPTIONS, DEVICE, checkpoint_option, direction_opti
 @direction_option("Picks the default checkpoint, parser and face detector.")
 @click.option("--iterations", type=click.IntRange(min=0), default=None,
               help="Fine-tune iterations (paper: 5000). With --resume: the new total.")
-@click.option("--seconds-per-clip-second", "per_clip_second", type=click.FloatRange(min=0), default=None,
+@click.option("--seconds-per-clip-second", "per_clip_second", type=FiniteFloatRange(min=0), default=None,
               help="Also stop after this many seconds of training per second of clip (0 = no limit, the default; "
                    "translate --finetune auto uses 10).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate (paper: 1e-4).")
+@click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=None, help="Learning rate (paper: 1e-4).")
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="Triplets per step (default 4).")
 @click.option("--interp", "interp_name", default=None, metavar="NAME|PATH",
               help="Frozen frame interpolator M for L_fic: classical (OpenCV DIS flow, no weights; the default, best "

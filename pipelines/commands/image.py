@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .options import DETECTORS, DEVICE, RECOLOR_DEFAULT, UPSCALER_HELP, show_progress
+from .options import DETECTORS, DEVICE, FINITE_FLOAT, RECOLOR_DEFAULT, UPSCALER_HELP, FiniteFloatRange, show_progress
 
 
 @click.group(name="image")
@@ -28,12 +28,12 @@ def cli() -> None:
               help="Image giving the appearance codes (style mixing).")
 @click.option("--style-from", default=None, type=click.Path(),
               help="Image whose appearance codes are mixed with IN's by --mix (appearance editing).")
-@click.option("--mix", default=1.0, show_default=True, type=float,
+@click.option("--mix", default=1.0, show_default=True, type=FINITE_FLOAT,
               help="With --style-from: (1-mix)*own + mix*other appearance codes (1 = same as --reference).")
 @click.option("--direction", type=click.Choice(["p2a", "a2p"]), default="p2a", show_default=True,
               help="p2a: portrait to anime; a2p: anime to portrait (a2p checkpoint, anime --parser). A checkpoint "
                    "recorded for the other direction is refused.")
-@click.option("--alpha", "-a", default=None, type=float,
+@click.option("--alpha", "-a", default=None, type=FINITE_FLOAT,
               help="FaceBank blend: w_agg = a*w + (1-a)*w_anchor (1 = off) [default: the checkpoint's; layers the "
                    "checkpoint pins to the bank take w_anchor at any a below 1].")
 @click.option("--facebank", default=None, type=click.Path(), help="FaceBank file (else the checkpoint's own bank).")
@@ -48,7 +48,7 @@ def cli() -> None:
                    "checkpoint's measured default, 0 (off) for the bundled model].")
 @click.option("--refine-parser", default=None, metavar="NAME|PATH",
               help="Output-domain parser of --refine [default: parser-anime for p2a, parser-portrait for a2p].")
-@click.option("--recolor", type=click.FloatRange(0, 1), default=RECOLOR_DEFAULT, show_default=True,
+@click.option("--recolor", type=FiniteFloatRange(0, 1), default=RECOLOR_DEFAULT, show_default=True,
               help="Carry IN's hair and eye colours onto the drawing (an addition to the paper; its lines and shading "
                    "kept); 0 = the model's own colours. Not with --reference/--style-from (they give the colours).")
 @click.option("--upscaler", default="auto", show_default=True, metavar="auto|none|NAME|PATH", help=UPSCALER_HELP)
@@ -105,6 +105,9 @@ def translate(input: str, output: str, checkpoint: str, parsing: str | None, par
     written = pipe(input, output, parsing=parsing, reference=reference, alpha=alpha, parsing_labels=parsing_labels,
                    k=k, resize=resize, style_from=style_from, mix=mix, refine=refine, faces=faces)
     click.echo(f"wrote {len(written)} image(s) to {output}")
+    if pipe.failed:
+        names = ", ".join(str(p) for p in pipe.failed[:5]) + (" …" if len(pipe.failed) > 5 else "")
+        raise click.ClickException(f"{len(pipe.failed)} image(s) could not be read and were skipped: {names}")
 
 
 @cli.command(name="manga")
@@ -116,7 +119,7 @@ def translate(input: str, output: str, checkpoint: str, parsing: str | None, par
               help="StyleAnime checkpoint (a2p: manga to portrait; a p2a one gives manga to anime).")
 @click.option("--parser", default="parser-anime", show_default=True, metavar="NAME|PATH",
               help="Anime face parser applied to the screen-tone-normalised manga.")
-@click.option("--tone-sigma", default=1.5, show_default=True, type=float,
+@click.option("--tone-sigma", default=1.5, show_default=True, type=FINITE_FLOAT,
               help="Gaussian sigma (px) flattening screen tones, about half their dot period (0 = off).")
 @click.option("--median", default=3, show_default=True, type=int, help="Median filter size after it (0 = off).")
 @click.option("--save-parsing", is_flag=True, help="Also write OUT's parsing as NAME.parsing.png (editable).")

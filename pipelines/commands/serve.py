@@ -3,18 +3,18 @@ from __future__ import annotations
 
 import click
 
-from .options import DETECTOR_OPTIONS, DEVICE
+from .options import DETECTOR_OPTIONS, DEVICE, FiniteFloatRange
 
 
 @click.command(name="serve")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind; the default serves this machine only (0.0.0.0 = every interface).")
 @click.option("--port", type=click.IntRange(1, 65535), default=7860, show_default=True, help="Port to listen on.")
-@click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=200.0, show_default=True,
+@click.option("--max-upload-mb", type=FiniteFloatRange(min=0, min_open=True), default=200.0, show_default=True,
               help="Refuse larger uploads.")
-@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+@click.option("--max-seconds", type=FiniteFloatRange(min=0, min_open=True), default=60.0, show_default=True,
               help="Refuse longer videos.")
-@click.option("--cleanup-after-min", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+@click.option("--cleanup-after-min", type=FiniteFloatRange(min=0, min_open=True), default=60.0, show_default=True,
               help="Delete uploads and results older than this.")
 @click.option("--workdir", default=None, metavar="DIR", help="Where job folders go (default: <tmp>/vidanime-web).")
 @click.option("--checkpoint", default=None, metavar="NAME|PATH",

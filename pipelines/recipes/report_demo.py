@@ -51,7 +51,7 @@ from vidanime.metrics.domain import DomainClassifier, anime_look_kids
 from vidanime.metrics.lpips_metrics import load_lpips, lpips_pairs
 from vidanime.metrics.structure import layout_kept, structure_kept
 from vidanime.models.face_translator import StyleAnimeFaceTranslator
-from vidanime.registry import load, load_model
+from vidanime.registry import load, load_model, read_registry
 from vidanime.train.refine import LatentRefiner, RefineConfig
 from vidanime.train.styleanime import model_discriminators
 from vidanime.video.recolor import RecolorConfig, RegionRecolor
@@ -62,6 +62,20 @@ ASSETS = default_assets_root()  # $VIDANIME_ASSETS, else ../shared/assets beside
 # The anime faces the demo models trained on: the encoders the first 2,000 sorted files, the anime parser the first
 # 3,000; files from this index on are held out.
 ANIME_HELDOUT_START = 9000
+
+
+def set_models(folder: str | Path) -> dict[str, str]:
+    """Registry name → file path of a model set folder (``train-all --out``: ``registry.json`` + files), for the
+    models a portrait → anime report needs; a one-line error when the folder is not a set or lacks them."""
+    folder = Path(folder).expanduser()
+    if not (folder / "registry.json").is_file():
+        raise VidanimeError(f"{folder} holds no registry.json (expected the output folder of `vidanime train-all`)")
+    out = {name: str(folder / e.file) for name, e in read_registry(folder / "registry.json").items()
+           if (folder / e.file).is_file()}
+    missing = [n for n in ("styleanime-p2a", "parser-portrait") if n not in out]
+    if missing:
+        raise VidanimeError(f"the set in {folder} lacks {', '.join(missing)}")
+    return out
 
 
 def heldout_portraits(root: Path, val_fraction: float = 0.1, seed: int = 0,
@@ -179,23 +193,33 @@ def anime_look(model: Any, anime_parser: Any, images: np.ndarray, outputs: np.nd
 
 def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, device: str = "cpu",
             lpips_backbone: str | None = None, model_path: str | None = None, refine: int = 0,
-            recolor: float = 0.0) -> dict[str, Any]:
+            recolor: float = 0.0, model_set: str | None = None) -> dict[str, Any]:
     """All numbers of the report (see the module doc) as a JSON-able dict; ``model_path``: a StyleAnime checkpoint
-    (name or path) to measure instead of the bundled ``styleanime-p2a``; ``refine``: test-time refinement steps
-    (:mod:`vidanime.train.refine`) on each portrait's code, timed (``seconds_per_face``); ``recolor``: the strength
-    of :class:`~vidanime.video.recolor.RegionRecolor` (0 = off)."""
+    (name or path) to measure instead of the bundled ``styleanime-p2a``; ``model_set``: a set folder (``train-all
+    --out``) whose ``styleanime-p2a``, ``parser-portrait`` and ``parser-anime`` are measured together (the measuring
+    instruments — the anime parser that reads the outputs, the KID features, the domain classifier — stay the bundled
+    ones, so two sets are measured alike); ``refine``: test-time refinement steps (:mod:`vidanime.train.refine`) on
+    each portrait's code, timed (``seconds_per_face``); ``recolor``: the strength of
+    :class:`~vidanime.video.recolor.RegionRecolor` (0 = off)."""
     ckpt_name, parser_name = DEFAULT_MODELS["p2a"]
-    loaded = load(model_path or ckpt_name, expect="styleanime", device=device)
+    own = set_models(model_set) if model_set else {}
+    if own and model_path:
+        raise VidanimeError("give --model or --set, not both")
+    loaded = load(own.get("styleanime-p2a") or model_path or ckpt_name, expect="styleanime", device=device)
     model = loaded.model
-    portrait_parser = load_model(parser_name, device=device, format="vidanime.parser").eval()
+    portrait_parser = load_model(own.get("parser-portrait", parser_name), device=device,
+                                 format="vidanime.parser").eval()
     anime_parser = load_model("parser-anime", device=device, format="vidanime.parser").eval()
     # The parser that labelled the anime faces in training (recorded in our checkpoints) labels them for reconstruction.
     target = (loaded.train_config or {}).get("target") or {}
     teacher_name = target.get("parser") or parser_name
-    teacher_parser = load_model(teacher_name, device=device, format="vidanime.parser").eval()
+    teacher_parser = load_model(own.get(teacher_name, teacher_name), device=device, format="vidanime.parser").eval()
     refiner = LatentRefiner(model, anime_parser, RefineConfig(steps=refine), model_discriminators(model)) \
         if refine else None
-    recolorer = RegionRecolor(anime_parser, RecolorConfig(strength=recolor)) if recolor else None
+    # the recolouring belongs to the product: it reads the drawings with the set's own anime parser when it has one
+    recolor_parser = (load_model(own["parser-anime"], device=device, format="vidanime.parser").eval()
+                      if "parser-anime" in own else anime_parser)
+    recolorer = RegionRecolor(recolor_parser, RecolorConfig(strength=recolor)) if recolor else None
     translator = portrait_translator(model, portrait_parser, alpha=alpha, refiner=refiner, device=device,
                                      recolor=recolorer)
 
@@ -206,10 +230,11 @@ def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, 
     base_lab = parse(anime_parser, base[None])[0]
 
     effective_alpha = alpha if alpha is not None else model.inference.get("alpha")
-    res: dict[str, Any] = {"model": str(model_path or ckpt_name), "portraits": len(ids), "alpha": effective_alpha,
+    res: dict[str, Any] = {"model": str(own.get("styleanime-p2a") or model_path or ckpt_name), "portraits": len(ids),
+                           "alpha": effective_alpha,
                            "refine": refine, "recolor": recolor, "seconds_per_face": seconds_per_face,
                            "threads": torch.get_num_threads(),
-                           "training_parser": str(teacher_name)}
+                           "training_parser": str(own.get(teacher_name, teacher_name))}
     res.update(portrait_scores(images, gt, outputs, anime_parser))
     res["structure_miou_baseline"] = structure_kept((g, base_lab) for g in gt).miou
     res["colour_emd_baseline"] = _mean_colour(images, gt, [base] * len(images), [base_lab] * len(images))
@@ -322,11 +347,15 @@ def print_report(measure_fn: Callable[[], Any], markdown: Callable[[dict[str, An
 @click.option("--recolor", default=RecolorConfig.strength, show_default=True, type=click.FloatRange(0, 1),
               help="Strength of the hair/eye recolouring (vidanime.video.recolor; the translate default; 0 = off, "
                    "the outputs as drawn).")
+@click.option("--set", "model_set", default=None, type=click.Path(file_okay=False),
+              help="A model set folder (`vidanime train-all --out`): its styleanime-p2a, parser-portrait and "
+                   "parser-anime are measured; the measuring instruments stay the bundled ones.")
 def main(limit: int, anime_count: int, alpha: float | None, lpips_backbone: str | None, json_out: str | None,
-         model_path: str | None, refine: int, recolor: float) -> None:
-    """Measure the bundled models on held-out shipped data and print the README table."""
+         model_path: str | None, refine: int, recolor: float, model_set: str | None) -> None:
+    """Measure the bundled models (or --model, or a --set) on held-out shipped data and print the README table."""
     print_report(lambda: measure(limit=limit, anime_count=anime_count, alpha=alpha, lpips_backbone=lpips_backbone,
-                                 model_path=model_path, refine=refine, recolor=recolor), to_markdown, json_out)
+                                 model_path=model_path, refine=refine, recolor=recolor, model_set=model_set),
+                 to_markdown, json_out)
 
 
 if __name__ == "__main__":

@@ -75,10 +75,18 @@ def test_folder_is_mirrored(tmp_path, model):
 def test_bad_inputs_are_one_line_errors(tmp_path, model):
     img, lab = _write_pair(tmp_path, "a", 0)
     pipe = ImageTranslatePipeline(model, progress=False)
-    gray = tmp_path / "gray.png"
-    Image.fromarray(np.zeros((32, 32), np.uint8), mode="L").save(gray)
-    with pytest.raises(MediaError, match="mode 'L': expected an RGB image"):
-        pipe(gray, tmp_path / "o.png", parsing=lab)
+    # grayscale, transparent and 16-bit pictures are photos too (README: Pillow converts them): they translate
+    rgb = np.asarray(Image.open(img).convert("RGB"))
+    grey = rgb.mean(-1).round().astype(np.uint8)
+    for name, picture in [("gray.png", Image.fromarray(grey, mode="L")),
+                          ("rgba.png", Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)]))),
+                          ("deep.png", Image.fromarray(grey.astype(np.uint16) * 257))]:
+        picture.save(tmp_path / name)
+        out = pipe(tmp_path / name, tmp_path / f"o-{name}", parsing=lab)
+        assert Image.open(out[0]).mode == "RGB" and Image.open(out[0]).size == (32, 32), name
+    np.testing.assert_array_equal(  # an opaque RGBA photo is the RGB photo
+        np.asarray(Image.open(tmp_path / "o-rgba.png")),
+        np.asarray(Image.open(pipe(img, tmp_path / "o-rgb.png", parsing=lab)[0])))
     big, big_lab = _write_pair(tmp_path, "big", 1, size=64)
     with pytest.raises(MediaError, match="expects 32x32"):
         pipe(big, tmp_path / "o.png", parsing=big_lab)

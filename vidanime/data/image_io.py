@@ -2,10 +2,11 @@
 
 One place for the rules every dataset, pipeline and command follows: missing, corrupt or tiny files are a one-line
 :class:`~vidanime.errors.MediaError` naming the file; pictures of other modes are converted (grayscale replicated,
-transparency composited on white, 16-bit scaled) unless ``strict``; label maps must hold one class id per pixel.
+transparency composited on white, 16-bit scaled); label maps must hold one class id per pixel.
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from ..errors import MediaError
 from ..fileio import check_input_file
 
 __all__ = ["MIN_SIDE", "to_rgb_uint8", "read_image_rgb", "read_label_map", "write_rgb", "IMAGE_FORMATS"]
+
+logger = logging.getLogger(__name__)
 
 MIN_SIDE = 16  # smaller pictures cannot hold a face worth translating
 IMAGE_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".bmp": "BMP", ".webp": "WEBP"}
@@ -61,16 +64,15 @@ def _open(path: Path, what: str):
         raise MediaError(f"cannot read {what} {path} (corrupt or unsupported: {msg})") from None
 
 
-def read_image_rgb(path: str | os.PathLike, min_side: int = MIN_SIDE, strict: bool = False) -> np.ndarray:
+def read_image_rgb(path: str | os.PathLike, min_side: int = MIN_SIDE) -> np.ndarray:
     """A picture file → (H, W, 3) uint8 RGB.
 
-    Other modes are converted (see :func:`to_rgb_uint8`); with ``strict`` anything but an RGB picture is refused
-    (for inputs whose colours must be the user's own).  Sides under ``min_side`` px are refused.
+    Other modes are converted (see :func:`to_rgb_uint8`).  Sides under ``min_side`` px are refused.
     """
     path = Path(path)
     with _open(path, "image") as im:
-        if strict and im.mode != "RGB":
-            raise MediaError(f"image {path} has mode '{im.mode}': expected an RGB image (3 channels)")
+        if im.mode != "RGB":
+            logger.debug("image %s has mode '%s': converted to RGB", path, im.mode)
         arr = to_rgb_uint8(im)
     if min(arr.shape[:2]) < min_side:
         raise MediaError(f"image {path} is {arr.shape[1]}x{arr.shape[0]} px, "

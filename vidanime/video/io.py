@@ -260,6 +260,7 @@ class VideoReader:
 
 
 _CONTAINER_OPTIONS = {"mp4": {"movflags": "+faststart"}, "mov": {"movflags": "+faststart"}}
+_TIMING_LOSSY = ("avi",)  # containers with a fixed frame rate per stream: our time base and pts do not survive
 
 
 def default_codec(path: str | os.PathLike) -> str:
@@ -283,6 +284,9 @@ def check_video_output(path: str | os.PathLike, what: str = "output video", code
     expected = "expected .mp4, .mkv, .mov or .webm"
     if not ext:
         raise MediaError(f"{what} {p} has no suffix to choose a container from; {expected}")
+    if ext in _TIMING_LOSSY:  # opens and encodes, but cannot keep the frame times (an AVI came out as 600 fps, VFR)
+        raise MediaError(f"cannot write {what} {p}: the '.{ext}' container cannot keep the frame timing vidanime "
+                         f"writes; {expected}")
     with tempfile.TemporaryDirectory(prefix="vidanime-") as tmp:
         try:
             container = av.open(os.path.join(tmp, f"probe.{ext}"), mode="w", options=_CONTAINER_OPTIONS.get(ext, {}))
