@@ -3,9 +3,10 @@
 Every video under ``in_dir`` (recursive, by extension, case-insensitive, sorted; hidden names skipped) is translated
 by a :class:`~pipelines.translate.TranslatePipeline` into the same relative path under ``out_dir`` (``.mp4`` unless
 told).  ``out_dir/manifest.jsonl`` gets one JSON row per finished or failed file (append-only, fsync'd, so a killed
-run leaves a valid manifest); a re-run skips the files already done and, unless ``retry_failed``, the ones that failed.
-One failing file never stops the rest.  Files run in this process (``jobs=1``), in ``jobs`` worker processes (each
-loads the models once), or as Ray tasks (``ray=ADDRESS|auto|local``), with results written by the driver.
+run leaves a valid manifest); a re-run skips the files already done and, unless ``retry_failed``, the ones that failed
+(a failed file whose input was replaced since is tried again).  One failing file never stops the rest.  Files run in
+this process (``jobs=1``), in ``jobs`` worker processes (each loads the models once), or as Ray tasks
+(``ray=ADDRESS|auto|local``), with results written by the driver.
 """
 from __future__ import annotations
 
@@ -266,6 +267,25 @@ class Manifest:
 
 
 # ------------------------------------------------------------------------------------------------ per-file work
+def check_ray_address(address: str, timeout: float = 5.0) -> None:
+    """A head address ``host:port`` must answer a TCP connection within ``timeout`` s: ``ray.init`` itself retries
+    an unreachable address for minutes.  ``auto``, ``local`` and ``ray://`` client addresses are left to Ray.  One-line
+    ConfigError otherwise."""
+    import socket
+
+    if address in ("auto", "local") or address.startswith("ray://"):
+        return
+    host, sep, port = address.rpartition(":")
+    expected = "expected auto (a running cluster), local, or a head address such as 10.0.0.1:6379"
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"ray='{address}': {expected}")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"cannot reach Ray at '{address}' ({exc.strerror or exc}); {expected}") from None
+
+
 def _one_line(exc: BaseException, limit: int = 300) -> str:
     """A one-line reason: the message of a user error, else ``Type: message``."""
     msg = " ".join(str(exc).split())
@@ -443,6 +463,8 @@ class BatchPipeline(Pipeline):
         if options.ray and importlib.util.find_spec("ray") is None:
             raise ConfigError(f"ray='{options.ray}' needs Ray, which is not installed: pip install 'vidanime[ray]' "
                               "(from a checkout: pip install .[ray])")
+        if options.ray:
+            check_ray_address(options.ray)
         if options.translate.preview:
             raise ConfigError("translate preview is per file; it is not supported in a batch (leave preview unset)")
         TranslatePipeline.check_options(options.translate)
@@ -462,8 +484,16 @@ class BatchPipeline(Pipeline):
             return False
         if not Path(task.output).is_file():
             return False
-        stamp = _input_stamp(task.input)
-        return all(row.get(k) == v for k, v in stamp.items())  # a replaced input is translated again
+        return BatchPipeline._same_input(task, row)  # a replaced input is translated again
+
+    @staticmethod
+    def _same_input(task: BatchTask, row: dict[str, Any]) -> bool:
+        """Whether ``task``'s input still has the size and mtime its manifest ``row`` recorded."""
+        try:
+            stamp = _input_stamp(task.input)
+        except OSError:
+            return False
+        return all(row.get(k) == v for k, v in stamp.items())
 
     # ---------------------------------------------------------------------------------------------------- run
     def __call__(self, in_dir: str | os.PathLike, out_dir: str | os.PathLike,
@@ -489,8 +519,8 @@ class BatchPipeline(Pipeline):
                 if self._is_done(t, row):
                     result.skipped += 1
                 elif row is not None and row.get("status") == "failed" and not options.retry_failed \
-                        and row.get("output") == t.output_key:
-                    result.failed_before.append(t.key)
+                        and row.get("output") == t.output_key and self._same_input(t, row):
+                    result.failed_before.append(t.key)  # a replaced (fixed) input is tried again
                 else:
                     todo.append(t)
             logger.info("batch: %d videos, %d to translate, %d already done%s", len(tasks), len(todo), result.skipped,
@@ -519,7 +549,7 @@ class BatchPipeline(Pipeline):
             finally:
                 bar.close()
         result.seconds = round(time.perf_counter() - t0, 2)
-        logger.info("%s", result.summary())
+        logger.debug("%s", result.summary())  # the CLI prints it
         return result
 
     def _run_here(self, todo: list[BatchTask], job: _Job, options: BatchOptions,

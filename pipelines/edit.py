@@ -204,5 +204,5 @@ class EditPipeline(Pipeline):
         write_rgb(output, result.image)
         result.output = Path(output)
         if result.locality is not None:
-            log.info("edit locality: %s", result.locality)
+            log.debug("edit locality: %s", result.locality)
         return result

@@ -29,7 +29,7 @@ from vidanime.checkpoint import read_torch_file
 from vidanime.data.images import list_images
 from vidanime.data.parsing import read_image_rgb, read_mask
 from vidanime.errors import CheckpointError, ConfigError, MediaError
-from vidanime.fileio import atomic_write_text
+from vidanime.fileio import atomic_write_text, check_input_file
 from vidanime.metrics.context import ImageEvalContext, Parsing
 from vidanime.metrics.fid import FID_WEIGHTS_ENV, load_fid_inception
 from vidanime.metrics.lpips_metrics import LPIPS_BACKBONE_ENV, load_lpips
@@ -267,8 +267,7 @@ class EvalVideoPipeline(Pipeline):
                  latents: str | os.PathLike | None = None) -> EvalResult:
         t0 = time.perf_counter()
         for p in (input, output):
-            if not Path(p).is_file():
-                raise MediaError(f"video not found: {p}")
+            check_input_file(p, "video")  # missing, a folder or a device: each its own one-line error
         available = {"video"} | ({"latents"} if latents is not None else set())
         chosen, skipped = select_metrics(("video_pair", "latents"), available, self.metrics, HINTS)
         pair_metrics = [m for m in chosen if m.kind == "video_pair"]
@@ -276,6 +275,10 @@ class EvalVideoPipeline(Pipeline):
         counts = {"in": 0, "out": 0}
         with VideoReader(input) as ri, VideoReader(output) as ro:
             total = len(ri)
+            (wi, hi), (wo, ho) = (ri.info.width, ri.info.height), (ro.info.width, ro.info.height)
+            if wi * ho != wo * hi:  # frames are resized to a common size; another aspect ratio is another picture
+                logger.warning("input is %dx%d and output %dx%d: different shapes, so the warp error compares "
+                               "misaligned pictures", wi, hi, wo, ho)
 
             def frames(reader: Any, key: str):
                 for f in islice(reader, self.max_frames):

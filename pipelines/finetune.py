@@ -27,7 +27,7 @@ from pipelines.base import Pipeline
 from vidanime.checkpoint import load_checkpoint, sha256_file
 from vidanime.config import apply_overrides, config_from_dict, config_to_dict
 from vidanime.data.domains import DomainDataset
-from vidanime.errors import CheckpointError, ConfigError, MediaError
+from vidanime.errors import CheckpointError, ConfigError, MediaError, VidanimeError
 from vidanime.fileio import atomic_write_text, check_input_file, check_output_path
 from vidanime.losses.styleanime import StyleAnimeLoss
 from vidanime.models.face_translator import StyleAnimeFaceTranslator
@@ -110,11 +110,19 @@ class FinetunePipeline(Pipeline):
         if not config.checkpoint or not config.parser:
             raise ConfigError("the fine-tune needs a StyleAnime checkpoint and a parser (--checkpoint, --parser)")
         ckpt, parser = resolve_path(config.checkpoint), resolve_path(config.parser)
-        if config.interp not in interp.BUILTIN_NAMES:
-            try:
-                resolve_path(config.interp)
-            except CheckpointError as exc:
+        if config.interp not in interp.BUILTIN_NAMES and config.train.lambda_fic > 0:
+            try:  # loaded once here (a second or less) so a wrong file fails before the face pass, not after it
+                interp.load(resolve_path(config.interp), device="cpu")
+            except VidanimeError as exc:
                 raise CheckpointError(f"--interp {config.interp}: {exc}") from None
+        backbone = (config.base.loss or {}).get("lpips_backbone")
+        if config.base.enabled and backbone and str(backbone) != "random":
+            from vidanime.metrics.lpips_metrics import load_lpips
+
+            try:  # the same early check for the LPIPS trunk of L_base
+                load_lpips("alex", backbone)
+            except VidanimeError as exc:
+                raise CheckpointError(f"--lpips-backbone {backbone}: {exc}") from None
         if config.train.lambda_fic == 0 and config.train.lambda_lcsc == 0 and not config.base.enabled:
             raise ConfigError("all loss weights are 0 (lambda_lcsc, lambda_fic) and L_base is off: nothing to train")
         return ckpt, parser
@@ -167,8 +175,8 @@ class FinetunePipeline(Pipeline):
                                       f"{getattr(cfg, key)!r}; use another run folder")
         else:
             if out.exists() and (not out.is_dir() or any(out.iterdir())):
-                raise ConfigError(f"{out} is not empty (an earlier fine-tune?): pass --resume to continue it, "
-                                  "or choose another run folder")
+                raise ConfigError(f"{out} is not empty and holds no fine-tune this run can continue: choose "
+                                  "another run folder (`vidanime finetune --resume` continues an earlier one)")
             check_output_path(out, "run folder", folder=True)  # before the model and the face pass
             run = RunDir(out)
 

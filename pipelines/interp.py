@@ -108,7 +108,7 @@ class InterpVideoPipeline(Pipeline):
                 if n_in == 0:
                     raise MediaError(f"{src} has no video frames")
                 n_out = writer.frames_written
-        logger.info("wrote %s: %d frames from %d at %s fps", dst, n_out, n_in, float(rate))
+        logger.debug("wrote %s: %d frames from %d at %s fps", dst, n_out, n_in, float(rate))
         return {"frames_in": n_in, "frames_out": n_out, "fps": float(rate), "path": str(dst)}
 
 

@@ -67,6 +67,8 @@ def cli(input, out, checkpoint, parser_ckpt, direction, iterations, per_clip_sec
     from vidanime.errors import ConfigError
     from vidanime.train.finetune import FinetuneConfig
 
+    if base_mask_labels and not base_data:
+        raise click.UsageError("--base-mask-labels says the label order of --base-data's masks: give --base-data too")
     overrides = options_to_overrides((), ("train.iterations", iterations), ("train.seconds_per_clip_second",
                                      per_clip_second), ("train.lr", lr), ("train.batch", batch),
                                      ("train.device", device), ("train.seed", seed), ("base.data", base_data),

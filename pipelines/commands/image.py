@@ -81,6 +81,10 @@ def translate(input: str, output: str, checkpoint: str, parsing: str | None, par
     from vidanime.video.faces import FaceConfig
 
     check_image_paths(input, output)  # before any model is loaded
+    given = click.get_current_context().get_parameter_source("recolor") == click.core.ParameterSource.COMMANDLINE
+    if given and (reference is not None or style_from is not None):
+        raise click.UsageError("--recolor does not apply with --reference or --style-from: their appearance codes "
+                               "set the colours")
     mode = ImageTranslatePipeline.face_mode(faces, parsing, reference, style_from)
     if mode == "detect":
         check_detector(detector, detector_weights)

@@ -22,7 +22,8 @@ from .options import MODEL_OPTIONS, REFINE_OPTIONS, RENDER_OPTIONS, TEMPORAL_OPT
                    "beside the output (OUTPUT.report.json) with faces, tracks, timing and latent roughness.")
 @finetune_option("this clip")
 @click.option("--finetune-dir", default=None, metavar="DIR",
-              help="Run folder of the fine-tune (default: OUTPUT.finetune beside the output; resumed if present).")
+              help="Run folder of the fine-tune (default: the output's name with .finetune for its extension, "
+                   "beside it; a fine-tune already there is continued).")
 def cli(input, output, checkpoint, parser_ckpt, direction, alpha, device, fp16, recolor, upscaler, refine, refine_every,
         temporal, start, end, faces, crop, preview, crf, preset, detector, detector_weights, detect_every, batch,
         report, finetune, finetune_dir, no_progress) -> None:

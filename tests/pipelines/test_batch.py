@@ -208,6 +208,15 @@ def test_folder_and_option_errors_are_one_line(tmp_path, media, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else find_spec(name, *a))
     with pytest.raises(ConfigError, match=r"pip install 'vidanime\[ray\]'"):
         pipe(src, tmp_path / "o", _opts(ray="auto"))
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    import socket
+
+    with socket.socket() as closed:  # a port nobody listens on: refused at once, not Ray's minutes of retries
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    for address, msg in [(f"127.0.0.1:{port}", "cannot reach Ray at"), ("bogus", "expected auto")]:
+        with pytest.raises(ConfigError, match=msg):
+            pipe(src, tmp_path / "o", _opts(ray=address))
     assert not (tmp_path / "o" / "a.mp4").exists()
 
 
@@ -234,10 +243,11 @@ def test_bad_file_recorded_others_finish_rerun_skips_and_retries(tmp_path, media
     assert (again.skipped, again.done, again.failed, again.failed_before) == (2, [], [], ["bad.mp4"])
     assert not again.ok and "1 failed earlier" in again.summary() and len(_rows(out)) == 3
 
-    shutil.copy(media["noface"], src / "bad.mp4")  # the user fixes the file and asks for a retry
+    shutil.copy(media["noface"], src / "bad.mp4")  # the user replaces the bad file: tried again, no flag needed
     shutil.copy(media["noface"], src / "a.mp4")  # and replaces a finished input: translated again
-    fixed = BatchPipeline()(src, out, _opts(retry_failed=True))
+    fixed = BatchPipeline()(src, out, _opts())
     assert sorted(r["input"] for r in fixed.done) == ["a.mp4", "bad.mp4"] and fixed.skipped == 1 and fixed.ok
+    assert not fixed.failed_before
     assert len(_frames(out / "a.mp4")) == 8 and [r["status"] for r in _rows(out)][-2:] == ["done", "done"]
 
 

@@ -72,6 +72,17 @@ def test_no_face_frames_pass_through_and_faces_fade_in_and_out():
     assert paste_faces(frame, []) is frame
 
 
+def test_clips_shorter_than_the_confirmation_window_keep_their_faces():
+    """A track must last min_track_frames to count (a one-frame false detection is dropped), except in a clip that
+    is shorter than that: a 1- or 2-frame clip with a face gives that face; a longer clip still drops a blip."""
+    cfg = FaceConfig(min_track_frames=3, detect_every=1)
+    for n in (1, 2):
+        outs = list(FaceProcessor(cfg, detector=_Script({i: [(100, 60)] for i in range(n)})).process(_frames(n)))
+        assert [len(o.faces) for o in outs] == [1] * n, n
+    outs = list(FaceProcessor(cfg, detector=_Script({5: [(100, 60)]})).process(_frames(8)))
+    assert [len(o.faces) for o in outs] == [0] * 8
+
+
 def test_faces_present_from_the_first_to_the_last_frame_do_not_fade():
     plan = {i: [(100, 60)] for i in range(12)}
     outs = list(FaceProcessor(FaceConfig(detect_every=1), detector=_Script(plan)).process(_frames(12)))

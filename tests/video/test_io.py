@@ -240,6 +240,26 @@ def _bad_inputs(tmp_path, assets):
     return {"zero": zero, "trunc": trunc, "audio": audio_only, "image": image, "missing": tmp_path / "nope.mp4"}
 
 
+def test_truncated_clip_says_how_many_frames_came_out(tmp_path, caplog):
+    """A faststart mp4 cut in half (an interrupted download): its header still lists every frame; the frames that
+    decode come out, and the damage warning says how many of them (before: only "1 corrupt packet")."""
+    path = tmp_path / "full.mp4"
+    with VideoWriter(path, fps=25) as w:
+        for i in range(40):
+            w.write(np.random.default_rng(i).integers(0, 256, (96, 128, 3), dtype=np.uint8))
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    reader = VideoReader(cut)
+    with caplog.at_level("WARNING", logger="vidanime.video.io"):
+        n = sum(1 for _ in reader)
+    assert len(reader) == 40 and 5 < n < 30
+    warnings = [r.getMessage() for r in caplog.records if "is damaged" in r.getMessage()]
+    assert len(warnings) == 1 and f"only {n} of the 40 frames its header lists" in warnings[0], warnings
+    with caplog.at_level("WARNING", logger="vidanime.video.io"):
+        caplog.clear()
+        assert sum(1 for _ in VideoReader(path)) == 40 and not caplog.records  # an intact clip: no word
+
+
 def test_bad_inputs_one_line_errors(tmp_path, assets):
     expect = {"zero": "empty", "trunc": "cannot read", "audio": "no video stream", "image": "is an image",
               "missing": "does not exist"}

@@ -123,8 +123,10 @@ def load_lpips(net: str = "alex", backbone_path: str | os.PathLike | None = None
                                        if name.startswith("lin") and name != "lins"})
     check_state_dict(lin_modules, lin_sd, source=str(lin_path))
     if str(backbone_path) == "random":
-        logger.warning("LPIPS with a RANDOM %s backbone (backbone_path='random'): values are meaningless, tests only",
-                       net)
+        # what the bundled models trained with (no ImageNet weights can be downloaded): fine as a training loss, but
+        # as a metric its values are not comparable with published LPIPS numbers
+        logger.warning("LPIPS with a random %s trunk (no ImageNet weights given): a usable training loss, but not "
+                       "comparable with published LPIPS values; --lpips-backbone PATH gives the real one", net)
     else:
         path = Path(backbone_path)
         state = _backbone_state(read_torch_file(path), list(model.net.state_dict()), str(path))

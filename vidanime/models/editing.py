@@ -139,7 +139,7 @@ def pti_tune(
             logger.info("PTI: LPIPS %.4f < %.4f after %d steps, stopping", float(lp), stop_lpips, step + 1)
             break
     gen.requires_grad_(False)
-    logger.info("PTI: %d steps, loss %.4f -> %.4f", len(losses), losses[0], losses[-1])
+    logger.debug("PTI: %d steps, loss %.4f -> %.4f", len(losses), losses[0], losses[-1])
     return PTIResult(gen.eval(), losses)
 
 

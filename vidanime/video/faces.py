@@ -166,9 +166,12 @@ class FaceProcessor:
                 batch.clear()
             if final:
                 tracker.end_all(at_cut=True)  # stream end: no fade-out
+            # A clip shorter than the confirmation window (a still as a 1-frame video) confirms its tracks by lasting
+            # the whole clip: there is nothing longer to compare with.
+            confirm = min(self.cfg.min_track_frames, index) if final else self.cfg.min_track_frames
             while pending and (final or len(pending) > self.latency):
                 i, frame, cut = pending.popleft()
-                yield FrameFaces(i, frame, self._faces_at(i, frame, tracker, filters, scales, motions), cut)
+                yield FrameFaces(i, frame, self._faces_at(i, frame, tracker, filters, scales, motions, confirm), cut)
 
         for frame in frames:
             batch.append(check_frames([frame])[0])
@@ -233,11 +236,12 @@ class FaceProcessor:
         return filters[tid](raw / scales[tid], t / self.fps) * scales[tid]
 
     def _faces_at(self, t: int, frame: np.ndarray, tracker: FaceTrackerState, filters: dict,
-                  scales: dict, motions: dict[int, dict[int, np.ndarray]]) -> list[AlignedFace]:
+                  scales: dict, motions: dict[int, dict[int, np.ndarray]], confirm: int) -> list[AlignedFace]:
+        """The aligned faces of frame ``t``: tracks seen at ``t`` that have lasted ``confirm`` frames."""
         c = self.cfg
         out: list[AlignedFace] = []
         for tid, track in tracker.tracks.items():
-            if t not in track.obs or track.count < c.min_track_frames:
+            if t not in track.obs or track.count < confirm:
                 continue
             lm = self._smoothed(track, t, filters, scales, motions)
             m, inv = estimate_similarity(lm, c.crop_size, c.zoom)

@@ -183,13 +183,18 @@ class VideoReader:
             raise MediaError(f"decoding {self.path} failed: none of its {damage['undecodable']} damaged packets "
                              "could be decoded (truncated or corrupt file?)")
 
-    def _warn_damage(self, damage: dict[str, int]) -> None:
-        """One warning line per pass over the clip when the decoder met damaged data."""
+    def _warn_damage(self, damage: dict[str, int], complete: bool = False) -> None:
+        """One warning line per pass over the clip when the decoder met damaged data; after a ``complete`` pass it
+        also says how many of the frames the header announces came out (a truncated file loses its tail)."""
         parts = ([f"{damage['undecodable']} undecodable packet(s) skipped"] if damage["undecodable"] else []) + \
                 ([f"{damage['corrupt']} corrupt packet(s)/frame(s) concealed"] if damage["corrupt"] else [])
-        if parts:
-            log.warning("%s is damaged: %s by the decoder; the output may miss frames or show the damage there",
-                        self.path, " and ".join(parts))
+        if not parts:
+            return
+        expected = len(self) if complete else 0
+        short = (f"; only {damage['delivered']} of the {expected} frames its header lists could be read"
+                 if damage["delivered"] < expected else "")
+        log.warning("%s is damaged: %s by the decoder%s; the output may miss frames or show the damage there",
+                    self.path, " and ".join(parts), short)
 
     def __iter__(self) -> Iterator[Frame]:
         container, vs = self._open()
@@ -202,13 +207,13 @@ class VideoReader:
             container.seek(target, stream=vs, backward=True, any_frame=False)
             seeked = True
         rot = normalize_rotation(self.info.rotation) if self.apply_rotation else 0
-        damage = {"undecodable": 0, "corrupt": 0}
+        damage = {"undecodable": 0, "corrupt": 0, "delivered": 0}
         try:
             yield from self._frames(container, vs, tb, fps, t_first, seeked, rot, damage)
         except GeneratorExit:  # the caller stopped early: say what it met so far
             self._warn_damage(damage)
             raise
-        self._warn_damage(damage)
+        self._warn_damage(damage, complete=True)
         self.close()
 
     def _frames(self, container, vs, tb: Fraction, fps: float, t_first: float, seeked: bool, rot: int,
@@ -243,6 +248,7 @@ class VideoReader:
             img = frame.to_ndarray(format="rgb24")
             if rot:
                 img = np.ascontiguousarray(np.rot90(img, k=rot // 90))
+            damage["delivered"] += 1
             yield Frame(image=img, pts=int(frame.pts), time=t, index=index, time_base=tb)
             index += 1
 
@@ -526,7 +532,7 @@ class VideoWriter:
             raise
         self._closed = True
         self._atomic.__exit__(None, None, None)
-        log.info("wrote %s (%d frames)", self.path, self.frames_written)
+        log.debug("wrote %s (%d frames)", self.path, self.frames_written)
         return self.path
 
     def abort(self) -> None:
