@@ -288,26 +288,34 @@ class ParsePipeline(Pipeline):
         written: list[str] = []
         failed: list[str] = []
 
-        for src, dst in tqdm(targets, desc="parse", disable=len(targets) < 2 or None):
-            try:
-                img = read_image_rgb(src)
-            except MediaError as exc:
-                if len(targets) == 1:
-                    raise
-                logger.warning("skipping %s", exc)
-                failed.append(str(src))
+        bar = tqdm(total=len(targets), desc="parse", disable=len(targets) < 2 or None)
+        for start in range(0, len(targets), self.batch_size):  # batch_size images per parser call
+            loaded = []
+            for src, dst in targets[start : start + self.batch_size]:
+                try:
+                    loaded.append((src, dst, read_image_rgb(src)))
+                except MediaError as exc:
+                    if len(targets) == 1:
+                        raise
+                    logger.warning("skipping %s", exc)
+                    failed.append(str(src))
+                    bar.update(1)
+            if not loaded:
                 continue
-            check_not_same_file(src, dst)
-            lab = self(img).labels[0]
-            with atomic_path(dst) as tmp:
-                Image.fromarray(lab).save(tmp, format="PNG")
-            written.append(str(dst))
-            if overlays:
-                odst = dst.with_name(f"{dst.stem}_overlay.png")
-                check_not_same_file(src, odst)
-                with atomic_path(odst) as tmp:
-                    Image.fromarray(overlay(img, lab, self.label_set)).save(tmp, format="PNG")
-                written.append(str(odst))
+            labels = self([img for _, _, img in loaded]).labels
+            for (src, dst, img), lab in zip(loaded, labels):
+                check_not_same_file(src, dst)
+                with atomic_path(dst) as tmp:
+                    Image.fromarray(lab).save(tmp, format="PNG")
+                written.append(str(dst))
+                if overlays:
+                    odst = dst.with_name(f"{dst.stem}_overlay.png")
+                    check_not_same_file(src, odst)
+                    with atomic_path(odst) as tmp:
+                        Image.fromarray(overlay(img, lab, self.label_set)).save(tmp, format="PNG")
+                    written.append(str(odst))
+                bar.update(1)
+        bar.close()
         if not written:
             raise MediaError(f"none of the {len(targets)} images in {inp} could be read")
         return {"written": written, "failed": failed, "label_set": self.label_set}

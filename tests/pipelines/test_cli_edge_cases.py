@@ -163,3 +163,24 @@ def test_image_folder_skips_an_unreadable_image_and_its_own_output(tmp_path, mon
     (src / "broken.png").unlink()
     written = pipe(src, src / "out")  # a second run does not translate the first run's outputs
     assert sorted(p.relative_to(src).as_posix() for p in written) == ["out/a.png", "out/b.png"] and not pipe.failed
+
+
+def test_parse_folder_in_batches_matches_one_by_one(tmp_path, assets):
+    """`vidanime parse --batch-size` now batches a folder's images (it parsed one per call whatever the option):
+    same label maps as one at a time, for images of different sizes, with an unreadable file skipped."""
+    from pipelines.parse import ParsePipeline
+
+    src = tmp_path / "in"
+    src.mkdir()
+    faces = sorted((assets / "faces" / "images").iterdir())[:3]
+    for i, f in enumerate(faces):
+        Image.open(f).convert("RGB").resize((256 + 32 * i, 256)).save(src / f"{i}.png")
+    (src / "z.png").write_bytes(b"broken")
+    got = {}
+    for bs in (1, 3):
+        pipe = ParsePipeline.for_domain("portrait", batch_size=bs)
+        summary = pipe.parse_paths(src, tmp_path / f"out{bs}")
+        assert summary["failed"] == [str(src / "z.png")] and len(summary["written"]) == 3
+        got[bs] = [np.asarray(Image.open(tmp_path / f"out{bs}" / f"{i}.png")) for i in range(3)]
+    for a, b in zip(got[1], got[3]):
+        assert a.shape == b.shape and (a == b).mean() > 0.999
