@@ -105,6 +105,16 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
     return read_label_map(path, what="parsing map").astype(np.int64)
 
 
+def grey_like(source: np.ndarray, picture: np.ndarray) -> np.ndarray:
+    """``picture`` (H, W, 3) uint8, turned grey (BT.601 luma) when ``source`` (any size) is a black-and-white photo
+    (all three channels equal): the model draws in colour, and a grey photo's colours would be invented."""
+    if source.ndim != 3 or not (np.array_equal(source[..., 0], source[..., 1])
+                                and np.array_equal(source[..., 1], source[..., 2])):
+        return picture
+    luma = np.rint(picture.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
+    return np.repeat(np.clip(luma, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
     """(H, W, 3) uint8 → (1, 3, H, W) float in [-1, 1]."""
     return torch.tensor(image).permute(2, 0, 1)[None].float().div(127.5).sub(1.0)
@@ -344,7 +354,7 @@ class ImageTranslatePipeline(Pipeline):
                 continue
             picture = self._translate_photo(photo, alpha, k, refine)
             if picture is not None:
-                write_rgb(dst, picture)
+                write_rgb(dst, grey_like(photo, picture))
                 written.append(dst)
                 self.pasted.append(dst)
             elif fallback:
@@ -396,8 +406,8 @@ class ImageTranslatePipeline(Pipeline):
                                    list(range(len(chunk))))
             if self.upscaler is not None:  # the drawing doubled by the learned upscaler (--upscaler)
                 out = self.upscaler.to(out.device).enlarge(out)
-            for (_, _, dst), picture in zip(chunk, out):
-                write_rgb(dst, _to_uint8(picture))
+            for (_, _, dst), (src, _), picture in zip(chunk, pairs, out):
+                write_rgb(dst, grey_like(src, _to_uint8(picture)))
                 written.append(dst)
             bar.update(len(chunk))
         bar.close()

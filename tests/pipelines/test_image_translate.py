@@ -84,6 +84,9 @@ def test_bad_inputs_are_one_line_errors(tmp_path, model):
         picture.save(tmp_path / name)
         out = pipe(tmp_path / name, tmp_path / f"o-{name}", parsing=lab)
         assert Image.open(out[0]).mode == "RGB" and Image.open(out[0]).size == (32, 32), name
+        drawn = np.asarray(Image.open(out[0])).astype(int)
+        grey = np.abs(drawn - drawn.mean(-1, keepdims=True)).max() == 0
+        assert grey == (name != "rgba.png"), name  # a black-and-white photo gets a black-and-white drawing
     np.testing.assert_array_equal(  # an opaque RGBA photo is the RGB photo
         np.asarray(Image.open(tmp_path / "o-rgba.png")),
         np.asarray(Image.open(pipe(img, tmp_path / "o-rgb.png", parsing=lab)[0])))
