@@ -29,7 +29,8 @@ def _set(folder: Path, files: dict[str, str]) -> Path:
 def test_set_models_names_what_is_missing(tmp_path):
     with pytest.raises(VidanimeError, match="no registry.json"):
         set_models(tmp_path)
-    (tmp_path / "registry.json").write_text(json.dumps({"models": {"parser-portrait": {"file": "gone.pt"}}}))
+    (tmp_path / "registry.json").write_text(json.dumps(
+        {"models": {"parser-portrait": {"file": "gone.pt", "sha256": "0", "format": "vidanime.parser"}}}))
     with pytest.raises(VidanimeError, match="lacks styleanime-p2a, parser-portrait"):  # a listed file that is absent
         set_models(tmp_path)
     s = _set(tmp_path / "set", {"styleanime-p2a": "styleanime-p2a", "parser-portrait": "parser-portrait"})

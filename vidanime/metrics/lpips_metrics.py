@@ -125,7 +125,7 @@ def load_lpips(net: str = "alex", backbone_path: str | os.PathLike | None = None
     if str(backbone_path) == "random":
         # what the bundled models trained with (no ImageNet weights can be downloaded): fine as a training loss, but
         # as a metric its values are not comparable with published LPIPS numbers
-        logger.warning("LPIPS with a random %s trunk (no ImageNet weights given): a usable training loss, but not "
+        logger.warning("LPIPS with a RANDOM %s trunk (no ImageNet weights given): a usable training loss, but not "
                        "comparable with published LPIPS values; --lpips-backbone PATH gives the real one", net)
     else:
         path = Path(backbone_path)
