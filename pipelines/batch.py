@@ -280,7 +280,7 @@ def check_ray_address(address: str, timeout: float = 5.0) -> None:
     if not sep or not host or not port.isdigit():
         raise ConfigError(f"ray='{address}': {expected}")
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):  # [::1]:6379 too
             pass
     except OSError as exc:
         raise ConfigError(f"cannot reach Ray at '{address}' ({exc.strerror or exc}); {expected}") from None
