@@ -110,8 +110,8 @@ class FinetunePipeline(Pipeline):
         if not config.checkpoint or not config.parser:
             raise ConfigError("the fine-tune needs a StyleAnime checkpoint and a parser (--checkpoint, --parser)")
         ckpt, parser = resolve_path(config.checkpoint), resolve_path(config.parser)
-        if config.interp not in interp.BUILTIN_NAMES and config.train.lambda_fic > 0:
-            try:  # loaded once here (a second or less) so a wrong file fails before the face pass, not after it
+        if config.interp not in interp.BUILTIN_NAMES:
+            try:  # a trial load (a second or less; the run loads it again) so a wrong file fails before the face pass
                 interp.load(resolve_path(config.interp), device="cpu")
             except VidanimeError as exc:
                 raise CheckpointError(f"--interp {config.interp}: {exc}") from None
@@ -119,7 +119,7 @@ class FinetunePipeline(Pipeline):
         if config.base.enabled and backbone and str(backbone) != "random":
             from vidanime.metrics.lpips_metrics import load_lpips
 
-            try:  # the same early check for the LPIPS trunk of L_base
+            try:  # the same trial load for the LPIPS trunk of L_base (loaded again by its loss)
                 load_lpips("alex", backbone)
             except VidanimeError as exc:
                 raise CheckpointError(f"--lpips-backbone {backbone}: {exc}") from None
