@@ -174,7 +174,7 @@ class FinetunePipeline(Pipeline):
                     raise ConfigError(f"--resume {out}: the run fine-tuned {key}={stored.get(key)!r}, not "
                                       f"{getattr(cfg, key)!r}; use another run folder")
         else:
-            if out.exists() and (not out.is_dir() or any(out.iterdir())):
+            if out.exists() and (not out.is_dir() or not _restartable(out)):
                 raise ConfigError(f"{out} is not empty and holds no fine-tune this run can continue: choose "
                                   "another run folder (`vidanime finetune --resume` continues an earlier one)")
             check_output_path(out, "run folder", folder=True)  # before the model and the face pass
@@ -212,6 +212,9 @@ class FinetunePipeline(Pipeline):
                            "drift from the target domain (for tests only)")
         m = interp.load(cfg.interp, device=device) if t.lambda_fic > 0 else None
         out.mkdir(parents=True, exist_ok=True)  # only now: a clip without faces leaves no half-made run folder
+        if state is None and run.metrics_path.is_file():  # an earlier run here stopped before its first checkpoint
+            logger.info("%s: starting again over an earlier run that stopped before its first checkpoint", out)
+            run.metrics_path.unlink()
         run.write_config(cfg)
         extras = {"train_config": train_config} if train_config is not None else {}
         if use_base and discs is None:
@@ -246,6 +249,15 @@ class FinetunePipeline(Pipeline):
             frames=triplets.n_frames, tracks=len(triplets.tracks), triplets=len(triplets),
             seconds=round(time.perf_counter() - t0, 2), before=before, after=after,
         )
+
+
+def _restartable(folder: Path) -> bool:
+    """Whether a fresh fine-tune may write into ``folder``: it is empty, or holds only what a run that stopped before
+    its first checkpoint left (config.yaml, metrics.jsonl, an empty checkpoints/), so an interrupted or failed run's
+    folder can simply be given again."""
+    left = {p.name for p in folder.iterdir()}
+    ckpts = folder / "checkpoints"
+    return left <= {"config.yaml", "metrics.jsonl", "checkpoints"} and not (ckpts.is_dir() and any(ckpts.iterdir()))
 
 
 FINETUNE_AUTO = "auto"

@@ -42,6 +42,7 @@ from vidanime.models.styleanime import StyleAnime
 from vidanime.registry import load_styleanime
 from vidanime.video.detect import default_detector
 from vidanime.video.faces import FaceConfig, FaceProcessor
+from vidanime.video.grey import grey_like
 from vidanime.video.paste import SEAM_COLOR_MATCH, PasteItem, paste_faces
 
 __all__ = ["ImageTranslatePipeline", "IMAGE_SUFFIXES", "DIRECTIONS", "FACE_MODES", "check_direction", "read_rgb",
@@ -103,16 +104,6 @@ def read_rgb(path: str | os.PathLike) -> np.ndarray:
 def read_labels(path: str | os.PathLike) -> np.ndarray:
     """(H, W) int64 label ids from a label PNG (one id per pixel); a colour picture is an error."""
     return read_label_map(path, what="parsing map").astype(np.int64)
-
-
-def grey_like(source: np.ndarray, picture: np.ndarray) -> np.ndarray:
-    """``picture`` (H, W, 3) uint8, turned grey (BT.601 luma) when ``source`` (any size) is a black-and-white photo
-    (all three channels equal): the model draws in colour, and a grey photo's colours would be invented."""
-    if source.ndim != 3 or not (np.array_equal(source[..., 0], source[..., 1])
-                                and np.array_equal(source[..., 1], source[..., 2])):
-        return picture
-    luma = np.rint(picture.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))
-    return np.repeat(np.clip(luma, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
 
 
 def _to_tensor(image: np.ndarray) -> torch.Tensor:

@@ -12,6 +12,7 @@ pseudo     parser pseudo-labels of an image folder (ParsePipeline)          imag
 facebank   FaceBank of a generator's W codes                                facebank .pt
 styleanime StyleAnime encoders (:func:`pipelines.train_styleanime`)         exported styleanime .pt
 interp     the IFNet interpolator of L_fic (:func:`interp.train.train_ifnet`) exported ifnet .pt
+distill    refinement distillation of encoders (:mod:`pipelines.distill`)    styleanime .pt
 ========== ================================================================ =========================
 
 A stage's ``set`` overrides may name earlier outputs as ``{stage}`` and the data folder as ``{assets}``.  The budget is
@@ -59,7 +60,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["StageConfig", "ExportConfig", "TrainAllConfig", "TrainAllPipeline", "StageResult", "KINDS",
            "default_assets_root"]
 
-KINDS = ("gan", "parser", "pseudo", "facebank", "styleanime", "interp")
+KINDS = ("gan", "parser", "pseudo", "facebank", "styleanime", "interp", "distill")
 _PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_]+)\}")
 REPO = Path(__file__).resolve().parents[1]
 
@@ -90,6 +91,8 @@ class ExportConfig:
     facebank: str = ""  # styleanime: the facebank stage whose bank ships inside the checkpoint
     # styleanime: test-time defaults (alpha, k[, anchor_layers], refine)
     inference: dict[str, Any] = field(default_factory=dict)
+    # exported instead when ``stage`` has no output (e.g. the encoders when their distillation failed)
+    fallback_stage: str = ""
 
 
 @dataclass
@@ -118,8 +121,9 @@ class TrainAllConfig:
         if len(set(names)) != len(names):
             raise ConfigError("train-all stage names must be unique")
         for e in self.exports:
-            if e.stage not in names:
-                raise ConfigError(f"train-all export '{e.name}' names unknown stage '{e.stage}'")
+            for ref in filter(None, (e.stage, e.fallback_stage)):
+                if ref not in names:
+                    raise ConfigError(f"train-all export '{e.name}' names unknown stage '{ref}'")
 
 
 @dataclass
@@ -339,6 +343,10 @@ class TrainAllPipeline(Pipeline):
         items = []
         for e in self.config.exports:
             src = outputs.get(e.stage)
+            if not src and e.fallback_stage and outputs.get(e.fallback_stage):
+                logger.warning("export %s: stage %s has no output, exporting stage %s's instead", e.name, e.stage,
+                               e.fallback_stage)
+                src = outputs[e.fallback_stage]
             if not src:
                 logger.warning("export %s: stage %s has no output", e.name, e.stage)
                 continue
@@ -448,6 +456,29 @@ def _run_interp(stage: StageConfig, overrides: dict, root: Path, budget: Budget,
     return ckpt, {"step": checkpoint_step(ckpt), **_speed(run.path)}
 
 
+def _run_distill(stage: StageConfig, overrides: dict, root: Path, budget: Budget, dev: Any, resume: bool):
+    from pipelines.distill import DistillRunConfig, distill_refine
+
+    opts = dict(overrides)
+    for key in ("model", "faces"):
+        if key not in opts:
+            raise ConfigError(f"stage {stage.name}: set.{key} is required for a distill stage")
+    known = set(DistillRunConfig.__dataclass_fields__)
+    if unknown := sorted(set(opts) - known):
+        raise ConfigError(f"stage {stage.name}: unknown distill option(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(sorted(known))}")
+    out = root / stage.name
+    done = out / "done.json"
+    if resume and done.is_file():
+        found = json.loads(done.read_text())
+        if Path(found["checkpoint"]).is_file():
+            return Path(found["checkpoint"]), {"step": found["step"]}
+    ckpt = distill_refine(DistillRunConfig(**opts), out, budget=budget, device=dev)
+    step = checkpoint_step(ckpt)
+    atomic_write_text(done, json.dumps({"checkpoint": str(ckpt), "step": step}, indent=2) + "\n")
+    return ckpt, {"step": step}
+
+
 def _has_run(root: Path, name: str) -> bool:
     return find_latest_run(root, name=name) is not None
 
@@ -459,5 +490,5 @@ def _speed(run_path: Path) -> dict[str, Any]:
 
 STAGE_RUNNERS: dict[str, Callable[..., tuple[Path, dict[str, Any]]]] = {
     "gan": _run_gan, "parser": _run_parser, "pseudo": _run_pseudo, "facebank": _run_facebank,
-    "styleanime": _run_styleanime, "interp": _run_interp,
+    "styleanime": _run_styleanime, "interp": _run_interp, "distill": _run_distill,
 }

@@ -36,11 +36,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pipelines.distill import ANIME_HELDOUT_START, anime_images
 from pipelines.parse import ParsePipeline
 from pipelines.translate import DEFAULT_MODELS
 from vidanime import labels as L
 from vidanime.data.image_io import read_image_rgb
-from vidanime.data.images import list_images
 from vidanime.data.pack import default_assets_root
 from vidanime.data.parsing import list_pairs, read_mask, remap_mask, resize_image, split_ids
 from vidanime.errors import VidanimeError
@@ -59,11 +59,6 @@ from vidanime.video.recolor import RecolorConfig, RegionRecolor
 logger = logging.getLogger("vidanime.report_demo")
 
 ASSETS = default_assets_root()  # $VIDANIME_ASSETS, else ../shared/assets beside the repository
-# The anime faces the demo models trained on: the encoders the first 2,000 sorted files, the anime parser the first
-# 3,000; files from this index on are held out.
-ANIME_HELDOUT_START = 9000
-
-
 def set_models(folder: str | Path) -> dict[str, str]:
     """Registry name → file path of a model set folder (``train-all --out``: ``registry.json`` + files), for the
     models a portrait → anime report needs; a one-line error when the folder is not a set or lacks them."""
@@ -92,12 +87,6 @@ def heldout_portraits(root: Path, val_fraction: float = 0.1, seed: int = 0,
         m = L.resize_labels(m, (256, 256)) if m.shape != (256, 256) else m
         masks.append(remap_mask(m, "celebamask", "bisenet"))
     return held, np.stack(images), np.stack(masks)
-
-
-def anime_images(root: Path, start: int, count: int, size: int = 256) -> list[np.ndarray]:
-    """``count`` anime face crops from sorted index ``start`` on, resized to ``size``."""
-    files = list_images(root)[start : start + count]
-    return [resize_image(read_image_rgb(f), size) for f in files]
 
 
 def parse(parser: Any, images: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:

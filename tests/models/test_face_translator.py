@@ -156,3 +156,23 @@ def test_upscaler_enlarges_the_drawing_before_it_is_resized_to_the_crop(tiny):
     small = crops(s=24)
     np.testing.assert_array_equal(tr(small, [0, 1, 2]).crops,
                                   StyleAnimeFaceTranslator(model, parser, parsing_smooth=0)(small, [0, 1, 2]).crops)
+
+
+def test_black_and_white_crops_get_black_and_white_drawings(tiny):
+    """A grey crop (an old film; decoded greyscale H.264 has equal channels) gets its drawing's BT.601 luma; a
+    colour crop in the same batch keeps the drawing's colours."""
+    from vidanime.video.grey import grey_like, is_grey
+
+    model, parser = tiny
+    x = crops(2)
+    x[0] = x[0].mean(-1, keepdims=True).round().astype(np.uint8)  # a grey face ...
+    x[0, :5, :5, 2] += 1  # ... with a little chroma noise, within the tolerance
+    colour = StyleAnimeFaceTranslator(model, parser, parsing_smooth=0)(x[1:], [1]).crops[0]
+    res = StyleAnimeFaceTranslator(model, parser, parsing_smooth=0)(x, [0, 1])
+    assert is_grey(res.crops[0]) and not is_grey(res.crops[1])
+    np.testing.assert_array_equal(res.crops[1], colour)
+    luma = np.array([0.299, 0.587, 0.114]) @ np.array([200, 100, 50])  # 124.2 → 124
+    np.testing.assert_array_equal(grey_like(np.full((2, 2, 3), 7, np.uint8), np.full((1, 1, 3), [200, 100, 50],
+                                                                                     np.uint8)), [[[124] * 3]])
+    assert round(luma) == 124
+    assert not is_grey(x[0]) and is_grey(x[0], tolerance=2)

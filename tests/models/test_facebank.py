@@ -144,8 +144,12 @@ def test_anchor_layers_take_the_anchor_alone():
     torch.testing.assert_close(out[:, [0, 2]], 0.7 * w[:, [0, 2]] + 0.3 * anchor[:, [0, 2]])
     assert not torch.allclose(out[:, 1], w[:, 1])
     assert bank.aggregate(w, 1.0, anchor_layers=[3]) is w
-    with pytest.raises(VidanimeError, match=r"anchor_layers=\[4\]: expected indices in 0..3"):
+    # -1 is the finest layer whatever the generator's size (one recipe for 64 and 128 px)
+    torch.testing.assert_close(bank.aggregate(w, 0.7, k=5, anchor_layers=[-1, 1]), out)
+    with pytest.raises(VidanimeError, match=r"anchor_layers=\[4\]: expected indices in -4..3"):
         bank.aggregate(w, 0.7, anchor_layers=[4])
+    with pytest.raises(VidanimeError, match=r"anchor_layers=\[-5\]"):
+        bank.aggregate(w, 0.7, anchor_layers=[-5])
 
 
 def test_build_is_seeded_mapping_output_and_file_round_trip(tmp_path):

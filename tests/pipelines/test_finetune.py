@@ -122,6 +122,23 @@ def test_resume_continues_the_run(setup, finetuned, tmp_path):
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["finetune-0000024.pt"]  # keep_checkpoints 1
 
 
+def test_a_run_that_stopped_before_its_first_checkpoint_can_be_started_again(setup, tmp_path):
+    """An interrupted or failed run leaves config.yaml and metrics.jsonl but no checkpoint: giving the same folder again
+    starts afresh (its old rows dropped) instead of asking the user to delete it."""
+    from pipelines.finetune import FinetunePipeline
+    from vidanime.train.run_dir import RunDir
+
+    d, clip = setup
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.yaml").write_text("stale: true\n")
+    (run / "metrics.jsonl").write_text('{"step": 99, "loss": 1.0}\n')
+    res = FinetunePipeline(_config(d, clip, iterations=2), eval_triplets=0)(run)
+    assert res.steps == 2
+    assert [r["step"] for r in RunDir(run).read_metrics()] == [2]
+    assert "stale" not in (run / "config.yaml").read_text()
+
+
 def test_clip_shorter_than_three_frames_is_one_line_error(setup, tmp_path):
     from fractions import Fraction
 

@@ -19,7 +19,7 @@ from vidanime.train.harness import Budget
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "configs" / "train_all_tiny.yaml"
-STAGES = ["gan", "parser", "anime_pseudo", "anime_parser", "facebank", "encoders", "interp"]
+STAGES = ["gan", "parser", "anime_pseudo", "anime_parser", "facebank", "encoders", "distill", "interp"]
 
 
 class TickingClock:
@@ -62,6 +62,20 @@ def test_tiny_recipe_runs_every_stage_within_budget_and_exports_a_set(assets, tm
     assert sa["train_config"]["target"]["parser"] == "parser-anime"  # recorded by bundled name, not a run path
     assert json.loads((out / "train-all.json").read_text())["stages"][0]["name"] == "gan"
     assert "stage encoders" in (out / "train-all.log").read_text()
+    # the exported encoders are the distilled ones: refined portrait codes and anime inversions, then a fine-tune
+    import yaml
+
+    distilled = yaml.safe_load((Path(stages["distill"]["output"]).parents[1] / "config.yaml").read_text())
+    assert distilled["portraits"]["count"] >= 1 and distilled["anime_inverted"] >= 1
+    assert distilled["result"]["steps"] >= 1
+    before = load_checkpoint(stages["encoders"]["output"], format="vidanime.styleanime")["state_dict"]
+    after = sa["state_dict"]
+    changed = [k for k in before if k.startswith("encoder.") and before[k].is_floating_point()
+               and not torch.allclose(before[k].float(), after[k].float(), atol=1e-3)]
+    assert changed, "the distill stage did not change the encoders"
+    assert not any(k.startswith("decoder.") and not torch.allclose(before[k].float(), after[k].float(), rtol=2e-3,
+                                                                   atol=1e-2)
+                   for k in before)  # the generator stays frozen (the export stores fp16: relative tolerance)
 
     # `vidanime weights install` puts the set in a weights folder, checksums checked, differing files need --force
     from vidanime.registry import install_set
@@ -87,10 +101,30 @@ def test_a_failing_stage_keeps_the_other_stages_results(assets, tmp_path, monkey
     summary = TrainAllPipeline.from_config_file(TINY)(out, budget=Budget(6), device="cpu", data=assets, smoke=False)
     status = {r["name"]: r["status"] for r in summary["stages"]}
     assert status == {"gan": "ok", "parser": "failed", "anime_pseudo": "skipped", "anime_parser": "skipped",
-                      "facebank": "ok", "encoders": "skipped", "interp": "ok"}
+                      "facebank": "ok", "encoders": "skipped", "distill": "skipped", "interp": "ok"}
     assert "disk on fire" in summary["stages"][1]["error"]
     assert sorted(summary["exported"]) == ["ifnet-demo", "stylegan2-anime-demo"]
     assert (out / "stylegan2-anime-demo.pt").is_file() and (out / "ifnet-demo.pt").is_file()
+
+
+@pytest.mark.slow
+def test_a_failed_distillation_exports_the_encoders_instead(assets, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setitem(TA.STAGE_RUNNERS, "distill", broken)
+    out = tmp_path / "set"
+    budget = Budget(6, clock=TickingClock(0.05))
+    summary = TrainAllPipeline.from_config_file(TINY)(out, budget=budget, device="cpu", data=assets, smoke=False,
+                                                      stages=STAGES[:-1])
+    status = {r["name"]: r["status"] for r in summary["stages"]}
+    assert status["encoders"] == "ok" and status["distill"] == "failed"
+    assert "styleanime-p2a" in summary["exported"]
+    encoders = [r for r in summary["stages"] if r["name"] == "encoders"][0]["output"]
+    exported = load_checkpoint(out / "styleanime-p2a.pt", format="vidanime.styleanime")["state_dict"]
+    trained = load_checkpoint(encoders, format="vidanime.styleanime")["state_dict"]
+    key = next(k for k in trained if k.startswith("encoder.") and trained[k].is_floating_point())
+    assert torch.allclose(exported[key].float(), trained[key].float(), atol=1e-2)
 
 
 @pytest.mark.slow
@@ -214,7 +248,14 @@ def test_the_shipped_recipes_load():
         pipe = TrainAllPipeline.from_config_file(REPO / "configs" / name)
         assert pipe.config.stages and all(s.share > 0 for s in pipe.config.stages if s.enabled), name
         for s in pipe.config.stages:
-            assert (REPO / s.config).is_file() if s.config else s.kind in ("pseudo", "facebank"), (name, s.name)
+            assert (REPO / s.config).is_file() if s.config else s.kind in ("pseudo", "facebank", "distill"), (name,
+                                                                                                      s.name)
+            if s.kind == "distill":  # the options are DistillRunConfig's and valid, in both passes
+                from pipelines.distill import DistillRunConfig
+
+                for opts in (s.set, {**s.set, **s.smoke}):
+                    DistillRunConfig(**{k: TA._PLACEHOLDER.sub("x", v) if isinstance(v, str) else v
+                                        for k, v in opts.items()})
 
 
 def _vidanime(*args: str) -> subprocess.CompletedProcess:
@@ -252,3 +293,20 @@ def test_tiny_recipe_on_cuda(assets, tmp_path):
     summary = TrainAllPipeline.from_config_file(TINY)(tmp_path / "set", budget=Budget(20), device="cuda",
                                                       data=assets)
     assert all(r["status"] == "ok" for r in summary["stages"])
+
+
+def test_distill_stage_options_are_checked_before_any_work(tmp_path):
+    stage = TA.StageConfig(name="distill", kind="distill")
+    with pytest.raises(ConfigError, match="set.faces is required"):
+        TA._run_distill(stage, {"model": "m.pt"}, tmp_path, Budget(None), "cpu", False)
+    with pytest.raises(ConfigError, match="unknown distill option.*bogus"):
+        TA._run_distill(stage, {"model": "m.pt", "faces": "f", "bogus": 1}, tmp_path, Budget(None), "cpu", False)
+    from pipelines.distill import DistillRunConfig
+
+    with pytest.raises(ConfigError, match="anime_count 4 needs the anime folder"):
+        DistillRunConfig(faces="f", anime_count=4)
+    with pytest.raises(ConfigError, match="blend 1.5"):
+        DistillRunConfig(faces="f", blend=1.5)
+    with pytest.raises(ConfigError, match="anime_count 9001: at most 9000"):
+        DistillRunConfig(faces="f", anime="a", anime_count=9001)
+    assert not any(tmp_path.iterdir())  # nothing was written

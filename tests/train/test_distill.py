@@ -46,14 +46,15 @@ def test_mismatched_inputs_are_one_line_errors(tiny_styleanime):
 @pytest.mark.slow
 def test_distill_refine_runs_in_parts_and_writes_a_loadable_model(assets, tmp_path):
     """The pipeline on 4 shipped portraits: two one-portrait-range parts, then the run that takes their codes."""
-    from pipelines.recipes.distill_refine import run
+    from pipelines.distill import DistillRunConfig, distill_refine
     from vidanime.registry import load_styleanime
 
     a, b, full = tmp_path / "a", tmp_path / "b", tmp_path / "full"
-    run(a, "styleanime-p2a", refine=1, steps=0, lr=5e-5, lambda_image=1.0, limit=2)
-    run(b, "styleanime-p2a", refine=1, steps=0, lr=5e-5, lambda_image=1.0, limit=2, offset=2)
+    faces = str(assets / "faces")
+    distill_refine(DistillRunConfig(faces=faces, refine=1, steps=0, limit=2), a)
+    distill_refine(DistillRunConfig(faces=faces, refine=1, steps=0, limit=2, offset=2), b)
     parts = [torch.load(p / "targets.pt", weights_only=True) for p in (a, b)]
-    out = run(full, "styleanime-p2a", refine=1, steps=3, lr=5e-5, lambda_image=1.0, limit=4, parts=[b, a])
+    out = distill_refine(DistillRunConfig(faces=faces, refine=1, steps=3, limit=4), full, parts=[b, a])
     assert not (full / "targets.pt").exists()  # the parts' codes were used, none computed again
     model = load_styleanime(out)
     assert model.discriminator_state is not None

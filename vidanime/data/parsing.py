@@ -25,6 +25,7 @@ import numpy as np
 from .. import labels as L
 from ..errors import ConfigError, MediaError
 from .image_io import read_image_rgb, read_label_map
+from .images import IMAGE_EXTENSIONS
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 IGNORE_INDEX = L.IGNORE_INDEX  # re-exported: defined in vidanime.labels so vidanime.data.animeize can share it
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_EXTS = IMAGE_EXTENSIONS  # the image suffixes every reader of image folders accepts (vidanime.data.images)
 
 
 @dataclass

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from .. import labels as L
 from ..errors import VidanimeError
+from ..video.grey import GREY_TOLERANCE, grey_like
 from ..video.track import forget_stale_tracks
 
 logger = logging.getLogger(__name__)
@@ -276,6 +277,8 @@ class StyleAnimeFaceTranslator:
             out = self.recolor(crops, lab_s, self.parser_labels, out.float(), list(track_ids))
         out = self.upscale(out.float(), s)
         out_u8 = ((out.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        for i, crop in enumerate(crops):  # a black-and-white face (an old film) gets a black-and-white drawing
+            out_u8[i] = grey_like(crop, out_u8[i], GREY_TOLERANCE)
         masks = np.stack([parsing_mask(lab, self.parser_labels) for lab in lab_s])
         if self.crop_blend is not None:  # per-track flow-guided blending with the previous output (--temporal flow)
             out_u8, masks = self.crop_blend.blend(crops, out_u8, list(track_ids), masks)

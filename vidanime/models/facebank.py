@@ -220,12 +220,15 @@ class FaceBank:
     def aggregate(self, w: torch.Tensor, alpha: float, k: int = 10,
                   anchor_layers: tuple[int, ...] | list[int] = ()) -> torch.Tensor:
         """Eq. 14: ``α·w + (1 − α)·w_anchor`` for W+ codes (B, L, D); α in [0, 1], α = 1 returns w unchanged (the bank
-        is off).  ``anchor_layers``: W+ layer indices (0-based) that take ``w_anchor`` alone whenever α < 1."""
+        is off).  ``anchor_layers``: W+ layer indices (0-based; negative ones count from the finest layer, -1 is the
+        last, so one recipe fits generators of any size) that take ``w_anchor`` alone whenever α < 1."""
         if not 0.0 <= float(alpha) <= 1.0:
             raise VidanimeError(f"FaceBank alpha={alpha}: expected a number in [0, 1]")
-        layers = sorted({int(i) for i in anchor_layers})
-        if layers and not 0 <= layers[0] <= layers[-1] < w.shape[1]:
-            raise VidanimeError(f"FaceBank anchor_layers={layers}: expected indices in 0..{w.shape[1] - 1}")
+        n = w.shape[1]
+        given = sorted({int(i) for i in anchor_layers})
+        if given and not -n <= given[0] <= given[-1] < n:
+            raise VidanimeError(f"FaceBank anchor_layers={given}: expected indices in {-n}..{n - 1}")
+        layers = sorted({i % n for i in given})
         if alpha == 1.0:
             return w
         anchor, _, _ = self.anchor(w, k)

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import VidanimeError
-from .harness import TrainLoop
+from .harness import Budget, TrainLoop
 from .refine import w_spread
 
 logger = logging.getLogger(__name__)
@@ -50,11 +50,17 @@ class DistillConfig:
 
 @torch.no_grad()
 def refined_targets(model: Any, refiner: Any, images: torch.Tensor, labels: torch.Tensor, steps: int, chunk: int = 16,
-                    progress: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Encoder codes w0 and refined codes w* (N, n_latent, D) for model-size ``images`` (N, 3, M, M) in [-1, 1] with
-    their ``labels`` (N, M, M) in the model's label set; ``steps`` refinement steps, ``chunk`` faces at a time."""
+                    progress: Callable[[int], None] | None = None,
+                    until: Callable[[], bool] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoder codes w0 and refined codes w* (n, n_latent, D) for model-size ``images`` (N, 3, M, M) in [-1, 1] with
+    their ``labels`` (N, M, M) in the model's label set; ``steps`` refinement steps, ``chunk`` faces at a time.
+    ``until``: checked after each chunk; when it returns True the codes so far are returned (n ≤ N, at least one
+    chunk), so a time budget bounds the work."""
     w0s, ws = [], []
     for i in range(0, len(images), chunk):
+        if i and until is not None and until():
+            logger.info("refinement stopped by its budget after %d of %d faces", i, len(images))
+            break
         x, lab = images[i : i + chunk], labels[i : i + chunk]
         w0 = model.encode(x, lab).float()
         ws.append(refiner(w0, x, lab, steps=steps).cpu())
@@ -66,10 +72,12 @@ def refined_targets(model: Any, refiner: Any, images: torch.Tensor, labels: torc
 
 def distill_encoders(model: Any, images: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor,
                      config: DistillConfig | None = None, log_every: int = 50,
-                     discriminators: tuple[Any, Any] | None = None) -> list[dict[str, Any]]:
+                     discriminators: tuple[Any, Any] | None = None,
+                     budget: Budget | None = None) -> list[dict[str, Any]]:
     """Fine-tune ``model.encoder`` in place so that E(images, labels) ≈ ``targets`` (see the module doc), in the
     training harness's loop; returns its logged rows (step, code, image, [adv,] loss averaged over ``log_every``
-    steps).  ``discriminators``: the model's frozen (D1, D2), needed when ``config.lambda_adv`` > 0."""
+    steps; the last row is the step it stopped at).  ``discriminators``: the model's frozen (D1, D2), needed when
+    ``config.lambda_adv`` > 0; ``budget``: a wall-clock allowance that may stop it before ``config.steps``."""
     c = config or DistillConfig()
     if c.lambda_adv > 0 and discriminators is None:
         raise VidanimeError(f"distill lambda_adv = {c.lambda_adv} needs the checkpoint's discriminators; it has none")
@@ -109,7 +117,7 @@ def distill_encoders(model: Any, images: torch.Tensor, labels: torch.Tensor, tar
 
     try:
         result = TrainLoop(step, start=0, total=c.steps, log_every=log_every, images_per_step=batch,
-                           desc="distill", device=ref.device).run()
+                           desc="distill", device=ref.device, budget=budget).run()
     finally:
         model.encoder.eval().requires_grad_(False)
     return result.rows

@@ -72,13 +72,17 @@ def invert_codes(model: Any, images: torch.Tensor, w0: torch.Tensor, config: Inv
 
 
 def inverted_targets(model: Any, images: torch.Tensor, labels: torch.Tensor, config: InvertConfig | None = None,
-                     chunk: int = 32, progress: Callable[[int], None] | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Encoder codes w0 and inverted codes w* (N, n_latent, D) for model-size ``images`` (N, 3, M, M) in [-1, 1]
-    with their ``labels`` (N, M, M) in the model's label set, ``chunk`` images at a time."""
+                     chunk: int = 32, progress: Callable[[int], None] | None = None,
+                     until: Callable[[], bool] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoder codes w0 and inverted codes w* (n, n_latent, D) for model-size ``images`` (N, 3, M, M) in [-1, 1]
+    with their ``labels`` (N, M, M) in the model's label set, ``chunk`` images at a time; ``until`` (checked after
+    each chunk) returning True stops early with the codes so far (n ≤ N, at least one chunk)."""
     std = w_spread(model.decoder)
     w0s, ws = [], []
     for i in range(0, len(images), chunk):
+        if i and until is not None and until():
+            logger.info("inversion stopped by its budget after %d of %d images", i, len(images))
+            break
         x, lab = images[i : i + chunk], labels[i : i + chunk]
         with torch.no_grad():
             w0 = model.encode(x, lab).float()
