@@ -7,11 +7,12 @@ folder), upscaled to 1280x720; the face box is fixed (the clip's face region), s
 (``bench.bench_translate`` times them where PyAV and the detector exist).  Timed per face, batched as translate batches
 them: crop + resize, parse (portrait parser), encode (E_p+E_s), FaceBank aggregation, generate, the default hair/eye
 recolouring (anime parser on the drawing), paste back at 720p.  Models come from ``--set`` (a ``train-all --out``
-folder: styleanime-p2a.pt, parser-portrait.pt, parser-anime.pt) or the bundled ones.
+folder: styleanime-p2a.pt, parser-portrait.pt, parser-anime.pt, each where the set has it) or the bundled ones.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from pathlib import Path
 
@@ -58,7 +59,10 @@ def main(argv: list[str] | None = None) -> None:
 
     dev = torch.device(args.device)
     sync = dev.type == "cuda"
-    src = (lambda name: str(Path(args.set) / f"{name}.pt")) if args.set else (lambda name: name)
+    def src(name: str) -> str:  # the set's file when it has one (a refresh set exports only styleanime-p2a)
+        path = Path(args.set) / f"{name}.pt" if args.set else None
+        return str(path) if path is not None and path.is_file() else name
+
     model = load_model(src("styleanime-p2a"), device=dev).eval()
     parser = load_model(src("parser-portrait"), device=dev).eval()
     bank: FaceBank | None = getattr(model, "facebank", None)
@@ -69,9 +73,41 @@ def main(argv: list[str] | None = None) -> None:
     x0, y0 = (1280 - box) // 2, (720 - box) // 2
     matrix = np.array([[1.0, 0, -x0], [0, 1.0, -y0]], dtype=np.float32)  # frame -> crop (similarity, scale 1)
     p, s = parser.config.image_size, model.image_size
+    half = args.half and sync
+    if args.half and not sync:
+        print("--half needs CUDA: timing float32 on", dev)
+
+    def amp():  # float16 autocast around the model stages (parse, encode, FaceBank, generate) when --half
+        return torch.autocast("cuda", dtype=torch.float16) if half else contextlib.nullcontext()
+
+    def model_out(crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Labels (B, s, s) and drawings (B, 3, s, s) in [-1, 1] of (B, 3, box, box) crops in [0, 1], untimed."""
+        xp = F.interpolate(crops, size=(p, p), mode="bilinear", antialias=True)
+        lab = F.interpolate(torch.softmax(parser(xp).float(), 1), size=(s, s), mode="bilinear").argmax(1)
+        w = model.encode(F.interpolate(crops, size=(s, s), mode="bilinear", antialias=True) * 2 - 1, lab)
+        if bank is not None:
+            w = bank.to(dev).aggregate(w.float(), 0.7, k=10)
+        return lab, model.decode(w).float()
+
+    with torch.no_grad():
+        first = torch.from_numpy(np.stack([f[y0:y0 + box, x0:x0 + box] for f in frames[:args.batch]]))
+        first = first.to(dev).permute(0, 3, 1, 2).float().div(255)
+        with amp():
+            model_out(first)  # warm-up (CUDA context, cuDNN autotuning): not timed
+    if half:  # fp16 against fp32 on the first batch: the same labels and nearly the same drawing?
+        with torch.no_grad():
+            lab32, out32 = model_out(first)
+            with amp():
+                lab16, out16 = model_out(first)
+            diff = (out16 - out32).abs()
+            mse = diff.pow(2).mean().clamp_min(1e-12)
+            psnr = 10 * torch.log10(4.0 / mse)  # range [-1, 1]: peak-to-peak 2
+            print(f"fp16 vs fp32 on {len(first)} faces: labels agree {(lab16 == lab32).float().mean().item():.4f}, "
+                  f"drawing max |diff| {diff.max().item():.4f}, mean |diff| {diff.mean().item():.5f} "
+                  f"(range [-1, 1]), PSNR {psnr.item():.1f} dB")
     totals = dict.fromkeys(["crop", "parse", "encode", "facebank", "generate", "recolor", "paste"], 0.0)
     n = 0
-    with torch.no_grad():
+    with torch.no_grad(), amp():
         for start in range(0, len(frames), args.batch):
             chunk = frames[start:start + args.batch]
             t, crops = clock(lambda: torch.from_numpy(np.stack([f[y0:y0 + box, x0:x0 + box] for f in chunk]))
@@ -85,9 +121,9 @@ def main(argv: list[str] | None = None) -> None:
             t, w = clock(lambda: model.encode(xm, lab), sync)
             totals["encode"] += t
             if bank is not None:
-                t, w = clock(lambda: bank.to(dev).aggregate(w, 0.7, k=10), sync)
+                t, w = clock(lambda: bank.to(dev).aggregate(w.float(), 0.7, k=10), sync)
                 totals["facebank"] += t
-            t, out = clock(lambda: model.decode(w), sync)
+            t, out = clock(lambda: model.decode(w).float(), sync)
             totals["generate"] += t
             crops_u8 = (crops * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
             t, out = clock(lambda: recolor(crops_u8, lab.byte().cpu().numpy().repeat(box // s, 1).repeat(box // s, 2),
@@ -105,7 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     rows.append(["sum of model stages", f"{n / sum(totals.values()):.1f}", f"{1000 * sum(totals.values()) / n:.2f}"])
     print_table(rows, ["stage", "faces/s", "ms/face"],
                 title=f"translate model stages on {name}: {n} frames at 1280x720, one face, batch {args.batch}, "
-                      f"{model.image_size}-px model from {args.set or 'the bundled set'}")
+                      f"{model.image_size}-px model from {args.set or 'the bundled set'}, "
+                      f"{'float16' if half else 'float32'}")
 
 
 if __name__ == "__main__":
