@@ -40,6 +40,53 @@ def _frames(data: str | None, n: int) -> list[np.ndarray]:
     return [cv2.resize(f, (1280, 720), interpolation=cv2.INTER_CUBIC) for f in clip]
 
 
+def _finetune_speed(model, parser, crops: list[np.ndarray], matrix: np.ndarray, dev: torch.device, iterations: int,
+                    interp_name: str, batch: int = 4) -> tuple[float, str]:
+    """Iterations/s of the per-clip fine-tune (L_lcsc + L_fic with M = ``interp_name``, no L_base: its target-domain
+    data is not on a bare GPU machine) on one track of fixed-box ``crops`` (T, S, S, 3) uint8, after 3 warm-up steps;
+    returns (it/s, the interpolator used)."""
+    import copy
+
+    import torch.nn.functional as F
+
+    from interp import load as load_interp
+    from vidanime.errors import VidanimeError
+    from vidanime.train.finetune import (
+        BaseLossConfig,
+        ClipFinetuner,
+        ClipTriplets,
+        FinetuneConfig,
+        FinetuneOptions,
+        TrackFrames,
+    )
+
+    p, s = parser.config.image_size, model.image_size
+    labels = []
+    with torch.no_grad():
+        for i in range(0, len(crops), 16):
+            x = torch.from_numpy(np.stack(crops[i:i + 16])).to(dev).permute(0, 3, 1, 2).float().div(255)
+            logits = parser(F.interpolate(x, size=(p, p), mode="bilinear", antialias=True)).float()
+            lab = F.interpolate(torch.softmax(logits, 1), size=(s, s), mode="bilinear").argmax(1)
+            labels += list(lab.to(torch.uint8).cpu())
+    track = TrackFrames(0, frames=list(range(len(crops))), matrices=[matrix] * len(crops), labels=labels,
+                        crops=list(crops))
+    triplets = ClipTriplets("bench-clip", [track], crop_size=crops[0].shape[0], image_size=s, n_frames=len(crops),
+                            fps=25.0)
+    try:
+        interp = load_interp(interp_name, device=dev)
+    except (VidanimeError, OSError, ImportError) as exc:  # fall back to the classical M, saying why
+        print(f"fine-tune: interpolator {interp_name} not loadable ({exc}); using classical")
+        interp_name, interp = "classical", load_interp("classical", device=dev)
+    cfg = FinetuneConfig(train=FinetuneOptions(iterations=iterations, batch=batch, device=str(dev), progress=False),
+                         base=BaseLossConfig(enabled=False))
+    ft = ClipFinetuner(cfg, copy.deepcopy(model), triplets, interp=interp, device=dev)
+    for _ in range(3):
+        ft.train_step()
+    sync = dev.type == "cuda"
+    t, _ = clock(lambda: [ft.train_step() for _ in range(iterations)], sync)
+    return iterations / t, interp_name
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--set", default=None, help="train-all output folder (default: the bundled models)")
@@ -48,6 +95,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--half", action="store_true", help="float16 model stages on CUDA")
+    ap.add_argument("--finetune", type=int, default=0, metavar="N",
+                    help="also time N per-clip fine-tune iterations (batch 4 triplets, L_lcsc + L_fic, no L_base) "
+                         "and extrapolate the paper's 5,000")
     args = ap.parse_args(argv)
 
     import torch.nn.functional as F
@@ -143,6 +193,11 @@ def main(argv: list[str] | None = None) -> None:
                 title=f"translate model stages on {name}: {n} frames at 1280x720, one face, batch {args.batch}, "
                       f"{model.image_size}-px model from {args.set or 'the bundled set'}, "
                       f"{'float16' if half else 'float32'}")
+    if args.finetune > 0:
+        crops = [f[y0:y0 + box, x0:x0 + box] for f in frames]
+        its, used = _finetune_speed(model, parser, crops, matrix, dev, args.finetune, src("ifnet-demo"))
+        print(f"per-clip fine-tune on {name}: {its:.2f} it/s over {args.finetune} iterations (batch 4 triplets, "
+              f"M = {Path(used).name}, no L_base); the paper's 5,000 iterations: {5000 / its / 60:.1f} min")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One `device run` call for a session that is lent a GPU (see README, "The whole set in one command"):
 #   smoke pass + the budgeted recipe ($CONFIG, default configs/train_all_gpu64.yaml: the bundled 64-px architecture,
-#   whose exports fit 16 MiB), then the GPU benchmarks (float32 and float16), all logged to $OUT/run.log.  $OUT gets
+#   whose exports fit 16 MiB), then the GPU benchmarks (float32 + fine-tune it/s, float16), logged to $OUT/run.log.  $OUT gets
 #   at most 8 files: the exported *.pt (6), run.log, and provenance.tar.gz (registry.json, train-all.json/.log, each
 #   stage's config.yaml + metrics.jsonl and last sample grid).  The set is copied to $OUT as soon as train-all ends,
 #   before the benchmarks, and train-all runs under `timeout $GUARD` so a stage that overruns cannot eat the call.
@@ -47,7 +47,7 @@ rm -f "$OUT/facebank.pt" "$OUT/portrait_facebank.pt"
     $(for d in runs/*/samples; do ls -t "$d"/*.png 2>/dev/null | head -1; done) ) >> "$LOG" 2>&1
 {
   echo "== translate model stages on the GPU ($SET, 720p, one face), float32 then float16"
-  timeout 90 python -m bench.bench_gpu --set "$SET" --data "$SET/data" --frames 128 --batch 16
+  timeout 120 python -m bench.bench_gpu --set "$SET" --data "$SET/data" --frames 128 --batch 16 --finetune 200
   timeout 90 python -m bench.bench_gpu --set "$SET" --data "$SET/data" --frames 128 --batch 16 --half
   echo "== $(date -u) done"
 } >> "$LOG" 2>&1
