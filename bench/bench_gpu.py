@@ -51,14 +51,7 @@ def _finetune_speed(model, parser, crops: list[np.ndarray], matrix: np.ndarray, 
 
     from interp import load as load_interp
     from vidanime.errors import VidanimeError
-    from vidanime.train.finetune import (
-        BaseLossConfig,
-        ClipFinetuner,
-        ClipTriplets,
-        FinetuneConfig,
-        FinetuneOptions,
-        TrackFrames,
-    )
+    from vidanime.train import finetune as ftm
 
     p, s = parser.config.image_size, model.image_size
     labels = []
@@ -68,18 +61,18 @@ def _finetune_speed(model, parser, crops: list[np.ndarray], matrix: np.ndarray, 
             logits = parser(F.interpolate(x, size=(p, p), mode="bilinear", antialias=True)).float()
             lab = F.interpolate(torch.softmax(logits, 1), size=(s, s), mode="bilinear").argmax(1)
             labels += list(lab.to(torch.uint8).cpu())
-    track = TrackFrames(0, frames=list(range(len(crops))), matrices=[matrix] * len(crops), labels=labels,
-                        crops=list(crops))
-    triplets = ClipTriplets("bench-clip", [track], crop_size=crops[0].shape[0], image_size=s, n_frames=len(crops),
-                            fps=25.0)
+    track = ftm.TrackFrames(0, frames=list(range(len(crops))), matrices=[matrix] * len(crops), labels=labels,
+                            crops=list(crops))
+    triplets = ftm.ClipTriplets("bench-clip", [track], crop_size=crops[0].shape[0], image_size=s,
+                                n_frames=len(crops), fps=25.0)
     try:
         interp = load_interp(interp_name, device=dev)
     except (VidanimeError, OSError, ImportError) as exc:  # fall back to the classical M, saying why
         print(f"fine-tune: interpolator {interp_name} not loadable ({exc}); using classical")
         interp_name, interp = "classical", load_interp("classical", device=dev)
-    cfg = FinetuneConfig(train=FinetuneOptions(iterations=iterations, batch=batch, device=str(dev), progress=False),
-                         base=BaseLossConfig(enabled=False))
-    ft = ClipFinetuner(cfg, copy.deepcopy(model), triplets, interp=interp, device=dev)
+    options = ftm.FinetuneOptions(iterations=iterations, batch=batch, device=str(dev), progress=False)
+    cfg = ftm.FinetuneConfig(train=options, base=ftm.BaseLossConfig(enabled=False))
+    ft = ftm.ClipFinetuner(cfg, copy.deepcopy(model), triplets, interp=interp, device=dev)
     for _ in range(3):
         ft.train_step()
     sync = dev.type == "cuda"
