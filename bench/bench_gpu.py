@@ -40,6 +40,15 @@ def _frames(data: str | None, n: int) -> list[np.ndarray]:
     return [cv2.resize(f, (1280, 720), interpolation=cv2.INTER_CUBIC) for f in clip]
 
 
+def _labels(parser, crops: torch.Tensor, size: int) -> torch.Tensor:
+    """Parsing labels (B, size, size) int64 of (B, 3, H, W) crops in [0, 1], as translate feeds the encoders."""
+    import torch.nn.functional as F
+
+    p = parser.config.image_size
+    logits = parser(F.interpolate(crops, size=(p, p), mode="bilinear", antialias=True)).float()
+    return F.interpolate(torch.softmax(logits, 1), size=(size, size), mode="bilinear").argmax(1)
+
+
 def _finetune_speed(model, parser, crops: list[np.ndarray], matrix: np.ndarray, dev: torch.device, iterations: int,
                     interp_name: str, batch: int = 4) -> tuple[float, str]:
     """Iterations/s of the per-clip fine-tune (L_lcsc + L_fic with M = ``interp_name``, no L_base: its target-domain
@@ -47,20 +56,16 @@ def _finetune_speed(model, parser, crops: list[np.ndarray], matrix: np.ndarray, 
     returns (it/s, the interpolator used)."""
     import copy
 
-    import torch.nn.functional as F
-
     from interp import load as load_interp
     from vidanime.errors import VidanimeError
     from vidanime.train import finetune as ftm
 
-    p, s = parser.config.image_size, model.image_size
+    s = model.image_size
     labels = []
     with torch.no_grad():
         for i in range(0, len(crops), 16):
             x = torch.from_numpy(np.stack(crops[i:i + 16])).to(dev).permute(0, 3, 1, 2).float().div(255)
-            logits = parser(F.interpolate(x, size=(p, p), mode="bilinear", antialias=True)).float()
-            lab = F.interpolate(torch.softmax(logits, 1), size=(s, s), mode="bilinear").argmax(1)
-            labels += list(lab.to(torch.uint8).cpu())
+            labels += list(_labels(parser, x, s).to(torch.uint8).cpu())
     track = ftm.TrackFrames(0, frames=list(range(len(crops))), matrices=[matrix] * len(crops), labels=labels,
                             crops=list(crops))
     triplets = ftm.ClipTriplets("bench-clip", [track], crop_size=crops[0].shape[0], image_size=s,
@@ -102,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
 
     dev = torch.device(args.device)
     sync = dev.type == "cuda"
+
     def src(name: str) -> str:  # the set's file when it has one (a refresh set exports only styleanime-p2a)
         path = Path(args.set) / f"{name}.pt" if args.set else None
         return str(path) if path is not None and path.is_file() else name
@@ -125,8 +131,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def model_out(crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Labels (B, s, s) and drawings (B, 3, s, s) in [-1, 1] of (B, 3, box, box) crops in [0, 1], untimed."""
-        xp = F.interpolate(crops, size=(p, p), mode="bilinear", antialias=True)
-        lab = F.interpolate(torch.softmax(parser(xp).float(), 1), size=(s, s), mode="bilinear").argmax(1)
+        lab = _labels(parser, crops, s)
         w = model.encode(F.interpolate(crops, size=(s, s), mode="bilinear", antialias=True) * 2 - 1, lab)
         if bank is not None:
             w = bank.to(dev).aggregate(w.float(), 0.7, k=10)

@@ -40,8 +40,7 @@ PY
   tail -n 60 "$SET/train-all.log"
   ls -la "$SET"
 } > "$LOG" 2>&1
-cp "$SET"/*.pt "$OUT/" 2>/dev/null
-rm -f "$OUT/facebank.pt" "$OUT/portrait_facebank.pt"
+cp "$SET"/*.pt "$OUT/" 2>/dev/null  # the exports only: FaceBanks and checkpoints stay under runs/
 ( cd "$SET" && tar czf "$OUT/provenance.tar.gz" registry.json train-all.json train-all.log runs/outputs.json \
     $(find runs -maxdepth 2 \( -name config.yaml -o -name 'metrics*.jsonl' -o -name done.json \) 2>/dev/null) \
     $(for d in runs/*/samples; do ls -t "$d"/*.png 2>/dev/null | head -1; done) ) >> "$LOG" 2>&1

@@ -268,6 +268,7 @@ def test_gpu_loan_recipe_names_no_bundled_weights():
 
     names = set(read_registry()) | set(NOT_BUNDLED)
     assert "parser-anime" in names and "parser-portrait" in names  # the check below can fail
+
     def flatten(d: dict, prefix: str = "") -> dict:
         out: dict = {}
         for k, v in d.items():
