@@ -48,6 +48,8 @@ cp "$SET"/*.pt "$OUT/" 2>/dev/null  # the exports only: FaceBanks and checkpoint
   echo "== translate model stages on the GPU ($SET, 720p, one face), float32 then float16"
   timeout 120 python -m bench.bench_gpu --set "$SET" --data "$SET/data" --frames 128 --batch 16 --finetune 200
   timeout 90 python -m bench.bench_gpu --set "$SET" --data "$SET/data" --frames 128 --batch 16 --half
+  echo "== the parser trainers' batch stream by worker processes (CPU side; train.loader_workers)"
+  [ -d "$SET/data/faces" ] && timeout 60 python -m bench.bench_parser_data --data "$SET/data/faces" --workers 0,4,8
   echo "== $(date -u) done"
 } >> "$LOG" 2>&1
 ls -la "$OUT"

@@ -93,6 +93,13 @@ class ExportConfig:
     inference: dict[str, Any] = field(default_factory=dict)
     # exported instead when ``stage`` has no output (e.g. the encoders when their distillation failed)
     fallback_stage: str = ""
+    # other formats: "float16" halves the file (weights load back into float32 modules); "" ships them as trained
+    dtype: str = ""
+
+    def __post_init__(self) -> None:
+        if self.dtype not in ("", "float32", "float16"):
+            raise ConfigError(f"train-all export '{self.name}': dtype={self.dtype!r}, expected 'float16' or "
+                              "'float32' (or leave it out)")
 
 
 @dataclass
@@ -355,7 +362,8 @@ class TrainAllPipeline(Pipeline):
                                     facebank=Path(outputs[e.facebank]) if e.facebank in outputs else None,
                                     inference=e.inference or None,
                                     parser_names={outputs[x.stage]: x.name for x in self.config.exports
-                                                  if x.stage in outputs}))
+                                                  if x.stage in outputs},
+                                    dtype=e.dtype or None))
         export_models(items, out, merge=False)
         return [i.name for i in items]
 

@@ -83,3 +83,27 @@ def test_encoder_bad_input_names_expected_shape():
         enc(torch.zeros(1, 17, 32, 32))
     with pytest.raises(VidanimeError, match="expected 32x32"):
         enc(torch.zeros(1, 19, 64, 64))
+
+
+def test_narrow_heads_match_a_manual_forward_and_count():
+    """head_width: the map2style convs are that wide and the linear maps the width to the style dimension."""
+    cfg = EncoderConfig(units=(1, 1, 1, 1), widths=(8, 8, 8, 16), se_reduction=4, head_width=6)
+    enc = GradualStyleEncoder(5, ["coarse", "fine"], cfg, style_dim=12, image_size=32).eval()
+    head = enc.styles[1]  # fine level: 8x8 → three stride-2 convs
+    convs = [m for m in head.convs if isinstance(m, torch.nn.Conv2d)]
+    assert [tuple(c.weight.shape) for c in convs] == [(6, 16, 3, 3), (6, 6, 3, 3), (6, 6, 3, 3)]
+    assert tuple(head.linear.weight.shape) == (12, 6)
+    assert _n_params(head) == (16 * 6 * 9 + 6) + 2 * (6 * 6 * 9 + 6) + (6 * 12 + 12)
+    x = torch.randn(2, 16, 8, 8)
+    h = x
+    for c in convs:
+        h = F.leaky_relu(F.conv2d(h, c.weight, c.bias, stride=2, padding=1), 0.01)
+    ref = h.reshape(2, 6) @ (head.linear.weight / math.sqrt(6)).T + head.linear.bias
+    torch.testing.assert_close(head(x), ref)
+    assert enc(torch.randn(2, 5, 32, 32)).shape == (2, 2, 12)
+    wide = GradualStyleEncoder(5, ["coarse", "fine"], EncoderConfig(units=(1, 1, 1, 1), widths=(8, 8, 8, 16),
+                                                                    se_reduction=4), style_dim=12, image_size=32)
+    assert _n_params(wide.styles[1]) == (16 * 12 * 9 + 12) + 2 * (12 * 12 * 9 + 12) + (12 * 12 + 12)  # pSp: style-wide
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ConfigError, match="head_width"):
+            EncoderConfig(head_width=bad)

@@ -139,3 +139,21 @@ def test_psp_generator_import():
         torch.testing.assert_close(g.synthesis(w), model.decoder.synthesis(w), atol=1e-6, rtol=0)
     with pytest.raises(CheckpointError, match="expected a pSp/e4e checkpoint"):
         generator_from_psp({"g_ema": {}})
+
+
+def test_official_layout_with_narrow_heads_round_trips(tmp_path):
+    """A pSp-layout file whose map2style convs are narrower than the style dimension imports with that head width."""
+    torch.manual_seed(0)
+    model = StyleAnime(load_config(CONFIGS / "styleanime_tiny.yaml", StyleAnimeConfig,
+                                   overrides={"encoder.head_width": 5})).eval()
+    assert model.encoder.encoder_1.styles[0].linear.weight.shape[1] == 5
+    path = tmp_path / "narrow.pt"
+    torch.save(to_official_layout(model, opts={"label_nc": 19}), path)
+    imported = styleanime_from_official(path)
+    assert imported.config.encoder.head_width == 5
+    g = torch.Generator().manual_seed(4)
+    image, labels = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1, torch.randint(0, 19, (2, 32, 32), generator=g)
+    torch.testing.assert_close(imported.translate(image, labels), model.translate(image, labels), atol=1e-6, rtol=0)
+    assert official_config(to_official_layout(StyleAnime(load_config(CONFIGS / "styleanime_tiny.yaml",
+                                                                     StyleAnimeConfig)))["state_dict"]
+                           ).encoder.head_width is None  # style-wide heads: pSp's layout, no width recorded

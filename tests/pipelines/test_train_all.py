@@ -261,7 +261,8 @@ def test_the_shipped_recipes_load():
 
 def test_gpu_loan_recipe_names_no_bundled_weights():
     """bench/gpu_session.sh runs with vidanime/weights/*.pt moved out of the tree (64 MiB transfer): every model a
-    stage of configs/train_all_gpu64.yaml reads must be an earlier stage's output ({stage}), never a registry name."""
+    stage of configs/train_all_gpu64.yaml (or the 128-px train_all_gpu.yaml) reads must be an earlier stage's output
+    ({stage}), never a registry name."""
     import yaml
 
     from vidanime.registry import NOT_BUNDLED, read_registry
@@ -275,12 +276,13 @@ def test_gpu_loan_recipe_names_no_bundled_weights():
             out.update(flatten(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
         return out
 
-    pipe = TrainAllPipeline.from_config_file(REPO / "configs" / "train_all_gpu64.yaml")
-    for s in pipe.config.stages:
-        flat = flatten(yaml.safe_load((REPO / s.config).read_text()) if s.config else {})
-        flat.update(s.set)
-        used = {k: v for k, v in flat.items() if isinstance(v, str) and v in names}
-        assert not used, (s.name, used)
+    for recipe in ("train_all_gpu64.yaml", "train_all_gpu.yaml"):
+        pipe = TrainAllPipeline.from_config_file(REPO / "configs" / recipe)
+        for s in pipe.config.stages:
+            flat = flatten(yaml.safe_load((REPO / s.config).read_text()) if s.config else {})
+            flat.update(s.set)
+            used = {k: v for k, v in flat.items() if isinstance(v, str) and v in names}
+            assert not used, (recipe, s.name, used)
 
 
 def _vidanime(*args: str) -> subprocess.CompletedProcess:

@@ -210,11 +210,19 @@ class ParsingDataset:
             self._cache[i] = (img, mask)
         return img, mask
 
-    def _augment(self, img: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def preload(self) -> None:
+        """Decode every pair into the cache now (with ``cfg.cache``): loader worker processes started afterwards get
+        it with the dataset instead of each decoding the whole set again."""
+        if self.cfg.cache:
+            for i in range(len(self)):
+                self.load(i)
+
+    def _augment(self, img: np.ndarray, mask: np.ndarray,
+                 rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
         import cv2
 
         c = self.cfg
-        r = self.rng
+        r = rng if rng is not None else self.rng
         if c.anime_style > 0 and r.random() < c.anime_style:
             from .animeize import animeize_pair
 
@@ -240,11 +248,15 @@ class ParsingDataset:
         return img, mask
 
     def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.item(i)
+
+    def item(self, i: int, rng: np.random.Generator | None = None) -> dict[str, Any]:
+        """Pair i, augmented (when ``augment``) with draws from ``rng`` (default: the dataset's own stream)."""
         import torch
 
         img, mask = self.load(i)
         if self.augment:
-            img, mask = self._augment(img, mask)
+            img, mask = self._augment(img, mask, rng)
         img, mask = (a if a.flags.writeable else a.copy() for a in (img, mask))
         return {
             "image": torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div(255.0),

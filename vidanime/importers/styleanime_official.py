@@ -126,8 +126,12 @@ def infer_encoder_config(sd: Mapping[str, torch.Tensor], source: str = "encoder"
     reduction = depths[0] // int(sd["body.0.res_layer.5.fc1.weight"].shape[0]) if se else 16
     n_styles = _count(sd, r"styles\.(\d+)\.linear\.weight")
     heads = [_count(sd, rf"styles\.{j}\.convs\.(\d+)\.weight") for j in range(n_styles)]
+    head_width = None  # pSp: the heads' convs are as wide as the style dimension
+    if n_styles and "styles.0.convs.0.weight" in sd:
+        conv_w, out_c = int(sd["styles.0.convs.0.weight"].shape[0]), int(sd["styles.0.linear.weight"].shape[0])
+        head_width = None if conv_w == out_c else conv_w
     config = EncoderConfig(units=tuple(units), widths=tuple(widths), mode="ir_se" if se else "ir",
-                           se_reduction=reduction)
+                           se_reduction=reduction, head_width=head_width)
     return config, int(sd["input_layer.0.weight"].shape[1]), heads
 
 

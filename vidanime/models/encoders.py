@@ -42,12 +42,18 @@ LEVELS = ("coarse", "medium", "fine")
 
 @dataclass
 class EncoderConfig:
-    """Backbone shape: units per block (IR-SE50 = 3/4/14/3), block widths, IR or IR-SE units, SE reduction."""
+    """Backbone shape: units per block (IR-SE50 = 3/4/14/3), block widths, IR or IR-SE units, SE reduction.
+
+    ``head_width``: channels of the map2style heads' convs; None (pSp, the official files) makes them as wide as the
+    style dimension.  The heads hold most of a small encoder's weights (log2(S) 3x3 convs each, one head per W+ code),
+    so a narrower head is what keeps a 128-px model set within the 16 MiB per file of a bundled model.
+    """
 
     units: tuple[int, int, int, int] = (3, 4, 14, 3)
     widths: tuple[int, int, int, int] = (64, 128, 256, 512)
     mode: Literal["ir", "ir_se"] = "ir_se"
     se_reduction: int = 16
+    head_width: int | None = None
 
     def __post_init__(self) -> None:
         if len(self.units) != 4 or min(self.units) < 1:
@@ -57,6 +63,10 @@ class EncoderConfig:
                               "expected 4 positive widths, e.g. [64, 128, 256, 512]")
         if self.mode not in ("ir", "ir_se"):
             raise ConfigError(f"encoder.mode={self.mode!r}: expected 'ir' or 'ir_se'")
+        if self.head_width is not None and (isinstance(self.head_width, bool) or not isinstance(self.head_width, int)
+                                            or self.head_width < 1):
+            raise ConfigError(f"encoder.head_width={self.head_width!r}: expected a positive integer or null "
+                              "(as wide as the style dimension)")
 
     @property
     def taps(self) -> tuple[int, int, int]:
@@ -140,21 +150,24 @@ class BottleneckIR(nn.Module):
 
 
 class GradualStyleBlock(nn.Module):
-    """map2style head: log2(spatial) stride-2 conv + LeakyReLU steps down to 1x1, then an EqualLinear → (B, out_c)."""
+    """map2style head: log2(spatial) stride-2 conv + LeakyReLU steps down to 1x1, then an EqualLinear → (B, out_c).
 
-    def __init__(self, in_c: int, out_c: int, spatial: int):
+    ``width`` is the convs' channel count (default ``out_c``, as pSp); the linear maps it to ``out_c``."""
+
+    def __init__(self, in_c: int, out_c: int, spatial: int, width: int | None = None):
         super().__init__()
         self.out_c = out_c
+        self.width = width = width or out_c
         num_pools = max(1, int(math.log2(spatial)))
-        modules: list[nn.Module] = [nn.Conv2d(in_c, out_c, kernel_size=3, stride=2, padding=1), nn.LeakyReLU()]
+        modules: list[nn.Module] = [nn.Conv2d(in_c, width, kernel_size=3, stride=2, padding=1), nn.LeakyReLU()]
         for _ in range(num_pools - 1):
-            modules += [nn.Conv2d(out_c, out_c, kernel_size=3, stride=2, padding=1), nn.LeakyReLU()]
+            modules += [nn.Conv2d(width, width, kernel_size=3, stride=2, padding=1), nn.LeakyReLU()]
         self.convs = nn.Sequential(*modules)
-        self.linear = EqualLinear(out_c, out_c, lr_mul=1)
+        self.linear = EqualLinear(width, out_c, lr_mul=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.convs(x)
-        return self.linear(x.reshape(-1, self.out_c))
+        return self.linear(x.reshape(-1, self.width))
 
 
 class GradualStyleEncoder(nn.Module):
@@ -197,7 +210,8 @@ class GradualStyleEncoder(nn.Module):
             units += [BottleneckIR(depth, depth, 1, se) for _ in range(n - 1)]
         self.body = nn.Sequential(*units)
         spatial = {"coarse": image_size // 16, "medium": image_size // 8, "fine": image_size // 4}
-        self.styles = nn.ModuleList(GradualStyleBlock(w[3], style_dim, spatial[lv]) for lv in self.levels)
+        self.styles = nn.ModuleList(GradualStyleBlock(w[3], style_dim, spatial[lv], config.head_width)
+                                    for lv in self.levels)
         self.latlayer1 = nn.Conv2d(w[2], w[3], kernel_size=1, stride=1, padding=0)
         self.latlayer2 = nn.Conv2d(w[1], w[3], kernel_size=1, stride=1, padding=0)
         self._taps = config.taps

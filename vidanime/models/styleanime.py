@@ -319,6 +319,10 @@ def save_styleanime(path: str | os.PathLike, model: StyleAnime, facebank: FaceBa
         extras["inference"] = dict(model.inference)
     if model.discriminator_state and "discriminators" not in extras:
         extras["discriminators"] = model.discriminator_state
+    if dtype == "float16" and extras.get("discriminators"):  # D1/D2 too: they load back with .float()
+        extras["discriminators"] = {
+            k: ({n: (t.half() if t.is_floating_point() else t) for n, t in v.items()} if isinstance(v, Mapping) else v)
+            for k, v in extras["discriminators"].items()}
     if bank is not None:
         extras["facebank"] = {"config": config_to_dict(bank.config), "state_dict": {"codes": bank.codes.detach().cpu()}}
     state = {k: (v.half() if dtype == "float16" and v.is_floating_point() else v)

@@ -19,8 +19,8 @@ from ..fileio import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["ExportItem", "export_models", "package_styleanime", "rename_parsers", "discriminators_of_run",
-           "REGISTRY_NAME"]
+__all__ = ["ExportItem", "export_models", "package_styleanime", "half_precision_copy", "rename_parsers",
+           "discriminators_of_run", "REGISTRY_NAME"]
 
 REGISTRY_NAME = "registry.json"
 _META_KEYS = ("format", "config", "state_dict", "facebank", "version", "vidanime_version")
@@ -38,6 +38,13 @@ class ExportItem:
     # StyleAnime only: test-time defaults (alpha, k[, anchor_layers], refine)
     inference: Mapping[str, Any] | None = None
     parser_names: Mapping[str, str] | None = None  # glob of a parser path -> the bundled name to record instead
+    # other formats: "float16" stores the floating-point weights in half precision (they load back into float32
+    # modules); None copies the file as trained.  StyleAnime exports are always float16.
+    dtype: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.dtype not in (None, "float32", "float16"):
+            raise ValueError(f"export {self.name}: dtype={self.dtype!r}, expected 'float16', 'float32' or None")
 
 
 def discriminators_of_run(export: Path) -> dict | None:
@@ -100,6 +107,19 @@ def package_styleanime(src: Path, dst: Path, facebank: Path | None = None, infer
     return save_styleanime(dst, loaded.model, facebank=fb, dtype="float16", **extras)
 
 
+def half_precision_copy(src: Path, dst: Path) -> Path:
+    """Write the vidanime checkpoint ``src`` to ``dst`` with its state dict's floating-point tensors in float16 (half
+    the file; the loaders copy them into float32 modules); everything else is kept as it is."""
+    from ..checkpoint import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(src)
+    state = {k: (v.half() if hasattr(v, "is_floating_point") and v.is_floating_point() else v)
+             for k, v in ckpt["state_dict"].items()}
+    extras = {k: v for k, v in ckpt.items() if k not in ("format", "version", "vidanime_version", "config",
+                                                         "state_dict")}
+    return save_checkpoint(dst, format=ckpt["format"], config=ckpt["config"], state_dict=state, **extras)
+
+
 def export_models(items: list[ExportItem], dest: str | Path, merge: bool = True) -> dict[str, Any]:
     """Copy/package each item into ``dest/<name>.pt`` and write ``dest/registry.json`` (sha256, format, description).
 
@@ -115,6 +135,8 @@ def export_models(items: list[ExportItem], dest: str | Path, merge: bool = True)
         dst = dest / f"{item.name}.pt"
         if item.format == "vidanime.styleanime":
             package_styleanime(item.src, dst, item.facebank, item.inference, item.parser_names)
+        elif item.dtype == "float16":
+            half_precision_copy(item.src, dst)
         else:
             with atomic_path(dst) as tmp:
                 shutil.copyfile(item.src, tmp)

@@ -27,7 +27,7 @@ from .run_dir import RunDir, start_run
 logger = logging.getLogger(__name__)
 
 __all__ = ["ParserTrainOptions", "ParserTrainConfig", "train_parser", "evaluate_parser", "heldout_ids",
-           "resolve_device"]
+           "resolve_device", "StepBatches", "loader_workers"]
 
 
 @dataclass
@@ -49,6 +49,16 @@ class ParserTrainOptions:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     threads: int = 0  # torch CPU threads (0 = leave torch's default)
+    # processes that decode and augment batches (the CPU-side cost that bounds a GPU: 45-218 img/s on one H200 with
+    # none); -1 = auto: none on the CPU (they would take the training threads' cores), on CUDA one per free core up
+    # to 8.  Batches are identical with any number of workers.
+    loader_workers: int = -1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.loader_workers, bool) or not isinstance(self.loader_workers, int) \
+                or self.loader_workers < -1:
+            raise ConfigError(f"train.loader_workers={self.loader_workers!r}: expected -1 (auto), 0 (none) or a "
+                              "number of worker processes")
 
 
 @dataclass
@@ -90,19 +100,66 @@ def heldout_ids(data: ParsingDataConfig) -> tuple[list[str], list[str]]:
     return split_ids(ids, data.val_fraction, data.split_seed)
 
 
-def _batches(ds: ParsingDataset, batch_size: int, seed: int, start_step: int) -> Iterator[dict[str, Any]]:
-    """Endless shuffled batches (epoch order from ``seed + epoch``), resumable at ``start_step``."""
-    n = len(ds)
-    per_epoch = max(1, n // batch_size)
-    step = start_step
-    while True:
-        epoch, k = divmod(step, per_epoch)
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
-        idx = [order[(k * batch_size + j) % n] for j in range(batch_size)]
-        items = [ds[i] for i in idx]
-        yield {"image": torch.stack([it["image"] for it in items]),
-               "labels": torch.stack([it["labels"] for it in items])}
-        step += 1
+class StepBatches(torch.utils.data.Dataset):
+    """Batch number ``step`` of an endless shuffled stream: epoch order from ``seed + epoch``, and each item's
+    augmentation drawn from its own generator seeded by (seed, step, slot), so a batch is the same whichever process
+    makes it, and a resumed run continues the stream exactly."""
+
+    def __init__(self, ds: ParsingDataset, batch_size: int, seed: int):
+        self.ds, self.batch_size, self.seed = ds, batch_size, seed
+        self._order: tuple[int, list[int]] | None = None
+
+    def __len__(self) -> int:  # endless: the sampler, not the length, ends the stream
+        return 2**62
+
+    def __getitem__(self, step: int) -> dict[str, torch.Tensor]:
+        import numpy as np
+
+        n, b = len(self.ds), self.batch_size
+        epoch, k = divmod(int(step), max(1, n // b))
+        if self._order is None or self._order[0] != epoch:
+            g = torch.Generator().manual_seed(self.seed + epoch)
+            self._order = (epoch, torch.randperm(n, generator=g).tolist())
+        order = self._order[1]
+        items = [self.ds.item(order[(k * b + j) % n], np.random.default_rng([self.seed, int(step), j]))
+                 for j in range(b)]
+        return {"image": torch.stack([it["image"] for it in items]),
+                "labels": torch.stack([it["labels"] for it in items])}
+
+
+def loader_workers(requested: int, device: torch.device) -> int:
+    """Worker processes for the batch stream: ``requested`` when >= 0; auto (-1): 0 on the CPU, else one per core
+    this process may use beyond the main one, at most 8."""
+    if requested >= 0:
+        return requested
+    if device.type == "cpu":
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(8, cores - 1))
+
+
+def _worker_init(_: int) -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # each worker is one core's worth of work; OpenCV's own pool would oversubscribe
+
+
+def _batches(ds: ParsingDataset, batch_size: int, seed: int, start_step: int,
+             workers: int = 0) -> Iterator[dict[str, Any]]:
+    """Endless batches of :class:`StepBatches` from ``start_step`` on, made in ``workers`` processes (0: here)."""
+    import itertools
+
+    src = StepBatches(ds, batch_size, seed)
+    if workers <= 0:
+        for step in itertools.count(start_step):
+            yield src[step]
+        return
+    ds.preload()  # decoded once here and handed to each worker, which then only augments
+    # forkserver, not fork: a process forked after OpenCV's or OpenMP's thread pools ran here can deadlock in them
+    loader = torch.utils.data.DataLoader(src, batch_size=None, sampler=itertools.count(start_step),
+                                         num_workers=workers, prefetch_factor=4, worker_init_fn=_worker_init,
+                                         pin_memory=torch.cuda.is_available(), multiprocessing_context="forkserver")
+    yield from loader
 
 
 def _lr_at(step: int, opts: ParserTrainOptions) -> float:
@@ -171,7 +228,7 @@ def _train_parser(cfg: ParserTrainConfig, resume: str | os.PathLike | None, run_
     run, step = start_run(cfg, model, optim, PARSER_FORMAT, resume, run_dir)
 
     train_ids, val_ids = heldout_ids(cfg.data)
-    train_ds = ParsingDataset(cfg.data, cfg.model.label_set, ids=train_ids, augment=True, seed=opts.seed + step)
+    train_ds = ParsingDataset(cfg.data, cfg.model.label_set, ids=train_ids, augment=True, seed=opts.seed)
     val_ds = ParsingDataset(cfg.data, cfg.model.label_set, ids=val_ids) if val_ids else None
     logger.info("parser %s/%s width %.2f: %.2fM params; %d train / %d held-out pairs; device %s",
                 cfg.model.arch, cfg.model.label_set, cfg.model.width,
@@ -193,14 +250,18 @@ def _train_parser(cfg: ParserTrainConfig, resume: str | os.PathLike | None, run_
         logger.info("step %d: held-out overall acc %.4f, mIoU %.4f", step, s.overall_accuracy, s.miou)
 
     model.train()
-    batches = _batches(train_ds, opts.batch_size, opts.seed, step)
+    workers = loader_workers(opts.loader_workers, device)
+    if workers:
+        logger.info("parser batches made by %d worker processes", workers)
+    batches = _batches(train_ds, opts.batch_size, opts.seed, step, workers)
 
     def train_step() -> dict[str, float]:
         nonlocal step
         batch = next(batches)
         for g in optim.param_groups:
             g["lr"] = _lr_at(step, opts)
-        loss, parts = parsing_loss(model, batch["image"].to(device), batch["labels"].to(device), opts.aux_weight)
+        loss, parts = parsing_loss(model, batch["image"].to(device, non_blocking=True),
+                                   batch["labels"].to(device, non_blocking=True), opts.aux_weight)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         optim.step()
