@@ -104,6 +104,16 @@ def read_torch_file(path: str | os.PathLike, map_location: Any = "cpu", allow_na
         raise CheckpointError(not_torch) from None
 
 
+RESERVED_KEYS = ("format", "version", "vidanime_version", "config", "state_dict")
+"""Top-level keys every checkpoint has; ``extras`` may not use them."""
+
+
+def half_floats(state: Mapping[str, Any]) -> dict[str, Any]:
+    """``state`` with its floating-point tensors in float16 (half the file; loaders copy them into float32 modules);
+    other values are kept as they are."""
+    return {k: (v.half() if hasattr(v, "is_floating_point") and v.is_floating_point() else v) for k, v in state.items()}
+
+
 def save_checkpoint(
     path: str | os.PathLike,
     *,
@@ -123,8 +133,7 @@ def save_checkpoint(
     from .config import config_to_dict
     from .fileio import atomic_path
 
-    reserved = {"format", "version", "vidanime_version", "config", "state_dict"}
-    clash = reserved & set(extras)
+    clash = set(RESERVED_KEYS) & set(extras)
     if clash:
         raise ValueError(f"extras may not use reserved keys: {sorted(clash)}")
     payload = {

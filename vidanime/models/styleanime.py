@@ -309,7 +309,7 @@ def save_styleanime(path: str | os.PathLike, model: StyleAnime, facebank: FaceBa
 
     ``dtype="float16"`` stores the floating-point weights in half precision (half the file; they load back into
     fp32 modules, and the bundled model's outputs stay within 1/255 of fp32, tested)."""
-    from ..checkpoint import save_checkpoint
+    from ..checkpoint import half_floats, save_checkpoint
     from ..config import config_to_dict
 
     if dtype not in ("float32", "float16"):
@@ -321,12 +321,10 @@ def save_styleanime(path: str | os.PathLike, model: StyleAnime, facebank: FaceBa
         extras["discriminators"] = model.discriminator_state
     if dtype == "float16" and extras.get("discriminators"):  # D1/D2 too: they load back with .float()
         extras["discriminators"] = {
-            k: ({n: (t.half() if t.is_floating_point() else t) for n, t in v.items()} if isinstance(v, Mapping) else v)
-            for k, v in extras["discriminators"].items()}
+            k: (half_floats(v) if isinstance(v, Mapping) else v) for k, v in extras["discriminators"].items()}
     if bank is not None:
         extras["facebank"] = {"config": config_to_dict(bank.config), "state_dict": {"codes": bank.codes.detach().cpu()}}
-    state = {k: (v.half() if dtype == "float16" and v.is_floating_point() else v)
-             for k, v in model.state_dict().items()}
+    state = half_floats(model.state_dict()) if dtype == "float16" else model.state_dict()
     path = save_checkpoint(path, format=FORMAT, config=model.config, state_dict=state, **extras)
     logger.debug("saved StyleAnime (%d px) to %s", model.config.generator.size, path)
     return path

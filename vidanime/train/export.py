@@ -110,14 +110,12 @@ def package_styleanime(src: Path, dst: Path, facebank: Path | None = None, infer
 def half_precision_copy(src: Path, dst: Path) -> Path:
     """Write the vidanime checkpoint ``src`` to ``dst`` with its state dict's floating-point tensors in float16 (half
     the file; the loaders copy them into float32 modules); everything else is kept as it is."""
-    from ..checkpoint import load_checkpoint, save_checkpoint
+    from ..checkpoint import RESERVED_KEYS, half_floats, load_checkpoint, save_checkpoint
 
     ckpt = load_checkpoint(src)
-    state = {k: (v.half() if hasattr(v, "is_floating_point") and v.is_floating_point() else v)
-             for k, v in ckpt["state_dict"].items()}
-    extras = {k: v for k, v in ckpt.items() if k not in ("format", "version", "vidanime_version", "config",
-                                                         "state_dict")}
-    return save_checkpoint(dst, format=ckpt["format"], config=ckpt["config"], state_dict=state, **extras)
+    extras = {k: v for k, v in ckpt.items() if k not in RESERVED_KEYS}
+    return save_checkpoint(dst, format=ckpt["format"], config=ckpt["config"],
+                           state_dict=half_floats(ckpt["state_dict"]), **extras)
 
 
 def export_models(items: list[ExportItem], dest: str | Path, merge: bool = True) -> dict[str, Any]:

@@ -134,8 +134,9 @@ def loader_workers(requested: int, device: torch.device) -> int:
         return requested
     if device.type == "cpu":
         return 0
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, min(8, cores - 1))
+    from ..threads import available_cores
+
+    return max(0, min(8, available_cores() - 1))
 
 
 def _worker_init(_: int) -> None:
