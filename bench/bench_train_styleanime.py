@@ -1,6 +1,10 @@
 """StyleAnime base-training speed: iterations/s and peak memory of full training steps (D1/D2 + R1 + encoders).
 
     python -m bench.bench_train_styleanime [--quick] [--configs demo,paper] [--device auto] [--threads 1] [--amp]
+                                           [--compare]
+
+``--compare`` adds rows with the previous defaults: NCHW encoders/D2 (``train.channels_last: false``) and the
+reference ``upfirdn2d`` (vidanime/models/ops.py), so what each change buys is measured on the machine at hand.
 
 ``paper`` (256 px, IR-SE50 encoders, batch 8) is meant for a GPU; ``demo`` (64 px, configs/demo_styleanime_p2a.yaml) and
 ``tiny`` run on CPU.  Data are synthetic (random images with blocky parsing maps), the generator and the LPIPS trunk
@@ -18,7 +22,8 @@ import torch
 from bench.common import peak_rss_mb, print_table
 
 CONFIGS = {"tiny": "configs/styleanime_train_tiny.yaml", "demo": "configs/demo_styleanime_p2a.yaml",
-           "paper": "configs/styleanime_p2a.yaml"}
+           "paper": "configs/styleanime_p2a.yaml", "gpu128": "configs/gpu_styleanime_p2a_128.yaml"}
+VARIANTS = {"default": ("fast", True), "nchw": ("fast", False), "nchw+reference": ("reference", False)}
 
 
 class _SyntheticDomain:
@@ -41,12 +46,24 @@ class _SyntheticDomain:
         return self.images[idx], self.labels[idx]
 
 
-def bench_one(name: str, device: str, steps: int, amp: bool) -> list:
+def bench_one(name: str, device: str, steps: int, amp: bool, variant: str = "default") -> list:
+    from vidanime.models import ops
+
+    impl, channels_last = VARIANTS[variant]
+    previous = ops.get_upfirdn2d_impl()
+    ops.set_upfirdn2d_impl(impl)
+    try:
+        return _bench_one(name, device, steps, amp, channels_last) + [variant]
+    finally:
+        ops.set_upfirdn2d_impl(previous)
+
+
+def _bench_one(name: str, device: str, steps: int, amp: bool, channels_last: bool) -> list:
     from vidanime.config import load_config
     from vidanime.train.styleanime import StyleAnimeTrainer, TrainStyleAnimeConfig
 
     overrides = {"generator": "random", "loss.lpips_backbone": "random", "train.device": device, "train.amp": amp,
-                 "target.root": "-", "source.root": "-"}
+                 "target.root": "-", "source.root": "-", "train.channels_last": channels_last}
     cfg = load_config(CONFIGS[name], TrainStyleAnimeConfig, overrides=overrides)
     s, ls = int(cfg.model.image_size), cfg.model.label_set
     tr = StyleAnimeTrainer(cfg, _SyntheticDomain(64, s, ls, 0), _SyntheticDomain(64, s, ls, 1))
@@ -76,6 +93,7 @@ def main() -> None:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA)")
+    ap.add_argument("--compare", action="store_true", help="also time NCHW and NCHW + reference upfirdn2d")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     torch.set_num_threads(args.threads)
@@ -84,9 +102,11 @@ def main() -> None:
     rows = []
     for name in names:
         steps = (4 if args.quick else 16) if name != "tiny" else (8 if args.quick else 32)
-        rows.append(bench_one(name, args.device, steps, args.amp))
+        for variant in (VARIANTS if args.compare else ["default"]):
+            rows.append(bench_one(name, args.device, steps, args.amp, variant))
     print_table(rows, ["config", "size", "batch/proc", "encoder params", "device", "steps", "s/iter", "iter/s",
-                       "peak memory"], title="StyleAnime base training (full step: D1+D2 (+R1), encoders)")
+                       "peak memory", "layout / upfirdn2d"],
+                title="StyleAnime base training (full step: D1+D2 (+R1), encoders)")
 
 
 if __name__ == "__main__":

@@ -141,7 +141,8 @@ def save_checkpoint(
         "version": CHECKPOINT_VERSION,
         "vidanime_version": __version__,
         "config": config_to_dict(config),
-        "state_dict": {k: v.detach().cpu() if hasattr(v, "detach") else v for k, v in state_dict.items()},
+        # contiguous: a channels-last model's weights are stored in the one layout every loader expects
+        "state_dict": {k: v.detach().cpu().contiguous() if hasattr(v, "detach") else v for k, v in state_dict.items()},
         **extras,
     }
     with atomic_path(path) as tmp:

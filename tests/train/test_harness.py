@@ -155,3 +155,39 @@ def test_resolve_device_and_threads():
     with threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
+
+
+def test_channels_last_keeps_the_numbers_and_checkpoints_stay_nchw(tmp_path):
+    """A channels-last encoder and discriminator compute what the NCHW ones do (forward and input gradients), and a
+    checkpoint saved from one holds plain contiguous tensors."""
+    import copy
+
+    from vidanime.checkpoint import load_checkpoint, save_checkpoint
+    from vidanime.models.encoders import EncoderConfig, GradualStyleEncoder
+    from vidanime.models.stylegan2 import Discriminator, StyleGAN2Config
+    from vidanime.train.harness import to_channels_last
+
+    torch.manual_seed(0)
+    enc = GradualStyleEncoder(5, ["coarse", "medium", "fine"], EncoderConfig(units=(1, 1, 1, 1), widths=(8, 8, 16, 16)),
+                              style_dim=16, image_size=32)
+    disc = Discriminator(StyleGAN2Config(size=32, style_dim=16, channel_max=16))
+    for model, x in ((enc, torch.randn(2, 5, 32, 32)), (disc, torch.randn(4, 3, 32, 32))):
+        nhwc = copy.deepcopy(model)
+        assert to_channels_last(False, nhwc) is False
+        assert all(p.is_contiguous() for p in nhwc.parameters())
+        assert to_channels_last(None, nhwc) is True  # None: on
+        convs = [p for p in nhwc.parameters() if p.ndim == 4 and p.shape[2:] != (1, 1)]
+        assert convs and all(not p.is_contiguous() for p in convs)
+        outs, grads = [], []
+        for m in (model, nhwc):
+            xi = x.clone().requires_grad_(True)
+            out = m(xi)
+            (g,) = torch.autograd.grad(out.square().sum(), xi)
+            outs.append(out.detach())
+            grads.append(g)
+        torch.testing.assert_close(outs[1], outs[0], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(grads[1], grads[0], rtol=1e-4, atol=1e-5)
+    path = save_checkpoint(tmp_path / "d.pt", format="test", config={}, state_dict=nhwc.state_dict())
+    state = load_checkpoint(path)["state_dict"]
+    assert all(v.is_contiguous() for v in state.values())
+    torch.testing.assert_close(state["final_linear.0.weight"], disc.final_linear[0].weight.detach())

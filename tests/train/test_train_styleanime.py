@@ -78,7 +78,8 @@ def test_full_step_updates_all_parts_and_resume_is_bit_exact(assets, tmp_path):
 
     exported = load_styleanime(run.latest_checkpoint("styleanime"))
     x, p = tr.target.batch([0])
-    assert torch.allclose(exported.translate(x, p), tr.model.eval().translate(x, p))
+    # the trained encoders are channels-last, the loaded ones NCHW: equal to float32 rounding
+    torch.testing.assert_close(exported.translate(x, p), tr.model.eval().translate(x, p), rtol=1e-4, atol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------------------- DDP
@@ -193,3 +194,18 @@ def test_init_from_exported_checkpoint_loads_encoders_and_discriminators(assets,
         assert torch.equal(a, b)
     assert torch.equal(started.D1.mlp[0].weight, tr.D1.mlp[0].weight)
     assert torch.equal(started.D2.final_linear[1].weight, tr.D2.final_linear[1].weight)
+
+
+def test_channels_last_trains_the_same_numbers(assets):
+    """Encoders and D2 in channels-last order (the default) give the losses and weights of the NCHW layout."""
+    runs = {}
+    for on in (True, False):
+        cfg = _config(assets, **{"train.channels_last": on, "train.batch": 2, "loss.lambda_lpips": 0.0,
+                                 "loss.r1_every": 2})
+        tr = _trainer(cfg)
+        conv = tr.model.encoder.encoder_2.input_layer[0].weight
+        assert conv.is_contiguous(memory_format=torch.channels_last) == on
+        assert tr.model.decoder.conv1.conv.weight.is_contiguous()  # G stays NCHW (grouped convolutions)
+        runs[on] = ([tr.train_step()["loss"] for _ in range(3)], conv.detach().clone())
+    torch.testing.assert_close(torch.tensor(runs[True][0]), torch.tensor(runs[False][0]), rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(runs[True][1], runs[False][1], rtol=1e-4, atol=1e-6)

@@ -3,10 +3,11 @@
 Same semantics as rosinality's ``upfirdn2d_native`` / ``fused_leaky_relu`` (no CUDA extension, nothing compiled at
 import).  Two implementations of ``upfirdn2d`` sit behind one interface:
 
-* ``"reference"`` (default): zero-insertion, pad/crop and a true 2-D convolution of every channel as a separate image,
-  the rosinality native formulation;
-* ``"fast"``: a depthwise formulation (``conv_transpose2d`` with stride ``up`` for the upsampling case, a strided
-  depthwise ``conv2d`` otherwise) that avoids the reshape to (B*C, 1, H, W) and keeps channels_last inputs as they are.
+* ``"reference"``: zero-insertion, pad/crop and a true 2-D convolution of every channel as a separate image,
+  the rosinality native formulation (what ``"fast"`` is tested against);
+* ``"fast"`` (default): a depthwise formulation (``conv_transpose2d`` with stride ``up`` for the upsampling case, a
+  strided depthwise ``conv2d`` otherwise) that avoids the reshape to (B*C, 1, H, W) and keeps channels_last inputs as
+  they are.  On 2 CPU cores it makes a 64-px StyleAnime training step (G forward/backward, D2 + R1) 5.3× faster.
 
 Choose with ``set_upfirdn2d_impl("fast")``, the ``impl=`` argument, or the environment variable
 ``VIDANIME_UPFIRDN2D=fast`` (read when this module is imported).  ``tests/models/test_ops.py`` checks both against a
@@ -38,7 +39,7 @@ _ENV_VAR = "VIDANIME_UPFIRDN2D"
 
 
 def _impl_from_env() -> str:
-    value = os.environ.get(_ENV_VAR, "reference").strip().lower() or "reference"
+    value = os.environ.get(_ENV_VAR, "fast").strip().lower() or "fast"
     if value not in UPFIRDN2D_IMPLS:
         raise ValueError(f"{_ENV_VAR}={value!r}: expected one of {list(UPFIRDN2D_IMPLS)}")
     return value

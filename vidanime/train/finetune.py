@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from ..config import config_to_dict
 from ..errors import CheckpointError, ConfigError, MediaError
 from ..video.faces import FaceConfig
-from .harness import Budget, Every, RunningMean, TrainLoop
+from .harness import Budget, Every, RunningMean, TrainLoop, to_channels_last
 from .run_dir import RunDir
 
 logger = logging.getLogger(__name__)
@@ -68,6 +68,7 @@ class FinetuneOptions:
     lambda_fic: float = 1.0  # λ7
     lambda_base: float = 1.0  # weight of L_base (Eq. 18 adds it with weight 1)
     freeze_bn: bool = True  # encoders' BatchNorm in eval mode (running statistics kept from the base training)
+    channels_last: bool | None = None  # encoders' convolutions in NHWC order (None: yes; harness.to_channels_last)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     log_every: int = 50
@@ -391,6 +392,7 @@ class ClipFinetuner:
         self.model = model.to(self.device)
         self.model.decoder.requires_grad_(False)
         self.model.encoder.requires_grad_(True)
+        to_channels_last(t.channels_last, self.model.encoder)
         self.triplets, self.interp, self.base, self.base_loss = triplets, interp, base, base_loss
         self.extras = dict(extras or {})
         # Frozen D1/D2 saved with the model: Eq. 10's L_da^E and L_adv^E in L_base, with the clip as the source domain

@@ -28,7 +28,7 @@ from ..losses.gan import d_logistic_loss, g_nonsaturating_loss, path_length_pena
 from ..models.ops import UPFIRDN2D_IMPLS, get_upfirdn2d_impl, set_upfirdn2d_impl
 from ..models.stylegan2 import Discriminator, Generator, StyleGAN2Config, save_generator
 from .augment import POLICIES, DiffAugment
-from .harness import Budget, Every, RunningMean, TrainLoop, configure_device, threads
+from .harness import Budget, Every, RunningMean, TrainLoop, configure_device, threads, to_channels_last
 from .run_dir import RunDir
 
 logger = logging.getLogger(__name__)
@@ -102,6 +102,7 @@ class TrainConfig:
     n_samples: int = 16  # images in each sample grid (fixed z)
     progress: bool = True  # tqdm progress bar
     upfirdn2d: str = "fast"  # StyleGAN2 filter op used while training: "fast" or "reference" (same results)
+    channels_last: bool | None = None  # D's convolutions in NHWC order (None: yes; harness.to_channels_last)
     threads: int | None = None  # torch CPU threads while training (None: torch's default)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -232,6 +233,7 @@ class GANTrainer:
         torch.manual_seed(t.seed)  # model initialisation and noise injection use the global RNG
         self.G = Generator(config.model).to(self.device)
         self.D = Discriminator(config.model).to(self.device)
+        to_channels_last(t.channels_last, self.D)  # not G: its grouped convs need NCHW
         self.G_ema = copy.deepcopy(self.G).eval()
         _requires_grad(self.G_ema, False)
         self.use_pl = t.pl_weight > 0

@@ -21,7 +21,17 @@ from ..data.parsing import IGNORE_INDEX, ParsingDataConfig, ParsingDataset, list
 from ..errors import ConfigError
 from ..metrics.segmentation import ConfusionMeter, SegmentationScores
 from ..models.parser import PARSER_FORMAT, ParserConfig, build_parser, parser_from_checkpoint
-from .harness import Budget, Every, TrainLoop, configure_device, resolve_device, shorter_budget, threads, warmup_cosine
+from .harness import (
+    Budget,
+    Every,
+    TrainLoop,
+    configure_device,
+    resolve_device,
+    shorter_budget,
+    threads,
+    to_channels_last,
+    warmup_cosine,
+)
 from .run_dir import RunDir, start_run
 
 logger = logging.getLogger(__name__)
@@ -53,6 +63,7 @@ class ParserTrainOptions:
     # none); -1 = auto: none on the CPU (they would take the training threads' cores), on CUDA one per free core up
     # to 8.  Batches are identical with any number of workers.
     loader_workers: int = -1
+    channels_last: bool | None = None  # convolutions in NHWC order (None: yes; harness.to_channels_last)
 
     def __post_init__(self) -> None:
         if isinstance(self.loader_workers, bool) or not isinstance(self.loader_workers, int) \
@@ -217,6 +228,7 @@ def _train_parser(cfg: ParserTrainConfig, resume: str | os.PathLike | None, run_
     torch.manual_seed(opts.seed)
 
     model = build_parser(cfg.model).to(device)
+    to_channels_last(cfg.train.channels_last, model)
     optim = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
     if cfg.init and not resume:
         from ..checkpoint import check_state_dict, load_checkpoint

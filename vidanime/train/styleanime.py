@@ -35,7 +35,7 @@ from ..losses.latent import LatentDiscriminator, da_loss_discriminator
 from ..losses.styleanime import StyleAnimeLoss, StyleAnimeLossConfig, adv_loss_discriminator
 from ..models.styleanime import StyleAnime, StyleAnimeConfig, save_styleanime
 from ..models.stylegan2 import Discriminator
-from .harness import Budget, Every, RunningMean, TrainLoop, autocast, configure_device, shorter_budget
+from .harness import Budget, Every, RunningMean, TrainLoop, autocast, configure_device, shorter_budget, to_channels_last
 from .refine import StructureLoss
 from .run_dir import RunDir
 from .warmup import LatentWarmup, LatentWarmupConfig
@@ -61,6 +61,7 @@ class TrainOptions:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N (under torchrun: cuda:LOCAL_RANK)
     amp: bool = False  # bfloat16 autocast on CUDA
+    channels_last: bool | None = None  # encoders' and D2's convolutions in NHWC order (None: yes; to_channels_last)
     freeze_bn: bool = False  # encoders' BatchNorm in eval mode (running statistics fixed)
     sync_bn: bool = True  # SyncBatchNorm across processes (CUDA + DDP only)
     mbstd_group: int = 4  # D2 minibatch-stddev group size (StyleGAN2: 4; 1 = per-sample D2)
@@ -310,6 +311,7 @@ class StyleAnimeTrainer:
         self.model.to(self.device)
         self.D1.to(self.device)
         self.D2.to(self.device)
+        to_channels_last(t.channels_last, self.model.encoder, self.D2)  # not G: its grouped convs need NCHW
         if self.dist.world > 1 and t.sync_bn:
             if self.device.type == "cuda":
                 self.model.encoder = torch.nn.SyncBatchNorm.convert_sync_batchnorm(self.model.encoder)
