@@ -91,6 +91,44 @@ def test_plain_images_parsed_on_the_fly(tmp_path):
         DomainDataset(DomainDataConfig(root=str(folder)), "bisenet", 32, name="target")
 
 
+def test_lazy_plain_images_parse_only_what_batches_ask_for(tmp_path, monkeypatch):
+    """``lazy``: nothing is parsed up front, a batch parses its new images in one call, and every image and label
+    equals the eager dataset's; an unreadable file is stood in for by the next one with ``skip_bad``."""
+    from vidanime.checkpoint import save_checkpoint
+    from vidanime.models.parser import PARSER_FORMAT, ParserConfig, build_parser
+
+    torch.manual_seed(0)
+    pcfg = ParserConfig(arch="bisenet", label_set="danbooru", width=0.25, image_size=32)
+    ckpt = save_checkpoint(tmp_path / "parser.pt", format=PARSER_FORMAT, config=pcfg,
+                           state_dict=build_parser(pcfg).eval().state_dict())
+    folder = tmp_path / "anime"
+    folder.mkdir()
+    rng = np.random.default_rng(2)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(folder / f"a{i}.png")
+    eager = DomainDataset(DomainDataConfig(root=str(folder), parser=str(ckpt)), "bisenet", 32)
+    calls = []
+    original = DomainDataset._parse
+    monkeypatch.setattr(DomainDataset, "_parse", lambda self, p, sq, d: calls.append(len(sq)) or original(self, p, sq, d))
+    lazy = DomainDataset(DomainDataConfig(root=str(folder), parser=str(ckpt), lazy=True), "bisenet", 32)
+    assert len(lazy) == 6 and lazy.ids == eager.ids and calls == []
+    x, y = lazy.batch([4, 1, 4], [False, True, False])
+    assert calls == [2]  # images 1 and 4, once each, in one parser call
+    ex, ey = eager.batch([4, 1, 4], [False, True, False])
+    assert torch.equal(x, ex) and torch.equal(y, ey)
+    lazy.batch([1, 4])
+    assert calls == [2]  # already parsed
+    for i in range(6):
+        assert torch.equal(lazy.get(i)[0], eager.get(i)[0]) and torch.equal(lazy.get(i)[1], eager.get(i)[1])
+
+    (folder / "a2.png").write_bytes(b"not an image")
+    bad = DomainDataset(DomainDataConfig(root=str(folder), parser=str(ckpt), lazy=True), "bisenet", 32)
+    with pytest.raises(MediaError, match="a2.png"):
+        bad.get(2)
+    skip = DomainDataset(DomainDataConfig(root=str(folder), parser=str(ckpt), lazy=True, skip_bad=True), "bisenet", 32)
+    assert torch.equal(skip.get(2)[0], eager.get(3)[0]) and len(skip.skipped) == 1
+
+
 def test_bad_inputs_name_the_file(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -65,6 +65,9 @@ class DomainDataConfig:
     ignore_to: int = 0  # label written where a mask says 255 (ignore)
     holdout: float = 0.0  # pair layouts: leave out this fraction of the ids (split_ids, as the parser's val split)
     holdout_seed: int = 0  # seed of that split (parser configs: data.split_seed)
+    # layout "images": decode and parse each image the first time a batch asks for it, not all of them up front (the
+    # per-clip fine-tune draws a few hundred of its 2,000 L_base images; parsing all took 14 s of a 35-s run)
+    lazy: bool = False
 
 
 # ------------------------------------------------------------------------------------------------------------ listing
@@ -146,7 +149,8 @@ class DomainDataset:
     """Decoded image/parsing pairs of one domain at ``size`` px, labels in ``label_set``.
 
     ``get(i, flip)`` → (image (3, S, S) float in [-1, 1], labels (S, S) int64); ``batch(indices, flips)`` stacks them.
-    ``device`` is where an on-the-fly parser runs.
+    ``device`` is where an on-the-fly parser runs.  With ``cfg.lazy`` (plain images) an image is decoded and parsed
+    when ``get``/``batch`` first asks for it; ``images``/``masks`` hold zeros until then.
     """
 
     def __init__(self, cfg: DomainDataConfig, label_set: str, size: int, device: Any = "cpu", name: str = "data"):
@@ -159,10 +163,14 @@ class DomainDataset:
         if not root.is_dir():
             raise ConfigError(f"{name}: dataset folder not found: {root}")
         self.layout = layout
+        self._lazy: dict[str, Any] | None = None
+        self.skipped: list[str] = []
+        if layout == "images" and cfg.lazy:
+            self._init_lazy(root, device)
+            return
         images: list[np.ndarray] = []
         masks: list[np.ndarray] = []
         ids: list[str] = []
-        self.skipped: list[str] = []
         if layout == "images":
             self._load_images(root, device, images, masks, ids)
         else:
@@ -221,9 +229,8 @@ class DomainDataset:
         mask = np.where(mask == IGNORE_INDEX, self.cfg.ignore_to, mask).astype(np.uint8)
         return img, mask
 
-    @torch.no_grad()
-    def _load_images(self, root: Path, device: Any, images: list, masks: list, ids: list) -> None:
-        """Plain images: decode, then predict parsing with the configured parser checkpoint."""
+    def _image_files_and_parser(self, root: Path, device: Any) -> tuple[list[Path], torch.nn.Module]:
+        """The plain images of ``root`` (sorted, ``limit`` applied) and the configured parser, loaded on ``device``."""
         from ..models.parser import PARSER_FORMAT
         from ..registry import load
         from .images import list_images
@@ -236,24 +243,36 @@ class DomainDataset:
             files = files[: self.cfg.limit]
         # A path or a bundled model name (e.g. the demo checkpoints record "parser-portrait").
         parser = load(self.cfg.parser, expect="parser", device=device, format=PARSER_FORMAT).model
+        if parser.config.label_set != self.label_set:
+            L.remap_table(parser.config.label_set, self.label_set)  # fails early when the orders are incompatible
+        return files, parser
+
+    @torch.no_grad()
+    def _parse(self, parser: torch.nn.Module, squares: list[np.ndarray],
+               device: Any) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(image (S, S, 3) uint8, labels (S, S) uint8 in this dataset's label set) of each square RGB image."""
         p_size, p_labels = parser.config.image_size, parser.config.label_set
-        if p_labels != self.label_set:
-            L.remap_table(p_labels, self.label_set)  # fails early when the orders are incompatible
+        x = np.stack([resize_image(im, p_size) for im in squares])
+        xt = torch.from_numpy(x).permute(0, 3, 1, 2).float().div(255.0).to(device)
+        logits = parser(xt).float()
+        if p_size != self.size:
+            logits = torch.nn.functional.interpolate(logits, size=(self.size, self.size), mode="bilinear",
+                                                     align_corners=False)
+        lab = logits.argmax(1).to(torch.uint8).cpu().numpy()
+        return [(resize_image(im, self.size), L.remap(m, p_labels, self.label_set).astype(np.uint8))
+                for im, m in zip(squares, lab)]
+
+    def _load_images(self, root: Path, device: Any, images: list, masks: list, ids: list) -> None:
+        """Plain images: decode, then predict parsing with the configured parser checkpoint."""
+        files, parser = self._image_files_and_parser(root, device)
         pending: list[tuple[str, np.ndarray]] = []
 
         def flush() -> None:
             if not pending:
                 return
-            x = np.stack([resize_image(im, p_size) for _, im in pending])
-            xt = torch.from_numpy(x).permute(0, 3, 1, 2).float().div(255.0).to(device)
-            logits = parser(xt).float()
-            if p_size != self.size:
-                logits = torch.nn.functional.interpolate(logits, size=(self.size, self.size), mode="bilinear",
-                                                         align_corners=False)
-            lab = logits.argmax(1).to(torch.uint8).cpu().numpy()
-            for (sid, im), m in zip(pending, lab):
-                images.append(resize_image(im, self.size))
-                masks.append(L.remap(m, p_labels, self.label_set).astype(np.uint8))
+            for (sid, _), (im, m) in zip(pending, self._parse(parser, [sq for _, sq in pending], device)):
+                images.append(im)
+                masks.append(m)
                 ids.append(sid)
             pending.clear()
 
@@ -266,12 +285,49 @@ class DomainDataset:
             if len(pending) >= self.cfg.parser_batch:
                 flush()
         flush()
-        logger.info("%s: parsed %d images with %s (%s labels)", self.name, len(ids), self.cfg.parser, p_labels)
+        logger.info("%s: parsed %d images with %s (%s labels)", self.name, len(ids), self.cfg.parser,
+                    parser.config.label_set)
+
+    def _init_lazy(self, root: Path, device: Any) -> None:
+        """``lazy``: list the images now; decode and parse each on first use (:meth:`_ensure`)."""
+        files, parser = self._image_files_and_parser(root, device)
+        if not files:
+            raise ConfigError(f"{self.name}: no usable images in {root}")
+        n, s = len(files), self.size
+        self.ids = [str(f.relative_to(root)) for f in files]
+        self.images = np.zeros((n, s, s, 3), np.uint8)
+        self.masks = np.zeros((n, s, s), np.uint8)
+        self._lazy = {"files": files, "parser": parser, "device": device, "ready": np.zeros(n, bool)}
+        logger.info("%s: %d images in %s, parsed with %s when first used", self.name, n, root, self.cfg.parser)
+
+    def _ensure(self, indices: Sequence[int]) -> None:
+        """Decode and parse the not yet loaded images among ``indices`` (lazy datasets) in one parser call.  An
+        unreadable file raises, or with ``skip_bad`` is stood in for by the next readable one (logged)."""
+        lazy = self._lazy
+        if lazy is None:
+            return
+        todo = sorted({int(i) for i in indices if not lazy["ready"][int(i)]})
+        if not todo:
+            return
+        squares = []
+        for i in todo:
+            for k in range(len(lazy["files"])):
+                try:
+                    squares.append(_center_square(read_image_rgb(lazy["files"][(i + k) % len(lazy["files"])])))
+                    break
+                except MediaError as exc:
+                    self._bad(exc)
+            else:
+                raise ConfigError(f"{self.name}: no readable image among {len(lazy['files'])}")
+        for i, (im, m) in zip(todo, self._parse(lazy["parser"], squares, lazy["device"])):
+            self.images[i], self.masks[i] = im, m
+            lazy["ready"][i] = True
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def get(self, i: int, flip: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        self._ensure([i])
         img, mask = self.images[i], self.masks[i]
         if flip:
             img = img[:, ::-1]
@@ -282,6 +338,7 @@ class DomainDataset:
     def batch(self, indices: Sequence[int], flips: Sequence[bool] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Images (B, 3, S, S) in [-1, 1] and labels (B, S, S) int64 for ``indices`` (flipped where ``flips``)."""
         flips = flips if flips is not None else [False] * len(indices)
+        self._ensure(indices)  # one parser call for the batch's new images (lazy datasets)
         pairs = [self.get(int(i), bool(f) and self.cfg.flip) for i, f in zip(indices, flips)]
         return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
