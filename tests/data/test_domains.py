@@ -109,7 +109,8 @@ def test_lazy_plain_images_parse_only_what_batches_ask_for(tmp_path, monkeypatch
     eager = DomainDataset(DomainDataConfig(root=str(folder), parser=str(ckpt)), "bisenet", 32)
     calls = []
     original = DomainDataset._parse
-    monkeypatch.setattr(DomainDataset, "_parse", lambda self, p, sq, d: calls.append(len(sq)) or original(self, p, sq, d))
+    monkeypatch.setattr(DomainDataset, "_parse",
+                        lambda self, p, sq, d: calls.append(len(sq)) or original(self, p, sq, d))
     lazy = DomainDataset(DomainDataConfig(root=str(folder), parser=str(ckpt), lazy=True), "bisenet", 32)
     assert len(lazy) == 6 and lazy.ids == eager.ids and calls == []
     x, y = lazy.batch([4, 1, 4], [False, True, False])
