@@ -68,7 +68,8 @@ def test_celebamask_hq_release_layout(tmp_path):
     assert (lab[:12] == B["hair"]).all() and (lab[12:, 8:24] == B["skin"]).all() and (lab[12:, :8] == 0).all()
 
 
-def test_plain_images_parsed_on_the_fly(tmp_path):
+def _anime_folder(tmp_path, n: int, side: int, seed: int):
+    """(tiny random danbooru-order parser, its checkpoint, a folder of ``n`` random ``side``-px images a0.png …)."""
     from vidanime.checkpoint import save_checkpoint
     from vidanime.models.parser import PARSER_FORMAT, ParserConfig, build_parser
 
@@ -78,9 +79,14 @@ def test_plain_images_parsed_on_the_fly(tmp_path):
     ckpt = save_checkpoint(tmp_path / "parser.pt", format=PARSER_FORMAT, config=pcfg, state_dict=parser.state_dict())
     folder = tmp_path / "anime"
     folder.mkdir()
-    rng = np.random.default_rng(1)
-    for i in range(3):
-        Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(folder / f"a{i}.png")
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)).save(folder / f"a{i}.png")
+    return parser, ckpt, folder
+
+
+def test_plain_images_parsed_on_the_fly(tmp_path):
+    parser, ckpt, folder = _anime_folder(tmp_path, 3, 32, 1)
     ds = DomainDataset(DomainDataConfig(root=str(folder), parser=str(ckpt)), "bisenet", 32)
     assert ds.layout == "images" and len(ds) == 3
     x = torch.from_numpy(np.array(Image.open(folder / "a1.png"))).permute(2, 0, 1)[None].float() / 255
@@ -94,18 +100,7 @@ def test_plain_images_parsed_on_the_fly(tmp_path):
 def test_lazy_plain_images_parse_only_what_batches_ask_for(tmp_path, monkeypatch):
     """``lazy``: nothing is parsed up front, a batch parses its new images in one call, and every image and label
     equals the eager dataset's; an unreadable file is stood in for by the next one with ``skip_bad``."""
-    from vidanime.checkpoint import save_checkpoint
-    from vidanime.models.parser import PARSER_FORMAT, ParserConfig, build_parser
-
-    torch.manual_seed(0)
-    pcfg = ParserConfig(arch="bisenet", label_set="danbooru", width=0.25, image_size=32)
-    ckpt = save_checkpoint(tmp_path / "parser.pt", format=PARSER_FORMAT, config=pcfg,
-                           state_dict=build_parser(pcfg).eval().state_dict())
-    folder = tmp_path / "anime"
-    folder.mkdir()
-    rng = np.random.default_rng(2)
-    for i in range(6):
-        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(folder / f"a{i}.png")
+    _, ckpt, folder = _anime_folder(tmp_path, 6, 40, 2)
     eager = DomainDataset(DomainDataConfig(root=str(folder), parser=str(ckpt)), "bisenet", 32)
     calls = []
     original = DomainDataset._parse
