@@ -171,9 +171,8 @@ def to_channels_last(enabled: bool | None, *modules: torch.nn.Module) -> bool:
     The convolutions then also hand channels-last activations on, which cuDNN's tensor-core kernels (bf16/TF32) and
     oneDNN on the CPU run faster: on 2 CPU cores an encoder's forward + backward took 22-31 % less time, a StyleGAN2
     discriminator's 8-19 % less, a whole 64-px StyleAnime training step 11 % less.  The numbers are the same to
-    float32 rounding (tested).  Only plain
-    convolutional networks belong here (encoders, discriminators, parsers): a StyleGAN2 *generator* folds the batch
-    into the channels of a grouped convolution and stays in the default order.
+    float32 rounding (tested).  Only plain convolutional networks belong here (encoders, discriminators, parsers): a
+    StyleGAN2 *generator* folds the batch into the channels of a grouped convolution and stays in the default order.
     """
     on = True if enabled is None else bool(enabled)
     if on:
