@@ -60,6 +60,10 @@ def test_missing_file_and_bad_yaml(tmp_path):
     bad.write_text("model: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad, Job)
+    binary = tmp_path / "clip.mp4"  # a video given where the config belongs
+    binary.write_bytes(bytes([0x00, 0xFC, 0xFF, 0x80]) * 64)
+    with pytest.raises(ConfigError, match="not a text file"):
+        load_config(binary, Job)
 
 
 def test_overrides():

@@ -134,6 +134,8 @@ def test_extreme_aspect_ratios_do_not_crash():
     assert res == [[]]
     res = det.detect([np.full((2000, 40, 3), 128, np.uint8), np.full((40, 2000, 3), 128, np.uint8)])
     assert res == [[], []]
+    # Narrower than min_face (32 px) but wide enough to try: MTCNN's pyramid would be empty (torch.cat of nothing).
+    assert det.detect([np.full((3000, 20, 3), 128, np.uint8), np.full((20, 3000, 3), 128, np.uint8)]) == [[], []]
     scripted = _Scripted([], max_side=640)
     scripted.detect([np.zeros((100, 4000, 3), np.uint8)])
     assert scripted.seen == [(32, 1280, 3)]  # short side kept at 32 px, not squeezed to 16

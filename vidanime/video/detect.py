@@ -152,8 +152,9 @@ class FaceDetector:
             if self.max_side is not None and max(h, w) > self.max_side:
                 # Extreme aspect ratios: never shrink the short side below 32 px.
                 s = min(1.0, max(self.max_side / max(h, w), 32 / min(h, w)))
-            if min(h, w) * s < 16:  # too thin to hold a detectable face (and below MTCNN's 12-px input)
-                logger.info("frames of size %dx%d are too thin for face detection: no faces", w, h)
+            short = min(h, w) if s == 1.0 else min(max(1, round(w * s)), max(1, round(h * s)))
+            if short < max(16, round(self.min_face * s)):  # no face of min_face px fits (nor MTCNN's 12-px input)
+                logger.info("frames of size %dx%d are too thin for a face of %d px: no faces", w, h, self.min_face)
                 continue
             small = [frames[i] if s == 1.0 else cv2.resize(frames[i], (max(1, round(w * s)), max(1, round(h * s))),
                                                            interpolation=cv2.INTER_AREA) for i in idx]
