@@ -152,12 +152,12 @@ class FaceDetector:
             if self.max_side is not None and max(h, w) > self.max_side:
                 # Extreme aspect ratios: never shrink the short side below 32 px.
                 s = min(1.0, max(self.max_side / max(h, w), 32 / min(h, w)))
-            short = min(h, w) if s == 1.0 else min(max(1, round(w * s)), max(1, round(h * s)))
-            if short < max(16, round(self.min_face * s)):  # no face of min_face px fits (nor MTCNN's 12-px input)
+            sw, sh = (w, h) if s == 1.0 else (max(1, round(w * s)), max(1, round(h * s)))  # detection size
+            if min(sw, sh) < max(16, round(self.min_face * s)):  # no face of min_face px fits (nor MTCNN's 12-px input)
                 logger.info("frames of size %dx%d are too thin for a face of %d px: no faces", w, h, self.min_face)
                 continue
-            small = [frames[i] if s == 1.0 else cv2.resize(frames[i], (max(1, round(w * s)), max(1, round(h * s))),
-                                                           interpolation=cv2.INTER_AREA) for i in idx]
+            small = [frames[i] if s == 1.0 else cv2.resize(frames[i], (sw, sh), interpolation=cv2.INTER_AREA)
+                     for i in idx]
             self._scale = s
             for i, dets in zip(idx, self._detect_batch(small)):
                 dets = [d.scaled(1.0 / s) if s != 1.0 else d for d in dets if d.score >= self.score_threshold]
