@@ -22,6 +22,10 @@ class FiniteFloatRange(click.FloatRange):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         return rv
 
+    def _describe_range(self) -> str:
+        """No range in ``--help`` for an unbounded float (click would print ``x<=None``)."""
+        return "" if self.min is None and self.max is None else super()._describe_range()
+
 
 FINITE_FLOAT = FiniteFloatRange()  # any finite float (for options without a range)
 

@@ -93,6 +93,8 @@ def test_nan_and_inf_are_not_numbers_an_option_accepts():
     assert positive.convert("1e-4", None, None) == 1e-4
     with pytest.raises(click.BadParameter, match="not in the range"):
         FiniteFloatRange(0, 1).convert("2", None, None)
+    # --help shows a range only where there is one (click printed "x<=None" for an unbounded float)
+    assert FINITE_FLOAT._describe_range() == "" and FiniteFloatRange(0, 1)._describe_range() == "0<=x<=1"
 
 
 @pytest.mark.slow

@@ -118,6 +118,10 @@ def test_tiny_faces_are_skipped_with_a_log_line(caplog):
         (faces,) = det.detect([np.zeros((300, 400, 3), np.uint8)])
     assert len(faces) == 1 and faces[0].size == 100
     assert "smaller than 32 px" in caplog.text and det.skipped_small == 1
+    caplog.clear()  # said once: later frames only add to the count the video reader reports at its end
+    with caplog.at_level(logging.INFO, logger="vidanime.video.detect"):
+        det.detect([np.zeros((300, 400, 3), np.uint8)] * 2)
+    assert "smaller than" not in caplog.text and det.skipped_small == 3
 
 
 def test_downscaled_detection_maps_back_and_low_scores_drop():
