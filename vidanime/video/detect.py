@@ -162,10 +162,10 @@ class FaceDetector:
             for i, dets in zip(idx, self._detect_batch(small)):
                 dets = [d.scaled(1.0 / s) if s != 1.0 else d for d in dets if d.score >= self.score_threshold]
                 kept = [d for d in dets if d.size >= self.min_face]
-                if len(kept) < len(dets):  # said once at INFO (a video's reader sums them up at its end)
+                if n_small := len(dets) - len(kept):  # said once at INFO (a video's reader sums them up at its end)
                     logger.log(logging.DEBUG if self.skipped_small else logging.INFO,
-                               "skipped %d face(s) smaller than %d px (min_face)", len(dets) - len(kept), self.min_face)
-                    self.skipped_small += len(dets) - len(kept)
+                               "skipped %d face(s) smaller than %d px (min_face)", n_small, self.min_face)
+                    self.skipped_small += n_small
                 results[i] = sorted(kept, key=lambda d: -d.score)
         return results
 
