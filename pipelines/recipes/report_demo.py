@@ -111,13 +111,15 @@ def _mean_colour(src: Sequence[np.ndarray], src_lab: Sequence[np.ndarray], out: 
 
 
 def portrait_translator(model: Any, portrait_parser: Any, alpha: float | None = None, refiner: Any = None,
-                        device: str = "cpu", recolor: Any = None) -> Any:
+                        device: str = "cpu", recolor: Any = None, background_fill: float | None = None) -> Any:
     """The video path's face translator for independent still portraits: no parsing smoothing, and with ``refiner``
     every crop refined (each is its own track's keyframe, its correction applied in full); ``recolor``: a
-    :class:`~vidanime.video.recolor.RegionRecolor` (each portrait its own track)."""
+    :class:`~vidanime.video.recolor.RegionRecolor` (each portrait its own track); ``background_fill``: None = the
+    checkpoint's default."""
     steps = refiner.config.steps if refiner is not None else 0
     return StyleAnimeFaceTranslator(model, portrait_parser, alpha=alpha, device=device, parsing_smooth=0,
-                                    refiner=refiner, refine=steps, refine_every=1, refine_ease=1.0, recolor=recolor)
+                                    refiner=refiner, refine=steps, refine_every=1, refine_ease=1.0, recolor=recolor,
+                                    background_fill=background_fill)
 
 
 def translate_portraits(translator: Any, images: np.ndarray, chunk: int = 16) -> tuple[np.ndarray, float]:
@@ -182,14 +184,16 @@ def anime_look(model: Any, anime_parser: Any, images: np.ndarray, outputs: np.nd
 
 def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, device: str = "cpu",
             lpips_backbone: str | None = None, model_path: str | None = None, refine: int = 0,
-            recolor: float = 0.0, model_set: str | None = None) -> dict[str, Any]:
+            recolor: float = 0.0, model_set: str | None = None,
+            background_fill: float | None = None) -> dict[str, Any]:
     """All numbers of the report (see the module doc) as a JSON-able dict; ``model_path``: a StyleAnime checkpoint
     (name or path) to measure instead of the bundled ``styleanime-p2a``; ``model_set``: a set folder (``train-all
     --out``) whose ``styleanime-p2a``, ``parser-portrait`` and ``parser-anime`` are measured together (the measuring
     instruments — the anime parser that reads the outputs, the KID features, the domain classifier — stay the bundled
     ones, so two sets are measured alike); ``refine``: test-time refinement steps (:mod:`vidanime.train.refine`) on
     each portrait's code, timed (``seconds_per_face``); ``recolor``: the strength of
-    :class:`~vidanime.video.recolor.RegionRecolor` (0 = off)."""
+    :class:`~vidanime.video.recolor.RegionRecolor` (0 = off); ``background_fill``: how far each portrait's background
+    is moved to anime white before the encoders (None = the checkpoint's default)."""
     ckpt_name, parser_name = DEFAULT_MODELS["p2a"]
     own = set_models(model_set) if model_set else {}
     if own and model_path:
@@ -210,7 +214,7 @@ def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, 
                       if "parser-anime" in own else anime_parser)
     recolorer = RegionRecolor(recolor_parser, RecolorConfig(strength=recolor)) if recolor else None
     translator = portrait_translator(model, portrait_parser, alpha=alpha, refiner=refiner, device=device,
-                                     recolor=recolorer)
+                                     recolor=recolorer, background_fill=background_fill)
 
     ids, images, gt = heldout_portraits(ASSETS / "faces", limit=limit)
     logger.info("translating %d held-out portraits%s", len(ids), f" ({refine} refinement steps)" if refine else "")
@@ -221,7 +225,8 @@ def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, 
     effective_alpha = alpha if alpha is not None else model.inference.get("alpha")
     res: dict[str, Any] = {"model": str(own.get("styleanime-p2a") or model_path or ckpt_name), "portraits": len(ids),
                            "alpha": effective_alpha,
-                           "refine": refine, "recolor": recolor, "seconds_per_face": seconds_per_face,
+                           "refine": refine, "recolor": recolor, "background_fill": translator.background_fill,
+                           "seconds_per_face": seconds_per_face,
                            "threads": torch.get_num_threads(),
                            "training_parser": str(own.get(teacher_name, teacher_name))}
     res.update(portrait_scores(images, gt, outputs, anime_parser))
@@ -237,7 +242,8 @@ def measure(limit: int = 0, anime_count: int = 200, alpha: float | None = None, 
 
     # Encoder reconstruction on held-out anime faces (parsing by the parser used in training, as in training).
     anime = np.stack(anime_images(ASSETS / "anime", ANIME_HELDOUT_START, anime_count))
-    a_trans = StyleAnimeFaceTranslator(model, teacher_parser, alpha=None, device=device, parsing_smooth=0)
+    a_trans = StyleAnimeFaceTranslator(model, teacher_parser, alpha=None, device=device, parsing_smooth=0,
+                                       background_fill=0.0)  # the anime face itself is the target
     mse, recon = [], []
     for i in range(0, len(anime), 16):
         xm, lab_m, _ = a_trans.model_inputs(anime[i : i + 16], list(range(i, i + len(anime[i : i + 16]))))
@@ -268,6 +274,7 @@ def to_markdown(r: dict[str, Any]) -> str:
     p = r["p_anime"]
     how = f", --refine {r['refine']} ({r['seconds_per_face']:.1f} s/face)" if r.get("refine") else ""
     how += f", --recolor {r['recolor']:g}" if r.get("recolor") else ""
+    how += f", background fill {r['background_fill']:g}" if r.get("background_fill") else ""
     lines = [
         f"| measure (held-out data) | {r.get('model', 'bundled model')}{how} | baseline: average face G(w_avg) |",
         "|---|---|---|",
@@ -339,11 +346,16 @@ def print_report(measure_fn: Callable[[], Any], markdown: Callable[[dict[str, An
 @click.option("--set", "model_set", default=None, type=click.Path(file_okay=False),
               help="A model set folder (`vidanime train-all --out`): its styleanime-p2a, parser-portrait and "
                    "parser-anime are measured; the measuring instruments stay the bundled ones.")
+@click.option("--background-fill", default=None, type=click.FloatRange(0, 1),
+              help="How far each portrait's background is moved to anime white before the encoders (default: the "
+                   "checkpoint's saved default, else 0 = off).")
 def main(limit: int, anime_count: int, alpha: float | None, lpips_backbone: str | None, json_out: str | None,
-         model_path: str | None, refine: int, recolor: float, model_set: str | None) -> None:
+         model_path: str | None, refine: int, recolor: float, model_set: str | None,
+         background_fill: float | None) -> None:
     """Measure the bundled models (or --model, or a --set) on held-out shipped data and print the README table."""
     print_report(lambda: measure(limit=limit, anime_count=anime_count, alpha=alpha, lpips_backbone=lpips_backbone,
-                                 model_path=model_path, refine=refine, recolor=recolor, model_set=model_set),
+                                 model_path=model_path, refine=refine, recolor=recolor, model_set=model_set,
+                                 background_fill=background_fill),
                  to_markdown, json_out)
 
 

@@ -176,3 +176,63 @@ def test_black_and_white_crops_get_black_and_white_drawings(tiny):
                                                                                      np.uint8)), [[[124] * 3]])
     assert round(luma) == 124
     assert not is_grey(x[0]) and is_grey(x[0], tolerance=2)
+
+
+def test_fill_background_moves_only_the_background_toward_the_colour():
+    from vidanime.models.face_translator import ANIME_BACKGROUND, fill_background
+
+    x = torch.tensor([[[[-1.0, 0.5], [0.2, 1.0]]]]).repeat(1, 3, 1, 1)  # (1, 3, 2, 2) in [-1, 1]
+    lab = torch.tensor([[[0, 1], [13, 0]]])  # bisenet: background, skin / hair, background
+    c = [2 * v - 1 for v in ANIME_BACKGROUND]  # about 0.96, 0.96, 0.95 in [-1, 1]
+    half = fill_background(x, lab, "bisenet", 0.5)
+    for ch in range(3):  # hand-computed: halfway from the pixel to the colour, the face pixels untouched
+        assert half[0, ch, 0, 0].item() == pytest.approx((-1.0 + c[ch]) / 2, abs=1e-6)
+        assert half[0, ch, 1, 1].item() == pytest.approx((1.0 + c[ch]) / 2, abs=1e-6)
+        assert half[0, ch, 0, 1].item() == pytest.approx(0.5) and half[0, ch, 1, 0].item() == pytest.approx(0.2)
+    full = fill_background(x, lab, "bisenet", 1.0)
+    assert full[0, :, 0, 0].tolist() == pytest.approx(c, abs=1e-6)
+    assert full[0, :, 1, 1].tolist() == pytest.approx(c, abs=1e-6)
+    assert fill_background(x, lab, "bisenet", 0.0) is x
+    with pytest.raises(VidanimeError, match="background_fill"):
+        fill_background(x, lab, "bisenet", 1.5)
+
+
+class _LeftHalfBackground(torch.nn.Module):
+    """A stand-in parser: the left half of every image is background, the right half skin."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+
+    def forward(self, x):
+        logits = torch.zeros(x.shape[0], 19, *x.shape[-2:])
+        half = x.shape[-1] // 2
+        logits[:, 0, :, :half] = 9.0
+        logits[:, 1, :, half:] = 9.0
+        return logits
+
+
+def test_background_fill_default_comes_from_the_checkpoint_and_feeds_e_s_filled_crops(tiny):
+    from vidanime.models.face_translator import ANIME_BACKGROUND
+
+    model, parser = tiny
+    fake = _LeftHalfBackground(parser.config)
+    x = crops()
+    plain_xm, plain_lab, _ = StyleAnimeFaceTranslator(model, fake, parsing_smooth=0).model_inputs(x, [0, 1, 2])
+    saved = dict(model.inference)
+    try:
+        model.inference["background_fill"] = 1.0
+        tr = StyleAnimeFaceTranslator(model, fake, parsing_smooth=0)
+        assert tr.background_fill == 1.0
+        xm, lab, _ = tr.model_inputs(x, [0, 1, 2])
+        assert torch.equal(lab, plain_lab) and (lab[:, :, :15] == 0).all() and (lab[:, :, 17:] == 1).all()
+        colour = torch.tensor(ANIME_BACKGROUND).view(1, 3, 1) * 2 - 1
+        torch.testing.assert_close(xm[:, :, :, :15].flatten(2), colour.expand(3, 3, 32 * 15))  # background: paper
+        assert torch.equal(xm[:, :, :, 17:], plain_xm[:, :, :, 17:])  # the face: as before
+        res = tr(x, [0, 1, 2])  # and the codes differ from the unfilled ones
+        assert not torch.allclose(res.latents, StyleAnimeFaceTranslator(model, fake, parsing_smooth=0,
+                                                                        background_fill=0.0)(x, [0, 1, 2]).latents)
+        with pytest.raises(VidanimeError, match="background_fill"):
+            StyleAnimeFaceTranslator(model, fake, background_fill=-0.1)
+    finally:
+        model.inference = saved

@@ -196,3 +196,15 @@ def test_recorded_data_is_found_from_any_folder_and_if_missing_is_checked(tmp_pa
     assert base_data_config(tc, BaseLossConfig(), "bisenet")[0].root == str(assets / "anime")
     with pytest.raises(ConfigError, match="base.if_missing='maybe': expected 'error' or 'off'"):
         BaseLossConfig(if_missing="maybe")
+
+
+def test_triplets_fill_the_background_as_the_translator_does():
+    from vidanime.models.face_translator import fill_background
+
+    plain = _synthetic_triplets()
+    filled = _synthetic_triplets()
+    filled.background_fill, filled.label_set = 0.7, "bisenet"
+    (x0, lab0), (x1, lab1) = plain.batch([0, 2]), filled.batch([0, 2])
+    assert torch.equal(lab0, lab1) and (lab0 == 0).any()
+    torch.testing.assert_close(x1, fill_background(x0, lab0, "bisenet", 0.7))
+    assert not torch.allclose(x0, x1)

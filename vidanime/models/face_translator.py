@@ -30,7 +30,11 @@ from ..video.track import forget_stale_tracks
 logger = logging.getLogger(__name__)
 
 __all__ = ["TranslatedFaces", "FaceTranslator", "IdentityFaceTranslator", "StyleAnimeFaceTranslator", "parser_probs",
-           "labels_at"]
+           "labels_at", "fill_background", "ANIME_BACKGROUND"]
+
+#: Mean RGB in [0, 1] of the pixels the anime parser calls background in 300 shipped anime faces (250, 250, 248 of
+#: 255): anime face crops are drawn on near-white paper.
+ANIME_BACKGROUND = (250.0 / 255, 249.5 / 255, 248.4 / 255)
 
 
 def parser_probs(parser: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -48,6 +52,21 @@ def labels_at(probs: torch.Tensor, size: int, parser_labels: str, model_labels: 
     if probs.shape[-1] != size:
         probs = F.interpolate(probs, size=(size, size), mode="bilinear", align_corners=False)
     return L.remap(probs.argmax(1), parser_labels, model_labels)
+
+
+def fill_background(images: torch.Tensor, labels: torch.Tensor, label_set: str, strength: float,
+                    colour: Sequence[float] = ANIME_BACKGROUND) -> torch.Tensor:
+    """Images (N, 3, M, M) in [-1, 1] with the pixels that ``labels`` (N, M, M, in ``label_set``) call background
+    moved ``strength`` (0 = unchanged, 1 = replaced) of the way to ``colour`` (RGB in [0, 1]).  What E_s is fed when
+    a checkpoint sets ``inference["background_fill"]``: the room behind a portrait is not part of the person, and an
+    encoder that carries it into the drawing turns a dark background into a muddy face (an addition to the paper)."""
+    if not 0.0 <= float(strength) <= 1.0:
+        raise VidanimeError(f"background_fill={strength}: expected a number in [0, 1]")
+    if strength == 0:
+        return images
+    bg = (labels == L.LABEL_SETS[label_set].index("background")).unsqueeze(1).to(images.dtype) * float(strength)
+    c = torch.tensor(colour, dtype=images.dtype, device=images.device).view(1, 3, 1, 1) * 2 - 1
+    return images * (1 - bg) + c * bg
 
 
 @dataclass
@@ -114,6 +133,8 @@ class StyleAnimeFaceTranslator:
     :class:`vidanime.video.recolor.RegionRecolor`): the input's hair and eye colours are carried onto each drawing
     before it is resized and blended (``--recolor``).  ``upscaler`` (a :class:`vidanime.models.upscaler.Upscaler`):
     each drawing smaller than the crop is enlarged by it before the resize to the crop (``--upscaler``).
+    ``background_fill`` (None = the checkpoint's ``inference["background_fill"]``, else 0): how far the crop's
+    background is moved to anime paper white before E_s sees it (:func:`fill_background`).
     """
 
     def __init__(
@@ -134,6 +155,7 @@ class StyleAnimeFaceTranslator:
         crop_blend: Any = None,
         recolor: Any = None,
         upscaler: Any = None,
+        background_fill: float | None = None,
     ) -> None:
         self.device = torch.device(device)
         if fp16 and self.device.type != "cuda":
@@ -167,6 +189,11 @@ class StyleAnimeFaceTranslator:
         self.crop_blend = crop_blend  # a vidanime.video.deflicker.CropFlowBlend (or None: crops not blended)
         self.recolor = recolor  # a vidanime.video.recolor.RegionRecolor (or None: the drawing's own colours)
         self.upscaler = None if upscaler is None else upscaler.to(self.device).eval()
+        if background_fill is None:
+            background_fill = float((getattr(model, "inference", None) or {}).get("background_fill", 0.0))
+        if not 0.0 <= float(background_fill) <= 1.0:
+            raise VidanimeError(f"background_fill={background_fill}: expected a number in [0, 1]")
+        self.background_fill = float(background_fill)
 
     def reset(self, fps: float | None = None) -> None:
         """Forget the per-track parsing history, refinement corrections and code filters (call between clips, with
@@ -239,13 +266,15 @@ class StyleAnimeFaceTranslator:
                      track_ids: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """What the model is fed for aligned crops (N, S, S, 3) uint8 of ``track_ids`` (updates the parsing history):
         image (N, 3, M, M) in [-1, 1] (antialiased resize to the model size M), labels (N, M, M) in the model's label
-        set (argmax of the smoothed parser probabilities resized to M), and those probabilities (N, C, P, P)."""
+        set (argmax of the smoothed parser probabilities resized to M), and those probabilities (N, C, P, P); the
+        image's background filled as :attr:`background_fill` says."""
         crops = _check_crops(crops)
         x = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).float().div(255.0)  # (N, 3, S, S) in [0, 1]
         probs = self._smooth(parser_probs(self.parser, x), track_ids)  # (N, C, P, P)
         size = self.model.image_size
         lab_m = labels_at(probs, size, self.parser_labels, self.model_labels)
         xm = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False) * 2 - 1
+        xm = fill_background(xm, lab_m, self.model_labels, self.background_fill)
         return xm, lab_m, probs
 
     @torch.no_grad()

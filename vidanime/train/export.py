@@ -35,7 +35,7 @@ class ExportItem:
     format: str
     description: str
     facebank: Path | None = None  # StyleAnime only: the bank to embed
-    # StyleAnime only: test-time defaults (alpha, k[, anchor_layers], refine)
+    # StyleAnime only: test-time defaults (alpha, k[, anchor_layers], refine[, background_fill])
     inference: Mapping[str, Any] | None = None
     parser_names: Mapping[str, str] | None = None  # glob of a parser path -> the bundled name to record instead
     # other formats: "float16" stores the floating-point weights in half precision (they load back into float32

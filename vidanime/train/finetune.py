@@ -154,8 +154,11 @@ class ClipTriplets:
     """Consecutive aligned-crop triplets (i−1, i, i+1) of the tracks of one clip (see the module docstring)."""
 
     def __init__(self, path: str | os.PathLike, tracks: Sequence[TrackFrames], crop_size: int, image_size: int,
-                 border: str = "reflect", n_frames: int = 0, fps: float = 0.0):
+                 border: str = "reflect", n_frames: int = 0, fps: float = 0.0, background_fill: float = 0.0,
+                 label_set: str = "bisenet"):
         self.path = Path(path)
+        # E_s is fed the crops as at inference: background moved to anime white when the checkpoint says so
+        self.background_fill, self.label_set = float(background_fill), label_set
         self.tracks = list(tracks)
         self.crop_size, self.image_size, self.border = int(crop_size), int(image_size), border
         self.n_frames, self.fps = n_frames, float(fps)
@@ -246,7 +249,8 @@ class ClipTriplets:
                 t.crops = None
         s = face_config.crop_size
         out = cls(path, [found[k] for k in sorted(found)], s, translator.model.image_size, face_config.border,
-                  n_frames=n_read, fps=fps)
+                  n_frames=n_read, fps=fps, background_fill=getattr(translator, "background_fill", 0.0),
+                  label_set=translator.model.config.label_set)
         logger.info("clip %s: %d frames, %d track(s), %d triplets; crops %s", Path(path).name, n_read, len(found),
                     len(out), "in memory" if out.cached else "read by random access")
         return out
@@ -269,14 +273,17 @@ class ClipTriplets:
 
     def batch(self, which: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """Triplets ``which`` (indices into :attr:`centres`) → images (3B, 3, M, M) in [-1, 1] and labels (3B, M, M)
-        int64, ordered (i−1, i, i+1) per triplet; the image is fed exactly as at inference (antialiased resize)."""
+        int64, ordered (i−1, i, i+1) per triplet; the image is fed exactly as at inference (antialiased resize, the
+        background filled as the translator fills it)."""
+        from ..models.face_translator import fill_background
+
         items = [(k, t + d) for j in which for k, t in [self.centres[int(j)]] for d in (-1, 0, 1)]
         crops = self._crops(items)
         x = torch.from_numpy(crops).permute(0, 3, 1, 2).float().div(255.0)
         m = self.image_size
         x = F.interpolate(x, size=(m, m), mode="bilinear", antialias=True, align_corners=False) * 2 - 1
         labels = torch.stack([self.tracks[k].labels[t] for k, t in items]).long()
-        return x, labels
+        return fill_background(x, labels, self.label_set, self.background_fill), labels
 
     def close(self) -> None:
         if self._source is not None:
