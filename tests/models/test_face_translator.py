@@ -234,5 +234,8 @@ def test_background_fill_default_comes_from_the_checkpoint_and_feeds_e_s_filled_
                                                                         background_fill=0.0)(x, [0, 1, 2]).latents)
         with pytest.raises(VidanimeError, match="background_fill"):
             StyleAnimeFaceTranslator(model, fake, background_fill=-0.1)
+        model.inference["background_fill"] = "white"  # a bad value in a checkpoint: one line, not a traceback
+        with pytest.raises(VidanimeError, match="background_fill='white'"):
+            StyleAnimeFaceTranslator(model, fake)
     finally:
         model.inference = saved

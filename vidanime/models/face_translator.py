@@ -189,10 +189,11 @@ class StyleAnimeFaceTranslator:
         self.crop_blend = crop_blend  # a vidanime.video.deflicker.CropFlowBlend (or None: crops not blended)
         self.recolor = recolor  # a vidanime.video.recolor.RegionRecolor (or None: the drawing's own colours)
         self.upscaler = None if upscaler is None else upscaler.to(self.device).eval()
-        if background_fill is None:
-            background_fill = float((getattr(model, "inference", None) or {}).get("background_fill", 0.0))
-        if not 0.0 <= float(background_fill) <= 1.0:
-            raise VidanimeError(f"background_fill={background_fill}: expected a number in [0, 1]")
+        if background_fill is None:  # the checkpoint's default (a file's value is checked like the argument)
+            background_fill = (getattr(model, "inference", None) or {}).get("background_fill", 0.0)
+        if isinstance(background_fill, bool) or not isinstance(background_fill, (int, float)) \
+                or not 0.0 <= float(background_fill) <= 1.0:
+            raise VidanimeError(f"background_fill={background_fill!r}: expected a number in [0, 1]")
         self.background_fill = float(background_fill)
 
     def reset(self, fps: float | None = None) -> None:
