@@ -124,6 +124,19 @@ def test_tiny_faces_are_skipped_with_a_log_line(caplog):
     assert "smaller than" not in caplog.text and det.skipped_small == 3
 
 
+def test_thin_frames_are_reported_once_per_size(caplog):
+    det = _Scripted([_det(0, 0, 40)], max_side=None)  # min_face 32: a 20-px wide frame cannot hold a face
+    with caplog.at_level(logging.INFO, logger="vidanime.video.detect"):
+        assert det.detect([np.zeros((300, 20, 3), np.uint8)] * 2) == [[], []]
+    assert caplog.text.count("too thin") == 1 and det.seen == []
+    caplog.clear()  # the next batch of the same size is not reported again; a new size is
+    with caplog.at_level(logging.INFO, logger="vidanime.video.detect"):
+        det.detect([np.zeros((300, 20, 3), np.uint8)])
+        assert "too thin" not in caplog.text
+        det.detect([np.zeros((20, 300, 3), np.uint8)])
+    assert caplog.text.count("300x20 are too thin") == 1
+
+
 def test_downscaled_detection_maps_back_and_low_scores_drop():
     det = _Scripted([_det(10, 10, 100), _det(100, 100, 100, score=0.5)], max_side=640)
     (faces,) = det.detect([np.zeros((1280, 1920, 3), np.uint8)])

@@ -133,6 +133,7 @@ class FaceDetector:
         self.min_face = min_face
         self.max_side = max_side
         self.skipped_small = 0
+        self._thin_sizes: set[tuple[int, int]] = set()  # frame sizes already reported as too thin for a face
         self._scale = 1.0  # detection-resolution / frame-resolution of the batch being processed
 
     def _detect_batch(self, frames: list[np.ndarray]) -> list[list[Detection]]:
@@ -154,7 +155,10 @@ class FaceDetector:
                 s = min(1.0, max(self.max_side / max(h, w), 32 / min(h, w)))
             sw, sh = (w, h) if s == 1.0 else (max(1, round(w * s)), max(1, round(h * s)))  # detection size
             if min(sw, sh) < max(16, round(self.min_face * s)):  # no face of min_face px fits (nor MTCNN's 12-px input)
-                logger.info("frames of size %dx%d are too thin for a face of %d px: no faces", w, h, self.min_face)
+                # said once per size at INFO (a video of such frames would repeat it every batch), later at DEBUG
+                logger.log(logging.DEBUG if (w, h) in self._thin_sizes else logging.INFO,
+                           "frames of size %dx%d are too thin for a face of %d px: no faces", w, h, self.min_face)
+                self._thin_sizes.add((w, h))
                 continue
             small = [frames[i] if s == 1.0 else cv2.resize(frames[i], (sw, sh), interpolation=cv2.INTER_AREA)
                      for i in idx]
