@@ -34,6 +34,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from pipelines.base import Pipeline
 from vidanime.errors import CheckpointError, ConfigError, MediaError, VidanimeError
 from vidanime.fileio import check_output_path, remove_stale_partials
+from vidanime.models.face_translator import resolve_background_fill
 from vidanime.registry import resolve_path
 from vidanime.video.recolor import RecolorConfig
 
@@ -126,6 +127,7 @@ class PipelineSpec:
     temporal: str = "flow"
     recolor: float = RecolorConfig.strength
     upscaler: str | None = "none"
+    background_fill: float | None = None
 
     def check(self) -> "PipelineSpec":
         """Fail early (in the driver, before any worker starts) when the checkpoint or parser cannot be found."""
@@ -135,6 +137,8 @@ class PipelineSpec:
             raise ConfigError(f"direction='{self.direction}' is not one of: {', '.join(DEFAULT_MODELS)}")
         if self.temporal not in TEMPORAL_MODES:
             raise ConfigError(f"temporal='{self.temporal}' is not one of: {', '.join(TEMPORAL_MODES)}")
+        if self.background_fill is not None:
+            resolve_background_fill(None, self.background_fill)
         ckpt, parser = DEFAULT_MODELS[self.direction]
         try:
             resolve_path(self.checkpoint or ckpt)
@@ -152,7 +156,7 @@ class PipelineSpec:
         return TranslatePipeline.from_pretrained(
             self.checkpoint, self.parser, direction=self.direction, alpha=self.alpha, device=self.device,
             fp16=self.fp16, face_config=self.face_config, allow_identity=self.allow_identity, temporal=self.temporal,
-            recolor=self.recolor, upscaler=self.upscaler)
+            recolor=self.recolor, upscaler=self.upscaler, background_fill=self.background_fill)
 
 
 # ----------------------------------------------------------------------------------------------------- discovery
@@ -348,7 +352,8 @@ def run_file(factory: Callable[[], TranslatePipeline], pipe: TranslatePipeline |
         tuned = finetune_for_translate(task.input, task.output, spec.checkpoint or ckpt, spec.parser or parser,
                                        job.finetune, face_config=spec.face_config, start=job.options.start,
                                        end=job.options.end, device=spec.device, run_dir=finetune_dir(task),
-                                       progress=False)
+                                       progress=False, overrides=None if spec.background_fill is None
+                                       else {"background_fill": float(spec.background_fill)})
         pipe = replace(spec, checkpoint=str(tuned))()
     except Exception as exc:  # recorded in the manifest, not swallowed
         logger.debug("%s: fine-tune failed", task.key, exc_info=True)
@@ -426,13 +431,16 @@ class BatchPipeline(Pipeline):
                         direction: str = "p2a", alpha: float | None = None, device: str = "cpu", fp16: bool = False,
                         face_config: Any = None, allow_identity: bool = False,
                         temporal: str = "flow", recolor: float = RecolorConfig.strength,
-                        upscaler: str | os.PathLike | None = "none") -> "BatchPipeline":
+                        upscaler: str | os.PathLike | None = "none",
+                        background_fill: float | None = None) -> "BatchPipeline":
         """Same arguments as :meth:`TranslatePipeline.from_pretrained` (``temporal``: ``flow``, ``filter`` or
         ``off``, as in ``vidanime translate --temporal``; ``recolor`` strength; ``upscaler``: none, auto, a name or
-        a path); the files are checked here, the models are loaded by each worker."""
+        a path; ``background_fill``: None = the checkpoint's); the files are checked here, the models are loaded by
+        each worker."""
         spec = PipelineSpec(None if checkpoint is None else str(checkpoint), None if parser is None else str(parser),
                             direction, alpha, device, fp16, face_config, allow_identity, temporal=temporal,
-                            recolor=recolor, upscaler=None if upscaler is None else str(upscaler))
+                            recolor=recolor, upscaler=None if upscaler is None else str(upscaler),
+                            background_fill=background_fill)
         return cls(spec.check())
 
     # ------------------------------------------------------------------------------------------------- checks

@@ -204,7 +204,8 @@ def distill_refine(cfg: DistillRunConfig, run_dir: str | Path, budget: Budget | 
 
     anime_key = None
     if cfg.anime_count:
-        translator_a = StyleAnimeFaceTranslator(model, anime_parser, alpha=None, device=dev, parsing_smooth=0)
+        translator_a = StyleAnimeFaceTranslator(model, anime_parser, alpha=None, device=dev, parsing_smooth=0,
+                                                background_fill=0.0)  # the anime face itself is the target
         xa, laba = _model_inputs(translator_a, np.stack(anime_images(cfg.anime, 0, cfg.anime_count)))
         inv = InvertConfig(steps=cfg.invert_steps)
         anime_key = {"model_sha256": model_sha, "images": cfg.anime_count, "parser": str(cfg.anime_parser),

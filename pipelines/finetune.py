@@ -193,7 +193,8 @@ class FinetunePipeline(Pipeline):
             data_cfg, loss_cfg = base_data_config(train_config, cfg.base, model.config.label_set,
                                                   source=str(ckpt_path))
         parser = load_model(parser_path, device=device, format="vidanime.parser")
-        translator = StyleAnimeFaceTranslator(model, parser, device=device, parsing_smooth=cfg.parsing_smooth)
+        translator = StyleAnimeFaceTranslator(model, parser, device=device, parsing_smooth=cfg.parsing_smooth,
+                                              background_fill=cfg.background_fill)
         triplets = ClipTriplets.collect(cfg.input, translator, cfg.face, start=cfg.start, end=cfg.end,
                                         tracks=cfg.tracks, cache_mb=cfg.cache_mb, progress=t.progress,
                                         detector=detector)
@@ -303,6 +304,8 @@ def finetune_for_translate(input: str | os.PathLike, output: str | os.PathLike, 
     overrides = {"base.if_missing": "off", **dict(overrides or {}), "train.iterations": steps,
                  "train.seconds_per_clip_second": per_clip_second, "train.device": device, "train.progress": progress}
     base_id = _base_identity(input, start, end, checkpoint, parser)
+    if overrides.get("background_fill") is not None:  # a fine-tune on other inputs is another fine-tune
+        base_id["background_fill"] = float(overrides["background_fill"])
     resume = out.is_dir() and RunDir(out).latest_checkpoint("finetune") is not None
     if resume and _read_base_identity(out) != base_id:
         # another clip, range, model or parser (or the bundled model was updated): never reuse it silently

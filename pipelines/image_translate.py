@@ -36,7 +36,13 @@ from vidanime.data.image_io import read_image_rgb, read_label_map, write_rgb
 from vidanime.errors import CheckpointError, ConfigError, MediaError, VidanimeError
 from vidanime.fileio import check_input_file, check_not_same_file, check_output_path
 from vidanime.models.editing import edit_latents
-from vidanime.models.face_translator import StyleAnimeFaceTranslator, labels_at, parser_probs
+from vidanime.models.face_translator import (
+    StyleAnimeFaceTranslator,
+    fill_background,
+    labels_at,
+    parser_probs,
+    resolve_background_fill,
+)
 from vidanime.models.facebank import FaceBank
 from vidanime.models.styleanime import StyleAnime
 from vidanime.registry import load_styleanime
@@ -133,6 +139,8 @@ class ImageTranslatePipeline(Pipeline):
     recolor: Any = None  # a vidanime.video.recolor.RegionRecolor: IN's hair/eye colours onto the drawing (no reference)
     upscaler: Any = None  # a vidanime.models.upscaler.Upscaler: drawings enlarged by it (pasted back, or written x2)
     face_config: Any = None  # a vidanime.video.faces.FaceConfig for faces="detect" (None: its defaults)
+    #: how far IN's background is moved to anime white before the encoders (None: the checkpoint's default, else 0)
+    background_fill: float | None = None
     _suffixes: tuple[str, ...] = field(default=IMAGE_SUFFIXES, repr=False)
     _detector: Any = field(default=None, repr=False)
     #: outputs of the last call whose faces were found and pasted back (the others: translated as aligned crops)
@@ -142,6 +150,7 @@ class ImageTranslatePipeline(Pipeline):
 
     def __post_init__(self) -> None:
         check_direction(self.model, self.direction)
+        self.background_fill = resolve_background_fill(self.model, self.background_fill)
         self.model = self.model.to(self.device).eval()
         if self.parser is not None:
             self.parser = self.parser.to(self.device).eval()
@@ -257,7 +266,7 @@ class ImageTranslatePipeline(Pipeline):
         translator = StyleAnimeFaceTranslator(self.model, self.parser, alpha=alpha, k=k, device=self.device,
                                               parsing_smooth=0, refiner=self.refiner, refine=refine, refine_every=1,
                                               refine_ease=1.0, facebank=self.facebank, recolor=self.recolor,
-                                              upscaler=self.upscaler)
+                                              upscaler=self.upscaler, background_fill=self.background_fill)
         translator.reset()  # every photo on its own (the recolouring's per-track state included)
         res = translator(np.stack([f.crop for f in found]), list(range(len(found))))
         items = [PasteItem(res.crops[i], f.matrix, res.masks[i], 1.0) for i, f in enumerate(found)]
@@ -382,14 +391,16 @@ class ImageTranslatePipeline(Pipeline):
             pairs = [self._load_pair(img, lab, parsing_labels, resize) for img, lab, _ in chunk]
             images = torch.cat([_to_tensor(im) for im, _ in pairs]).to(self.device)
             labels = torch.from_numpy(np.stack([lab for _, lab in pairs]).astype(np.int64)).to(self.device)
+            # what the encoders see, as on the photo and video paths (the recolouring reads the image as it is)
+            seen = fill_background(images, labels, self.model.config.label_set, self.background_fill)
             if style is None:
-                out, w = self.model.translate(images, labels, alpha=alpha, reference=ref, k=k, facebank=self.facebank,
+                out, w = self.model.translate(seen, labels, alpha=alpha, reference=ref, k=k, facebank=self.facebank,
                                               return_latents=True)
             else:
-                w = edit_latents(self.model, images, labels, style_image=style, mix=float(mix))
+                w = edit_latents(self.model, seen, labels, style_image=style, mix=float(mix))
                 out = self.model.decode(self.model.aggregate(w, alpha, k=k, facebank=self.facebank))
             if refine > 0:
-                out = self.model.decode(self.refiner(w, images, labels, steps=refine))
+                out = self.model.decode(self.refiner(w, seen, labels, steps=refine))
             if self.recolor is not None and ref is None and style is None:  # IN's own hair and eye colours
                 self.recolor.reset()
                 inputs = np.stack([_to_uint8(im) for im in images])

@@ -46,6 +46,7 @@ from vidanime.models.face_translator import (
     IdentityFaceTranslator,
     StyleAnimeFaceTranslator,
     TranslatedFaces,
+    resolve_background_fill,
 )
 from vidanime.registry import available_models, load_model, load_styleanime, resolve_path
 from vidanime.train.refine import LatentRefiner, RefineConfig
@@ -228,6 +229,7 @@ class TranslatePipeline(Pipeline):
         temporal: str = "flow",
         recolor: float = RecolorConfig.strength,
         upscaler: str | os.PathLike | None = "none",
+        background_fill: float | None = None,
     ) -> "TranslatePipeline":
         """Load a StyleAnime checkpoint and a parser (registry names or paths; defaults: the bundled models of
         ``direction``).  With ``allow_identity`` and no bundled model, fall back to the identity face model (logged).
@@ -238,12 +240,16 @@ class TranslatePipeline(Pipeline):
         alone.  ``recolor``: strength in [0, 1] of carrying the input's hair and eye colours onto each drawing
         (:class:`~vidanime.video.recolor.RegionRecolor` with the output-domain parser; 0 = off).  ``upscaler``: the
         learned upscaler of the drawings (:func:`build_upscaler`: ``none``, ``auto``, a name or a path; videos default
-        to none: sharper drawings re-drawn every frame measure more flicker, README "Sharper drawings")."""
+        to none: sharper drawings re-drawn every frame measure more flicker, README "Sharper drawings").
+        ``background_fill``: how far each crop's background is moved to anime white before the encoders (None: the
+        checkpoint's default, :func:`~vidanime.models.face_translator.fill_background`)."""
         if direction not in DEFAULT_MODELS:
             raise ConfigError(f"direction='{direction}' is not one of: {', '.join(DEFAULT_MODELS)}")
         RecolorConfig(strength=float(recolor)).check()  # before any model is loaded
         if temporal not in TEMPORAL_MODES:
             raise ConfigError(f"temporal='{temporal}' is not one of: {', '.join(TEMPORAL_MODES)}")
+        if background_fill is not None:  # a bad value fails before any model is loaded
+            resolve_background_fill(None, background_fill)
         default_ckpt, default_parser = DEFAULT_MODELS[direction]
         face_config = face_config or FaceConfig(device=device)
         try:
@@ -269,7 +275,8 @@ class TranslatePipeline(Pipeline):
         translator = StyleAnimeFaceTranslator(model, parser_model, alpha=alpha, device=device, fp16=fp16,
                                               refiner=refiner, refine=refine, refine_every=refine_every,
                                               latent_filter=latent_filter, crop_blend=crop_blend, recolor=recolorer,
-                                              upscaler=build_upscaler(direction, upscaler, model, device))
+                                              upscaler=build_upscaler(direction, upscaler, model, device),
+                                              background_fill=background_fill)
         return cls(translator, face_config, model_name=str(checkpoint or default_ckpt),
                    color_match=SEAM_COLOR_MATCH[direction])
 
@@ -287,9 +294,11 @@ class TranslatePipeline(Pipeline):
             raise ConfigError(f"direction='{direction}' is not one of: {', '.join(DEFAULT_MODELS)}")
         default_ckpt, default_parser = DEFAULT_MODELS[direction]
         face_config = face_config or FaceConfig(device=device)
+        fill = kwargs.get("background_fill")  # the fine-tune sees the crops as the translation will
         tuned = finetune_for_translate(input, output, str(checkpoint or default_ckpt), str(parser or default_parser),
                                        iterations, face_config=face_config, start=start, end=end, device=device,
-                                       run_dir=run_dir, progress=progress)
+                                       run_dir=run_dir, progress=progress,
+                                       overrides=None if fill is None else {"background_fill": float(fill)})
         return cls.from_pretrained(str(tuned), parser, direction=direction, device=device, face_config=face_config,
                                    **kwargs)
 

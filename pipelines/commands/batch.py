@@ -31,7 +31,8 @@ from .options import MODEL_OPTIONS, RENDER_OPTIONS, TEMPORAL_OPTION, FiniteFloat
 @RENDER_OPTIONS
 @click.pass_context
 def cli(ctx, in_dir, out_dir, jobs, threads, ray_address, ray_cpus, retry_failed, ext, finetune, keep_finetune,
-        checkpoint, parser_ckpt, direction, alpha, device, fp16, recolor, upscaler, temporal, faces, crop, crf, preset,
+        checkpoint, parser_ckpt, direction, alpha, device, fp16, recolor, upscaler, background_fill, temporal, faces,
+        crop, crf, preset,
         detector, detector_weights, detect_every, batch, no_progress) -> None:
     """Translate every video under IN_DIR (recursive: mp4 mov mkv webm avi m4v) into OUT_DIR, mirroring the paths.
 
@@ -55,7 +56,7 @@ def cli(ctx, in_dir, out_dir, jobs, threads, ray_address, ray_cpus, retry_failed
     BatchPipeline.check_inputs(in_dir, out_dir, options)
     pipe = BatchPipeline.from_pretrained(checkpoint, parser_ckpt, direction=direction, alpha=alpha, device=device,
                                          fp16=fp16, face_config=face_cfg, temporal=temporal, recolor=recolor,
-                                         upscaler=upscaler)
+                                         upscaler=upscaler, background_fill=background_fill)
     result = pipe(in_dir, out_dir, options)
     for row in result.failed:
         click.echo(f"failed: {row['input']}: {row['reason']}", err=True)

@@ -3,7 +3,16 @@ from __future__ import annotations
 
 import click
 
-from .options import DETECTORS, DEVICE, FINITE_FLOAT, RECOLOR_DEFAULT, UPSCALER_HELP, FiniteFloatRange, show_progress
+from .options import (
+    BACKGROUND_FILL_HELP,
+    DETECTORS,
+    DEVICE,
+    FINITE_FLOAT,
+    RECOLOR_DEFAULT,
+    UPSCALER_HELP,
+    FiniteFloatRange,
+    show_progress,
+)
 
 
 @click.group(name="image")
@@ -52,6 +61,7 @@ def cli() -> None:
               help="Carry IN's hair and eye colours onto the drawing (an addition to the paper; its lines and shading "
                    "kept); 0 = the model's own colours. Not with --reference/--style-from (they give the colours).")
 @click.option("--upscaler", default="auto", show_default=True, metavar="auto|none|NAME|PATH", help=UPSCALER_HELP)
+@click.option("--background-fill", type=FiniteFloatRange(0, 1), default=None, help=BACKGROUND_FILL_HELP)
 @click.option("--faces", type=click.Choice(["auto", "detect", "aligned"]), default="auto", show_default=True,
               help="detect: find every face in IN (any photo), translate it and paste it back at IN's size, "
                    "background kept; aligned: IN is one aligned face crop, translated whole at the model size and "
@@ -67,8 +77,8 @@ def cli() -> None:
 def translate(input: str, output: str, checkpoint: str, parsing: str | None, parsing_labels: str, parser: str | None,
               reference: str | None, style_from: str | None, mix: float, direction: str, alpha: float | None,
               facebank: str | None, k: int, resize: bool, refine: int | None, refine_parser: str | None,
-              recolor: float, upscaler: str, faces: str, detector: str | None, detector_weights: str | None,
-              device: str) -> None:
+              recolor: float, upscaler: str, background_fill: float | None, faces: str, detector: str | None,
+              detector_weights: str | None, device: str) -> None:
     """Translate IN (a photo, an aligned face crop or a folder of them, mirrored into OUT) with StyleAnime.
 
     With no option, the bundled model and parser of --direction are used, and the faces of IN are found and pasted
@@ -89,7 +99,8 @@ def translate(input: str, output: str, checkpoint: str, parsing: str | None, par
     if mode == "detect":
         check_detector(detector, detector_weights)
     default_ckpt, default_parser = DEFAULT_MODELS[direction]
-    kwargs = {"face_config": FaceConfig(detector=detector, detector_weights=detector_weights, device=device)}
+    kwargs = {"face_config": FaceConfig(detector=detector, detector_weights=detector_weights, device=device),
+              "background_fill": background_fill}
     if facebank is not None:
         from vidanime.models.facebank import FaceBank
 

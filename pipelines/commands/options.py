@@ -8,9 +8,9 @@ import click
 
 from vidanime.video.io import X264_PRESETS
 
-__all__ = ["FiniteFloatRange", "FINITE_FLOAT", "DEVICE", "MODEL_OPTIONS", "UPSCALER_HELP", "VIDEO_UPSCALER_HELP",
-           "REFINE_OPTIONS", "RENDER_OPTIONS", "DETECTOR_OPTIONS", "TEMPORAL_OPTION", "checkpoint_option",
-           "parser_option", "direction_option", "finetune_option"]
+__all__ = ["FiniteFloatRange", "FINITE_FLOAT", "DEVICE", "MODEL_OPTIONS", "BACKGROUND_FILL_HELP", "UPSCALER_HELP",
+           "VIDEO_UPSCALER_HELP", "REFINE_OPTIONS", "RENDER_OPTIONS", "DETECTOR_OPTIONS", "TEMPORAL_OPTION",
+           "checkpoint_option", "parser_option", "direction_option", "finetune_option"]
 
 class FiniteFloatRange(click.FloatRange):
     """``click.FloatRange`` that also refuses nan and ±inf, which click lets through (nan compares false with any
@@ -135,6 +135,11 @@ VIDEO_UPSCALER_HELP = ("Learned x2 upscaler of the drawings (an addition to the 
                        "(README, 'Sharper drawings'), so videos default to none (bilinear); stills (image translate) "
                        "to auto.")
 
+BACKGROUND_FILL_HELP = ("Move each face crop's background (what the parser calls background) this far towards the "
+                        "near-white paper of anime drawings before the encoders read it (an addition to the paper: "
+                        "a dark room behind a person can otherwise turn into a muddy face). 0 = off, 1 = replaced. "
+                        "Default: the checkpoint's (0 for the bundled model, where it measured neutral).")
+
 MODEL_OPTIONS = _stack(
     checkpoint_option(),
     parser_option(),
@@ -151,6 +156,7 @@ MODEL_OPTIONS = _stack(
                       "0 = the model's own colours, 1 = the input's."),
     click.option("--upscaler", default="none", show_default=True, metavar="none|auto|NAME|PATH",
                  help=VIDEO_UPSCALER_HELP),
+    click.option("--background-fill", type=FiniteFloatRange(0, 1), default=None, help=BACKGROUND_FILL_HELP),
 )
 
 # choices: pipelines.translate.TEMPORAL_MODES (not imported here, so that `--help` stays light)

@@ -24,7 +24,8 @@ from .options import MODEL_OPTIONS, REFINE_OPTIONS, RENDER_OPTIONS, TEMPORAL_OPT
 @click.option("--finetune-dir", default=None, metavar="DIR",
               help="Run folder of the fine-tune (default: the output's name with .finetune for its extension, "
                    "beside it; a fine-tune already there is continued).")
-def cli(input, output, checkpoint, parser_ckpt, direction, alpha, device, fp16, recolor, upscaler, refine, refine_every,
+def cli(input, output, checkpoint, parser_ckpt, direction, alpha, device, fp16, recolor, upscaler, background_fill,
+        refine, refine_every,
         temporal, start, end, faces, crop, preview, crf, preset, detector, detector_weights, detect_every, batch,
         report, finetune, finetune_dir, no_progress) -> None:
     """Translate the faces in INPUT (a video) and write OUTPUT, keeping timing and audio.
@@ -44,7 +45,8 @@ def cli(input, output, checkpoint, parser_ckpt, direction, alpha, device, fp16, 
                                batch=batch, progress=progress, report=report)
     TranslatePipeline.check_inputs(input, output, options)
     model = dict(direction=direction, alpha=alpha, device=device, fp16=fp16, face_config=face_cfg, refine=refine,
-                 refine_every=refine_every, temporal=temporal, recolor=recolor, upscaler=upscaler)
+                 refine_every=refine_every, temporal=temporal, recolor=recolor, upscaler=upscaler,
+                 background_fill=background_fill)
     if finetune:  # N >= 1 or 'auto'
         pipe = TranslatePipeline.finetuned_on(input, output, finetune, checkpoint, parser_ckpt, start=start, end=end,
                                               run_dir=finetune_dir, progress=progress, **model)

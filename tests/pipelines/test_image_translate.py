@@ -144,6 +144,47 @@ def test_cli_translate(tmp_path, model):
     assert "'vidanime.parser' checkpoint, expected 'vidanime.styleanime'" in str(r.exception)
 
 
+def test_aligned_crops_get_the_background_fill_of_the_photo_and_video_paths(tmp_path, model):
+    """The fill (an option, else the checkpoint's default) reaches E_s on the aligned-crop path too: the output is
+    the model's translation of the filled image, computed here by hand, and the option overrides the default."""
+    from pipelines.commands.image import cli
+    from vidanime.models.face_translator import ANIME_BACKGROUND
+
+    img, lab = _write_pair(tmp_path, "a", 0)
+    image = torch.from_numpy(np.array(Image.open(img))).permute(2, 0, 1)[None].float() / 127.5 - 1
+    labels = torch.from_numpy(np.asarray(Image.open(lab)).astype(np.int64))[None]
+    bg = (labels == 0).unsqueeze(1).float()  # bisenet background
+    assert 0 < bg.mean() < 1
+    white = torch.tensor(ANIME_BACKGROUND).view(1, 3, 1, 1) * 2 - 1
+    half = image * (1 - 0.5 * bg) + white * 0.5 * bg  # moved half way to the paper colour
+
+    def u8(x: torch.Tensor) -> np.ndarray:
+        return x[0].clamp(-1, 1).add(1).mul(127.5).round().byte().permute(1, 2, 0).numpy()
+
+    with torch.no_grad():
+        want_half, want_off = u8(model.translate(half, labels)), u8(model.translate(image, labels))
+    assert not np.array_equal(want_half, want_off)
+    out = ImageTranslatePipeline(model, background_fill=0.5, progress=False)(img, tmp_path / "h.png", parsing=lab)
+    np.testing.assert_array_equal(np.asarray(Image.open(out[0])), want_half)
+    with pytest.raises(VidanimeError, match="background_fill=2"):
+        ImageTranslatePipeline(model, background_fill=2, progress=False)
+    # the checkpoint's default, and the CLI option over it
+    saved = dict(model.inference)
+    try:
+        model.inference["background_fill"] = 0.5
+        ckpt = save_styleanime(tmp_path / "fill.pt", model)
+    finally:
+        model.inference.clear()
+        model.inference.update(saved)
+    common = ["--checkpoint", str(ckpt), "--parsing", str(lab), "--recolor", "0", "--upscaler", "none"]
+    for name, extra, want in (("d.png", [], want_half), ("o.png", ["--background-fill", "0"], want_off)):
+        r = CliRunner().invoke(cli, ["translate", str(img), str(tmp_path / name), *common, *extra])
+        assert r.exit_code == 0, r.output
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / name)), want)
+    r = CliRunner().invoke(cli, ["translate", str(img), str(tmp_path / "x.png"), *common, "--background-fill", "1.5"])
+    assert r.exit_code == 2 and "1.5" in r.output and not (tmp_path / "x.png").exists()
+
+
 def test_parser_labels_the_image_when_no_map_is_given(tmp_path, model):
     img, lab = _write_pair(tmp_path, "a", 0)
     known = torch.from_numpy(np.array(Image.open(lab)).astype(np.int64))  # read as CelebAMask order below

@@ -30,7 +30,7 @@ from ..video.track import forget_stale_tracks
 logger = logging.getLogger(__name__)
 
 __all__ = ["TranslatedFaces", "FaceTranslator", "IdentityFaceTranslator", "StyleAnimeFaceTranslator", "parser_probs",
-           "labels_at", "fill_background", "ANIME_BACKGROUND"]
+           "labels_at", "fill_background", "resolve_background_fill", "ANIME_BACKGROUND"]
 
 #: Mean RGB in [0, 1] of the pixels the anime parser calls background in 300 shipped anime faces (250, 250, 248 of
 #: 255): anime face crops are drawn on near-white paper.
@@ -67,6 +67,16 @@ def fill_background(images: torch.Tensor, labels: torch.Tensor, label_set: str, 
     bg = (labels == L.LABEL_SETS[label_set].index("background")).unsqueeze(1).to(images.dtype) * float(strength)
     c = torch.tensor(colour, dtype=images.dtype, device=images.device).view(1, 3, 1, 1) * 2 - 1
     return images * (1 - bg) + c * bg
+
+
+def resolve_background_fill(model: Any, value: float | None = None) -> float:
+    """The background fill to use: ``value``, or when None the checkpoint's ``inference["background_fill"]`` (else 0);
+    either checked to be a number in [0, 1] (a one-line error names a bad one)."""
+    if value is None:
+        value = (getattr(model, "inference", None) or {}).get("background_fill", 0.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise VidanimeError(f"background_fill={value!r}: expected a number in [0, 1]")
+    return float(value)
 
 
 @dataclass
@@ -189,12 +199,7 @@ class StyleAnimeFaceTranslator:
         self.crop_blend = crop_blend  # a vidanime.video.deflicker.CropFlowBlend (or None: crops not blended)
         self.recolor = recolor  # a vidanime.video.recolor.RegionRecolor (or None: the drawing's own colours)
         self.upscaler = None if upscaler is None else upscaler.to(self.device).eval()
-        if background_fill is None:  # the checkpoint's default (a file's value is checked like the argument)
-            background_fill = (getattr(model, "inference", None) or {}).get("background_fill", 0.0)
-        if isinstance(background_fill, bool) or not isinstance(background_fill, (int, float)) \
-                or not 0.0 <= float(background_fill) <= 1.0:
-            raise VidanimeError(f"background_fill={background_fill!r}: expected a number in [0, 1]")
-        self.background_fill = float(background_fill)
+        self.background_fill = resolve_background_fill(model, background_fill)  # None: the checkpoint's default
 
     def reset(self, fps: float | None = None) -> None:
         """Forget the per-track parsing history, refinement corrections and code filters (call between clips, with

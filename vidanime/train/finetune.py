@@ -113,6 +113,7 @@ class FinetuneConfig:
     tracks: list[int] | None = None  # track ids to fine-tune on (None = every track with a triplet)
     parsing_smooth: int = 2  # as StyleAnimeFaceTranslator (the translation's default), so inputs match inference
     cache_mb: int = 1024  # keep aligned crops in memory up to this size, else random access into the clip
+    background_fill: float | None = None  # as StyleAnimeFaceTranslator: None = the checkpoint's default
     face: FaceConfig = field(default_factory=FaceConfig)
     base: BaseLossConfig = field(default_factory=BaseLossConfig)
     train: FinetuneOptions = field(default_factory=FinetuneOptions)
@@ -133,6 +134,10 @@ class FinetuneConfig:
         for key in ("lambda_lcsc", "lambda_fic", "lambda_base"):
             if getattr(t, key) < 0:
                 raise ConfigError(f"train.{key} = {getattr(t, key)}: expected a number >= 0")
+        if self.background_fill is not None and (isinstance(self.background_fill, bool) or not isinstance(
+                self.background_fill, (int, float)) or not 0.0 <= float(self.background_fill) <= 1.0):
+            raise ConfigError(f"background_fill = {self.background_fill!r}: expected a number in [0, 1] (or null: "
+                              "the checkpoint's default)")
         if self.parsing_smooth < 0 or self.cache_mb < 0:
             raise ConfigError(f"parsing_smooth / cache_mb = {self.parsing_smooth} / {self.cache_mb}: expected >= 0")
 
